@@ -1,0 +1,30 @@
+# pathgeo: the geometry of optimization paths, from dataset to figures.
+#   snakemake --cores all                          the whole DAG on config/config.yaml
+#   snakemake --cores all figure_gamma_by_seed     one figure and only what it needs
+#   snakemake -n | --dag | --rulegraph             inspect the plan
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/prep.smk"
+include: "rules/reference.smk"
+include: "rules/replay.smk"
+include: "rules/aggregate.smk"
+include: "rules/figures.smk"
+
+
+localrules:
+    all,
+    aggregate,
+    claims,
+    figure,
+
+
+rule all:
+    input:
+        all_figures(),
+        "results/tables/claims.csv",
+        "results/tables/claims.parquet",
+    default_target: True

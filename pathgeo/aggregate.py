@@ -1,0 +1,92 @@
+"""Polars aggregation: per-step replay files to tidy per-epoch tables with each run's factors as columns.
+
+Everything is a lazy scan until the one collect, so an experiment of thousands of steps per epoch and many
+runs never holds more than the aggregated table in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pathgeo.probe import METRICS
+
+STATS = {
+    "mean": lambda c: c.mean(),
+    "min": lambda c: c.min(),
+    "max": lambda c: c.max(),
+    "q05": lambda c: c.quantile(0.05, interpolation="linear"),
+    "q25": lambda c: c.quantile(0.25, interpolation="linear"),
+    "median": lambda c: c.median(),
+    "q75": lambda c: c.quantile(0.75, interpolation="linear"),
+    "q95": lambda c: c.quantile(0.95, interpolation="linear"),
+    "std": lambda c: c.std(),
+}
+FACTORS = ("dataset", "model", "width", "optimizer", "lr", "batch_size", "seed", "weight_decay", "schedule", "epochs")
+
+
+def run_labels(factors: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Short labels naming only what differs between the runs (e.g. 'optimizer=adam')."""
+    varying = [f for f in FACTORS if len({str(v[f]) for v in factors.values()}) > 1]
+    labels = {}
+    for run_id, f in factors.items():
+        if varying:
+            labels[run_id] = " ".join(f"{k}={format_value(f[k])}" for k in varying)
+        else:
+            labels[run_id] = f"{f['model']}{f['width']} {f['optimizer']} lr={format_value(f['lr'])} bs={f['batch_size']}"
+    return labels
+
+
+def format_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def factor_frame(runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
+    factors = {run_id: run["factors"] for run_id, run in runs.items()}
+    labels = run_labels(factors)
+    rows = [{"run_id": run_id, "label": labels[run_id], **f} for run_id, f in factors.items()]
+    return pl.LazyFrame(rows).select("run_id", "label", *FACTORS)
+
+
+def scan_steps(paths: Sequence[str | Path]) -> pl.LazyFrame:
+    if not paths:
+        raise ValueError("no replay files to aggregate")
+    return pl.scan_parquet([str(p) for p in paths])
+
+
+def experiment_steps(
+    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]]
+) -> pl.LazyFrame:
+    """Per-step rows of an experiment's runs at the references it looks at, with factors joined on."""
+    wanted = pl.LazyFrame(
+        [{"run_id": run_id, "budget": budget} for run_id, run in runs.items() for budget in run["references"]],
+        schema={"run_id": pl.String, "budget": pl.Int64},
+    )
+    return (
+        scan_steps(paths)
+        .join(wanted, on=["run_id", "budget"], how="semi")
+        .join(factor_frame(runs), on="run_id", how="left")
+        .with_columns(pl.lit(experiment).alias("experiment"))
+    )
+
+
+def per_epoch(steps: pl.LazyFrame, exclude_final_epoch: bool) -> pl.LazyFrame:
+    """Statistics of every metric over each epoch's steps, one row per run, reference and epoch."""
+    if exclude_final_epoch:
+        steps = steps.filter(pl.col("epoch") < pl.col("budget") - 1)
+    keys = ["experiment", "run_id", "label", "reference", "budget", "epoch", *FACTORS]
+    aggs = [fn(pl.col(m)).alias(f"{m}_{name}") for m in METRICS for name, fn in STATS.items()]
+    return steps.group_by(keys).agg(aggs).sort("run_id", "budget", "epoch")
+
+
+def experiment_tables(
+    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]], exclude_final_epoch: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    steps = experiment_steps(experiment, paths, runs)
+    epochs = per_epoch(steps, exclude_final_epoch)
+    leading = ["experiment", "run_id", "label", "reference", "budget", "epoch", "step", "steps_to_reference"]
+    steps_table = steps.select(*leading, *FACTORS, *METRICS).sort("run_id", "budget", "step")
+    return pl.collect_all([epochs, steps_table])

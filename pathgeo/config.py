@@ -1,0 +1,217 @@
+"""From a validated config to a plan: which runs exist, which experiments use them, which reference points.
+
+The JSON schema (config/schema/config.schema.yaml) checks types, enums and ranges. The checks here are the
+ones a schema cannot express: they need two keys at once (a batch size against its dataset's size, a
+reference epoch against the schedule). Every error names the config key to fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from pathgeo.spec import DataSpec, RunSpec, scaled_lr
+
+RUN_FIELDS = (
+    "dataset",
+    "model",
+    "width",
+    "optimizer",
+    "lr",
+    "base_batch_size",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "batch_size",
+    "epochs",
+    "seed",
+    "data_order_seed",
+    "precision",
+)
+
+# Which models can train on which kind of data; synthetic objectives come with their own "model".
+MODELS_FOR_KIND = {
+    "mnist1d": ("mlp", "resnet1d"),
+    "alm": ("linear",),
+    "sm": ("sinusoid",),
+    "random_walk": ("walk",),
+}
+KINDS_WITH_SAMPLES = ("mnist1d", "alm")
+
+# Which table each plot draws from: per-epoch aggregates, per-step rows, or the claims of every run.
+PLOT_TABLES = {
+    "gamma_band": "epochs",
+    "rsi_eb_gamma": "epochs",
+    "lolr": "epochs",
+    "distance": "epochs",
+    "synthetic": "steps",
+    "random_walk": "steps",
+    "claims": "claims",
+}
+
+
+class ConfigError(ValueError):
+    """A config value that is well-typed but wrong in context. The message starts with the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"config key '{key}': {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference point w*: the weights of a run at `epoch` (the run's end is called 'final')."""
+
+    name: str
+    epoch: int
+
+
+def reference_name(epoch: int, final_epoch: int) -> str:
+    return "final" if epoch == final_epoch else f"epoch{epoch}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: dict[str, RunSpec]
+    experiments: dict[str, tuple[str, ...]]
+    experiment_references: dict[tuple[str, str], tuple[int, ...]]
+    segment_epochs: int
+
+    def references(self, run_id: str) -> tuple[Reference, ...]:
+        """All reference points of a run over every experiment that uses it: one replay measures them all."""
+        final = self.runs[run_id].epochs
+        epochs = sorted(
+            {e for (_, rid), refs in self.experiment_references.items() if rid == run_id for e in refs}
+        )
+        return tuple(Reference(reference_name(e, final), e) for e in epochs)
+
+    def checkpoint_epochs(self, run_id: str) -> tuple[int, ...]:
+        final = self.runs[run_id].epochs
+        return tuple(sorted({*range(0, final, self.segment_epochs), final}))
+
+    def segments(self, run_id: str) -> tuple[tuple[int, int], ...]:
+        bounds = self.checkpoint_epochs(run_id)
+        return tuple(zip(bounds[:-1], bounds[1:]))
+
+
+def data_spec(config: dict[str, Any], name: str, key: str) -> DataSpec:
+    datasets = config["datasets"]
+    if name not in datasets:
+        raise ConfigError(key, f"unknown dataset '{name}'; defined under 'datasets': {sorted(datasets)}")
+    params = {k: v for k, v in datasets[name].items() if k != "kind"}
+    return DataSpec(name=name, kind=datasets[name]["kind"], params=params)
+
+
+def _field_source(exp_name: str, exp: dict[str, Any], case_index: int | None, field: str) -> str:
+    """The most specific config key that set `field` for a run of this experiment."""
+    if field in exp.get("grid", {}):
+        return f"experiments.{exp_name}.grid.{field}"
+    if case_index is not None and field in exp["cases"][case_index]:
+        return f"experiments.{exp_name}.cases[{case_index}].{field}"
+    if field in exp.get("set", {}):
+        return f"experiments.{exp_name}.set.{field}"
+    return f"defaults.{field}"
+
+
+def _expand(exp: dict[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
+    grid = exp.get("grid", {})
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    cases = list(enumerate(exp["cases"])) if exp.get("cases") else [(None, {})]
+    return [(i, {**case, **combo}) for i, case in cases for combo in combos]
+
+
+def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_index, overrides) -> RunSpec:
+    fields = {**config["defaults"], **exp.get("set", {}), **overrides}
+    unknown = set(fields) - set(RUN_FIELDS)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ConfigError(_field_source(exp_name, exp, case_index, field), f"unknown run field '{field}'")
+
+    def where(field: str) -> str:
+        return _field_source(exp_name, exp, case_index, field)
+
+    data = data_spec(config, fields["dataset"], where("dataset"))
+    allowed = MODELS_FOR_KIND[data.kind]
+    if fields["model"] not in allowed:
+        raise ConfigError(
+            where("model"),
+            f"model '{fields['model']}' cannot train on dataset '{data.name}' (kind {data.kind}); use one of {list(allowed)}",
+        )
+    if data.kind in KINDS_WITH_SAMPLES and fields["batch_size"] > data.params["n_train"]:
+        raise ConfigError(
+            where("batch_size"),
+            f"batch size {fields['batch_size']} is larger than dataset '{data.name}' "
+            f"({data.params['n_train']} training samples)",
+        )
+    if fields["schedule"] == "warmup_cosine" and fields["warmup_epochs"] >= fields["epochs"]:
+        raise ConfigError(
+            where("warmup_epochs"),
+            f"warm-up of {fields['warmup_epochs']} epochs leaves nothing of a {fields['epochs']}-epoch run",
+        )
+    base = fields.pop("base_batch_size")
+    fields["lr"] = scaled_lr(fields["lr"], fields["batch_size"], base)
+    fields.pop("dataset")
+    return RunSpec(data=data, **fields)
+
+
+def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment_epochs: int) -> tuple[int, ...]:
+    key = f"experiments.{exp_name}.references"
+    epochs = []
+    for ref in exp.get("references", ["final"]):
+        epoch = spec.epochs if ref == "final" else ref
+        if epoch > spec.epochs:
+            raise ConfigError(key, f"reference epoch {epoch} is past the run's end (epochs = {spec.epochs})")
+        if epoch < spec.epochs and epoch % segment_epochs:
+            raise ConfigError(
+                key,
+                f"reference epoch {epoch} is not a checkpoint; reference epochs must be multiples of "
+                f"segment_epochs ({segment_epochs}) or the final epoch",
+            )
+        if epoch == 0:
+            raise ConfigError(key, "reference epoch 0 is the starting point; a reference must lie ahead")
+        epochs.append(epoch)
+    if spec.budget_dependent and any(e != spec.epochs for e in epochs):
+        raise ConfigError(
+            key,
+            f"schedule '{spec.schedule}' depends on the epoch budget, so a checkpoint at an earlier epoch is "
+            "not the end of a shorter run; use only 'final' or a budget-independent schedule (constant)",
+        )
+    return tuple(sorted(set(epochs)))
+
+
+def build_plan(config: dict[str, Any]) -> Plan:
+    segment_epochs = config["segment_epochs"]
+    runs: dict[str, RunSpec] = {}
+    experiments: dict[str, tuple[str, ...]] = {}
+    experiment_references: dict[tuple[str, str], tuple[int, ...]] = {}
+    for exp_name, exp in config["experiments"].items():
+        run_ids = []
+        for case_index, overrides in _expand(exp):
+            spec = _run_spec(config, exp_name, exp, case_index, overrides)
+            runs[spec.run_id] = spec
+            if spec.run_id not in run_ids:
+                run_ids.append(spec.run_id)
+            experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
+        experiments[exp_name] = tuple(run_ids)
+    for fig_name, fig in config.get("figures", {}).items():
+        needs_experiment = PLOT_TABLES[fig["plot"]] != "claims"
+        if needs_experiment != ("experiment" in fig):
+            raise ConfigError(
+                f"figures.{fig_name}.experiment",
+                f"plot '{fig['plot']}' " + ("draws an experiment: name one" if needs_experiment else "draws every run: remove it"),
+            )
+        for exp_name in figure_experiments(fig):
+            if exp_name not in experiments:
+                raise ConfigError(
+                    f"figures.{fig_name}.experiment", f"unknown experiment '{exp_name}'; defined: {sorted(experiments)}"
+                )
+    return Plan(runs, experiments, experiment_references, segment_epochs)
+
+
+def figure_experiments(fig: dict[str, Any]) -> list[str]:
+    """A figure draws one experiment, several, or (claims) every run."""
+    exp = fig.get("experiment")
+    if exp is None:
+        return []
+    return [exp] if isinstance(exp, str) else list(exp)

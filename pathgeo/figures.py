@@ -1,0 +1,674 @@
+"""Figures of the path-geometry study.
+
+Every figure is a pure function from one of the pathgeo tables (polars DataFrames,
+columns selected by name) to an Altair chart; `save` is the only function that
+touches the file system.  `FIGURES` maps the plot names used in the workflow
+configuration to the figure functions.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import altair as alt
+import polars as pl
+import polars.selectors as cs
+
+from pathgeo.atomic import atomic_path
+
+Figure: TypeAlias = alt.Chart | alt.LayerChart | alt.FacetChart | alt.VConcatChart
+
+PANEL_WIDTH = 420
+PANEL_HEIGHT = 240
+FACET_WIDTH = 280
+BAND_OPACITY = 0.18
+CATEGORY_SCHEME = "tableau10"
+# Ordered factors (batch size, budget, ...) get a sequential palette so that "more"
+# reads as "darker"; the pale end of viridis is cut off because it vanishes on white.
+ORDERED_SCHEME = alt.SchemeParams(name="viridis", extent=[0.0, 0.85])
+# Seeds are numbers, but their order means nothing.
+UNORDERED_NUMERIC_FACTORS = frozenset({"seed"})
+
+METRIC_SYMBOLS = {
+    "gamma": "γ",
+    "rsi": "RSI",
+    "eb": "EB",
+    "lolr": "loLR η*",
+    "grad_norm": "‖G‖",
+    "dist": "‖w − w*‖",
+    "loss": "loss",
+    "lr": "learning rate",
+    "upd_norm": "‖Δw‖",
+}
+METRIC_TITLES = {
+    "gamma": "γ = cos(G, w − w*)",
+    "rsi": "RSI = G·(w − w*) / ‖w − w*‖²",
+    "eb": "EB = ‖G‖ / ‖w − w*‖",
+    "lolr": "loLR η* = RSI / EB²",
+    "grad_norm": "‖G‖ (minibatch gradient norm)",
+    "dist": "‖w − w*‖ (parameter-space distance)",
+    "loss": "training loss",
+    "lr": "learning rate",
+    "upd_norm": "‖Δw‖ (optimizer update norm)",
+}
+FACTOR_TITLES = {
+    "batch_size": "batch size",
+    "budget": "epoch budget",
+    "model": "architecture",
+    "lr": "learning rate",
+    "weight_decay": "weight decay",
+    "schedule": "LR schedule",
+    "epochs": "epochs trained",
+    "label": "run",
+    "reference": "reference point",
+    "run_id": "run",
+}
+
+# Legends show the mean lines, not the faint bands that also carry the colour.
+LINE_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1)
+
+RUN_KEYS = ["run_id", "label", "reference"]
+SERIES = "series"
+ZERO_RULE_COLOR = "#555555"
+MEASURED = "measured γ"
+ANALYTIC = "analytic (T − t)^(−1/2)"
+HOLDS, FAILS, UNDETERMINED = "holds", "fails", "n/a"
+# Any <script src=...> would make the HTML depend on the network.
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=", re.IGNORECASE)
+
+
+def metric_title(metric: str) -> str:
+    """Axis title for a metric column stem such as "gamma", "eb_wd" or "upd_rsi"."""
+    if metric.endswith("_wd"):
+        return f"{metric_title(metric[:-3])}, G incl. weight decay"
+    if metric.startswith("upd_") and metric not in METRIC_TITLES:
+        return f"{metric_title(metric[4:])}, update Δw in place of G"
+    return METRIC_TITLES.get(metric, metric)
+
+
+def _metric_symbol(metric: str) -> str:
+    return METRIC_SYMBOLS.get(metric, metric)
+
+
+def _factor_title(factor: str) -> str:
+    return FACTOR_TITLES.get(factor, factor.replace("_", " "))
+
+
+def _check(table: pl.DataFrame, name: str, columns: list[str]) -> None:
+    if table.is_empty():
+        raise ValueError(f"the {name} table is empty: there is nothing to plot")
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"the {name} table lacks the columns {missing}")
+
+
+def _unique(columns: list[str | None]) -> list[str]:
+    return list(dict.fromkeys(column for column in columns if column is not None))
+
+
+def _values(table: pl.DataFrame) -> alt.InlineData:
+    """Inline the table into the spec.
+
+    NaN and ±inf are not valid JSON and would break the renderer; as null they make
+    Vega-Lite skip the point instead.  Inline values also bypass Altair's 5000-row
+    guard without switching data transformers globally.
+    """
+    finite = [
+        pl.when(pl.col(column).is_finite()).then(pl.col(column)).alias(column)
+        for column in table.select(cs.float()).columns
+    ]
+    return alt.InlineData(values=table.with_columns(finite).to_dicts())
+
+
+def _with_series(table: pl.DataFrame) -> pl.DataFrame:
+    """Add the key of one line: a run measured against one reference point."""
+    return table.with_columns(
+        pl.concat_str([pl.col("run_id"), pl.col("reference")], separator=" · ").alias(SERIES)
+    )
+
+
+def _levels(table: pl.DataFrame, factor: str) -> list[str]:
+    """The factor's levels as legend strings, in their natural order, so that
+    numeric factors (batch size 64 < 128 < 1024) do not sort as text."""
+    levels = table.get_column(factor).drop_nulls().unique().sort()
+    return [str(level) for level in levels.to_list()]
+
+
+def _factor_color(table: pl.DataFrame, factor: str) -> tuple[pl.DataFrame, alt.Color]:
+    ordered = table.schema[factor].is_numeric() and factor not in UNORDERED_NUMERIC_FACTORS
+    levels = _levels(table, factor)
+    table = table.with_columns(pl.col(factor).cast(pl.String))
+    color = alt.Color(
+        f"{factor}:{'O' if ordered else 'N'}",
+        title=_factor_title(factor),
+        sort=levels,
+        scale=alt.Scale(domain=levels, scheme=ORDERED_SCHEME if ordered else CATEGORY_SCHEME),
+        legend=LINE_LEGEND,
+    )
+    return table, color
+
+
+def _run_color(table: pl.DataFrame) -> tuple[pl.DataFrame, alt.Color]:
+    """Colour by run label, naming the reference point too when there are several."""
+    if table.get_column("reference").n_unique() > 1:
+        table = table.with_columns(
+            pl.concat_str([pl.col("label"), pl.col("reference")], separator=" vs ").alias("run")
+        )
+    else:
+        table = table.with_columns(pl.col("label").alias("run"))
+    levels = table.get_column("run").unique().sort().to_list()
+    color = alt.Color(
+        "run:N",
+        title="run",
+        sort=levels,
+        scale=alt.Scale(domain=levels, scheme=CATEGORY_SCHEME),
+        legend=LINE_LEGEND,
+    )
+    return table, color
+
+
+def _positive(*fields: str) -> str:
+    """Vega expression keeping rows whose fields can be drawn on a log axis."""
+    return " && ".join(f"isValid(datum['{field}']) && datum['{field}'] > 0" for field in fields)
+
+
+def _zero_rule() -> alt.Chart:
+    """Horizontal line at 0 so that the sign of a metric can be read at a glance."""
+    # One aggregated row per view (or facet cell), so the rule is drawn once.
+    return (
+        alt.Chart()
+        .transform_aggregate(rows="count()")
+        .mark_rule(color=ZERO_RULE_COLOR, strokeDash=[2, 2], strokeWidth=1)
+        .encode(y=alt.datum(0))
+    )
+
+
+def _band_and_mean(
+    metric: str,
+    low: str,
+    high: str,
+    color: alt.Color,
+    y_title: str,
+    log: bool = False,
+    x_axis: alt.Axis | None = None,
+) -> list[alt.Chart]:
+    """Layers of a per-epoch band (low–high over the epoch's steps) and mean line."""
+    mean = f"{metric}_mean"
+    scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+    x = alt.X("epoch:Q", title="epoch", axis=x_axis or alt.Axis())
+    band = alt.Chart().mark_area(opacity=BAND_OPACITY).encode(
+        x=x,
+        y=alt.Y(f"{low}:Q", title=y_title, scale=scale),
+        y2=alt.Y2(f"{high}:Q"),
+        color=color,
+        detail=alt.Detail(f"{SERIES}:N"),
+    )
+    line = alt.Chart().mark_line(strokeWidth=1.8).encode(
+        x=x,
+        y=alt.Y(f"{mean}:Q", title=y_title, scale=scale),
+        color=color,
+        detail=alt.Detail(f"{SERIES}:N"),
+        tooltip=[
+            alt.Tooltip("label:N", title="run"),
+            alt.Tooltip("reference:N", title="reference"),
+            alt.Tooltip("epoch:Q", title="epoch"),
+            alt.Tooltip(f"{mean}:Q", title=f"mean {_metric_symbol(metric)}", format=".4g"),
+            alt.Tooltip(f"{low}:Q", title="band low", format=".4g"),
+            alt.Tooltip(f"{high}:Q", title="band high", format=".4g"),
+        ],
+    )
+    if log:
+        band = band.transform_filter(_positive(low, high))
+        line = line.transform_filter(_positive(mean))
+    return [band, line]
+
+
+def _finish(chart: Figure, title: str, subtitle: str | list[str]) -> Figure:
+    """Title and shared styling, applied once to the top-level chart."""
+    return (
+        chart.properties(title=alt.TitleParams(title, subtitle=subtitle, anchor="start"))
+        .configure_axis(labelFontSize=11, titleFontSize=12, gridOpacity=0.5)
+        .configure_legend(labelFontSize=11, titleFontSize=12, labelLimit=260)
+        .configure_header(labelFontSize=12, titleFontSize=12)
+        .configure_title(fontSize=15, subtitleFontSize=11, subtitleColor="#444444")
+        .configure_view(stroke="#bbbbbb")
+    )
+
+
+def gamma_band(
+    epochs: pl.DataFrame, color: str, facet: str | None = None, metric: str = "gamma"
+) -> Figure:
+    """Per-epoch mean of `metric` with its min–max band, coloured by a run factor.
+
+    One line per (run, reference point); `facet` splits the runs into columns.
+    Paper Figures 1, 4, 6 and 16 (γ by optimizer, batch size, architecture, seed,
+    epoch budget).
+    """
+    mean, low, high = f"{metric}_mean", f"{metric}_min", f"{metric}_max"
+    columns = _unique([*RUN_KEYS, "epoch", color, facet, mean, low, high])
+    _check(epochs, "epochs", columns)
+    data = _with_series(epochs.select(columns))
+    facet_levels = _levels(data, facet) if facet is not None else []
+    data, color_encoding = _factor_color(data, color)
+    layers = [_zero_rule(), *_band_and_mean(metric, low, high, color_encoding, metric_title(metric))]
+    title = f"{_metric_symbol(metric)} along the optimization path, by {_factor_title(color)}"
+    if facet is None:
+        chart: Figure = alt.layer(*layers, data=_values(data)).properties(
+            width=PANEL_WIDTH, height=PANEL_HEIGHT
+        )
+    else:
+        data = data.with_columns(pl.col(facet).cast(pl.String))
+        chart = (
+            alt.layer(*layers)
+            .properties(width=FACET_WIDTH, height=PANEL_HEIGHT)
+            .facet(
+                column=alt.Column(f"{facet}:N", title=_factor_title(facet), sort=facet_levels),
+                data=_values(data),
+            )
+        )
+    return _finish(
+        chart, title, "per-epoch mean (line) and min–max over the epoch's steps (band)"
+    )
+
+
+def rsi_eb_gamma(epochs: pl.DataFrame) -> Figure:
+    """RSI, EB and γ per epoch (mean with min–max band), stacked.  Paper Figure 2."""
+    panels = [("rsi", False), ("eb", True), ("gamma", False)]
+    stats = [f"{metric}_{stat}" for metric, _ in panels for stat in ("mean", "min", "max")]
+    _check(epochs, "epochs", [*RUN_KEYS, "epoch", *stats])
+    data, color = _run_color(_with_series(epochs.select([*RUN_KEYS, "epoch", *stats])))
+    charts = []
+    for position, (metric, log) in enumerate(panels):
+        bottom = position == len(panels) - 1
+        # Only the bottom panel carries the epoch axis title; the x scale is shared.
+        x_axis = alt.Axis() if bottom else alt.Axis(title=None)
+        layers = _band_and_mean(
+            metric,
+            f"{metric}_min",
+            f"{metric}_max",
+            color,
+            metric_title(metric) + (" (log)" if log else ""),
+            log=log,
+            x_axis=x_axis,
+        )
+        if not log:
+            layers.insert(0, _zero_rule())
+        charts.append(alt.layer(*layers).properties(width=PANEL_WIDTH, height=170))
+    chart = (
+        alt.vconcat(*charts, data=_values(data), spacing=12)
+        .resolve_scale(x="shared", y="independent", color="shared")
+    )
+    return _finish(
+        chart,
+        "RSI, EB and γ along the optimization path",
+        "per-epoch mean (line) and min–max over the epoch's steps (band); EB on a log scale",
+    )
+
+
+def lolr(epochs: pl.DataFrame, color: str) -> Figure:
+    """Locally optimal learning rate per epoch against the learning rate used.
+
+    Mean η* = RSI/EB² with its interquartile band over the epoch's steps, and the
+    run's mean learning rate as a dashed line of the same colour.  Paper Figure 3.
+    """
+    columns = _unique([*RUN_KEYS, "epoch", color, "lolr_mean", "lolr_q25", "lolr_q75", "lr_mean"])
+    _check(epochs, "epochs", columns)
+    data, color_encoding = _factor_color(_with_series(epochs.select(columns)), color)
+    scale = alt.Scale(type="log")
+    y_title = "learning rate (log)"
+    x = alt.X("epoch:Q", title="epoch")
+    dash = alt.StrokeDash(
+        "quantity:N",
+        title="line",
+        scale=alt.Scale(domain=["loLR η* = RSI / EB²", "LR used"], range=[[1, 0], [6, 4]]),
+        legend=alt.Legend(symbolType="stroke", symbolSize=500, symbolStrokeWidth=2),
+    )
+    tooltip = [
+        alt.Tooltip("label:N", title="run"),
+        alt.Tooltip("epoch:Q", title="epoch"),
+        alt.Tooltip("lolr_mean:Q", title="mean η*", format=".3g"),
+        alt.Tooltip("lr_mean:Q", title="LR used", format=".3g"),
+    ]
+    band = (
+        alt.Chart()
+        .transform_filter(_positive("lolr_q25", "lolr_q75"))
+        .mark_area(opacity=BAND_OPACITY)
+        .encode(
+            x=x,
+            y=alt.Y("lolr_q25:Q", title=y_title, scale=scale),
+            y2="lolr_q75:Q",
+            color=color_encoding,
+            detail=alt.Detail(f"{SERIES}:N"),
+        )
+    )
+    optimal = (
+        alt.Chart()
+        .transform_filter(_positive("lolr_mean"))
+        .transform_calculate(quantity="'loLR η* = RSI / EB²'")
+        .mark_line(strokeWidth=1.8)
+        .encode(
+            x=x,
+            y=alt.Y("lolr_mean:Q", title=y_title, scale=scale),
+            color=color_encoding,
+            strokeDash=dash,
+            detail=alt.Detail(f"{SERIES}:N"),
+            tooltip=tooltip,
+        )
+    )
+    used = (
+        alt.Chart()
+        .transform_filter(_positive("lr_mean"))
+        .transform_calculate(quantity="'LR used'")
+        .mark_line(strokeWidth=1.4)
+        .encode(
+            x=x,
+            y=alt.Y("lr_mean:Q", title=y_title, scale=scale),
+            color=color_encoding,
+            strokeDash=dash,
+            detail=alt.Detail(f"{SERIES}:N"),
+            tooltip=tooltip,
+        )
+    )
+    chart = alt.layer(band, optimal, used, data=_values(data)).properties(
+        width=PANEL_WIDTH, height=PANEL_HEIGHT + 40
+    )
+    return _finish(
+        chart,
+        f"Locally optimal learning rate vs the learning rate used, by {_factor_title(color)}",
+        [
+            "η* minimizes ‖w − ηG − w*‖; mean (solid) with interquartile band over the epoch's steps",
+            "log scale: epochs where η* ≤ 0 (G pointing away from w*) are not drawn",
+        ],
+    )
+
+
+def distance(epochs: pl.DataFrame, color: str) -> Figure:
+    """Mean distance ‖w_t − w*‖ to the reference point per epoch.  Paper Figures 12/13."""
+    columns = _unique([*RUN_KEYS, "epoch", color, "dist_mean"])
+    _check(epochs, "epochs", columns)
+    data, color_encoding = _factor_color(_with_series(epochs.select(columns)), color)
+    chart = (
+        alt.Chart(_values(data))
+        .transform_filter(_positive("dist_mean"))
+        .mark_line(strokeWidth=1.8, point=alt.OverlayMarkDef(size=18))
+        .encode(
+            x=alt.X("epoch:Q", title="epoch"),
+            y=alt.Y("dist_mean:Q", title="‖w − w*‖ (L2, log)", scale=alt.Scale(type="log")),
+            color=color_encoding,
+            detail=alt.Detail(f"{SERIES}:N"),
+            tooltip=[
+                alt.Tooltip("label:N", title="run"),
+                alt.Tooltip("reference:N", title="reference"),
+                alt.Tooltip("epoch:Q", title="epoch"),
+                alt.Tooltip("dist_mean:Q", title="mean distance", format=".4g"),
+            ],
+        )
+        .properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
+    )
+    return _finish(
+        chart,
+        f"Distance to the reference point, by {_factor_title(color)}",
+        "per-epoch mean over the epoch's steps of the distance from the iterate w to w*",
+    )
+
+
+def synthetic(steps: pl.DataFrame) -> Figure:
+    """Per-step RSI and γ on the synthetic objectives (ALM, SM).  Paper Figure 5.
+
+    One column per objective (`dataset`), rows RSI and γ, each panel on its own
+    scales, with a zero line so that negative values stand out.
+    """
+    metrics = {"rsi": "RSI", "gamma": "γ"}
+    _check(steps, "steps", [*RUN_KEYS, "dataset", "step", *metrics])
+    data, color = _run_color(_with_series(steps.select([*RUN_KEYS, "dataset", "step", *metrics])))
+    long = data.unpivot(
+        index=[*RUN_KEYS, "run", SERIES, "dataset", "step"],
+        on=list(metrics),
+        variable_name="quantity",
+        value_name="value",
+    ).with_columns(pl.col("quantity").replace_strict(metrics))
+    line = alt.Chart().mark_line(strokeWidth=1.2).encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=color,
+        detail=alt.Detail(f"{SERIES}:N"),
+        tooltip=[
+            alt.Tooltip("run:N", title="run"),
+            alt.Tooltip("step:Q", title="step"),
+            alt.Tooltip("quantity:N", title="quantity"),
+            alt.Tooltip("value:Q", title="value", format=".4g"),
+        ],
+    )
+    objectives = _levels(data, "dataset")
+    chart = (
+        alt.layer(_zero_rule(), line)
+        .properties(width=300, height=180)
+        .facet(
+            row=alt.Row(
+                "quantity:N",
+                title=None,
+                sort=list(metrics.values()),
+                header=alt.Header(labelAngle=0, labelFontSize=16, labelAlign="right"),
+            ),
+            column=alt.Column("dataset:N", title="objective", sort=objectives),
+            data=_values(long),
+        )
+        .resolve_scale(x="independent", y="independent")
+    )
+    return _finish(
+        chart,
+        "RSI and γ on synthetic objectives",
+        [
+            "RSI = G·(w − w*) / ‖w − w*‖², γ = cos(G, w − w*), per step; dashed line at 0",
+            "negative values: the step moves away from the final iterate w*",
+        ],
+    )
+
+
+def random_walk(steps: pl.DataFrame) -> Figure:
+    """Measured γ against the steps left to the reference, with the random-walk law.
+
+    For an isotropic random walk in high dimension γ(x_t) ≈ (T − t)^(−1/2)
+    (paper eq. 8): choosing w* on the path itself makes γ positive and rise at the end.
+    """
+    _check(steps, "steps", ["steps_to_reference", "gamma"])
+    drawable = pl.col("steps_to_reference").gt(0) & pl.col("gamma").is_finite() & pl.col("gamma").gt(0)
+    measured = steps.select("steps_to_reference", "gamma").filter(drawable)
+    hidden = steps.height - measured.height
+    analytic = (
+        steps.select(pl.col("steps_to_reference").unique().sort())
+        .filter(pl.col("steps_to_reference") > 0)
+        .with_columns(gamma=pl.col("steps_to_reference").cast(pl.Float64).pow(-0.5))
+    )
+    data = pl.concat(
+        [
+            measured.with_columns(source=pl.lit(MEASURED)),
+            analytic.with_columns(source=pl.lit(ANALYTIC)),
+        ],
+        how="vertical_relaxed",
+    )
+    x = alt.X(
+        "steps_to_reference:Q",
+        title="steps remaining to the reference point, T − t (log)",
+        # Without nice=False the axis would run on to the next power of ten.
+        scale=alt.Scale(type="log", nice=False),
+    )
+    y = alt.Y("gamma:Q", title="γ = cos(G, w − w*) (log)", scale=alt.Scale(type="log"))
+    color = alt.Color(
+        "source:N",
+        title=None,
+        scale=alt.Scale(domain=[MEASURED, ANALYTIC], range=["#4c78a8", "#e45756"]),
+        legend=alt.Legend(symbolOpacity=1),
+    )
+    points = (
+        alt.Chart()
+        .transform_filter(alt.datum.source == MEASURED)
+        .mark_circle(size=12, opacity=0.45)
+        .encode(x=x, y=y, color=color)
+    )
+    curve = (
+        alt.Chart()
+        .transform_filter(alt.datum.source == ANALYTIC)
+        .mark_line(strokeWidth=2.2)
+        .encode(x=x, y=y, color=color)
+    )
+    chart = alt.layer(points, curve, data=_values(data)).properties(
+        width=PANEL_WIDTH, height=PANEL_HEIGHT + 60
+    )
+    subtitle = ["isotropic random walk with the endpoint as reference: γ(x_t) ≈ (T − t)^(−1/2) (eq. 8)"]
+    if hidden:
+        subtitle.append(f"log scale: {hidden} step(s) with γ ≤ 0 or undefined are not drawn")
+    return _finish(chart, "Cosine to the endpoint of a random walk", subtitle)
+
+
+def _percent(value: float | None) -> str:
+    return UNDETERMINED if value is None or value != value else f"{100 * value:.1f}%"
+
+
+def _number(value: float | None, sign: bool = False) -> str:
+    if value is None or value != value:
+        return UNDETERMINED
+    return f"{value:+.2f}" if sign else f"{value:.2f}"
+
+
+def _verdict(holds: bool | None) -> str:
+    return UNDETERMINED if holds is None else HOLDS if holds else FAILS
+
+
+# (column header, verdict column, how the measured value reads in the cell)
+CLAIM_CELLS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+    (
+        "γ > 0 · share of steps",
+        "holds_gamma_positive",
+        lambda run: _percent(run["frac_steps_gamma_positive"]),
+    ),
+    (
+        "γ stable · CV of epoch means",
+        "holds_gamma_stable",
+        lambda run: _number(run["gamma_epoch_cv"]),
+    ),
+    (
+        "min γ > 0 · share of epochs",
+        "holds_min_gamma_positive",
+        lambda run: _percent(run["frac_epochs_min_gamma_positive"]),
+    ),
+    (
+        "RSI / EB trend · Spearman ρ",
+        "holds_trend",
+        lambda run: f"{_number(run['rsi_trend'], sign=True)} / {_number(run['eb_trend'], sign=True)}",
+    ),
+]
+
+
+def claims(claims: pl.DataFrame) -> Figure:
+    """Which of the paper's properties hold for each run: measured value per cell,
+    green where the property holds, red where it fails."""
+    measured = [
+        "frac_steps_gamma_positive",
+        "gamma_epoch_cv",
+        "frac_epochs_min_gamma_positive",
+        "rsi_trend",
+        "eb_trend",
+    ]
+    order = ["dataset", "model", "optimizer", "batch_size", "seed", "label"]
+    _check(claims, "claims", ["run_id", *order, *measured, *(cell[1] for cell in CLAIM_CELLS)])
+    runs = claims.sort(order, nulls_last=True)
+    # Labels are meant to be unique; if two runs share one, keep their rows apart.
+    duplicated = runs.get_column("label").is_duplicated()
+    runs = runs.with_columns(
+        pl.when(duplicated)
+        .then(pl.concat_str([pl.col("label"), pl.col("run_id")], separator=" · "))
+        .otherwise(pl.col("label"))
+        .alias("run")
+    )
+    cells = pl.DataFrame(
+        [
+            {"run": run["run"], "property": header, "value": text(run), "verdict": _verdict(run[verdict])}
+            for run in runs.to_dicts()
+            for header, verdict, text in CLAIM_CELLS
+        ]
+    )
+    base = alt.Chart().encode(
+        x=alt.X(
+            "property:N",
+            title=None,
+            sort=[cell[0] for cell in CLAIM_CELLS],
+            axis=alt.Axis(orient="top", labelAngle=0, labelLimit=200, domain=False, ticks=False),
+        ),
+        y=alt.Y(
+            "run:N",
+            title="run",
+            sort=runs.get_column("run").to_list(),
+            axis=alt.Axis(labelLimit=260, domain=False, ticks=False),
+        ),
+    )
+    cell = base.mark_rect(stroke="white", strokeWidth=2).encode(
+        color=alt.Color(
+            "verdict:N",
+            title="verdict",
+            scale=alt.Scale(
+                domain=[HOLDS, FAILS, UNDETERMINED], range=["#a6dba0", "#f4a582", "#dddddd"]
+            ),
+        ),
+        tooltip=[
+            alt.Tooltip("run:N", title="run"),
+            alt.Tooltip("property:N", title="property"),
+            alt.Tooltip("value:N", title="measured"),
+            alt.Tooltip("verdict:N", title="verdict"),
+        ],
+    )
+    text = base.mark_text(fontSize=11, color="black").encode(text="value:N")
+    chart = alt.layer(cell, text, data=_values(cells)).properties(
+        width=alt.Step(190), height=alt.Step(22)
+    )
+    return _finish(
+        chart,
+        "Do the paper's properties hold?",
+        "one row per run; cell text is the measured value, colour the verdict",
+    )
+
+
+FIGURES: dict[str, Callable[..., Figure]] = {
+    "gamma_band": gamma_band,
+    "rsi_eb_gamma": rsi_eb_gamma,
+    "lolr": lolr,
+    "distance": distance,
+    "synthetic": synthetic,
+    "random_walk": random_walk,
+    "claims": claims,
+}
+
+
+def _render_image(chart: Figure, image_path: Path) -> bytes:
+    suffix = image_path.suffix.lower()
+    if suffix == ".png":
+        buffer = io.BytesIO()
+        # Twice the CSS pixel size so the PNG stays sharp in a paper or on a slide.
+        chart.save(buffer, format="png", scale_factor=2)
+        return buffer.getvalue()
+    if suffix == ".svg":
+        text = io.StringIO()
+        chart.save(text, format="svg")
+        return text.getvalue().encode("utf-8")
+    raise ValueError(f"image path must end in .svg or .png, got {image_path}")
+
+
+def save(chart: Figure, html_path: Path, image_path: Path) -> None:
+    """Write the chart as self-contained HTML (opens offline) and as SVG or PNG.
+
+    Both renderings are produced before anything is written, so a rendering
+    failure leaves no file behind.
+    """
+    html = chart.to_html(inline=True)
+    if EXTERNAL_SCRIPT.search(html):
+        raise RuntimeError("the HTML rendering loads scripts from the network; it must be self-contained")
+    image = _render_image(chart, Path(image_path))
+    # Each file appears complete or not at all (temporary file + rename).
+    with atomic_path(html_path) as temporary:
+        temporary.write_text(html, encoding="utf-8")
+    with atomic_path(image_path) as temporary:
+        temporary.write_bytes(image)

@@ -1,0 +1,35 @@
+"""What every training or replay job does first: settle the device, determinism, threads and data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from pathgeo import data
+from pathgeo.devices import configure_determinism, select_device
+from pathgeo.spec import RunSpec
+
+log = logging.getLogger("pathgeo")
+
+
+@dataclass
+class Job:
+    spec: RunSpec
+    device: torch.device
+    tensors: dict[str, torch.Tensor]
+    settings: dict[str, object]
+
+
+def start_job(
+    spec_json: str, device: str, deterministic: bool, threads: int, tensors_path: str, manifest_path: str
+) -> Job:
+    spec = RunSpec.from_canonical(json.loads(spec_json))
+    settings = configure_determinism(deterministic)
+    torch.set_num_threads(threads)
+    chosen = select_device(device)
+    settings.update(device=str(chosen), threads=threads, torch=torch.__version__)
+    log.info("run %s on %s (%d threads, deterministic=%s)", spec.run_id, chosen, threads, deterministic)
+    return Job(spec, chosen, data.load(tensors_path, manifest_path, spec.data), settings)

@@ -1,0 +1,106 @@
+"""Replay one segment of a run: the identical trajectory from one checkpoint to the next, with the probe.
+
+At the segment's end the replayed parameters are compared with the reference checkpoint: the relative
+drift is exactly 0.0 on CPU; a drift over the tolerance means the measurements are of another trajectory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import polars as pl
+import torch
+
+from pathgeo.probe import Probe
+from pathgeo.spec import RunSpec
+from pathgeo.training import Trainer, build_trainer
+
+log = logging.getLogger("pathgeo")
+
+
+class FidelityError(RuntimeError):
+    """The replay left the reference trajectory by more than the tolerance."""
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    run_id: str
+    epoch: int
+    relative_drift: float
+    max_buffer_difference: float
+    nondeterministic_ops: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "epoch": self.epoch,
+            "relative_drift": self.relative_drift,
+            "max_buffer_difference": self.max_buffer_difference,
+            "nondeterministic_ops": list(self.nondeterministic_ops),
+        }
+
+
+def flat_parameters_of(trainer: Trainer, model_state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A checkpoint's parameters in the order of the trainer's flat buffer."""
+    names = [name for name, p in trainer.task.model.named_parameters() if p.requires_grad]
+    return torch.cat([model_state[name].reshape(-1) for name in names])
+
+
+def measure_fidelity(trainer: Trainer, reference_state: dict) -> Fidelity:
+    reference = flat_parameters_of(trainer, reference_state["model"]).to(trainer.flat.buffer.device).double()
+    replayed = trainer.flat.weights.double()
+    drift = (torch.linalg.vector_norm(replayed - reference) / torch.linalg.vector_norm(reference)).item()
+    param_names = {name for name, _ in trainer.task.model.named_parameters()}
+    buffer_diff = 0.0
+    for name, value in trainer.task.model.state_dict().items():
+        if name not in param_names and value.is_floating_point():
+            expected = reference_state["model"][name].to(value.device)
+            buffer_diff = max(buffer_diff, (value - expected).abs().max().item() if value.numel() else 0.0)
+    return Fidelity(trainer.run_id, trainer.epoch, drift, buffer_diff, tuple(sorted(trainer.nondeterministic_ops)))
+
+
+def replay_segment(
+    spec: RunSpec,
+    tensors: dict[str, torch.Tensor],
+    device: torch.device,
+    start_state: dict,
+    end_state: dict,
+    references: dict[str, tuple[int, dict]],
+    tolerance: float,
+) -> tuple[pl.DataFrame, Fidelity]:
+    """`references` maps a reference name to (its epoch, its checkpoint state)."""
+    trainer = build_trainer(spec, tensors, device)
+    trainer.load_state(start_state)
+    steps_per_epoch = trainer.task.steps_per_epoch
+    probe = Probe(
+        trainer.flat,
+        {name: flat_parameters_of(trainer, state["model"]) for name, (_, state) in references.items()},
+        weight_decay=spec.weight_decay,
+        steps_per_epoch=steps_per_epoch,
+        start_step=trainer.step,
+        start_epoch=trainer.epoch,
+    )
+    end_epoch = end_state["epoch"]
+    while trainer.epoch < end_epoch:
+        stats = trainer.train_epoch(probe)
+        probe.end_epoch(stats.epoch)
+        log.info(
+            "run %s replay epoch %d/%d: train loss %.4g (%.2f s)",
+            spec.run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds,
+        )
+    table = probe.finish()
+    fidelity = measure_fidelity(trainer, end_state)
+    log.info("run %s epoch %d: replay drift %.3g", spec.run_id, trainer.epoch, fidelity.relative_drift)
+    if not fidelity.relative_drift <= tolerance:
+        raise FidelityError(
+            f"run {spec.run_id}: replay drifted from the reference at epoch {trainer.epoch}: relative drift "
+            f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
+            + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
+        )
+    budgets = {name: epoch for name, (epoch, _) in references.items()}
+    table = table.with_columns(
+        pl.lit(spec.run_id).alias("run_id"),
+        pl.col("reference").replace_strict(budgets, return_dtype=pl.Int64).alias("budget"),
+    ).with_columns((pl.col("budget") * steps_per_epoch - pl.col("step")).alias("steps_to_reference"))
+    return table, fidelity

@@ -1,0 +1,104 @@
+"""Run specifications and their identities.
+
+A run is fully described by a `RunSpec`. Its id is a readable slug plus a short hash of the canonical JSON,
+so two experiments that ask for the same run share one directory under results/runs/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "warmup_cosine")
+PRECISIONS = ("float32", "float64")
+
+# Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
+# before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
+BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine"})
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A prepared dataset: its name in the config, its kind (which generator or loader) and parameters."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "params": dict(sorted(self.params.items()))}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a training trajectory; nothing that does not."""
+
+    data: DataSpec
+    model: str
+    width: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    schedule: str
+    warmup_epochs: int
+    batch_size: int
+    epochs: int
+    seed: int
+    data_order_seed: int
+    precision: str
+
+    def canonical(self) -> dict[str, Any]:
+        spec = asdict(self)
+        spec["data"] = self.data.canonical()
+        return spec
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(self.canonical_json().encode()).hexdigest()[:8]
+        return f"{self.slug}-{digest}"
+
+    @property
+    def slug(self) -> str:
+        return (
+            f"{self.data.name}-{self.model}{self.width}-{self.optimizer}-lr{self.lr:.3g}"
+            f"-bs{self.batch_size}-e{self.epochs}-s{self.seed}"
+        )
+
+    @property
+    def budget_dependent(self) -> bool:
+        return self.schedule in BUDGET_DEPENDENT_SCHEDULES
+
+    def factors(self) -> dict[str, Any]:
+        """The columns figures facet and colour by."""
+        return {
+            "dataset": self.data.name,
+            "model": self.model,
+            "width": self.width,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "weight_decay": self.weight_decay,
+            "schedule": self.schedule,
+            "epochs": self.epochs,
+        }
+
+    @classmethod
+    def from_canonical(cls, spec: dict[str, Any]) -> RunSpec:
+        fields = dict(spec)
+        fields["data"] = DataSpec(**fields["data"])
+        return cls(**fields)
+
+
+def scaled_lr(lr: float, batch_size: int, base_batch_size: int | None) -> float:
+    """The paper's square-root scaling: `lr` is the LR at `base_batch_size`."""
+    if base_batch_size is None:
+        return lr
+    return lr * math.sqrt(batch_size / base_batch_size)

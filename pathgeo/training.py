@@ -1,0 +1,150 @@
+"""The one training loop. Reference training and replay both call `train_epoch`; replay only passes an
+observer, which reads parameters and gradients after backward and before the optimizer step."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from pathgeo.flat import FlatParameters
+from pathgeo.randomness import capture_rng_state, restore_rng_state
+from pathgeo.schedules import build_scheduler
+from pathgeo.spec import RunSpec
+from pathgeo.tasks import Task, build_task, parameters
+
+log = logging.getLogger("pathgeo")
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite. Nothing after this point is a valid result."""
+
+
+class Observer(Protocol):
+    def after_backward(self, loss: torch.Tensor, lr: float) -> None: ...
+
+
+def build_optimizer(spec: RunSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    if spec.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, betas=(0.9, 0.999), weight_decay=spec.weight_decay)
+    raise ValueError(f"unknown optimizer '{spec.optimizer}'")
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_accuracy: float | None
+    seconds: float
+
+
+@dataclass
+class Trainer:
+    spec: RunSpec
+    task: Task
+    flat: FlatParameters
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0
+    step: int = 0
+    nondeterministic_ops: set[str] = field(default_factory=set)
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    def state(self) -> dict:
+        """Checkpoint contents: a snapshot that later steps do not change. Parameters are cloned so a saved
+        file holds each one once rather than the whole flat buffer."""
+        return {
+            "run_id": self.run_id,
+            "spec": self.spec.canonical(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": {k: v.detach().clone() for k, v in self.task.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "rng": capture_rng_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        if state["run_id"] != self.run_id:
+            raise ValueError(f"checkpoint belongs to run {state['run_id']}, not {self.run_id}")
+        # load_state_dict copies in place, so parameters stay views of the flat buffer.
+        self.task.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.flat.check_views()
+
+    def train_epoch(self, observer: Observer | None = None) -> EpochStats:
+        start = time.perf_counter()
+        task, model = self.task, self.task.model
+        # Running sums stay on the device: one host synchronisation per epoch, not per step.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=task.device)
+        correct = torch.zeros((), dtype=torch.float64, device=task.device)
+        count = 0
+        has_accuracy = False
+        model.train()
+        with _recording_nondeterminism(self.nondeterministic_ops):
+            for batch in task.batches(self.epoch):
+                self.flat.zero_grad()
+                out = task.loss(batch)
+                out.loss.backward()
+                if observer is not None:
+                    observer.after_backward(out.loss, self.optimizer.param_groups[0]["lr"])
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                loss_sum += out.loss.detach() * out.count
+                count += out.count
+                if out.correct is not None:
+                    correct += out.correct
+                    has_accuracy = True
+        train_loss = loss_sum.item() / count
+        if not math.isfinite(train_loss):
+            raise DivergenceError(
+                f"run {self.run_id} diverged in epoch {self.epoch}: mean training loss is {train_loss}"
+            )
+        stats = EpochStats(
+            epoch=self.epoch,
+            train_loss=train_loss,
+            train_accuracy=correct.item() / count if has_accuracy else None,
+            seconds=time.perf_counter() - start,
+        )
+        self.epoch += 1
+        return stats
+
+
+@contextmanager
+def _recording_nondeterminism(found: set[str]) -> Iterator[None]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        message = str(w.message)
+        if "deterministic" in message:
+            found.add(message.splitlines()[0])
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def build_trainer(spec: RunSpec, tensors: dict[str, torch.Tensor], device: torch.device) -> Trainer:
+    task = build_task(spec, tensors, device)
+    flat = FlatParameters(parameters(task.model))
+    optimizer = build_optimizer(spec, flat.params)
+    scheduler = build_scheduler(spec, optimizer, task.steps_per_epoch)
+    return Trainer(spec, task, flat, optimizer, scheduler)

@@ -1,0 +1,31 @@
+rule aggregate:
+    input:
+        replays=experiment_replays,
+        library="pathgeo/aggregate.py",
+    output:
+        epochs="results/tables/{experiment}/epochs.parquet",
+        steps="results/tables/{experiment}/steps.parquet",
+    params:
+        runs=experiment_runs,
+        exclude_final_epoch=config["exclude_final_epoch"],
+    log:
+        "logs/aggregate/{experiment}.log",
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+rule claims:
+    input:
+        replays=replay_files(PLAN.runs),
+        library="pathgeo/claims.py",
+    output:
+        parquet="results/tables/claims.parquet",
+        csv="results/tables/claims.csv",
+    params:
+        runs=all_runs(),
+        thresholds=config["claims"],
+        exclude_final_epoch=config["exclude_final_epoch"],
+    log:
+        "logs/claims.log",
+    script:
+        "../workflow_scripts/claims.py"

@@ -1,0 +1,100 @@
+import json
+
+from snakemake.utils import min_version, validate
+
+from pathgeo.config import ConfigError, PLOT_TABLES, build_plan, figure_experiments
+
+
+min_version("9.0")
+
+
+validate(config, "../config/schema/config.schema.yaml")
+
+try:
+    PLAN = build_plan(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+wildcard_constraints:
+    run=r"[A-Za-z0-9_.+-]+",
+    dataset=r"[A-Za-z0-9_]+",
+    experiment=r"[A-Za-z0-9_]+",
+    name=r"[A-Za-z0-9_]+",
+    start=r"\d{4}",
+    end=r"\d{4}",
+
+
+def prepared(dataset):
+    return {
+        "tensors": f"results/data/{dataset}/tensors.pt",
+        "manifest": f"results/data/{dataset}/manifest.json",
+    }
+
+
+def run_data(wildcards):
+    return prepared(PLAN.runs[wildcards.run].data.name)
+
+
+def run_spec_json(wildcards):
+    return PLAN.runs[wildcards.run].canonical_json()
+
+
+def dataset_spec_json(wildcards):
+    datasets = {spec.data.name: spec.data for spec in PLAN.runs.values()}
+    return json.dumps(datasets[wildcards.dataset].canonical(), sort_keys=True)
+
+
+def checkpoint_epochs(wildcards):
+    return list(PLAN.checkpoint_epochs(wildcards.run))
+
+
+def segment_references(wildcards):
+    """The reference points still ahead at the end of this segment, as {name: epoch}."""
+    end = int(wildcards.end)
+    return {ref.name: ref.epoch for ref in PLAN.references(wildcards.run) if ref.epoch >= end}
+
+
+def replay_files(run_ids):
+    return [
+        f"results/runs/{run}/replay/{start:04d}-{end:04d}.parquet"
+        for run in run_ids
+        for start, end in PLAN.segments(run)
+    ]
+
+
+def experiment_replays(wildcards):
+    return replay_files(PLAN.experiments[wildcards.experiment])
+
+
+def experiment_runs(wildcards):
+    """Each run of the experiment with its factors and the references this experiment looks at."""
+    exp = wildcards.experiment
+    return {
+        run: {
+            "factors": PLAN.runs[run].factors(),
+            "references": list(PLAN.experiment_references[(exp, run)]),
+        }
+        for run in PLAN.experiments[exp]
+    }
+
+
+def all_runs():
+    return {run: {"factors": spec.factors()} for run, spec in PLAN.runs.items()}
+
+
+def figure_tables(wildcards):
+    fig = config["figures"][wildcards.name]
+    table = PLOT_TABLES[fig["plot"]]
+    if table == "claims":
+        return ["results/tables/claims.parquet"]
+    return [f"results/tables/{exp}/{table}.parquet" for exp in figure_experiments(fig)]
+
+
+def all_figures():
+    return expand("results/figures/{name}.{ext}", name=list(config["figures"]), ext=["html", "svg"])
+
+
+def gpus(wildcards):
+    """Training and replay ask for one GPU unless the config pins them to the CPU."""
+    return 0 if config["device"] == "cpu" else 1

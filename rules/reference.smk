@@ -1,0 +1,20 @@
+rule reference:
+    input:
+        unpack(run_data),
+    output:
+        checkpoints=directory("results/runs/{run}/checkpoints"),
+        train_log="results/runs/{run}/train_log.parquet",
+        spec="results/runs/{run}/spec.json",
+    params:
+        spec=run_spec_json,
+        checkpoint_epochs=checkpoint_epochs,
+        device=config["device"],
+        deterministic=config["deterministic"],
+    threads: config["threads"]
+    resources:
+        gpu=gpus,
+    log:
+        "logs/reference/{run}.log",
+    cache: "omit-software"
+    script:
+        "../workflow_scripts/reference.py"

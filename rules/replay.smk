@@ -1,0 +1,20 @@
+rule replay:
+    input:
+        unpack(run_data),
+        checkpoints="results/runs/{run}/checkpoints",
+    output:
+        steps="results/runs/{run}/replay/{start}-{end}.parquet",
+        fidelity="results/runs/{run}/replay/{start}-{end}.fidelity.json",
+    params:
+        spec=run_spec_json,
+        references=segment_references,
+        tolerance=config["fidelity_tolerance"],
+        device=config["device"],
+        deterministic=config["deterministic"],
+    threads: config["threads"]
+    resources:
+        gpu=gpus,
+    log:
+        "logs/replay/{run}/{start}-{end}.log",
+    script:
+        "../workflow_scripts/replay.py"

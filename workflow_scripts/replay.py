@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from pathgeo import checkpoints
+from pathgeo.atomic import write_json, write_parquet
+from pathgeo.jobs import start_job
+from pathgeo.logs import setup
+from pathgeo.replay import replay_segment
+
+setup(snakemake.log[0])
+job = start_job(
+    snakemake.params.spec,
+    snakemake.params.device,
+    snakemake.params.deterministic,
+    snakemake.threads,
+    snakemake.input.tensors,
+    snakemake.input.manifest,
+)
+run_dir = Path(snakemake.input.checkpoints).parent
+
+
+def state(epoch):
+    return checkpoints.load(checkpoints.checkpoint_path(run_dir, epoch))
+
+
+references = {name: (epoch, state(epoch)) for name, epoch in snakemake.params.references.items()}
+table, fidelity = replay_segment(
+    job.spec,
+    job.tensors,
+    job.device,
+    state(int(snakemake.wildcards.start)),
+    state(int(snakemake.wildcards.end)),
+    references,
+    snakemake.params.tolerance,
+)
+write_parquet(snakemake.output.steps, table)
+write_json(snakemake.output.fidelity, fidelity.as_dict())
