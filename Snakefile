@@ -4,7 +4,11 @@
 #   snakemake -n | --dag | --rulegraph             inspect the plan
 
 
-configfile: "config/config.yaml"
+# A --configfile (a preset, a test's config) is complete in itself: it replaces the embedded default
+# rather than being merged into it, so its experiments are the only ones planned.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from pathgeo.models import WIDTH_MODELS
 from pathgeo.probe import METRICS
 
 STATS = {
@@ -25,19 +26,21 @@ STATS = {
     "q95": lambda c: c.quantile(0.95, interpolation="linear"),
     "std": lambda c: c.std(),
 }
-FACTORS = ("dataset", "model", "width", "optimizer", "lr", "batch_size", "seed", "weight_decay", "schedule", "epochs")
+FACTORS = ("dataset", "model", "width", "optimizer", "peak_lr", "batch_size", "seed", "weight_decay", "schedule", "epochs")
+
+
+def describe(f: dict[str, Any]) -> str:
+    """A run in one line, e.g. 'mnist1d mlp64 momentum lr=0.01 bs=64 seed=0'."""
+    model = f"{f['model']}{f['width']}" if f["model"] in WIDTH_MODELS else f["model"]
+    return f"{f['dataset']} {model} {f['optimizer']} lr={format_value(f['peak_lr'])} bs={f['batch_size']} seed={f['seed']}"
 
 
 def run_labels(factors: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Short labels naming only what differs between the runs (e.g. 'optimizer=adam')."""
     varying = [f for f in FACTORS if len({str(v[f]) for v in factors.values()}) > 1]
-    labels = {}
-    for run_id, f in factors.items():
-        if varying:
-            labels[run_id] = " ".join(f"{k}={format_value(f[k])}" for k in varying)
-        else:
-            labels[run_id] = f"{f['model']}{f['width']} {f['optimizer']} lr={format_value(f['lr'])} bs={f['batch_size']}"
-    return labels
+    if not varying:
+        return {run_id: describe(f) for run_id, f in factors.items()}
+    return {run_id: " ".join(f"{k}={format_value(f[k])}" for k in varying) for run_id, f in factors.items()}
 
 
 def format_value(value: Any) -> str:

@@ -17,14 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import FACTORS, format_value, scan_steps
-
-
-def _label(f: dict[str, Any]) -> str:
-    return (
-        f"{f['dataset']} {f['model']}{f['width']} {f['optimizer']} lr={format_value(f['lr'])} "
-        f"bs={f['batch_size']} seed={f['seed']}"
-    )
+from pathgeo.aggregate import FACTORS, describe, scan_steps
 
 
 def _cv(col: str) -> pl.Expr:
@@ -57,7 +50,7 @@ def claims_table(
         _cv("eb_mean").alias("eb_epoch_cv"),
     )
     factors = pl.LazyFrame(
-        [{"run_id": run_id, "label": _label(run["factors"]), **run["factors"]} for run_id, run in runs.items()]
+        [{"run_id": run_id, "label": describe(run["factors"]), **run["factors"]} for run_id, run in runs.items()]
     ).select("run_id", "label", *FACTORS)
     t = thresholds
 

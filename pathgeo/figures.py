@@ -59,7 +59,7 @@ FACTOR_TITLES = {
     "batch_size": "batch size",
     "budget": "epoch budget",
     "model": "architecture",
-    "lr": "learning rate",
+    "peak_lr": "peak learning rate",
     "weight_decay": "weight decay",
     "schedule": "LR schedule",
     "epochs": "epochs trained",
@@ -601,9 +601,9 @@ def claims(claims: pl.DataFrame) -> Figure:
         ),
         y=alt.Y(
             "run:N",
-            title="run",
+            title=None,
             sort=runs.get_column("run").to_list(),
-            axis=alt.Axis(labelLimit=260, domain=False, ticks=False),
+            axis=alt.Axis(labelLimit=420, domain=False, ticks=False),
         ),
     )
     cell = base.mark_rect(stroke="white", strokeWidth=2).encode(

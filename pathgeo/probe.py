@@ -4,12 +4,13 @@ It is an observer of the training loop: after backward and before the optimizer 
 parameter and gradient buffers and writes nothing the step uses, so training with and without it gives
 bit-identical weights.
 
-Cost. Per step and per chunk of the flat buffers, four kernels fill a float64 workspace with the rows
-    w, G, s = w_prev − w (the previous step's update, negated), d_r = w − w*_r (one row per reference)
-and one matrix product adds the chunk's K×K Gram matrix of those rows into a device buffer. Every metric
-is a function of the Gram entries, so each step costs one pass over parameters and gradients, the products
-and sums are exact float64 arithmetic on float32 values, and nothing is synchronised with the host until
-the epoch ends. The metrics themselves are computed once per epoch, on the host, from the Gram matrices.
+Cost. Every metric is a function of the Gram matrix of the rows
+    w, G, s = w_prev − w (the previous step's update, negated), d_r = w − w*_r (one row per reference),
+so each step only accumulates those dot products, in float64, into a device buffer; the metrics are
+computed once per epoch, on the host. On the CPU one fused pass (pathgeo.kernels) reads w, G, w_prev and
+w* once. On a GPU, per chunk of the flat buffers, four kernels fill a float64 workspace with the rows and
+one matrix product adds the chunk's Gram matrix; nothing is synchronised with the host until the epoch
+ends. Either way the products and sums are float64 arithmetic on the exact float32 values.
 
 Using it in an existing loop:
 
@@ -33,6 +34,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from pathgeo import kernels
 from pathgeo.flat import FlatParameters
 
 log = logging.getLogger("pathgeo")
@@ -69,6 +71,7 @@ class Probe:
         start_step: int = 0,
         start_epoch: int = 0,
         chunk_size: int = 1 << 17,
+        backend: str = "auto",
     ):
         if not references:
             raise ValueError("the probe needs at least one reference point")
@@ -80,9 +83,17 @@ class Probe:
             raise ValueError(f"reference has {self.w_star.shape[1]} parameters, the model {flat.numel}")
         self.weight_decay = weight_decay
         self.rows = D0 + len(self.names)
+        if backend == "auto":
+            backend = "fused" if device.type == "cpu" else "torch"
+        if backend not in ("fused", "torch") or (backend == "fused" and device.type != "cpu"):
+            raise ValueError(f"probe backend '{backend}' is not available on {device}")
+        self.backend = backend
         self.chunk_size = min(chunk_size, flat.numel)
-        self.workspace = torch.empty(self.rows, self.chunk_size, dtype=torch.float64, device=device)
         self.w_prev = flat.weights.detach().clone()
+        if backend == "torch":
+            self.workspace = torch.empty(self.rows, self.chunk_size, dtype=torch.float64, device=device)
+        else:
+            self._arrays = (flat.weights.numpy(), flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy())
         self.capacity = steps_per_epoch
         self._grams = torch.zeros(steps_per_epoch, self.rows, self.rows, dtype=torch.float64, device=device)
         self._losses = torch.zeros(steps_per_epoch, dtype=torch.float64, device=device)
@@ -97,13 +108,16 @@ class Probe:
         self._final_gram: np.ndarray | None = None
 
     def _gram(self, out: torch.Tensor) -> None:
+        if self.backend == "fused":
+            kernels.gram_pass(*self._arrays, out.numpy(), torch.get_num_threads())
+            return
         buffer, ws = self.flat.buffer, self.workspace
         n = self.flat.numel
         for start in range(0, n, self.chunk_size):
             end = min(start + self.chunk_size, n)
             y = ws[:, : end - start]
             y[W : G + 1].copy_(buffer[:, start:end])
-            torch.sub(self.w_prev[start:end], buffer[0, start:end], out=y[S])
+            torch.sub(self.w_prev[start:end], y[W], out=y[S])
             torch.sub(y[W : W + 1], self.w_star[:, start:end], out=y[D0:])
             if start == 0:
                 torch.mm(y, y.T, out=out)

@@ -76,13 +76,14 @@ class RunSpec:
         return self.schedule in BUDGET_DEPENDENT_SCHEDULES
 
     def factors(self) -> dict[str, Any]:
-        """The columns figures facet and colour by."""
+        """The columns figures facet and colour by. The LR is `peak_lr` here because `lr` is the per-step
+        column of the measurements (it differs under a schedule)."""
         return {
             "dataset": self.data.name,
             "model": self.model,
             "width": self.width,
             "optimizer": self.optimizer,
-            "lr": self.lr,
+            "peak_lr": self.lr,
             "batch_size": self.batch_size,
             "seed": self.seed,
             "weight_decay": self.weight_decay,

@@ -61,6 +61,8 @@ class Task:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation metrics; the model is put in eval mode and back, no RNG is drawn."""
+        if len(self.x_test) == 0:
+            return {}
         self.model.eval()
         try:
             total_loss = torch.zeros((), dtype=torch.float64, device=self.device)

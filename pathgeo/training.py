@@ -84,7 +84,9 @@ class Trainer:
             raise ValueError(f"checkpoint belongs to run {state['run_id']}, not {self.run_id}")
         # load_state_dict copies in place, so parameters stay views of the flat buffer.
         self.task.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # torch keeps state tensors of the right device and dtype by reference; without the copy the
+        # replay would advance the caller's checkpoint in place.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]

@@ -1,7 +1,7 @@
 rule aggregate:
     input:
         replays=experiment_replays,
-        library="pathgeo/aggregate.py",
+        library=library("aggregate.py"),
     output:
         epochs="results/tables/{experiment}/epochs.parquet",
         steps="results/tables/{experiment}/steps.parquet",
@@ -17,7 +17,7 @@ rule aggregate:
 rule claims:
     input:
         replays=replay_files(PLAN.runs),
-        library="pathgeo/claims.py",
+        library=library("claims.py"),
     output:
         parquet="results/tables/claims.parquet",
         csv="results/tables/claims.csv",

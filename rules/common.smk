@@ -1,4 +1,5 @@
 import json
+import os
 
 from snakemake.utils import min_version, validate
 
@@ -93,6 +94,11 @@ def figure_tables(wildcards):
 
 def all_figures():
     return expand("results/figures/{name}.{ext}", name=list(config["figures"]), ext=["html", "svg"])
+
+
+def library(module):
+    """A pathgeo module as an input, so that editing it re-runs the rules that use it and no others."""
+    return os.path.join(workflow.basedir, "pathgeo", module)
 
 
 def gpus(wildcards):

@@ -1,7 +1,7 @@
 rule figure:
     input:
         tables=figure_tables,
-        library="pathgeo/figures.py",
+        library=library("figures.py"),
     output:
         html="results/figures/{name}.html",
         image="results/figures/{name}.svg",

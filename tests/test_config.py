@@ -1,0 +1,328 @@
+"""Config validation and the plan: bad input gives one clear message naming the key; runs are planned once.
+
+Errors are checked twice: in-process (fast: `build_plan` for the checks that need two keys at once, the JSON
+schema through snakemake's own `validate` for types, enums, ranges and required keys) and through
+`snakemake -n` on a config file, which is what a user sees.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from pathgeo.config import ConfigError, build_plan
+from pathgeo.spec import DataSpec, RunSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+
+
+def tiny() -> dict:
+    return yaml.safe_load(TINY.read_text())
+
+
+def snakemake_dry_run(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "snakemake"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    cmd = [str(exe) if exe.exists() else shutil.which("snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
+           "--configfile", str(path), "-n"]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def schema_path(key: str) -> str:
+    """`experiments.x.cases[0].optimizer` as jsonschema prints it: `['experiments']['x']['cases'][0]['optimizer']`."""
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
+    return "".join(p if p.startswith("[") else f"['{p}']" for p in parts)
+
+
+def names_key(text: str, key: str) -> bool:
+    """Whether an error text names `key`, dotted (our ConfigError) or as jsonschema's instance path."""
+    if f"config key '{key}'" in text:
+        return True
+    parent, _, leaf = key.rpartition(".")
+    return (
+        f"instance{schema_path(key)}" in text  # a wrong value
+        or (f"'{leaf}' is a required property" in text and f"instance{schema_path(parent)}:" in text)  # a missing key
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad configs: (name, how to break the tiny config, the key the message must name)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _set(*path_and_value):
+    *path, value = path_and_value
+
+    def edit(config):
+        target = config
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    return edit
+
+
+def _drop(*path):
+    def edit(config):
+        target = config
+        for part in path[:-1]:
+            target = target[part]
+        del target[path[-1]]
+
+    return edit
+
+
+def _multi_reference_warmup_cosine(config):
+    config["experiments"]["budgets"]["set"] = {"schedule": "warmup_cosine", "warmup_epochs": 1}
+
+
+def _reference_between_checkpoints(config):
+    config["segment_epochs"] = 2
+    config["experiments"]["budgets"]["set"] = {"epochs": 4}
+    config["experiments"]["budgets"]["references"] = [1, "final"]
+
+
+SCHEMA_ERRORS = [
+    ("unknown optimizer", _set("experiments", "optimizers", "cases", 0, "optimizer", "adamw"),
+     "experiments.optimizers.cases[0].optimizer"),
+    ("negative lr", _set("defaults", "lr", -0.1), "defaults.lr"),
+    ("zero lr in a grid", _set("experiments", "batch_sizes", "grid", "lr", [0.01, 0.0]),
+     "experiments.batch_sizes.grid.lr[1]"),
+    ("missing defaults.lr", _drop("defaults", "lr"), "defaults.lr"),
+    ("missing segment_epochs", _drop("segment_epochs"), "segment_epochs"),
+    ("unknown device", _set("device", "tpu"), "device"),
+]
+
+PLAN_ERRORS = [
+    ("batch larger than the dataset", _set("experiments", "batch_sizes", "grid", "batch_size", [25, 1000]),
+     "experiments.batch_sizes.grid.batch_size"),
+    ("multi-reference with warmup_cosine", _multi_reference_warmup_cosine, "experiments.budgets.references"),
+    ("reference between checkpoints", _reference_between_checkpoints, "experiments.budgets.references"),
+    ("reference past the end", _set("experiments", "budgets", "references", [5, "final"]),
+     "experiments.budgets.references"),
+    ("model that cannot train on the data", _set("experiments", "alm", "set", "model", "mlp"),
+     "experiments.alm.set.model"),
+    ("figure of an unknown experiment", _set("figures", "x", {"plot": "gamma_band", "experiment": "nope"}),
+     "figures.x.experiment"),
+    ("figure of unknown experiments in a list", _set("figures", "synthetic", "experiment", ["alm", "nope"]),
+     "figures.synthetic.experiment"),
+    ("unknown dataset", _set("experiments", "alm", "set", "dataset", "nope"), "experiments.alm.set.dataset"),
+    ("warm-up as long as the run", _set("experiments", "baseline", "set",
+                                        {"schedule": "warmup_cosine", "warmup_epochs": 2}),
+     "experiments.baseline.set.warmup_epochs"),
+]
+
+
+def broken(edit) -> dict:
+    config = tiny()
+    edit(config)
+    return config
+
+
+def test_the_tiny_and_default_configs_are_valid():
+    for path in (TINY, DEFAULT_CONFIG):
+        config = yaml.safe_load(path.read_text())
+        validate(copy.deepcopy(config), str(SCHEMA))
+        build_plan(config)
+
+
+@pytest.mark.parametrize("name,edit,key", SCHEMA_ERRORS, ids=[c[0] for c in SCHEMA_ERRORS])
+def test_schema_rejects(name, edit, key):
+    with pytest.raises(WorkflowError) as error:
+        validate(broken(edit), str(SCHEMA))
+    assert names_key(str(error.value), key), str(error.value)
+
+
+@pytest.mark.parametrize("name,edit,key", PLAN_ERRORS, ids=[c[0] for c in PLAN_ERRORS])
+def test_plan_rejects(name, edit, key):
+    config = broken(edit)
+    validate(copy.deepcopy(config), str(SCHEMA))  # well-typed: only the plan can tell it is wrong
+    with pytest.raises(ConfigError) as error:
+        build_plan(config)
+    assert error.value.key == key
+    assert str(error.value).startswith(f"config key '{key}': ")
+
+
+@pytest.mark.parametrize(
+    "name,edit,key", SCHEMA_ERRORS[:2] + SCHEMA_ERRORS[3:5] + PLAN_ERRORS[:6],
+    ids=[c[0] for c in SCHEMA_ERRORS[:2] + SCHEMA_ERRORS[3:5] + PLAN_ERRORS[:6]],
+)
+def test_snakemake_names_the_key(tmp_path, name, edit, key):
+    result = snakemake_dry_run(broken(edit), tmp_path)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert names_key(text, key), text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert not (tmp_path / "work" / "results").exists()
+
+
+def test_plan_errors_are_reported_once(tmp_path):
+    result = snakemake_dry_run(broken(PLAN_ERRORS[0][1]), tmp_path)
+    text = result.stdout + result.stderr
+    assert text.count("config key 'experiments.batch_sizes.grid.batch_size'") == 1, text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_runs_shared_between_experiments_are_planned_once():
+    config = tiny()
+    plan = build_plan(config)
+    baseline = plan.experiments["baseline"]
+    assert len(baseline) == 1
+    (run,) = baseline
+    for exp in ("optimizers", "batch_sizes", "architectures", "budgets"):
+        assert run in plan.experiments[exp], exp
+    listed = [r for runs in plan.experiments.values() for r in runs]
+    assert set(listed) == set(plan.runs)
+    assert len(plan.runs) < len(listed)
+    for runs in plan.experiments.values():
+        assert len(runs) == len(set(runs))
+
+
+def test_references_of_a_shared_run_are_the_union_over_experiments():
+    plan = build_plan(tiny())
+    (run,) = plan.experiments["baseline"]
+    epochs = plan.runs[run].epochs
+    assert [(r.name, r.epoch) for r in plan.references(run)] == [("epoch1", 1), ("final", epochs)]
+    assert plan.experiment_references[("baseline", run)] == (epochs,)
+    assert plan.experiment_references[("budgets", run)] == (1, epochs)
+
+
+def test_checkpoints_and_segments():
+    config = tiny()
+    config["segment_epochs"] = 2
+    config["defaults"]["epochs"] = 5
+    config["experiments"]["budgets"]["references"] = [2, 4, "final"]
+    plan = build_plan(config)
+    (run,) = plan.experiments["baseline"]
+    assert plan.checkpoint_epochs(run) == (0, 2, 4, 5)
+    assert plan.segments(run) == ((0, 2), (2, 4), (4, 5))
+
+
+def test_lr_is_scaled_by_the_square_root_of_the_batch_size():
+    config = tiny()
+    config["experiments"]["batch_sizes"]["grid"]["batch_size"] = [25, 50, 100]
+    plan = build_plan(config)
+    base_lr = config["defaults"]["lr"]
+    base = config["experiments"]["batch_sizes"]["set"]["base_batch_size"]
+    lrs = {plan.runs[r].batch_size: plan.runs[r].lr for r in plan.experiments["batch_sizes"]}
+    assert lrs.keys() == {25, 50, 100}
+    for batch, lr in lrs.items():
+        assert math.isclose(lr, base_lr * math.sqrt(batch / base), rel_tol=1e-12), (batch, lr)
+    assert lrs[50] == base_lr
+    # Without a base batch size the LR is taken as given.
+    (baseline,) = plan.experiments["baseline"]
+    assert plan.runs[baseline].lr == base_lr
+
+
+def test_experiment_expansion_crosses_cases_with_grid():
+    config = tiny()
+    config["experiments"]["optimizers"]["grid"] = {"seed": [0, 1, 2]}
+    plan = build_plan(config)
+    runs = [plan.runs[r] for r in plan.experiments["optimizers"]]
+    assert sorted((s.optimizer, s.seed) for s in runs) == sorted(
+        (opt, seed) for opt in ("sgd", "momentum") for seed in (0, 1, 2)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run identity
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _baseline_spec() -> RunSpec:
+    plan = build_plan(tiny())
+    (run,) = plan.experiments["baseline"]
+    return plan.runs[run]
+
+
+CHANGES = {
+    "model": "resnet1d",
+    "width": 16,
+    "optimizer": "adam",
+    "lr": 0.02,
+    "weight_decay": 0.0,
+    "schedule": "warmup_cosine",
+    "warmup_epochs": 1,
+    "batch_size": 25,
+    "epochs": 3,
+    "seed": 1,
+    "data_order_seed": 1,
+    "precision": "float64",
+}
+
+
+def test_every_field_is_covered_by_the_id_test():
+    assert set(CHANGES) | {"data"} == {f.name for f in dataclasses.fields(RunSpec)}
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+def test_changing_any_field_changes_the_run_id(field):
+    spec = _baseline_spec()
+    changed = dataclasses.replace(spec, **{field: CHANGES[field]})
+    assert getattr(changed, field) != getattr(spec, field)
+    assert changed.run_id != spec.run_id
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        DataSpec("mnist1d", "mnist1d", {"n_train": 201, "n_test": 50, "seed": 42}),
+        DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 43}),
+        DataSpec("other", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 42}),
+    ],
+)
+def test_changing_the_data_changes_the_run_id(data):
+    spec = _baseline_spec()
+    assert dataclasses.replace(spec, data=data).run_id != spec.run_id
+
+
+def test_run_id_is_a_readable_slug_and_a_hash():
+    spec = _baseline_spec()
+    assert spec.run_id.startswith(spec.slug + "-")
+    assert re.fullmatch(r"[0-9a-f]{8}", spec.run_id.rsplit("-", 1)[1])
+    assert re.fullmatch(r"[A-Za-z0-9_.+-]+", spec.run_id)  # the workflow's wildcard constraint
+
+
+def test_canonical_json_round_trips():
+    for spec in build_plan(tiny()).runs.values():
+        again = RunSpec.from_canonical(json.loads(spec.canonical_json()))
+        assert again == spec
+        assert again.run_id == spec.run_id
+        assert again.canonical_json() == spec.canonical_json()
+
+
+def test_run_ids_do_not_depend_on_key_order():
+    config = tiny()
+    shuffled = copy.deepcopy(config)
+    shuffled["defaults"] = dict(reversed(list(config["defaults"].items())))
+    shuffled["datasets"] = {
+        name: dict(reversed(list(params.items()))) for name, params in reversed(list(config["datasets"].items()))
+    }
+    assert set(build_plan(shuffled).runs) == set(build_plan(config).runs)
+
+
+def test_run_ids_are_stable_across_plans():
+    assert list(build_plan(tiny()).runs) == list(build_plan(tiny()).runs)

@@ -1,0 +1,583 @@
+"""Tests of the probe and of the training/replay engine around it.
+
+Every oracle here is computed independently of pathgeo.probe, in numpy float64: closed forms for gradient
+descent on a quadratic, the isotropic random walk regenerated from its seeds, and per-step snapshots of w and
+G on a real network. The engine tests (bit-identical trajectories, replay from a middle checkpoint,
+multi-reference replay, divergence, fidelity) compare against exact equality wherever the engine promises it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from polars.testing import assert_frame_equal
+
+from pathgeo import data, devices
+from pathgeo.flat import FlatParameters
+from pathgeo.probe import METRICS, Probe
+from pathgeo.randomness import generator
+from pathgeo.reference import train_reference
+from pathgeo.replay import FidelityError, flat_parameters_of, replay_segment
+from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.training import DivergenceError, build_trainer
+
+CPU = torch.device("cpu")
+MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
+BATCH = 32
+STEPS_PER_EPOCH = math.ceil(200 / BATCH)  # 7, the last batch is short (200 = 6·32 + 8)
+
+# Metrics whose value is a dot product divided by norms: their floating-point error is bounded relative to
+# the product of the norms, not to the (possibly tiny) value, so they are compared on that scale.
+GEOMETRY = ("rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "rsi_wd", "eb_wd", "gamma_wd", "lolr_wd",
+            "grad_norm_wd", "upd_norm", "upd_rsi", "upd_gamma")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def deterministic_single_thread():
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    devices.configure_determinism(True)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+@pytest.fixture(scope="module")
+def mnist() -> dict[str, torch.Tensor]:
+    return data.build(MNIST1D)
+
+
+def mnist_spec(model="mlp", optimizer="sgd", lr=0.05, weight_decay=0.0, epochs=2, width=8,
+               schedule="constant", warmup_epochs=0, precision="float32") -> RunSpec:
+    return RunSpec(data=MNIST1D, model=model, width=width, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                   schedule=schedule, warmup_epochs=warmup_epochs, batch_size=BATCH, epochs=epochs, seed=0,
+                   data_order_seed=1, precision=precision)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# numpy float64 oracle
+# ----------------------------------------------------------------------------------------------------------
+
+
+def numpy_metrics(W: np.ndarray, Gs: np.ndarray, w_star: np.ndarray, lam: float) -> dict[str, np.ndarray]:
+    """All metrics for steps 0..T−1 from the iterates W (T+1 rows: w_0..w_T), gradients Gs (T rows) and the
+    reference, straight from the definitions (row by row, no Gram matrices)."""
+    T = len(Gs)
+    out: dict[str, list[float]] = {k: [] for k in GEOMETRY}
+    for t in range(T):
+        g, w, d, s = Gs[t], W[t], W[t] - w_star, W[t] - W[t + 1]
+        gw = g + lam * w
+        nd, ng, ngw, ns = (np.linalg.norm(v) for v in (d, g, gw, s))
+        out["rsi"].append(g @ d / nd**2)
+        out["eb"].append(ng / nd)
+        out["gamma"].append(g @ d / (ng * nd))
+        out["lolr"].append(g @ d / ng**2)
+        out["grad_norm"].append(ng)
+        out["dist"].append(nd)
+        out["rsi_wd"].append(gw @ d / nd**2)
+        out["eb_wd"].append(ngw / nd)
+        out["gamma_wd"].append(gw @ d / (ngw * nd))
+        out["lolr_wd"].append(gw @ d / ngw**2)
+        out["grad_norm_wd"].append(ngw)
+        out["upd_norm"].append(ns)
+        out["upd_rsi"].append(s @ d / nd**2)
+        out["upd_gamma"].append(s @ d / (ns * nd))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def error_scales(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The natural magnitude of each metric's rounding error: |x·y| ≤ |x||y|, so e.g. rsi = G·d/|d|² is
+    compared on the scale |G|/|d| = eb, gamma on the scale 1, lolr on |d|/|G|."""
+    return {
+        "rsi": m["eb"], "eb": m["eb"], "gamma": np.ones_like(m["eb"]), "lolr": m["dist"] / m["grad_norm"],
+        "grad_norm": m["grad_norm"], "dist": m["dist"], "rsi_wd": m["eb_wd"], "eb_wd": m["eb_wd"],
+        "gamma_wd": np.ones_like(m["eb"]), "lolr_wd": m["dist"] / m["grad_norm_wd"],
+        "grad_norm_wd": m["grad_norm_wd"], "upd_norm": m["upd_norm"], "upd_rsi": m["upd_norm"] / m["dist"],
+        "upd_gamma": np.ones_like(m["eb"]),
+    }
+
+
+def assert_metrics_close(table: pl.DataFrame, expected: dict[str, np.ndarray], tol: float, names=GEOMETRY):
+    scales = error_scales(expected)
+    for name in names:
+        got = table[name].to_numpy()
+        assert got.shape == expected[name].shape, name
+        assert np.all(np.isfinite(got)), name
+        err = np.abs(got - expected[name]) / scales[name]
+        assert err.max() <= tol, f"{name}: worst scaled error {err.max():.3g} at step {err.argmax()} > {tol:g}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 1. Quadratic, full-batch gradient descent: closed forms
+# ----------------------------------------------------------------------------------------------------------
+
+QUAD_DIM, QUAD_LR, QUAD_K, QUAD_EPOCHS = 50, 0.25, 10, 3
+
+
+def quadratic_closed_form(lam: float):
+    """f(w) = ½ wᵀAw, A = diag(a): GD with weight decay λ gives w_t = (1 − η(a+λ))^t ⊙ w_0 exactly."""
+    rng = np.random.default_rng(7)
+    a = np.linspace(0.1, 2.0, QUAD_DIM)
+    w0 = rng.standard_normal(QUAD_DIM)
+    T = QUAD_K * QUAD_EPOCHS
+    contraction = 1.0 - QUAD_LR * (a + lam)  # in [0.49, 0.97]: every component shrinks, none changes sign
+    W = contraction[None, :] ** np.arange(T + 1)[:, None] * w0[None, :]
+    G = a[None, :] * W[:T]  # raw gradient A w_t (without the decay term)
+    S = QUAD_LR * (a + lam)[None, :] * W[:T]  # the step taken, s_t = η(A + λ)w_t = w_t − w_{t+1}
+    return a, W, G, S
+
+
+def quadratic_oracle(lam: float) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    a, W, G, S = quadratic_closed_form(lam)
+    w_star = W[-1]  # the final iterate, as the engine uses it, not the minimum 0
+    D = W[:-1] - w_star
+    Gw = G + lam * W[:-1]
+    dot = lambda x, y: np.einsum("ij,ij->i", x, y)  # noqa: E731
+    nd, ng, ngw, ns = (np.sqrt(dot(x, x)) for x in (D, G, Gw, S))
+    expected = {
+        "rsi": dot(G, D) / nd**2, "eb": ng / nd, "gamma": dot(G, D) / (ng * nd), "lolr": dot(G, D) / ng**2,
+        "grad_norm": ng, "dist": nd,
+        "rsi_wd": dot(Gw, D) / nd**2, "eb_wd": ngw / nd, "gamma_wd": dot(Gw, D) / (ngw * nd),
+        "lolr_wd": dot(Gw, D) / ngw**2, "grad_norm_wd": ngw,
+        "upd_norm": ns, "upd_rsi": dot(S, D) / nd**2, "upd_gamma": dot(S, D) / (ns * nd),
+    }
+    loss = 0.5 * (a[None, :] * W[:-1] ** 2).sum(1)
+    return expected, loss, W, a
+
+
+def backend_args(chunk_size: int | None) -> dict:
+    return {"backend": "fused"} if chunk_size is None else {"backend": "torch", "chunk_size": chunk_size}
+
+
+def run_quadratic(dtype: torch.dtype, lam: float, chunk_size: int | None) -> tuple[pl.DataFrame, torch.Tensor]:
+    """The probe in a plain torch loop, exactly as its docstring shows."""
+    _, _, W, a_np = quadratic_oracle(lam)
+    w = torch.nn.Parameter(torch.tensor(W[0], dtype=dtype))
+    a = torch.tensor(a_np, dtype=dtype)
+    flat = FlatParameters([w])
+    optimizer = torch.optim.SGD(flat.params, lr=QUAD_LR, weight_decay=lam)
+    # chunk_size None: the fused CPU kernel; a number: the chunked tensor path that GPUs use.
+    probe = Probe(flat, {"final": torch.from_numpy(W[-1])}, weight_decay=lam, steps_per_epoch=QUAD_K,
+                  **backend_args(chunk_size))
+    for epoch in range(QUAD_EPOCHS):
+        for _ in range(QUAD_K):
+            flat.zero_grad()
+            loss = 0.5 * (a * w * w).sum()
+            loss.backward()
+            probe.after_backward(loss, optimizer.param_groups[0]["lr"])
+            optimizer.step()
+        probe.end_epoch(epoch)
+    return probe.finish(), w.detach().clone()
+
+
+# Tolerances. float64: the torch iterates differ from the closed form by a few ulps per step (≤ ~1e-14
+# relative after 30 steps); d_t = w_t − w_T cancels by at most 1/(η·min(a+λ)) = 40 at the last step, so
+# 1e-10 leaves four orders of margin. float32: the same argument with ulp 2^-24 ≈ 6e-8 gives ≲ 30 steps ·
+# ~3 roundings · 6e-8 ≈ 5e-6 in w_t, times ≤ 40 in d_t near the end ≈ 2e-4 in the worst case; 1e-3 covers
+# it and is still far below any formula error (which would be O(1)). The probe's own s = w_prev − w is
+# exact here (Sterbenz: consecutive iterates are within a factor 2 of each other, same sign).
+QUAD_TOL = {torch.float64: 1e-10, torch.float32: 1e-3}
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.05], ids=["no_wd", "wd"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("chunk_size", [None, 1 << 17, 7], ids=["fused", "one_chunk", "chunks_of_7"])
+def test_quadratic_gd_matches_closed_forms(dtype, lam, chunk_size):
+    expected, loss, W, _ = quadratic_oracle(lam)
+    table, w_end = run_quadratic(dtype, lam, chunk_size)
+    T = QUAD_K * QUAD_EPOCHS
+    tol = QUAD_TOL[dtype]
+
+    assert table.columns[:5] == ["reference", "epoch", "step", "lr", "loss"]
+    assert set(METRICS) <= set(table.columns)
+    assert table.height == T
+    assert table["reference"].to_list() == ["final"] * T
+    assert table["step"].to_list() == list(range(T))
+    assert table["epoch"].to_list() == [t // QUAD_K for t in range(T)]
+    assert table["lr"].to_list() == [QUAD_LR] * T
+    np.testing.assert_allclose(w_end.double().numpy(), W[-1], rtol=tol)
+    np.testing.assert_allclose(table["loss"].to_numpy(), loss, rtol=tol)
+    # All geometric quantities are positive here (G·d = Σ a_i w_i²(1 − c_i^{T−t}) > 0), so plain rtol works.
+    for name, values in expected.items():
+        assert np.all(values > 0), name
+        np.testing.assert_allclose(table[name].to_numpy(), values, rtol=tol, err_msg=name)
+    if lam == 0.0:
+        for name in ("rsi", "eb", "gamma", "lolr", "grad_norm"):
+            np.testing.assert_array_equal(table[f"{name}_wd"].to_numpy(), table[name].to_numpy())
+    else:
+        # The decay term matters: the *_wd columns are not the plain ones.
+        assert np.all(table["grad_norm_wd"].to_numpy() > table["grad_norm"].to_numpy())
+    # For plain GD the step is η(G + λw): update alignment equals the decayed gradient's alignment.
+    np.testing.assert_allclose(table["upd_gamma"].to_numpy(), table["gamma_wd"].to_numpy(), rtol=tol)
+    np.testing.assert_allclose(table["upd_rsi"].to_numpy(), QUAD_LR * table["rsi_wd"].to_numpy(), rtol=tol)
+    # The last step lands exactly on the reference: d_{T−1} = s_{T−1}.
+    assert table["upd_gamma"][-1] == pytest.approx(1.0, rel=tol)
+    assert table["upd_norm"][-1] == pytest.approx(table["dist"][-1], rel=tol)
+
+
+def test_probe_rejects_wrong_reference_and_too_many_steps():
+    w = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    flat = FlatParameters([w])
+    with pytest.raises(ValueError, match="at least one reference"):
+        Probe(flat, {})
+    with pytest.raises(ValueError, match="4 parameters, the model 5"):
+        Probe(flat, {"final": torch.zeros(4)})
+    probe = Probe(flat, {"final": torch.ones(5)}, steps_per_epoch=1)
+    loss = w.sum()
+    loss.backward()
+    probe.after_backward(loss, 0.1)
+    with pytest.raises(RuntimeError, match="steps_per_epoch=1"):
+        probe.after_backward(loss, 0.1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 2. The isotropic random walk through the real task, reference training and replay
+# ----------------------------------------------------------------------------------------------------------
+
+WALK_DIM, WALK_K, WALK_EPOCHS, WALK_SEED = 50_000, 40, 4, 3
+
+
+def walk_spec() -> RunSpec:
+    return RunSpec(data=DataSpec("walk", "random_walk", {"dim": WALK_DIM, "steps_per_epoch": WALK_K}),
+                   model="walk", width=0, optimizer="sgd", lr=1.0, weight_decay=0.0, schedule="constant",
+                   warmup_epochs=0, batch_size=1, epochs=WALK_EPOCHS, seed=WALK_SEED, data_order_seed=0,
+                   precision="float64")
+
+
+def test_random_walk_gamma_follows_inverse_sqrt_of_remaining_steps():
+    spec = walk_spec()
+    checkpoints: dict[int, dict] = {}
+    train_reference(spec, {}, CPU, (0, WALK_EPOCHS), lambda epoch, state: checkpoints.__setitem__(epoch, state))
+    assert sorted(checkpoints) == [0, WALK_EPOCHS]
+    final = checkpoints[WALK_EPOCHS]
+    table, fidelity = replay_segment(spec, {}, CPU, checkpoints[0], final, {"final": (WALK_EPOCHS, final)}, 0.0)
+    assert fidelity.relative_drift == 0.0
+    T = WALK_K * WALK_EPOCHS
+    assert table["step"].to_list() == list(range(T))
+    gamma = table["gamma"].to_numpy()
+    remaining = T - np.arange(T)  # n = T − t steps from w_t to w_T, the one at t included
+
+    # Law. With unit steps ξ_k and w_T = w_t − Σ_{k≥t} ξ_k, d_t = Σ_{k≥t} ξ_k and
+    #   gamma_t·√n = (1 + X)/√(1 + Y/n),  X = Σ_{k>t} ξ_t·ξ_k,  Y = Σ_{j≠k ≥ t} ξ_j·ξ_k.
+    # For independent uniform unit vectors ξ_j·ξ_k has mean 0 and variance 1/D, so Var X = (n−1)/D and
+    # Var(Y/2n) = (n−1)/(2nD) ≤ 1/(2D): to first order the deviation has s.d. ≤ √(n/D), second-order terms
+    # are O(n/D). 6 s.d. plus 2n/D is a bound no seed should ever cross: 0.027 at n = 1, 0.35 at n = T = 160
+    # (D = 50000), while an off-by-one in the step count or the reference moves the last steps by ≥ 0.29.
+    deviation = np.abs(gamma * np.sqrt(remaining) - 1.0)
+    bound = 6.0 * np.sqrt(remaining / WALK_DIM) + 2.0 * remaining / WALK_DIM
+    assert np.all(deviation <= bound), f"worst step {np.argmax(deviation - bound)}"
+    assert gamma[-1] == pytest.approx(1.0, abs=1e-12)  # the last step points straight at w_T
+
+    # |G| = 1 for every step, and eb·dist = |G|.
+    np.testing.assert_allclose(table["grad_norm"].to_numpy(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(table["eb"].to_numpy() * table["dist"].to_numpy(), 1.0, rtol=1e-12)
+    # SGD with LR 1: the step is ξ itself.
+    np.testing.assert_allclose(table["upd_norm"].to_numpy(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(table["upd_gamma"].to_numpy(), gamma, rtol=1e-10)
+
+    # Independent numpy computation from the same ξ, regenerated the way the task draws them.
+    xi = np.empty((T, WALK_DIM))
+    for epoch in range(WALK_EPOCHS):
+        for step in range(WALK_K):
+            v = torch.randn(WALK_DIM, generator=generator(WALK_SEED, "walk", epoch, step), dtype=torch.float64)
+            xi[epoch * WALK_K + step] = v.numpy() / np.sqrt(v.numpy() @ v.numpy())
+    d = np.cumsum(xi[::-1], axis=0)[::-1]  # d_t = Σ_{k≥t} ξ_k
+    d_norm = np.sqrt(np.einsum("ij,ij->i", d, d))
+    gd = np.einsum("ij,ij->i", xi, d)
+    np.testing.assert_allclose(gamma, gd / d_norm, rtol=1e-10)
+    np.testing.assert_allclose(table["rsi"].to_numpy(), gd / d_norm**2, rtol=1e-10)
+    np.testing.assert_allclose(table["dist"].to_numpy(), d_norm, rtol=1e-10)
+    np.testing.assert_allclose(table["lolr"].to_numpy(), gd, rtol=1e-10)
+    # The walk really ended where the oracle says: w_T = −Σ ξ.
+    w_T = final["model"]["w"].numpy()
+    np.testing.assert_allclose(w_T, -d[0], rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 3. Bit-identical trajectory with and without the probe
+# ----------------------------------------------------------------------------------------------------------
+
+OPTIMIZERS = [("sgd", 0.05, 0.0), ("momentum", 0.05, 1e-3), ("adam", 1e-3, 1e-3)]
+
+
+@pytest.mark.parametrize("chunk_size", [None, 257], ids=["fused", "chunks_of_257"])
+@pytest.mark.parametrize("model", ["mlp", "resnet1d"])
+@pytest.mark.parametrize("optimizer,lr,weight_decay", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_probe_does_not_change_the_trajectory(mnist, model, optimizer, lr, weight_decay, chunk_size):
+    spec = mnist_spec(model=model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=2)
+    plain = build_trainer(spec, mnist, CPU)
+    start = plain.flat.weights.clone()
+    for _ in range(spec.epochs):
+        plain.train_epoch()
+
+    observed = build_trainer(spec, mnist, CPU)
+    assert torch.equal(observed.flat.weights, start)
+    # The fused kernel and the chunked path (small chunks, so several run); the reference is arbitrary here.
+    probe = Probe(observed.flat, {"far": torch.zeros_like(start)}, weight_decay=weight_decay,
+                  steps_per_epoch=observed.task.steps_per_epoch, **backend_args(chunk_size))
+    for _ in range(spec.epochs):
+        stats = observed.train_epoch(probe)
+        probe.end_epoch(stats.epoch)
+    table = probe.finish()
+    assert table.height == spec.epochs * STEPS_PER_EPOCH  # the probe really saw every step
+
+    assert not torch.equal(plain.flat.weights, start)  # training moved the weights
+    assert torch.equal(observed.flat.weights, plain.flat.weights)
+    plain_state, observed_state = plain.task.model.state_dict(), observed.task.model.state_dict()
+    assert plain_state.keys() == observed_state.keys()
+    for name, value in plain_state.items():  # parameters and BN running statistics
+        assert torch.equal(observed_state[name], value), name
+    if model == "resnet1d":
+        assert any("running_mean" in name for name in plain_state)
+    plain_opt, observed_opt = plain.optimizer.state_dict()["state"], observed.optimizer.state_dict()["state"]
+    assert plain_opt.keys() == observed_opt.keys()
+    for key in plain_opt:
+        for field, value in plain_opt[key].items():
+            assert torch.equal(torch.as_tensor(observed_opt[key][field]), torch.as_tensor(value)), (key, field)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 4. Engine versus numpy on a real network
+# ----------------------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """An observer that snapshots w and G (as float64) and then hands the step on to the probe."""
+
+    def __init__(self, flat: FlatParameters, probe: Probe):
+        self.flat, self.probe = flat, probe
+        self.weights: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+
+    def after_backward(self, loss: torch.Tensor, lr: float) -> None:
+        self.weights.append(self.flat.weights.detach().double().numpy().copy())
+        self.grads.append(self.flat.grads.detach().double().numpy().copy())
+        self.losses.append(float(loss.item()))
+        self.lrs.append(lr)
+        self.probe.after_backward(loss, lr)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1 << 17, 100], ids=["fused", "one_chunk", "chunks_of_100"])
+def test_probe_matches_numpy_on_mlp_momentum_weight_decay(mnist, chunk_size):
+    wd = 1e-3
+    spec = mnist_spec(optimizer="momentum", lr=0.05, weight_decay=wd, epochs=3, schedule="warmup_cosine",
+                      warmup_epochs=1)
+    first = build_trainer(spec, mnist, CPU)
+    for _ in range(spec.epochs):
+        first.train_epoch()
+    w_star = first.flat.weights.clone()
+
+    trainer = build_trainer(spec, mnist, CPU)
+    probe = Probe(trainer.flat, {"final": w_star}, weight_decay=wd, steps_per_epoch=trainer.task.steps_per_epoch,
+                  **backend_args(chunk_size))
+    recorder = Recorder(trainer.flat, probe)
+    for _ in range(spec.epochs):
+        stats = trainer.train_epoch(recorder)
+        probe.end_epoch(stats.epoch)
+    table = probe.finish()
+    assert torch.equal(trainer.flat.weights, w_star)  # the reference really is this run's last iterate
+
+    T = spec.epochs * STEPS_PER_EPOCH
+    W = np.stack([*recorder.weights, trainer.flat.weights.double().numpy()])
+    Gs = np.stack(recorder.grads)
+    assert W.shape == (T + 1, trainer.flat.numel)
+    expected = numpy_metrics(W, Gs, W[-1], wd)
+
+    assert table["step"].to_list() == list(range(T))
+    assert table["epoch"].to_list() == [t // STEPS_PER_EPOCH for t in range(T)]
+    assert table["loss"].to_list() == recorder.losses
+    assert table["lr"].to_list() == recorder.lrs
+    assert len(set(recorder.lrs)) > 2  # the schedule varies the LR, so the lr column is really checked
+    # Everything but s is formed from float32 values in exact float64 products, so the probe and numpy
+    # differ only in summation order: ~n·2^-53 ≈ 1e-13 of |x||y|.
+    assert_metrics_close(table, expected, 1e-10, [m for m in GEOMETRY if not m.startswith("upd_")])
+    # The probe forms s = w_prev − w in float32 (see the report): each component is rounded once, relative
+    # error ≤ 2^-24 ≈ 6e-8 of |s_i|, so upd_* are within ~6e-8 of |s||d| (scaled); 1e-6 leaves margin.
+    assert_metrics_close(table, expected, 1e-6, [m for m in GEOMETRY if m.startswith("upd_")])
+    # The decay term is visible in this run: *_wd and the plain metrics differ.
+    assert not np.allclose(table["gamma_wd"].to_numpy(), table["gamma"].to_numpy(), rtol=1e-6, atol=0)
+    assert table["upd_gamma"][-1] == pytest.approx(1.0, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 5–8. Replay, multiple references, divergence, fidelity
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_run(mnist):
+    """4 epochs of MLP/momentum/weight decay with a warmup-cosine schedule, checkpoints at 0, 2, 4."""
+    spec = mnist_spec(optimizer="momentum", lr=0.05, weight_decay=1e-3, epochs=4, schedule="warmup_cosine",
+                      warmup_epochs=1)
+    checkpoints: dict[int, dict] = {}
+    log = train_reference(spec, mnist, CPU, (0, 2, 4), lambda epoch, state: checkpoints.__setitem__(epoch, state))
+    assert log["epoch"].to_list() == [0, 1, 2, 3]
+    assert sorted(checkpoints) == [0, 2, 4]
+    assert [checkpoints[e]["step"] for e in (0, 2, 4)] == [0, 2 * STEPS_PER_EPOCH, 4 * STEPS_PER_EPOCH]
+    return spec, checkpoints
+
+
+def replay(spec, tensors, start, end, references, tolerance):
+    """replay_segment on private copies of the checkpoints, as the workflow gets them (each one freshly
+    loaded from disk). replay_segment mutates its start state's optimizer tensors in place (see
+    test_replay_leaves_its_start_checkpoint_untouched), which would corrupt the shared fixture."""
+    return replay_segment(spec, tensors, CPU, copy.deepcopy(start), copy.deepcopy(end),
+                          {name: (epoch, copy.deepcopy(state)) for name, (epoch, state) in references.items()},
+                          tolerance)
+
+
+def test_replay_from_a_middle_checkpoint_equals_the_uninterrupted_run(mnist, reference_run):
+    spec, ck = reference_run
+    final = {"final": (4, ck[4])}
+    whole, fid_whole = replay(spec, mnist, ck[0], ck[4], final, 0.0)
+    second, fid_second = replay(spec, mnist, ck[2], ck[4], final, 0.0)
+    first, fid_first = replay(spec, mnist, ck[0], ck[2], final, 0.0)
+    for fid, epoch in ((fid_whole, 4), (fid_second, 4), (fid_first, 2)):
+        assert fid.relative_drift == 0.0
+        assert fid.max_buffer_difference == 0.0
+        assert fid.epoch == epoch
+        assert fid.run_id == spec.run_id
+
+    split = 2 * STEPS_PER_EPOCH
+    assert whole["step"].to_list() == list(range(4 * STEPS_PER_EPOCH))
+    assert second["step"].to_list() == list(range(split, 4 * STEPS_PER_EPOCH))
+    assert second["epoch"].to_list() == [t // STEPS_PER_EPOCH for t in range(split, 4 * STEPS_PER_EPOCH)]
+    # Exactly the same rows: the metrics of a step depend only on w_t, G_t, w_{t+1} and the reference.
+    assert_frame_equal(second, whole.filter(pl.col("step") >= split), check_exact=True)
+    assert_frame_equal(pl.concat([first, second]), whole, check_exact=True)
+    assert whole["lr"].n_unique() > 2
+
+
+def test_multi_reference_replay(mnist, reference_run):
+    spec, ck = reference_run
+    both, _ = replay(spec, mnist, ck[0], ck[2], {"epoch2": (2, ck[2]), "final": (4, ck[4])}, 0.0)
+    only, _ = replay(spec, mnist, ck[0], ck[2], {"final": (4, ck[4])}, 0.0)
+    n = 2 * STEPS_PER_EPOCH
+    assert both.height == 2 * n
+    assert both["reference"].to_list() == ["epoch2"] * n + ["final"] * n
+    assert_frame_equal(both.filter(pl.col("reference") == "final"), only, check_exact=True)
+
+    steps = np.arange(n)
+    for name, budget in (("epoch2", 2), ("final", 4)):
+        rows = both.filter(pl.col("reference") == name)
+        assert rows["budget"].to_list() == [budget] * n
+        assert rows["steps_to_reference"].to_list() == list(budget * STEPS_PER_EPOCH - steps)
+        assert rows["run_id"].to_list() == [spec.run_id] * n
+    # The epoch-2 reference is this segment's own end point: the last step lands on it exactly.
+    last = both.filter((pl.col("reference") == "epoch2") & (pl.col("step") == n - 1)).row(0, named=True)
+    assert last["upd_gamma"] == pytest.approx(1.0, rel=1e-9)
+    assert last["upd_rsi"] == pytest.approx(1.0, rel=1e-9)
+    assert last["upd_norm"] == pytest.approx(last["dist"], rel=1e-9)
+    # The loss, lr and gradient do not depend on the reference; the distances do.
+    e2, fin = (both.filter(pl.col("reference") == r) for r in ("epoch2", "final"))
+    for column in ("loss", "lr", "grad_norm", "grad_norm_wd", "upd_norm"):
+        assert e2[column].to_list() == fin[column].to_list(), column
+    assert not np.allclose(e2["dist"].to_numpy(), fin["dist"].to_numpy())
+
+
+def test_divergence_names_run_and_epoch(mnist):
+    spec = mnist_spec(optimizer="sgd", lr=1e6, epochs=3)
+    trainer = build_trainer(spec, mnist, CPU)
+    with pytest.raises(DivergenceError) as error:
+        while trainer.epoch < spec.epochs:
+            trainer.train_epoch()
+    failed_epoch = trainer.epoch  # train_epoch raises before it advances the epoch
+    assert spec.run_id in str(error.value)
+    assert f"epoch {failed_epoch}" in str(error.value)
+
+    saved: dict[int, dict] = {}
+    with pytest.raises(DivergenceError, match=rf"run {re.escape(spec.run_id)} diverged in epoch {failed_epoch}:"):
+        train_reference(spec, mnist, CPU, (0, 1, 2, 3), lambda epoch, state: saved.__setitem__(epoch, state))
+    assert sorted(saved) == [e for e in (0, 1, 2, 3) if e <= failed_epoch]  # nothing after the divergence
+
+
+def test_divergence_in_a_later_epoch_reports_that_epoch(mnist):
+    spec = mnist_spec(optimizer="sgd", lr=0.05, epochs=4)
+    trainer = build_trainer(spec, mnist, CPU)
+    trainer.train_epoch()
+    trainer.train_epoch()
+    with torch.no_grad():
+        trainer.flat.weights[0] = float("nan")
+    with pytest.raises(DivergenceError, match=rf"run {re.escape(spec.run_id)} diverged in epoch 2:"):
+        trainer.train_epoch()
+
+
+def test_fidelity_error_on_a_tampered_end_checkpoint(mnist, reference_run):
+    spec, ck = reference_run
+    tampered = dict(ck[4])
+    tampered["model"] = {k: v.clone() for k, v in ck[4]["model"].items()}
+    name = "net.1.weight"
+    tampered["model"][name][0, 0] += 1e-3
+
+    trainer = build_trainer(spec, mnist, CPU)
+    true_end = flat_parameters_of(trainer, ck[4]["model"]).double().numpy()
+    bad_end = flat_parameters_of(trainer, tampered["model"]).double().numpy()
+    assert np.count_nonzero(true_end != bad_end) == 1  # one parameter changed, the original untouched
+    expected = np.linalg.norm(true_end - bad_end) / np.linalg.norm(bad_end)
+
+    with pytest.raises(FidelityError) as error:
+        replay(spec, mnist, ck[2], tampered, {"final": (4, ck[4])}, 1e-6)
+    message = str(error.value)
+    assert spec.run_id in message
+    assert "at epoch 4" in message
+    assert f"relative drift {expected:.3g} > tolerance 1e-06" in message
+
+    table, fidelity = replay(spec, mnist, ck[2], tampered, {"final": (4, ck[4])}, 10 * expected)
+    assert fidelity.relative_drift == pytest.approx(expected, rel=1e-9)
+    assert fidelity.epoch == 4 and fidelity.run_id == spec.run_id
+    assert table.height == 2 * STEPS_PER_EPOCH
+    # The untampered checkpoint still replays exactly.
+    _, clean = replay(spec, mnist, ck[2], ck[4], {"final": (4, ck[4])}, 0.0)
+    assert clean.relative_drift == 0.0
+
+
+def test_replay_leaves_its_start_checkpoint_untouched(mnist, reference_run):
+    spec, ck = reference_run
+    start = copy.deepcopy(ck[2])
+    end = copy.deepcopy(ck[4])
+    replay_segment(spec, mnist, CPU, start, end, {"final": (4, end)}, 0.0)
+    for key, fields in ck[2]["optimizer"]["state"].items():
+        for field, value in fields.items():
+            assert torch.equal(start["optimizer"]["state"][key][field], value), (key, field)
+    # The same in-memory start state must replay the same trajectory a second time.
+    _, again = replay_segment(spec, mnist, CPU, start, end, {"final": (4, end)}, float("inf"))
+    assert again.relative_drift == 0.0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
+    """The parallel kernel (large vectors, several threads) and the serial one give the Gram entries the
+    metrics use, equal to numpy float64, independently of the thread count."""
+    from pathgeo import kernels
+
+    n = kernels.PARALLEL_MIN_SIZE + 12345
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    w_prev = (w + 1e-3 * rng.standard_normal(n)).astype(np.float32)
+    w_star = np.stack([w + 1e-2 * rng.standard_normal(n), w + rng.standard_normal(n)]).astype(np.float32)
+    out = np.zeros((5, 5))
+    prev_before = w_prev.copy()
+    kernels.gram_pass(w, g, w_prev, w_star, out, threads)
+    assert np.array_equal(w_prev, w)  # w_prev advanced to the current weights
+
+    W, G, S = w.astype(np.float64), g.astype(np.float64), prev_before.astype(np.float64) - w
+    expected = {(0, 0): W @ W, (1, 1): G @ G, (0, 1): W @ G, (2, 2): S @ S}
+    for r in range(2):
+        D = W - w_star[r].astype(np.float64)
+        expected |= {(1, 3 + r): G @ D, (3 + r, 3 + r): D @ D, (0, 3 + r): W @ D, (2, 3 + r): S @ D}
+    for (i, j), value in expected.items():
+        assert out[i, j] == out[j, i]
+        assert out[i, j] == pytest.approx(value, rel=1e-12, abs=1e-9 * np.sqrt(out[i, i] * out[j, j]))
+
+    again = np.zeros((5, 5))
+    kernels.gram_pass(w, g, prev_before.copy(), w_star, again, 3 - threads)
+    assert np.array_equal(out, again)  # fixed blocks: the same bits whatever the thread count

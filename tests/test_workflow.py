@@ -1,0 +1,447 @@
+"""End-to-end tests of the Snakemake workflow on tests/configs/tiny.yaml.
+
+The whole DAG runs once per test session (module fixture `finished`) in a temporary directory; the other
+tests read its results, dry-run against it, or dry-run in fresh directories. Snakemake always runs with
+`--directory <tmp>` so that nothing is written into the repository.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from pathgeo.config import PLOT_TABLES, Plan, build_plan, figure_experiments
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+
+
+def snakemake_exe() -> str:
+    beside = Path(sys.executable).parent / "snakemake"
+    return str(beside) if beside.exists() else shutil.which("snakemake")
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile in `workdir` (never in the repository itself)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [snakemake_exe(), "-s", str(SNAKEFILE), "--directory", str(workdir), "--configfile", str(configfile), *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    if result.returncode != 0:
+        pytest.fail(f"snakemake exited with {result.returncode}:\n{output_of(result)[-6000:]}")
+    return result
+
+
+@dataclass(frozen=True)
+class Job:
+    rule: str
+    wildcards: dict[str, str]
+    resources: dict[str, str]
+
+
+def planned_jobs(text: str) -> list[Job]:
+    """The jobs of a (dry-)run's output: each `rule NAME:` / `localrule NAME:` block with its fields."""
+    jobs: list[Job] = []
+    rule = None
+    fields: dict[str, str] = {}
+
+    def flush():
+        if rule is not None:
+            jobs.append(Job(rule, _pairs(fields.get("wildcards", "")), _pairs(fields.get("resources", ""))))
+
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?(?:checkpoint|rule) (\S+):$", line)
+        if m:
+            flush()
+            rule, fields = m.group(1), {}
+            continue
+        m = re.match(r"^    (\w+): (.*)$", line)
+        if rule is not None and m:
+            fields[m.group(1)] = m.group(2)
+        elif rule is not None and not line.startswith("    "):
+            flush()
+            rule, fields = None, {}
+    flush()
+    return jobs
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(", ") if "=" in item)
+
+
+def job_counts(jobs: list[Job]) -> Counter:
+    return Counter(job.rule for job in jobs)
+
+
+def load_tiny() -> dict:
+    return yaml.safe_load(TINY.read_text())
+
+
+def write_config(config: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def aggregated_experiments(config: dict) -> set[str]:
+    """Experiments whose tables some figure draws (only those are aggregated)."""
+    return {
+        exp
+        for fig in config["figures"].values()
+        if PLOT_TABLES[fig["plot"]] != "claims"
+        for exp in figure_experiments(fig)
+    }
+
+
+def expected_counts(config: dict, plan: Plan) -> Counter:
+    return Counter(
+        prep=len({spec.data.name for spec in plan.runs.values()}),
+        reference=len(plan.runs),
+        replay=sum(len(plan.segments(run)) for run in plan.runs),
+        aggregate=len(aggregated_experiments(config)),
+        claims=1,
+        figure=len(config["figures"]),
+        all=1,
+    )
+
+
+@dataclass
+class Finished:
+    """The tiny workflow, run to the end once."""
+
+    workdir: Path
+    config: dict
+    plan: Plan
+    result: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def tiny_config() -> dict:
+    return load_tiny()
+
+
+@pytest.fixture(scope="module")
+def tiny_plan(tiny_config) -> Plan:
+    return build_plan(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_config, tiny_plan) -> Finished:
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    result = check(snakemake(workdir, "--cores", "2"))
+    return Finished(workdir, tiny_config, tiny_plan, result)
+
+
+def test_tiny_config_covers_every_plot_kind(tiny_config):
+    assert {fig["plot"] for fig in tiny_config["figures"].values()} == set(PLOT_TABLES)
+
+
+def test_tiny_config_shares_runs_between_experiments(tiny_plan):
+    planned = sum(len(runs) for runs in tiny_plan.experiments.values())
+    assert len(tiny_plan.runs) < planned
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The full run
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_every_figure_as_offline_html_and_svg(finished):
+    figures = finished.workdir / "results" / "figures"
+    for name in finished.config["figures"]:
+        html = (figures / f"{name}.html").read_text(encoding="utf-8")
+        assert "<html" in html.lower()
+        remote = re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^\s\"'>]*", html, re.IGNORECASE)
+        assert not remote, f"{name}.html loads scripts from the network: {remote}"
+        svg = (figures / f"{name}.svg").read_text(encoding="utf-8")
+        assert svg.lstrip().startswith("<svg"), f"{name}.svg does not start with <svg: {svg[:80]!r}"
+        assert svg.rstrip().endswith("</svg>")
+    produced = {p.stem for p in figures.iterdir() if p.suffix in (".html", ".svg")}
+    assert produced == set(finished.config["figures"])
+
+
+@pytest.mark.slow
+def test_claims_table_has_one_row_per_planned_run(finished):
+    tables = finished.workdir / "results" / "tables"
+    parquet = pl.read_parquet(tables / "claims.parquet")
+    csv = pl.read_csv(tables / "claims.csv")
+    for table in (parquet, csv):
+        assert table.height == len(finished.plan.runs)
+        assert sorted(table["run_id"].to_list()) == sorted(finished.plan.runs)
+    assert parquet.columns == csv.columns
+
+
+@pytest.mark.slow
+def test_every_replay_is_bit_identical_to_its_reference(finished):
+    runs = finished.workdir / "results" / "runs"
+    expected = {
+        runs / run / "replay" / f"{start:04d}-{end:04d}.fidelity.json"
+        for run in finished.plan.runs
+        for start, end in finished.plan.segments(run)
+    }
+    assert set(runs.glob("*/replay/*.fidelity.json")) == expected
+    for path in expected:
+        fidelity = json.loads(path.read_text())
+        assert fidelity["relative_drift"] == 0.0, f"{path}: {fidelity}"
+        assert path.with_name(path.name.replace(".fidelity.json", ".parquet")).exists()
+
+
+@pytest.mark.slow
+def test_every_job_wrote_its_log(finished):
+    plan, config = finished.plan, finished.config
+    logs = finished.workdir / "logs"
+    expected = {logs / "claims.log"}
+    expected |= {logs / "prep" / f"{spec.data.name}.log" for spec in plan.runs.values()}
+    expected |= {logs / "reference" / f"{run}.log" for run in plan.runs}
+    expected |= {
+        logs / "replay" / run / f"{start:04d}-{end:04d}.log" for run in plan.runs for start, end in plan.segments(run)
+    }
+    expected |= {logs / "aggregate" / f"{exp}.log" for exp in aggregated_experiments(config)}
+    expected |= {logs / "figures" / f"{name}.log" for name in config["figures"]}
+    missing = sorted(str(p.relative_to(logs)) for p in expected if not p.exists())
+    assert not missing, f"jobs without a log: {missing}"
+    empty = sorted(str(p.relative_to(logs)) for p in expected if p.stat().st_size == 0)
+    assert not empty, f"empty logs: {empty}"
+    stray = sorted(str(p.relative_to(logs)) for p in logs.rglob("*.log") if p not in expected)
+    assert not stray, f"logs of jobs that were not planned: {stray}"
+
+
+@pytest.mark.slow
+def test_aggregates_have_every_run_of_their_experiment(finished):
+    for exp in aggregated_experiments(finished.config):
+        epochs = pl.read_parquet(finished.workdir / "results" / "tables" / exp / "epochs.parquet")
+        assert set(epochs["run_id"].unique()) == set(finished.plan.experiments[exp]), exp
+
+
+@pytest.mark.slow
+def test_a_second_run_has_nothing_to_do(finished):
+    result = check(snakemake(finished.workdir, "-n"))
+    assert planned_jobs(output_of(result)) == [], output_of(result)[-3000:]
+    assert "Nothing to be done" in output_of(result)
+
+
+def _utime_now(path: Path):
+    """Set `path`'s mtime to now (its content is untouched); returns a function restoring the old one."""
+    before = path.stat()
+    os.utime(path)
+    touched = path.stat().st_mtime_ns
+
+    def restore():
+        # Only if nobody edited the file meanwhile: their edit must keep its own, newer mtime.
+        if path.stat().st_mtime_ns == touched:
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    return restore
+
+
+def _dry_run_after_touching(finished: Finished, module: str) -> list[Job]:
+    restore = _utime_now(REPO / "pathgeo" / module)
+    try:
+        result = check(snakemake(finished.workdir, "-n"))
+    finally:
+        restore()
+    return planned_jobs(output_of(result))
+
+
+@pytest.mark.slow
+def test_editing_figures_reruns_only_figures(finished):
+    counts = job_counts(_dry_run_after_touching(finished, "figures.py"))
+    assert counts == Counter(figure=len(finished.config["figures"]), all=1)
+
+
+@pytest.mark.slow
+def test_editing_aggregation_reruns_only_aggregates_and_figures(finished):
+    jobs = _dry_run_after_touching(finished, "aggregate.py")
+    counts = job_counts(jobs)
+    assert set(counts) <= {"aggregate", "claims", "figure", "all"}, counts
+    assert {job.wildcards["experiment"] for job in jobs if job.rule == "aggregate"} == aggregated_experiments(
+        finished.config
+    )
+    assert counts["figure"] == len(finished.config["figures"])
+
+
+@pytest.mark.slow
+def test_editing_aggregation_reruns_claims_which_imports_it(finished):
+    """pathgeo/claims.py imports pathgeo.aggregate, so the claims table depends on aggregate.py too."""
+    claims_source = (REPO / "pathgeo" / "claims.py").read_text()
+    if "pathgeo.aggregate" not in claims_source:
+        pytest.skip("pathgeo.claims no longer imports pathgeo.aggregate")
+    counts = job_counts(_dry_run_after_touching(finished, "aggregate.py"))
+    assert counts["claims"] == 1, counts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dry runs and the plan
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_dry_run_shows_the_full_plan_and_runs_nothing(tmp_path, tiny_config, tiny_plan):
+    result = check(snakemake(tmp_path, "-n"))
+    jobs = planned_jobs(output_of(result))
+    assert job_counts(jobs) == expected_counts(tiny_config, tiny_plan)
+    assert {job.wildcards["run"] for job in jobs if job.rule == "reference"} == set(tiny_plan.runs)
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--rulegraph", "--dag"])
+def test_graphs_print_dot(tmp_path, flag):
+    result = check(snakemake(tmp_path, flag))
+    dot = result.stdout.strip()
+    assert dot.startswith("digraph"), dot[:200]
+    assert dot.endswith("}")
+    for rule in ("prep", "reference", "replay", "aggregate", "claims", "figure", "all"):
+        assert rule in dot
+    assert not (tmp_path / "results").exists()
+
+
+def _figure_cases():
+    config = load_tiny()
+    return [name for name, fig in config["figures"].items() if PLOT_TABLES[fig["plot"]] != "claims"]
+
+
+@pytest.mark.parametrize("name", _figure_cases())
+def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, name):
+    fig = tiny_config["figures"][name]
+    experiments = set(figure_experiments(fig))
+    runs = {run for exp in experiments for run in tiny_plan.experiments[exp]}
+    result = check(snakemake(tmp_path, "-n", f"figure_{name}"))
+    jobs = planned_jobs(output_of(result))
+    by_rule = {rule: [j for j in jobs if j.rule == rule] for rule in job_counts(jobs)}
+
+    assert set(by_rule) <= {"prep", "reference", "replay", "aggregate", "figure", f"figure_{name}"}, set(by_rule)
+    references = [j.wildcards["run"] for j in by_rule.get("reference", [])]
+    assert len(references) == len(runs)
+    assert set(references) == runs
+    assert {j.wildcards["run"] for j in by_rule.get("replay", [])} == runs
+    assert len(by_rule.get("replay", [])) == sum(len(tiny_plan.segments(run)) for run in runs)
+    assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == experiments
+    assert [j.wildcards["name"] for j in by_rule["figure"]] == [name]
+    assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {
+        tiny_plan.runs[run].data.name for run in runs
+    }
+    assert not (tmp_path / "results").exists()
+
+
+def test_claims_figure_plans_every_run_and_no_aggregate(tmp_path, tiny_plan):
+    result = check(snakemake(tmp_path, "-n", "figure_claims"))
+    counts = job_counts(planned_jobs(output_of(result)))
+    assert counts["reference"] == len(tiny_plan.runs)
+    assert counts["claims"] == 1
+    assert counts["figure"] == 1
+    assert counts["aggregate"] == 0
+
+
+def test_training_and_replay_ask_for_a_gpu_unless_pinned_to_cpu(tmp_path):
+    auto = planned_jobs(output_of(check(snakemake(tmp_path / "auto", "-n"))))
+    cpu = planned_jobs(output_of(check(snakemake(tmp_path / "cpu", "-n", "--config", "device=cpu"))))
+    assert job_counts(auto) == job_counts(cpu)
+    for job in auto:
+        expected = "1" if job.rule in ("reference", "replay") else None
+        assert job.resources.get("gpu") == expected, job
+    for job in cpu:
+        assert job.resources.get("gpu", "0") == "0", job
+
+
+def test_lint_of_the_default_config_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", configfile=DEFAULT_CONFIG)
+    text = output_of(result)
+    lints = re.findall(r"^Lints for (.+?):\n\s+\* (.+?)\.?:?$", text, re.MULTILINE)
+    assert not lints, "snakemake --lint: " + "; ".join(f"{where}: {what}" for where, what in lints)
+    assert "Lints for" not in text, text
+    assert result.returncode == 0, text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Failures and partial rebuilds
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory):
+    """A run that blows up (SGD at LR 1e4 on MNIST-1D), run through the workflow."""
+    workdir = tmp_path_factory.mktemp("diverge")
+    config = copy.deepcopy(load_tiny())
+    config["experiments"] = {"diverge": {"set": {"optimizer": "sgd", "lr": 1.0e4, "width": 64}}}
+    config["figures"] = {}
+    path = write_config(config, workdir.parent / f"{workdir.name}.yaml")
+    (run_id,) = build_plan(config).runs
+    result = snakemake(workdir, "--cores", "2", configfile=path)
+    return workdir, run_id, result
+
+
+@pytest.mark.slow
+def test_divergence_fails_the_workflow_naming_run_and_epoch(diverged):
+    workdir, run_id, result = diverged
+    assert result.returncode != 0
+    text = output_of(result)
+    assert re.search(rf"run {re.escape(run_id)} diverged in epoch \d+", text), text[-4000:]
+    run_dir = workdir / "results" / "runs" / run_id
+    for leftover in ("train_log.parquet", "spec.json", "checkpoints", "replay"):
+        assert not (run_dir / leftover).exists(), f"{leftover} left behind by a diverged run"
+    assert not (workdir / "results" / "tables" / "claims.parquet").exists()
+
+
+@pytest.mark.slow
+def test_divergence_is_recorded_in_the_job_log(diverged):
+    workdir, run_id, _ = diverged
+    log = (workdir / "logs" / "reference" / f"{run_id}.log").read_text()
+    assert re.search(rf"run {re.escape(run_id)} diverged in epoch \d+", log), log
+
+
+@pytest.mark.slow
+def test_one_replay_segment_rebuilds_alone_and_identically(finished):
+    """Runs last in this module: it rewrites part of the finished workdir (and leaves it complete)."""
+    plan, config = finished.plan, finished.config
+    run = plan.experiments["walk"][0]
+    start, end = plan.segments(run)[-1]
+    replay = finished.workdir / "results" / "runs" / run / "replay"
+    steps = replay / f"{start:04d}-{end:04d}.parquet"
+    fidelity = replay / f"{start:04d}-{end:04d}.fidelity.json"
+    before = pl.read_parquet(steps)
+    steps.unlink()
+    fidelity.unlink()
+
+    downstream_experiments = {exp for exp, runs in plan.experiments.items() if run in runs} & aggregated_experiments(
+        config
+    )
+    downstream_figures = {
+        name
+        for name, fig in config["figures"].items()
+        if PLOT_TABLES[fig["plot"]] == "claims" or set(figure_experiments(fig)) & downstream_experiments
+    }
+
+    for result in (snakemake(finished.workdir, "-n"), snakemake(finished.workdir, "--cores", "2")):
+        jobs = planned_jobs(output_of(check(result)))
+        assert [(j.rule, j.wildcards) for j in jobs if j.rule == "replay"] == [
+            ("replay", {"run": run, "start": f"{start:04d}", "end": f"{end:04d}"})
+        ]
+        counts = job_counts(jobs)
+        assert set(counts) == {"replay", "aggregate", "claims", "figure", "all"}, counts
+        assert {j.wildcards["experiment"] for j in jobs if j.rule == "aggregate"} == downstream_experiments
+        assert {j.wildcards["name"] for j in jobs if j.rule == "figure"} == downstream_figures
+
+    after = pl.read_parquet(steps)
+    assert after.equals(before)
+    assert json.loads(fidelity.read_text())["relative_drift"] == 0.0
+    assert planned_jobs(output_of(check(snakemake(finished.workdir, "-n")))) == []
