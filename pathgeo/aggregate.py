@@ -12,8 +12,8 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.models import WIDTH_MODELS
-from pathgeo.probe import METRICS
+from pathgeo.columns import FACTORS, METRICS
+from pathgeo.spec import WIDTH_MODELS
 
 STATS = {
     "mean": lambda c: c.mean(),
@@ -26,7 +26,6 @@ STATS = {
     "q95": lambda c: c.quantile(0.95, interpolation="linear"),
     "std": lambda c: c.std(),
 }
-FACTORS = ("dataset", "model", "width", "optimizer", "peak_lr", "batch_size", "seed", "weight_decay", "schedule", "epochs")
 
 
 def describe(f: dict[str, Any]) -> str:

@@ -103,7 +103,8 @@ class Setup:
         raise ValueError(mode)
 
     def run(self, mode: str) -> float:
-        """Seconds per step over `steps` steps, including the observer's end-of-epoch work."""
+        """Seconds per step over `steps` steps, including the observer's end-of-epoch work but not its
+        construction (once per replay segment, not per step)."""
         observer = self.observer(mode)
         self.model.train()
         start = time.perf_counter()

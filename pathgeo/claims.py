@@ -17,7 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import FACTORS, describe, scan_steps
+from pathgeo.aggregate import describe, scan_steps
+from pathgeo.columns import FACTORS
 
 
 def _cv(col: str) -> pl.Expr:

@@ -8,10 +8,15 @@ reference epoch against the schedule). Every error names the config key to fix.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pathgeo.spec import DataSpec, RunSpec, scaled_lr
+import jsonschema
+import yaml
+
+from pathgeo.spec import WIDTH_MODELS, DataSpec, RunSpec, scaled_lr
 
 RUN_FIELDS = (
     "dataset",
@@ -57,6 +62,28 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"config key '{key}': {message}")
         self.key = key
+
+
+SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
+
+
+def schema_error(config: dict[str, Any], schema_path: Path = SCHEMA) -> ConfigError | None:
+    """The most relevant JSON-schema violation as a one-line ConfigError naming the key, or None."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return None
+    path = [f"[{p}]" if isinstance(p, int) else p for p in error.absolute_path]
+    named = re.search(r"'([^']+)' (is a required property|was unexpected)", error.message)
+    if named:
+        path.append(named.group(1))
+    key = ".".join(path).replace(".[", "[") or "(top level)"
+    if error.validator == "required":
+        return ConfigError(key, "is missing")
+    if error.validator == "additionalProperties":
+        return ConfigError(key, "is not a known key")
+    return ConfigError(key, error.message)
 
 
 @dataclass(frozen=True)
@@ -149,6 +176,8 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             where("warmup_epochs"),
             f"warm-up of {fields['warmup_epochs']} epochs leaves nothing of a {fields['epochs']}-epoch run",
         )
+    if fields["model"] not in WIDTH_MODELS:
+        fields["width"] = 0  # so that a change of the networks' default width does not rename these runs
     base = fields.pop("base_batch_size")
     fields["lr"] = scaled_lr(fields["lr"], fields["batch_size"], base)
     fields.pop("dataset")
@@ -181,6 +210,9 @@ def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment
 
 
 def build_plan(config: dict[str, Any]) -> Plan:
+    error = schema_error(config)
+    if error is not None:
+        raise error
     segment_epochs = config["segment_epochs"]
     runs: dict[str, RunSpec] = {}
     experiments: dict[str, tuple[str, ...]] = {}

@@ -345,34 +345,24 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
             detail=alt.Detail(f"{SERIES}:N"),
         )
     )
-    optimal = (
-        alt.Chart()
-        .transform_filter(_positive("lolr_mean"))
-        .transform_calculate(quantity="'loLR η* = RSI / EB²'")
-        .mark_line(strokeWidth=1.8)
-        .encode(
-            x=x,
-            y=alt.Y("lolr_mean:Q", title=y_title, scale=scale),
-            color=color_encoding,
-            strokeDash=dash,
-            detail=alt.Detail(f"{SERIES}:N"),
-            tooltip=tooltip,
+    def line(field: str, quantity: str, stroke_width: float) -> alt.Chart:
+        return (
+            alt.Chart()
+            .transform_filter(_positive(field))
+            .transform_calculate(quantity=f"'{quantity}'")
+            .mark_line(strokeWidth=stroke_width)
+            .encode(
+                x=x,
+                y=alt.Y(f"{field}:Q", title=y_title, scale=scale),
+                color=color_encoding,
+                strokeDash=dash,
+                detail=alt.Detail(f"{SERIES}:N"),
+                tooltip=tooltip,
+            )
         )
-    )
-    used = (
-        alt.Chart()
-        .transform_filter(_positive("lr_mean"))
-        .transform_calculate(quantity="'LR used'")
-        .mark_line(strokeWidth=1.4)
-        .encode(
-            x=x,
-            y=alt.Y("lr_mean:Q", title=y_title, scale=scale),
-            color=color_encoding,
-            strokeDash=dash,
-            detail=alt.Detail(f"{SERIES}:N"),
-            tooltip=tooltip,
-        )
-    )
+
+    optimal = line("lolr_mean", "loLR η* = RSI / EB²", 1.8)
+    used = line("lr_mean", "LR used", 1.4)
     chart = alt.layer(band, optimal, used, data=_values(data)).properties(
         width=PANEL_WIDTH, height=PANEL_HEIGHT + 40
     )

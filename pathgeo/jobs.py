@@ -33,3 +33,10 @@ def start_job(
     settings.update(device=str(chosen), threads=threads, torch=torch.__version__)
     log.info("run %s on %s (%d threads, deterministic=%s)", spec.run_id, chosen, threads, deterministic)
     return Job(spec, chosen, data.load(tensors_path, manifest_path, spec.data), settings)
+
+
+def start_workflow_job(smk) -> Job:
+    """`start_job` from a Snakemake rule's params, threads and inputs (reference and replay share them)."""
+    return start_job(
+        smk.params.spec, smk.params.device, smk.params.deterministic, smk.threads, smk.input.tensors, smk.input.manifest
+    )

@@ -18,25 +18,6 @@ BLOCK = 1 << 16
 FASTMATH = {"reassoc", "contract"}
 
 
-@numba.njit(fastmath=FASTMATH, cache=True, nogil=True, inline="always")
-def _block_sums(w, g, w_prev, ref, start, end):  # pragma: no cover - compiled
-    ww = gg = gw = ss = gd = dd = wd = sd = 0.0
-    for i in range(start, end):
-        wi = np.float64(w[i])
-        gi = np.float64(g[i])
-        si = np.float64(w_prev[i]) - wi
-        di = wi - np.float64(ref[i])
-        ww += wi * wi
-        gg += gi * gi
-        gw += gi * wi
-        ss += si * si
-        gd += gi * di
-        dd += di * di
-        wd += wi * di
-        sd += si * di
-    return ww, gg, gw, ss, gd, dd, wd, sd
-
-
 def _gram_pass(w, g, w_prev, w_star, out):  # pragma: no cover - compiled
     """Fill `out` (K x K, K = 3 + R) with the Gram entries of rows (w, G, s = w_prev - w, d_r = w - w*_r)
     that the metrics use, and set w_prev = w. Entries between two d rows, and (w, s), (G, s), stay 0."""
@@ -47,10 +28,28 @@ def _gram_pass(w, g, w_prev, w_star, out):  # pragma: no cover - compiled
     for b in numba.prange(blocks):
         start = b * BLOCK
         end = min(start + BLOCK, n)
+        # 1-D views of the block: indexing the full arrays inside the loop keeps LLVM from vectorising it.
+        wb = w[start:end]
+        gb = g[start:end]
+        pb = w_prev[start:end]
         for r in range(refs):
-            # The ref-independent sums are recomputed per reference: the block is in cache by then, and one
-            # loop shape vectorises where a second, narrower one did not.
-            ww, gg, gw, ss, gd, dd, wd, sd = _block_sums(w, g, w_prev, w_star[r], start, end)
+            # The reference-independent sums are recomputed for each reference: the block is in cache by
+            # then, and one loop shape vectorises where a second, narrower one did not.
+            rb = w_star[r, start:end]
+            ww = gg = gw = ss = gd = dd = wd = sd = 0.0
+            for i in range(wb.shape[0]):
+                wi = np.float64(wb[i])
+                gi = np.float64(gb[i])
+                si = np.float64(pb[i]) - wi
+                di = wi - np.float64(rb[i])
+                ww += wi * wi
+                gg += gi * gi
+                gw += gi * wi
+                ss += si * si
+                gd += gi * di
+                dd += di * di
+                wd += wi * di
+                sd += si * di
             partial[b, 0] = ww
             partial[b, 1] = gg
             partial[b, 2] = gw
@@ -59,10 +58,8 @@ def _gram_pass(w, g, w_prev, w_star, out):  # pragma: no cover - compiled
             partial[b, 5 + 4 * r] = dd
             partial[b, 6 + 4 * r] = wd
             partial[b, 7 + 4 * r] = sd
-        w_prev[start:end] = w[start:end]
-    sums = np.zeros(4 + 4 * refs)
-    for b in range(blocks):
-        sums += partial[b]
+        pb[:] = wb
+    sums = partial.sum(axis=0)
     out[:, :] = 0.0
     out[0, 0] = sums[0]
     out[1, 1] = sums[1]

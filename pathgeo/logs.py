@@ -20,4 +20,11 @@ def setup(log_path: str | Path | None = None) -> logging.Logger:
         force=True,
     )
     logging.captureWarnings(True)
-    return logging.getLogger("pathgeo")
+    log = logging.getLogger("pathgeo")
+
+    def log_uncaught(kind, error, traceback):
+        # The job's log file is what a cluster user reads; the error that ended the job belongs in it.
+        log.error("job failed: %s", error, exc_info=(kind, error, traceback))
+
+    sys.excepthook = log_uncaught
+    return log

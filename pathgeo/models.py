@@ -11,8 +11,6 @@ from torch import nn
 
 MNIST1D_LENGTH = 40
 MNIST1D_CLASSES = 10
-# Networks sized by the run's `width`; the synthetic objectives ignore it.
-WIDTH_MODELS = ("mlp", "resnet1d")
 
 
 class MLP(nn.Module):

@@ -35,30 +35,13 @@ import polars as pl
 import torch
 
 from pathgeo import kernels
+from pathgeo.columns import METRICS
 from pathgeo.flat import FlatParameters
 
 log = logging.getLogger("pathgeo")
 
 W, G, S, D0 = 0, 1, 2, 3
 
-METRICS = (
-    "lr",
-    "loss",
-    "rsi",
-    "eb",
-    "gamma",
-    "lolr",
-    "grad_norm",
-    "dist",
-    "rsi_wd",
-    "eb_wd",
-    "gamma_wd",
-    "lolr_wd",
-    "grad_norm_wd",
-    "upd_norm",
-    "upd_rsi",
-    "upd_gamma",
-)
 
 
 class Probe:
@@ -144,7 +127,8 @@ class Probe:
         self._lr_log += self._lrs
         self._epochs += [epoch] * self._n
         if self._n:
-            gamma = _gamma(grams, D0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gamma = _geometry(grams[:, G, D0], grams[:, G, G], grams[:, D0, D0])["gamma"]
             log.info("epoch %d: %d steps, mean gamma vs %s = %.4g", epoch, self._n, self.names[0], np.nanmean(gamma))
         self._lrs, self._n = [], 0
         self.epoch = epoch + 1
@@ -167,11 +151,6 @@ class Probe:
         )
 
 
-def _gamma(grams: np.ndarray, d: int) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return grams[:, G, d] / np.sqrt(grams[:, G, G] * grams[:, d, d])
-
-
 def step_metrics(grams: np.ndarray, d: int, weight_decay: float) -> dict[str, np.ndarray]:
     """Metrics for steps 0..N−1 from N+1 Gram matrices (the last one taken at the weights after step N−1)."""
     now, nxt = grams[:-1], grams[1:]
@@ -185,22 +164,27 @@ def step_metrics(grams: np.ndarray, d: int, weight_decay: float) -> dict[str, np
     g_wd_d = gd + lam * wd_
     g_wd_sq = gg + 2 * lam * gw + lam**2 * ww
     with np.errstate(divide="ignore", invalid="ignore"):
+        plain = _geometry(gd, gg, dd)
+        with_wd = _geometry(g_wd_d, g_wd_sq, dd)
         return {
-            "rsi": gd / dd,
-            "eb": np.sqrt(gg / dd),
-            "gamma": gd / np.sqrt(gg * dd),
-            "lolr": gd / gg,
-            "grad_norm": np.sqrt(gg),
+            **plain,
             "dist": np.sqrt(dd),
-            "rsi_wd": g_wd_d / dd,
-            "eb_wd": np.sqrt(g_wd_sq / dd),
-            "gamma_wd": g_wd_d / np.sqrt(g_wd_sq * dd),
-            "lolr_wd": g_wd_d / g_wd_sq,
-            "grad_norm_wd": np.sqrt(g_wd_sq),
+            **{f"{name}_wd": value for name, value in with_wd.items()},
             "upd_norm": np.sqrt(ss),
             "upd_rsi": sd / dd,
             "upd_gamma": sd / np.sqrt(ss * dd),
         }
+
+
+def _geometry(gd: np.ndarray, gg: np.ndarray, dd: np.ndarray) -> dict[str, np.ndarray]:
+    """RSI, EB, gamma, the locally optimal LR and ||G|| from G·d, G·G and d·d."""
+    return {
+        "rsi": gd / dd,
+        "eb": np.sqrt(gg / dd),
+        "gamma": gd / np.sqrt(gg * dd),
+        "lolr": gd / gg,
+        "grad_norm": np.sqrt(gg),
+    }
 
 
 def step_table(

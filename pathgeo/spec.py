@@ -15,6 +15,8 @@ from typing import Any
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "warmup_cosine")
 PRECISIONS = ("float32", "float64")
+# Networks sized by a run's `width`; the synthetic objectives have none (their width is 0).
+WIDTH_MODELS = ("mlp", "resnet1d")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
@@ -66,8 +68,9 @@ class RunSpec:
 
     @property
     def slug(self) -> str:
+        model = f"{self.model}{self.width}" if self.width else self.model
         return (
-            f"{self.data.name}-{self.model}{self.width}-{self.optimizer}-lr{self.lr:.3g}"
+            f"{self.data.name}-{model}-{self.optimizer}-lr{self.lr:.3g}"
             f"-bs{self.batch_size}-e{self.epochs}-s{self.seed}"
         )
 

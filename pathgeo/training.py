@@ -119,7 +119,8 @@ class Trainer:
         train_loss = loss_sum.item() / count
         if not math.isfinite(train_loss):
             raise DivergenceError(
-                f"run {self.run_id} diverged in epoch {self.epoch}: mean training loss is {train_loss}"
+                f"run {self.run_id} diverged in epoch {self.epoch}: mean training loss is {train_loss} "
+                f"(epochs count from 0: this is epoch {self.epoch + 1} of {self.spec.epochs})"
             )
         stats = EpochStats(
             epoch=self.epoch,

@@ -1,7 +1,7 @@
 rule aggregate:
     input:
         replays=experiment_replays,
-        library=library("aggregate.py"),
+        library=library("aggregate.py", "columns.py"),
     output:
         epochs="results/tables/{experiment}/epochs.parquet",
         steps="results/tables/{experiment}/steps.parquet",
@@ -10,6 +10,8 @@ rule aggregate:
         exclude_final_epoch=config["exclude_final_epoch"],
     log:
         "logs/aggregate/{experiment}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -17,7 +19,7 @@ rule aggregate:
 rule claims:
     input:
         replays=replay_files(PLAN.runs),
-        library=library("claims.py"),
+        library=library("claims.py", "aggregate.py", "columns.py"),
     output:
         parquet="results/tables/claims.parquet",
         csv="results/tables/claims.csv",
@@ -27,5 +29,7 @@ rule claims:
         exclude_final_epoch=config["exclude_final_epoch"],
     log:
         "logs/claims.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/claims.py"

@@ -3,13 +3,20 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from pathgeo.config import ConfigError, PLOT_TABLES, build_plan, figure_experiments
+from pathgeo.config import ConfigError, PLOT_TABLES, build_plan, figure_experiments, schema_error
 
 
 min_version("9.0")
 
+# Jobs import pathgeo from this checkout, also inside a --use-conda environment or a cluster job.
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-validate(config, "../config/schema/config.schema.yaml")
+
+try:
+    validate(config, "../config/schema/config.schema.yaml")
+except WorkflowError:
+    # Snakemake's message prints the whole config; say which key is wrong instead.
+    raise WorkflowError(str(schema_error(config))) from None
 
 try:
     PLAN = build_plan(config)
@@ -96,9 +103,9 @@ def all_figures():
     return expand("results/figures/{name}.{ext}", name=list(config["figures"]), ext=["html", "svg"])
 
 
-def library(module):
-    """A pathgeo module as an input, so that editing it re-runs the rules that use it and no others."""
-    return os.path.join(workflow.basedir, "pathgeo", module)
+def library(*modules):
+    """pathgeo modules as inputs, so that editing one re-runs the rules that use it and no others."""
+    return [os.path.join(workflow.basedir, "pathgeo", module) for module in modules]
 
 
 def gpus(wildcards):

@@ -9,6 +9,8 @@ rule figure:
         figure=lambda wildcards: config["figures"][wildcards.name],
     log:
         "logs/figures/{name}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/figure.py"
 

@@ -7,5 +7,7 @@ rule prep:
     log:
         "logs/prep/{dataset}.log",
     cache: "omit-software"
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/prep.py"

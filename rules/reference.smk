@@ -16,5 +16,7 @@ rule reference:
     log:
         "logs/reference/{run}.log",
     cache: "omit-software"
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/reference.py"

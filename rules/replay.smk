@@ -16,5 +16,7 @@ rule replay:
         gpu=gpus,
     log:
         "logs/replay/{run}/{start}-{end}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/replay.py"

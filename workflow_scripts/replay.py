@@ -2,19 +2,12 @@ from pathlib import Path
 
 from pathgeo import checkpoints
 from pathgeo.atomic import write_json, write_parquet
-from pathgeo.jobs import start_job
+from pathgeo.jobs import start_workflow_job
 from pathgeo.logs import setup
 from pathgeo.replay import replay_segment
 
 setup(snakemake.log[0])
-job = start_job(
-    snakemake.params.spec,
-    snakemake.params.device,
-    snakemake.params.deterministic,
-    snakemake.threads,
-    snakemake.input.tensors,
-    snakemake.input.manifest,
-)
+job = start_workflow_job(snakemake)
 run_dir = Path(snakemake.input.checkpoints).parent
 
 

@@ -1,0 +1,37 @@
+# The two commands: `make run` (the whole workflow on config/config.yaml) and `make test`.
+# Both install what they need into .venv first (pinned in requirements.txt).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+CORES ?= all
+
+.PHONY: install run test bench lint dag clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m pathgeo.bench overhead
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+dag: $(STAMP)
+	$(BIN)/snakemake --rulegraph
+
+clean:
+	rm -rf results logs .snakemake
