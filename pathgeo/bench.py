@@ -61,12 +61,12 @@ class AuthorsMetrics:
         self.w_star = w_star
         self.rows: list[tuple[float, ...]] = []
 
-    def after_backward(self, loss: torch.Tensor, lr: float) -> None:
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None:
         weights = torch.cat([p.detach().flatten() for p in self.params])
         grads = torch.cat([p.grad.detach().flatten() for p in self.params])
         dist = weights - self.w_star
         norm_dist, norm_grad, dot = torch.norm(dist).item(), torch.norm(grads).item(), torch.dot(dist, grads).item()
-        grads_wd = grads + WEIGHT_DECAY * weights
+        grads_wd = grads + weight_decay * weights
         norm_grad_wd, dot_wd = torch.norm(grads_wd).item(), torch.dot(dist, grads_wd).item()
         self.rows.append((norm_dist, norm_grad, dot, norm_grad_wd, dot_wd))
 
@@ -114,7 +114,7 @@ class Setup:
             loss = F.cross_entropy(self.model(x), y)
             loss.backward()
             if observer is not None:
-                observer.after_backward(loss, self.optimizer.param_groups[0]["lr"])
+                observer.after_backward(loss, self.optimizer.param_groups[0]["lr"], WEIGHT_DECAY)
             self.optimizer.step()
         if observer is not None:
             observer.end_epoch()

@@ -81,12 +81,14 @@ class Probe:
         self._grams = torch.zeros(steps_per_epoch, self.rows, self.rows, dtype=torch.float64, device=device)
         self._losses = torch.zeros(steps_per_epoch, dtype=torch.float64, device=device)
         self._lrs: list[float] = []
+        self._wds: list[float] = []
         self._n = 0
         self.step = start_step
         self.epoch = start_epoch
         self._host_grams: list[np.ndarray] = []
         self._host_losses: list[np.ndarray] = []
         self._lr_log: list[float] = []
+        self._wd_log: list[float] = []
         self._epochs: list[int] = []
         self._final_gram: np.ndarray | None = None
 
@@ -108,12 +110,14 @@ class Probe:
                 out.addmm_(y, y.T)
         self.w_prev.copy_(buffer[0])
 
-    def after_backward(self, loss: torch.Tensor, lr: float) -> None:
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float | None = None) -> None:
+        """`weight_decay` is this step's (schedules may change it); None means the probe's constant one."""
         if self._n == self.capacity:
             raise RuntimeError(f"more than steps_per_epoch={self.capacity} steps in one epoch; call end_epoch()")
         self._gram(self._grams[self._n])
         self._losses[self._n].copy_(loss.detach())
         self._lrs.append(lr)
+        self._wds.append(self.weight_decay if weight_decay is None else weight_decay)
         self._n += 1
         self.step += 1
 
@@ -125,12 +129,13 @@ class Probe:
         self._host_grams.append(grams)
         self._host_losses.append(self._losses[: self._n].cpu().numpy().copy())
         self._lr_log += self._lrs
+        self._wd_log += self._wds
         self._epochs += [epoch] * self._n
         if self._n:
             with np.errstate(divide="ignore", invalid="ignore"):
                 gamma = _geometry(grams[:, G, D0], grams[:, G, G], grams[:, D0, D0])["gamma"]
             log.info("epoch %d: %d steps, mean gamma vs %s = %.4g", epoch, self._n, self.names[0], np.nanmean(gamma))
-        self._lrs, self._n = [], 0
+        self._lrs, self._wds, self._n = [], [], 0
         self.epoch = epoch + 1
 
     def finish(self) -> pl.DataFrame:
@@ -147,12 +152,13 @@ class Probe:
             np.asarray(self._epochs, dtype=np.int64),
             self.step,
             self.names,
-            self.weight_decay,
+            np.asarray(self._wd_log, dtype=np.float64),
         )
 
 
-def step_metrics(grams: np.ndarray, d: int, weight_decay: float) -> dict[str, np.ndarray]:
-    """Metrics for steps 0..N−1 from N+1 Gram matrices (the last one taken at the weights after step N−1)."""
+def step_metrics(grams: np.ndarray, d: int, weight_decay: float | np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics for steps 0..N−1 from N+1 Gram matrices (the last one taken at the weights after step N−1);
+    `weight_decay` is one value or one per step."""
     now, nxt = grams[:-1], grams[1:]
     gg, gd, dd = now[:, G, G], now[:, G, d], now[:, d, d]
     gw, wd_, ww = now[:, W, G], now[:, W, d], now[:, W, W]
@@ -194,7 +200,7 @@ def step_table(
     epochs: np.ndarray,
     end_step: int,
     names: list[str],
-    weight_decay: float,
+    weight_decay: float | np.ndarray,
 ) -> pl.DataFrame:
     n = len(grams) - 1
     steps = np.arange(end_step - n, end_step, dtype=np.int64)

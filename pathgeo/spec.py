@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "warmup_cosine")
+SCHEDULES = ("constant", "warmup_cosine", "final_drop")
 PRECISIONS = ("float32", "float64")
 # Networks sized by a run's `width`; the synthetic objectives have none (their width is 0).
 WIDTH_MODELS = ("mlp", "resnet1d")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
-BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine"})
+BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop"})
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,14 @@ class RunSpec:
     seed: int
     data_order_seed: int
     precision: str
+    grad_clip: float | None = None
 
     def canonical(self) -> dict[str, Any]:
         spec = asdict(self)
         spec["data"] = self.data.canonical()
+        # Optional fields at their default are left out, so adding one does not rename existing runs.
+        if spec["grad_clip"] is None:
+            del spec["grad_clip"]
         return spec
 
     def canonical_json(self) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from pathgeo.flat import FlatParameters
 from pathgeo.randomness import capture_rng_state, restore_rng_state
-from pathgeo.schedules import build_scheduler
+from pathgeo.schedules import Schedule, schedule_for
 from pathgeo.spec import RunSpec
 from pathgeo.tasks import Task, build_task, parameters
 
@@ -29,7 +29,7 @@ class DivergenceError(RuntimeError):
 
 
 class Observer(Protocol):
-    def after_backward(self, loss: torch.Tensor, lr: float) -> None: ...
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None: ...
 
 
 def build_optimizer(spec: RunSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -56,7 +56,7 @@ class Trainer:
     task: Task
     flat: FlatParameters
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    schedule: Schedule
     epoch: int = 0
     step: int = 0
     nondeterministic_ops: set[str] = field(default_factory=set)
@@ -75,7 +75,6 @@ class Trainer:
             "step": self.step,
             "model": {k: v.detach().clone() for k, v in self.task.model.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
             "rng": capture_rng_state(),
         }
 
@@ -87,7 +86,6 @@ class Trainer:
         # torch keeps state tensors of the right device and dtype by reference; without the copy the
         # replay would advance the caller's checkpoint in place.
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.flat.check_views()
@@ -103,13 +101,20 @@ class Trainer:
         model.train()
         with _recording_nondeterminism(self.nondeterministic_ops):
             for batch in task.batches(self.epoch):
+                lr = self.spec.lr * self.schedule.lr_factor(self.step)
+                weight_decay = self.spec.weight_decay * self.schedule.wd_factor(self.step)
+                for group in self.optimizer.param_groups:
+                    group["lr"], group["weight_decay"] = lr, weight_decay
                 self.flat.zero_grad()
                 out = task.loss(batch)
                 out.loss.backward()
                 if observer is not None:
-                    observer.after_backward(out.loss, self.optimizer.param_groups[0]["lr"])
+                    observer.after_backward(out.loss, lr, weight_decay)
+                if self.spec.grad_clip is not None:
+                    # After the observer: the probe measures the gradient before clipping, and the update
+                    # actually taken through w_prev.
+                    torch.nn.utils.clip_grad_norm_(self.flat.params, self.spec.grad_clip)
                 self.optimizer.step()
-                self.scheduler.step()
                 self.step += 1
                 loss_sum += out.loss.detach() * out.count
                 count += out.count
@@ -149,5 +154,4 @@ def build_trainer(spec: RunSpec, tensors: dict[str, torch.Tensor], device: torch
     task = build_task(spec, tensors, device)
     flat = FlatParameters(parameters(task.model))
     optimizer = build_optimizer(spec, flat.params)
-    scheduler = build_scheduler(spec, optimizer, task.steps_per_epoch)
-    return Trainer(spec, task, flat, optimizer, scheduler)
+    return Trainer(spec, task, flat, optimizer, schedule_for(spec, task.steps_per_epoch))

@@ -271,6 +271,7 @@ CHANGES = {
     "seed": 1,
     "data_order_seed": 1,
     "precision": "float64",
+    "grad_clip": 0.25,
 }
 
 

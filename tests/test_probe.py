@@ -357,12 +357,12 @@ class Recorder:
         self.losses: list[float] = []
         self.lrs: list[float] = []
 
-    def after_backward(self, loss: torch.Tensor, lr: float) -> None:
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None:
         self.weights.append(self.flat.weights.detach().double().numpy().copy())
         self.grads.append(self.flat.grads.detach().double().numpy().copy())
         self.losses.append(float(loss.item()))
         self.lrs.append(lr)
-        self.probe.after_backward(loss, lr)
+        self.probe.after_backward(loss, lr, weight_decay)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1 << 17, 100], ids=["fused", "one_chunk", "chunks_of_100"])

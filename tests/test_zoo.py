@@ -1,0 +1,383 @@
+"""Tests of pathgeo.zoo, the paper's architectures.
+
+Parameter counts are checked three ways: against literal integers (public figures where they exist: torchvision's
+resnet18/50/152 and mobilenet_v2, the standard CIFAR ResNet-18 and VGG-BN figures), against closed-form counts
+written here from the architectures' descriptions (independent of the module code), and, where torchvision has the
+same network, against torchvision's own construction. Counting runs on the meta device (no memory, no init);
+the forward/backward smoke tests build real CPU float32 models.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from pathgeo import zoo
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def meta_count(name: str, num_classes: int, width: float = 1.0, **options) -> int:
+    with torch.device("meta"):
+        return count(zoo.build(name, num_classes=num_classes, width=width, **options))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Closed-form parameter counts
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def conv(cin: int, cout: int, k: int, bias: bool) -> int:
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def bn(c: int) -> int:
+    return 2 * c
+
+
+def linear(fin: int, fout: int) -> int:
+    return fin * fout + fout
+
+
+def resnet_formula(kind: str, blocks: list[int], width: float, num_classes: int, cifar: bool = False) -> int:
+    """torchvision's ResNet topology with stem and every stage's planes scaled by width (expansion 1 or 4)."""
+    expansion = 1 if kind == "basic" else 4
+    stem = int(64 * width)
+    total = conv(3, stem, 3 if cifar else 7, bias=False) + bn(stem)
+    inplanes = stem
+    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
+        planes = int(planes * width)
+        out = planes * expansion
+        for b in range(n):
+            stride = 2 if (b == 0 and stage > 0) else 1
+            if kind == "basic":
+                total += conv(inplanes, planes, 3, False) + bn(planes) + conv(planes, planes, 3, False) + bn(planes)
+            else:
+                total += (conv(inplanes, planes, 1, False) + bn(planes) + conv(planes, planes, 3, False) + bn(planes)
+                          + conv(planes, out, 1, False) + bn(out))
+            if b == 0 and (stride != 1 or inplanes != out):
+                total += conv(inplanes, out, 1, False) + bn(out)
+            inplanes = out
+    return total + linear(inplanes, num_classes)
+
+
+def vgg_formula(convs: list[int], num_classes: int) -> int:
+    total, cin = 0, 3
+    for cout in convs:
+        total += conv(cin, cout, 3, bias=True) + bn(cout)
+        cin = cout
+    return total + linear(512, num_classes)
+
+
+def transformer_formula(vocab: int, d: int = 128, hidden: int = 128, layers: int = 2) -> int:
+    per_layer = (3 * d * d + 3 * d) + linear(d, d) + linear(d, hidden) + linear(hidden, d) + 2 * (2 * d)
+    return vocab * d + layers * per_layer + linear(d, vocab)
+
+
+def segnet_formula(num_classes: int) -> int:
+    # (in, out) of every conv, in order: encoder 1_1..5_3, decoder 5_3_D..1_1_D; all with bias, BN except the last.
+    encoder = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+               (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    decoder = [(512, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 256),
+               (256, 256), (256, 256), (256, 128), (128, 128), (128, 64), (64, 64)]
+    total = sum(conv(i, o, 3, True) + bn(o) for i, o in encoder + decoder)
+    return total + conv(64, num_classes, 3, True)
+
+
+def unet_formula(num_classes: int, base: int = 64) -> int:
+    def double(i, o):
+        return conv(i, o, 3, False) + bn(o) + conv(o, o, 3, False) + bn(o)
+
+    w = [base * 2**i for i in range(5)]
+    total = double(3, w[0]) + sum(double(w[i], w[i + 1]) for i in range(4))
+    for i in range(4):  # up path: ConvTranspose2d(2c -> c, 2x2, bias) then DoubleConv(2c -> c)
+        total += (2 * w[i]) * w[i] * 4 + w[i] + double(2 * w[i], w[i])
+    return total + conv(w[0], num_classes, 1, True)
+
+
+MEDIUM_MLP = (3072 * 4096 + 4096) + 3 * (4096 * 4096 + 4096) + (4096 * 10 + 10)
+VGG11 = [64, 128, 256, 256, 512, 512, 512, 512]
+VGG19 = [64, 64, 128, 128, 256, 256, 256, 256] + [512] * 8
+
+# (name, num_classes, width, options) -> (literal, closed form)
+COUNTS = {
+    ("cifar_resnet18", 10, 1.0): (11_173_962, resnet_formula("basic", [2, 2, 2, 2], 1, 10, cifar=True)),
+    ("cifar_resnet18", 10, 2.0): (44_662_922, resnet_formula("basic", [2, 2, 2, 2], 2, 10, cifar=True)),
+    ("medium_mlp", 10, 1.0): (62_971_914, MEDIUM_MLP),
+    ("cifar_vgg11", 10, 1.0): (9_231_114, vgg_formula(VGG11, 10)),
+    ("cifar_vgg19", 10, 1.0): (20_040_522, vgg_formula(VGG19, 10)),
+    ("imagenet_resnet18", 1000, 1.0): (11_689_512, resnet_formula("basic", [2, 2, 2, 2], 1, 1000)),
+    ("imagenet_resnet18", 1000, 2.0): (45_693_032, resnet_formula("basic", [2, 2, 2, 2], 2, 1000)),
+    ("imagenet_resnet50", 1000, 1.0): (25_557_032, resnet_formula("bottleneck", [3, 4, 6, 3], 1, 1000)),
+    ("imagenet_resnet50", 1000, 2.0): (98_004_072, resnet_formula("bottleneck", [3, 4, 6, 3], 2, 1000)),
+    ("imagenet_resnet152", 1000, 0.5): (15_601_160, resnet_formula("bottleneck", [3, 8, 36, 3], 0.5, 1000)),
+    ("imagenet_resnet152", 1000, 1.0): (60_192_808, resnet_formula("bottleneck", [3, 8, 36, 3], 1, 1000)),
+    ("transformer_lm", 33278, 1.0): (8_751_614, transformer_formula(33278)),
+    ("segnet", 6, 1.0): (29_446_470, segnet_formula(6)),
+    ("unet", 6, 1.0): (31_037_958, unet_formula(6)),
+}
+
+
+@pytest.mark.parametrize("key", sorted(COUNTS), ids=lambda k: f"{k[0]}-w{k[2]}")
+def test_parameter_count(key):
+    literal, formula = COUNTS[key]
+    assert literal == formula
+    assert meta_count(*key) == literal
+
+
+def test_expected_parameters_table_is_right():
+    for (name, num_classes, width), expected in zoo.EXPECTED_PARAMETERS.items():
+        assert meta_count(name, num_classes, width) == expected, (name, width)
+    for key, (literal, _) in COUNTS.items():
+        assert zoo.EXPECTED_PARAMETERS[key] == literal
+
+
+def test_medium_mlp_formula_written_out():
+    assert MEDIUM_MLP == 62_971_914
+    # the authors' variant (3 hidden layers), offered as an option
+    assert meta_count("medium_mlp", 10, hidden_layers=3) == 46_190_602 == MEDIUM_MLP - (4096 * 4096 + 4096)
+
+
+def test_option_variants():
+    assert meta_count("unet", 6, base=32) == unet_formula(6, base=32) == 7_763_206
+    assert meta_count("transformer_lm", 100, heads=4, layers=12) == transformer_formula(100, layers=12)
+    assert meta_count("cifar_vgg11", 10, batch_norm=False) == vgg_formula(VGG11, 10) - 2 * sum(VGG11)
+
+
+@pytest.mark.parametrize("depth,width", [(18, 1.0), (50, 1.0), (152, 1.0)])
+def test_imagenet_resnet_width1_is_torchvision(depth, width):
+    with torch.device("meta"):
+        ours = zoo.build(f"imagenet_resnet{depth}", num_classes=1000, width=width)
+        theirs = getattr(torchvision.models, f"resnet{depth}")()
+    assert count(ours) == count(theirs)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+
+
+def test_imagenet_resnet18_matches_torchvision_function():
+    """Same state_dict layout and the same function: load torchvision's weights, compare outputs."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet18(num_classes=7).eval()
+    ours = zoo.build("imagenet_resnet18", num_classes=7).eval()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+def test_width_scales_every_stage():
+    base = meta_count("cifar_resnet18", 10, 1.0)
+    wide = meta_count("cifar_resnet18", 10, 2.0)
+    assert wide == 44_662_922
+    assert 3.95 < wide / base < 4.0  # ~4x: convs scale by 4, BN and the head's bias do not
+    with torch.device("meta"):
+        w2 = zoo.build("imagenet_resnet18", num_classes=1000, width=2.0)
+        half = zoo.build("imagenet_resnet152", num_classes=1000, width=0.5)
+    assert w2.conv1.out_channels == 128 and w2.layer4[-1].conv2.out_channels == 1024 and w2.fc.in_features == 1024
+    # bottleneck expansion stays 4: 0.5 * 512 planes -> 1024 output channels
+    assert half.conv1.out_channels == 32 and half.layer4[-1].conv3.out_channels == 1024
+    assert half.layer1[0].conv2.in_channels == 32
+
+
+def test_not_torchvision_wide_resnet():
+    """torchvision's wide_resnet50_2 widens only the bottleneck's inner 3x3; ours widens everything."""
+    with torch.device("meta"):
+        wide = torchvision.models.wide_resnet50_2()
+    assert count(wide) == 68_883_240 != meta_count("imagenet_resnet50", 1000, 2.0)
+
+
+def test_mobilenet_v2_counts_and_strides():
+    with torch.device("meta"):
+        tv10 = count(torchvision.models.mobilenet_v2(num_classes=10))
+        tv1000 = count(torchvision.models.mobilenet_v2())
+    assert meta_count("imagenet_mobilenet_v2", 1000) == tv1000 == 3_504_872
+    assert meta_count("cifar_mobilenet_v2", 10) == tv10 == 2_236_682
+
+    cifar = zoo.build("cifar_mobilenet_v2", num_classes=10).eval()
+    imagenet = zoo.build("imagenet_mobilenet_v2", num_classes=10).eval()
+    with torch.no_grad():
+        assert cifar.features(torch.zeros(1, 3, 32, 32)).shape == (1, 1280, 4, 4)  # 32 / 8
+        assert imagenet.features(torch.zeros(1, 3, 32, 32)).shape == (1, 1280, 1, 1)  # 32 / 32
+    assert cifar.features[0][0].stride == (1, 1)
+    assert cifar.features[2].conv[1][0].stride == (1, 1)  # first block of the (t=6, c=24) stage, depthwise conv
+    assert imagenet.features[2].conv[1][0].stride == (2, 2)
+
+
+def test_vgg_uses_batch_norm_and_single_head():
+    model = zoo.build("cifar_vgg11", num_classes=10)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 8
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
+    assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 512
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Medium-MLP: logits, not probabilities
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_medium_mlp_outputs_logits_not_probabilities():
+    torch.manual_seed(0)
+    model = zoo.build("medium_mlp", num_classes=10, hidden=64)  # the structure at a cheap size
+    assert not any(isinstance(m, (nn.Softmax, nn.LogSoftmax)) for m in model.modules())
+    out = model(torch.randn(4, 3, 32, 32))
+    assert out.shape == (4, 10)
+    assert (out < 0).any()  # not softmax probabilities
+    assert not torch.allclose(out.sum(dim=1), torch.ones(4), atol=1e-3)  # rows are not normalized
+    assert not torch.allclose(torch.logsumexp(out, dim=1), torch.zeros(4), atol=1e-3)  # nor log-probabilities
+    assert sum(isinstance(m, nn.Linear) for m in zoo.build("medium_mlp", num_classes=10, hidden=8).modules()) == 5
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Transformer: batch-first layout and causal mask
+# ----------------------------------------------------------------------------------------------------------------
+
+VOCAB = 50
+
+
+@pytest.fixture(scope="module")
+def lm():
+    torch.manual_seed(0)
+    return zoo.build("transformer_lm", num_classes=VOCAB)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_transformer_causal_mask(lm, train):
+    lm.train(train)
+    torch.manual_seed(1)
+    x = torch.randint(0, VOCAB, (3, 9))
+    y = x.clone()
+    y[:, 6] = (y[:, 6] + 1) % VOCAB  # change a later token
+    with torch.no_grad():
+        ox, oy = lm(x), lm(y)
+    assert ox.shape == (3, 9, VOCAB)
+    torch.testing.assert_close(ox[:, :6], oy[:, :6], rtol=1e-5, atol=1e-5)  # earlier positions untouched
+    assert not torch.allclose(ox[:, 6:], oy[:, 6:], atol=1e-4)  # the changed position and later ones move
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_transformer_batch_axis_is_batch(lm, train):
+    lm.train(train)
+    torch.manual_seed(2)
+    x = torch.randint(0, VOCAB, (4, 7))  # batch 4 != time 7, so a transposed layout cannot go unnoticed
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        out = lm(x)
+        torch.testing.assert_close(lm(x[perm]), out[perm], rtol=1e-5, atol=1e-5)
+        # a sample's logits do not depend on the other samples in the batch
+        other = x.clone()
+        other[1:] = torch.randint(0, VOCAB, (3, 7))
+        torch.testing.assert_close(lm(other)[0], out[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(lm(x[:1])[0], out[0], rtol=1e-5, atol=1e-5)
+
+
+def test_transformer_is_batch_first_and_positional(lm):
+    lm.eval()
+    assert lm.transformer_encoder.layers[0].self_attn.batch_first
+    x = torch.full((1, 5), 3)  # the same token everywhere: only the positional encoding tells positions apart
+    with torch.no_grad():
+        out = lm(x)[0]
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+    with pytest.raises(ValueError):
+        lm(torch.zeros(5, dtype=torch.long))
+
+
+def test_transformer_defaults_and_options():
+    model = zoo.build("transformer_lm", num_classes=VOCAB, heads=4, layers=3, dropout=0.1)
+    layers = model.transformer_encoder.layers
+    assert len(layers) == 3 and layers[0].self_attn.num_heads == 4 and layers[0].dropout.p == 0.1
+    default = zoo.build("transformer_lm", num_classes=VOCAB)
+    assert len(default.transformer_encoder.layers) == 2
+    assert default.transformer_encoder.layers[0].self_attn.num_heads == 2
+    assert default.encoder.embedding_dim == 128 and default.transformer_encoder.layers[0].linear1.out_features == 128
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Smoke: forward + backward on tiny input, CPU float32
+# ----------------------------------------------------------------------------------------------------------------
+
+SMOKE = [
+    ("cifar_resnet18", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_resnet18", 10, 2.0, (2, 3, 32, 32), (2, 10)),
+    ("medium_mlp", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_vgg11", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_vgg19", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_mobilenet_v2", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("imagenet_mobilenet_v2", 1000, 1.0, (2, 3, 64, 64), (2, 1000)),
+    ("imagenet_resnet18", 1000, 1.0, (2, 3, 64, 64), (2, 1000)),
+    ("imagenet_resnet18", 1000, 2.0, (2, 3, 64, 64), (2, 1000)),
+    ("imagenet_resnet50", 1000, 1.0, (2, 3, 64, 64), (2, 1000)),
+    ("imagenet_resnet152", 1000, 0.5, (2, 3, 64, 64), (2, 1000)),
+    ("imagenet_resnet152", 1000, 1.0, (2, 3, 64, 64), (2, 1000)),
+    ("segnet", 6, 1.0, (2, 3, 64, 64), (2, 6, 64, 64)),
+    ("unet", 6, 1.0, (2, 3, 64, 64), (2, 6, 64, 64)),
+]
+
+
+@pytest.mark.parametrize("name,num_classes,width,shape,out_shape", SMOKE, ids=lambda v: str(v))
+def test_forward_backward(name, num_classes, width, shape, out_shape):
+    torch.manual_seed(0)
+    model = zoo.build(name, num_classes=num_classes, width=width)
+    model.train()
+    x = torch.randn(*shape)
+    out = model(x)
+    assert out.shape == out_shape and out.dtype == torch.float32 and out.device.type == "cpu"
+    target = torch.randint(0, num_classes, (shape[0],) + tuple(out_shape[2:]))
+    nn.functional.cross_entropy(out, target).backward()
+    for pname, p in model.named_parameters():
+        assert p.device.type == "cpu" and p.dtype == torch.float32
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+def test_transformer_forward_backward():
+    torch.manual_seed(0)
+    model = zoo.build("transformer_lm", num_classes=VOCAB, dropout=0.2)
+    tokens = torch.randint(0, VOCAB, (2, 8))
+    out = model(tokens[:, :-1])
+    assert out.shape == (2, 7, VOCAB) and out.dtype == torch.float32
+    nn.functional.cross_entropy(out.reshape(-1, VOCAB), tokens[:, 1:].reshape(-1)).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name", ["segnet", "unet"])
+def test_segmentation_non_square(name):
+    model = zoo.build(name, num_classes=6).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 96)).shape == (1, 6, 32, 96)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Registry and determinism
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_registry():
+    assert set(zoo.ZOO) == {
+        "cifar_resnet18", "medium_mlp", "cifar_vgg11", "cifar_vgg19", "cifar_mobilenet_v2",
+        "imagenet_mobilenet_v2", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152",
+        "transformer_lm", "segnet", "unet",
+    }
+    assert {name for name, _, _ in zoo.EXPECTED_PARAMETERS} == set(zoo.ZOO)
+    with pytest.raises(KeyError):
+        zoo.build("resnet18", num_classes=10)
+    for name in ("cifar_vgg11", "cifar_vgg19", "segnet", "transformer_lm"):
+        with pytest.raises(ValueError):
+            zoo.build(name, num_classes=10, width=2.0)
+    with pytest.raises(ValueError):
+        zoo.build("imagenet_resnet18", num_classes=10, width=0.3)  # 64 * 0.3 is not a whole channel count
+
+
+@pytest.mark.parametrize("name,num_classes", [("cifar_resnet18", 10), ("cifar_vgg11", 10), ("cifar_mobilenet_v2", 10),
+                                              ("transformer_lm", VOCAB), ("segnet", 6), ("unet", 6)])
+def test_deterministic_given_seed(name, num_classes):
+    def weights(seed):
+        torch.manual_seed(seed)
+        return zoo.build(name, num_classes=num_classes).state_dict()
+
+    a, b, c = weights(0), weights(0), weights(1)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
