@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pathgeo.spec import WIDTH_MODELS, DataSpec, RunSpec, scaled_lr
+from pathgeo.spec import MULTIPLIER_MODELS, WIDTH_MODELS, DataSpec, RunSpec, scaled_lr
 
 RUN_FIELDS = (
     "dataset",
@@ -41,6 +41,10 @@ MODELS_FOR_KIND = {
     "alm": ("linear",),
     "sm": ("sinusoid",),
     "random_walk": ("walk",),
+    "cifar10": ("cifar_resnet18", "medium_mlp", "cifar_vgg11", "cifar_vgg19", "cifar_mobilenet_v2"),
+    "imagenet": ("imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152", "imagenet_mobilenet_v2"),
+    "corpus": ("transformer_lm",),
+    "vaihingen": ("unet", "segnet"),
 }
 KINDS_WITH_SAMPLES = ("mnist1d", "alm")
 
@@ -176,8 +180,10 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             where("warmup_epochs"),
             f"warm-up of {fields['warmup_epochs']} epochs leaves nothing of a {fields['epochs']}-epoch run",
         )
-    if fields["model"] not in WIDTH_MODELS:
+    if fields["model"] not in WIDTH_MODELS + MULTIPLIER_MODELS:
         fields["width"] = 0  # so that a change of the networks' default width does not rename these runs
+    elif float(fields["width"]).is_integer():
+        fields["width"] = int(fields["width"])  # 2 and 2.0 are the same run
     base = fields.pop("base_batch_size")
     fields["lr"] = scaled_lr(fields["lr"], fields["batch_size"], base)
     fields.pop("dataset")

@@ -15,8 +15,10 @@ from typing import Any
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "warmup_cosine", "final_drop")
 PRECISIONS = ("float32", "float64")
-# Networks sized by a run's `width`; the synthetic objectives have none (their width is 0).
+# Networks sized by a run's `width` in channels, and the paper's ResNets that take it as a multiplier of every
+# stage; every other model has no width (0 in its spec).
 WIDTH_MODELS = ("mlp", "resnet1d")
+MULTIPLIER_MODELS = ("cifar_resnet18", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
@@ -41,7 +43,7 @@ class RunSpec:
 
     data: DataSpec
     model: str
-    width: int
+    width: float
     optimizer: str
     lr: float
     weight_decay: float
@@ -72,7 +74,11 @@ class RunSpec:
 
     @property
     def slug(self) -> str:
-        model = f"{self.model}{self.width}" if self.width else self.model
+        model = self.model
+        if self.model in MULTIPLIER_MODELS:
+            model = f"{self.model}x{self.width:g}"
+        elif self.width:
+            model = f"{self.model}{self.width:g}"
         return (
             f"{self.data.name}-{model}-{self.optimizer}-lr{self.lr:.3g}"
             f"-bs{self.batch_size}-e{self.epochs}-s{self.seed}"

@@ -455,7 +455,7 @@ EXPECTED_PARAMETERS: dict[tuple[str, int, float], int] = {
     ("imagenet_resnet152", 1000, 0.5): 15_601_160,  # ResNet-152-0.5
     ("imagenet_resnet152", 1000, 1.0): 60_192_808,  # ResNet-152-1 (= torchvision resnet152)
     ("transformer_lm", WIKITEXT2_VOCAB, 1.0): 8_751_614,  # 257 * vocab + 99_584 * layers, 2 heads, 2 layers
-    ("segnet", 6, 1.0): 29_446_470,
+    ("segnet", 6, 1.0): 29_446_470,  # Audebert's SegNet (conv biases, 25 BNs) with a 6-class last conv
     ("unet", 6, 1.0): 31_037_958,  # base 64 (base=32, the authors': 7_763_206)
 }
 
