@@ -33,6 +33,8 @@ RUN_FIELDS = (
     "seed",
     "data_order_seed",
     "precision",
+    "grad_clip",
+    "model_options",
 )
 
 # Which models can train on which kind of data; synthetic objectives come with their own "model".

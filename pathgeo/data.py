@@ -1,4 +1,5 @@
-"""Dataset preparation: build each dataset once, store it as tensors with a checksum.
+"""Dataset preparation: build each generated dataset once and store it as tensors with a checksum; record a
+fingerprint of each external dataset (CIFAR-10, ImageNet, word corpora, Vaihingen), which stays where it is.
 
 Kinds of the embedded default:
 - `mnist1d`: MNIST-1D generated locally by the `mnist1d` package (no download).
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pathgeo import datasets
 from pathgeo.atomic import write_json, write_with
 from pathgeo.spec import DataSpec
 
@@ -65,6 +67,7 @@ def _random_walk(params: dict) -> dict[str, torch.Tensor]:
 
 
 BUILDERS = {"mnist1d": _mnist1d, "alm": _alm, "sm": _sm, "random_walk": _random_walk}
+EXTERNAL_KINDS = ("cifar10", "imagenet", "corpus", "vaihingen")
 
 
 def build(data: DataSpec) -> dict[str, torch.Tensor]:
@@ -107,3 +110,73 @@ def load(tensors_path: Path, manifest_path: Path, data: DataSpec | None = None) 
     if data is not None and manifest["dataset"] != data.canonical():
         raise DataError(f"{manifest_path}: prepared for {manifest['dataset']}, but the run asks for {data.canonical()}")
     return torch.load(tensors_path, weights_only=True)
+
+
+def dataset_root(data: DataSpec, data_root: str | Path) -> Path:
+    return Path(data_root) / data.params["path"]
+
+
+def _vaihingen_ids(params: dict) -> tuple[list[int], list[int]]:
+    return (
+        list(params.get("train_ids", datasets.VAIHINGEN_TRAIN_IDS)),
+        list(params.get("val_ids", datasets.VAIHINGEN_VAL_IDS)),
+    )
+
+
+def external_fingerprint(data: DataSpec, data_root: str | Path) -> dict:
+    root, params = dataset_root(data, data_root), data.params
+    if data.kind == "cifar10":
+        return datasets.cifar10_fingerprint(root)
+    if data.kind == "imagenet":
+        return datasets.imagenet_fingerprint(root)
+    if data.kind == "corpus":
+        return datasets.corpus_fingerprint(root, params["files"])
+    if data.kind == "vaihingen":
+        train_ids, val_ids = _vaihingen_ids(params)
+        return datasets.vaihingen_fingerprint(root, train_ids + val_ids)
+    raise ValueError(f"dataset kind '{data.kind}' is generated, not external")
+
+
+def save_fingerprint(data: DataSpec, data_root: str | Path, manifest_path: Path) -> None:
+    """The prep of an external dataset: its manifest names the root and fingerprints what is there."""
+    write_json(
+        manifest_path,
+        {
+            "dataset": data.canonical(),
+            "root": str(dataset_root(data, data_root)),
+            "fingerprint": external_fingerprint(data, data_root),
+        },
+    )
+
+
+def _load_external(data: DataSpec, data_root: str | Path, manifest_path: Path):
+    manifest_path = Path(manifest_path)
+    if not manifest_path.exists():
+        raise DataError(f"{manifest_path}: dataset manifest is missing; run the prep rule for this dataset")
+    manifest = json.loads(manifest_path.read_text())
+    root = dataset_root(data, data_root)
+    live = external_fingerprint(data, data_root)
+    if live["digest"] != manifest["fingerprint"]["digest"]:
+        raise DataError(
+            f"{root}: the dataset changed since prep fingerprinted it in {manifest_path}; results computed "
+            "from the old data would not match: rerun from prep (snakemake --forcerun prep)"
+        )
+    params = data.params
+    if data.kind == "cifar10":
+        checksums = None if params.get("verify_md5", True) else {name: None for name in datasets.CIFAR10_FILES}
+        return datasets.load_cifar10(root, params["split_seed"], params["val_fraction"], checksums=checksums)
+    if data.kind == "imagenet":
+        return datasets.load_imagenet(root)
+    if data.kind == "corpus":
+        return datasets.load_corpus(root, params["files"])
+    train_ids, val_ids = _vaihingen_ids(params)
+    return datasets.load_vaihingen(root, train_ids), datasets.load_vaihingen(root, val_ids)
+
+
+def load_for_run(
+    data: DataSpec, data_root: str | Path, tensors_path: Path | None, manifest_path: Path
+):
+    """What a run's task is built from: tensors for generated kinds, loaded datasets for external ones."""
+    if data.kind in EXTERNAL_KINDS:
+        return _load_external(data, data_root, manifest_path)
+    return load(tensors_path, manifest_path, data)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pathgeo import zoo
+
 MNIST1D_LENGTH = 40
 MNIST1D_CLASSES = 10
 
@@ -72,13 +74,18 @@ class Point(nn.Module):
         self.w = nn.Parameter(initial.clone())
 
 
-def build_model(name: str, width: int, data_params: dict, seed: int) -> nn.Module:
+def build_model(
+    name: str, width: float, data_params: dict, seed: int, num_classes: int = 0, options: dict | None = None
+) -> nn.Module:
     """Initial weights are a pure function of the seed (randomness contract).
 
     `width` sizes the networks; the synthetic objectives take their dimension from the dataset instead.
+    The paper's models come from pathgeo.zoo with the task's number of classes (or vocabulary size).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if name in zoo.ZOO:
+            return zoo.build(name, num_classes=num_classes, width=width or 1, **(options or {}))
         if name == "mlp":
             return MLP(MNIST1D_LENGTH, width, MNIST1D_CLASSES)
         if name == "resnet1d":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 from collections.abc import Callable
 
@@ -16,13 +18,13 @@ log = logging.getLogger("pathgeo")
 
 def train_reference(
     spec: RunSpec,
-    tensors: dict[str, torch.Tensor],
+    data: Any,
     device: torch.device,
     checkpoint_epochs: tuple[int, ...],
     save_checkpoint: Callable[[int, dict], None],
 ) -> pl.DataFrame:
     """Train from the seed's initial weights to `spec.epochs`; returns the per-epoch log."""
-    trainer = build_trainer(spec, tensors, device)
+    trainer = build_trainer(spec, data, device)
     if 0 in checkpoint_epochs:
         save_checkpoint(0, trainer.state())
     rows = []

@@ -6,6 +6,8 @@ drift is exactly 0.0 on CPU; a drift over the tolerance means the measurements a
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 from dataclasses import dataclass
 
@@ -62,7 +64,7 @@ def measure_fidelity(trainer: Trainer, reference_state: dict) -> Fidelity:
 
 def replay_segment(
     spec: RunSpec,
-    tensors: dict[str, torch.Tensor],
+    data: Any,
     device: torch.device,
     start_state: dict,
     end_state: dict,
@@ -70,7 +72,7 @@ def replay_segment(
     tolerance: float,
 ) -> tuple[pl.DataFrame, Fidelity]:
     """`references` maps a reference name to (its epoch, its checkpoint state)."""
-    trainer = build_trainer(spec, tensors, device)
+    trainer = build_trainer(spec, data, device)
     trainer.load_state(start_state)
     steps_per_epoch = trainer.task.steps_per_epoch
     probe = Probe(

@@ -55,13 +55,16 @@ class RunSpec:
     data_order_seed: int
     precision: str
     grad_clip: float | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
 
     def canonical(self) -> dict[str, Any]:
         spec = asdict(self)
         spec["data"] = self.data.canonical()
+        spec["model_options"] = dict(sorted(self.model_options.items()))
         # Optional fields at their default are left out, so adding one does not rename existing runs.
-        if spec["grad_clip"] is None:
-            del spec["grad_clip"]
+        for optional, default in (("grad_clip", None), ("model_options", {})):
+            if spec[optional] == default:
+                del spec[optional]
         return spec
 
     def canonical_json(self) -> str:

@@ -3,6 +3,8 @@ observer, which reads parameters and gradients after backward and before the opt
 
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 import logging
 import math
@@ -150,8 +152,8 @@ def _recording_nondeterminism(found: set[str]) -> Iterator[None]:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def build_trainer(spec: RunSpec, tensors: dict[str, torch.Tensor], device: torch.device) -> Trainer:
-    task = build_task(spec, tensors, device)
+def build_trainer(spec: RunSpec, data: Any, device: torch.device) -> Trainer:
+    task = build_task(spec, data, device)
     flat = FlatParameters(parameters(task.model))
     optimizer = build_optimizer(spec, flat.params)
     return Trainer(spec, task, flat, optimizer, schedule_for(spec, task.steps_per_epoch))

@@ -4,6 +4,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from pathgeo.config import ConfigError, PLOT_TABLES, build_plan, figure_experiments, schema_error
+from pathgeo.data import EXTERNAL_KINDS
 
 
 min_version("9.0")
@@ -24,6 +25,17 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 
+DATASETS = {spec.data.name: spec.data for spec in PLAN.runs.values()}
+EXTERNAL = [name for name, data in DATASETS.items() if data.kind in EXTERNAL_KINDS]
+GENERATED = [name for name in DATASETS if name not in EXTERNAL]
+DATA_ROOT = config.get("data_root", "data")
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (none: a pattern that matches nothing)."""
+    return "|".join(names) if names else "(?!)"
+
+
 wildcard_constraints:
     run=r"[A-Za-z0-9_.+-]+",
     dataset=r"[A-Za-z0-9_]+",
@@ -33,15 +45,13 @@ wildcard_constraints:
     end=r"\d{4}",
 
 
-def prepared(dataset):
-    return {
-        "tensors": f"results/data/{dataset}/tensors.pt",
-        "manifest": f"results/data/{dataset}/manifest.json",
-    }
-
-
 def run_data(wildcards):
-    return prepared(PLAN.runs[wildcards.run].data.name)
+    """The prepared tensors and manifest of a generated dataset; the manifest alone of an external one."""
+    dataset = PLAN.runs[wildcards.run].data.name
+    files = {"manifest": f"results/data/{dataset}/manifest.json"}
+    if dataset in GENERATED:
+        files["tensors"] = f"results/data/{dataset}/tensors.pt"
+    return files
 
 
 def run_spec_json(wildcards):
@@ -49,8 +59,7 @@ def run_spec_json(wildcards):
 
 
 def dataset_spec_json(wildcards):
-    datasets = {spec.data.name: spec.data for spec in PLAN.runs.values()}
-    return json.dumps(datasets[wildcards.dataset].canonical(), sort_keys=True)
+    return json.dumps(DATASETS[wildcards.dataset].canonical(), sort_keys=True)
 
 
 def checkpoint_epochs(wildcards):

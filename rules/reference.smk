@@ -9,6 +9,7 @@ rule reference:
         spec=run_spec_json,
         checkpoint_epochs=checkpoint_epochs,
         device=config["device"],
+        data_root=DATA_ROOT,
         deterministic=config["deterministic"],
     threads: config["threads"]
     resources:

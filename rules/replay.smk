@@ -10,6 +10,7 @@ rule replay:
         references=segment_references,
         tolerance=config["fidelity_tolerance"],
         device=config["device"],
+        data_root=DATA_ROOT,
         deterministic=config["deterministic"],
     threads: config["threads"]
     resources:

@@ -11,7 +11,7 @@ job = start_workflow_job(snakemake)
 run_dir = Path(snakemake.output.spec).parent
 table = train_reference(
     job.spec,
-    job.tensors,
+    job.data,
     job.device,
     tuple(snakemake.params.checkpoint_epochs),
     lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(run_dir, epoch), state),

@@ -18,7 +18,7 @@ def state(epoch):
 references = {name: (epoch, state(epoch)) for name, epoch in snakemake.params.references.items()}
 table, fidelity = replay_segment(
     job.spec,
-    job.tensors,
+    job.data,
     job.device,
     state(int(snakemake.wildcards.start)),
     state(int(snakemake.wildcards.end)),
