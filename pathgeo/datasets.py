@@ -28,6 +28,7 @@ import json
 import math
 import os
 import pickle
+import traceback
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -523,6 +524,31 @@ def imagenet_fingerprint(root: Path) -> dict:
     return fingerprint(Path(root), [], [Path(root) / "train", Path(root) / "val"])
 
 
+class OrderedBatches:
+    """Iterable over a DataLoader's batches, with len(); see `imagenet_batches`.
+
+    Why not the DataLoader itself: when a worker raises (a corrupt JPEG), the exception's traceback keeps the
+    loader's iterator alive, and its worker shutdown then runs at the next garbage collection and waits 5 s
+    for each worker. Clearing the traceback's frames here shuts the workers down at once; the message (which
+    holds the worker's own traceback) is unchanged.
+    """
+
+    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        it = iter(self.loader)
+        try:
+            yield from it
+        except BaseException as exc:
+            traceback.clear_frames(exc.__traceback__)
+            del it
+            raise
+
+
 def imagenet_batches(
     dataset: ImageNetSplit,
     order: Tensor | Sequence[int],
@@ -533,7 +559,7 @@ def imagenet_batches(
     *,
     drop_last: bool = False,
     pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
+) -> OrderedBatches:
     """Batches of (images float32 N x 3 x 224 x 224, labels int64 N) in exactly the given `order`.
 
     The sampler yields ItemKey(seed, epoch, index) for each index of `order`; each item's augmentation depends on
@@ -541,7 +567,7 @@ def imagenet_batches(
     `num_workers`. The epoch's order itself comes from the caller (the data-order generator of the contract).
     """
     keys = [ItemKey(seed, epoch, int(i)) for i in (order.tolist() if isinstance(order, Tensor) else order)]
-    return torch.utils.data.DataLoader(
+    loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=keys,
@@ -549,6 +575,7 @@ def imagenet_batches(
         drop_last=drop_last,
         pin_memory=pin_memory,
     )
+    return OrderedBatches(loader)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -592,6 +619,11 @@ def _read_lines(path: Path) -> Iterator[list[str]]:
         raise DatasetError(f"{path}: not valid UTF-8 text ({exc}); expected a tokenized corpus file") from exc
 
 
+def _long_tensor(ids: array) -> Tensor:
+    # array('q') grows without per-token Python objects (WikiText-103 has 103M tokens); one copy into torch.
+    return torch.from_numpy(np.frombuffer(ids, dtype=np.int64).copy())
+
+
 def load_corpus(root: Path, files: Mapping[str, str] = WIKITEXT_FILES) -> Corpus:
     """Read `root/files[split]` for train, valid and test, as pytorch/examples word_language_model `data.py`.
 
@@ -628,7 +660,7 @@ def load_corpus(root: Path, files: Mapping[str, str] = WIKITEXT_FILES) -> Corpus
         word2idx[UNK] = len(vocab)
         vocab.append(UNK)
     unk = word2idx[UNK]
-    splits = {"train": torch.tensor(np.frombuffer(train_ids, dtype=np.int64).copy())}
+    splits = {"train": _long_tensor(train_ids)}
     unseen = {}
     for split in ("valid", "test"):
         ids = array("q")
@@ -639,7 +671,7 @@ def load_corpus(root: Path, files: Mapping[str, str] = WIKITEXT_FILES) -> Corpus
                 if idx is None:
                     idx, n_unseen = unk, n_unseen + 1
                 ids.append(idx)
-        splits[split] = torch.tensor(np.frombuffer(ids, dtype=np.int64).copy()) if ids else torch.zeros(0, dtype=torch.long)
+        splits[split] = _long_tensor(ids)
         unseen[split] = n_unseen
     return Corpus(tuple(vocab), splits["train"], splits["valid"], splits["test"], unk, unseen)
 
