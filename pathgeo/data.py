@@ -138,7 +138,14 @@ def external_fingerprint(data: DataSpec, data_root: str | Path) -> dict:
 
 
 def save_fingerprint(data: DataSpec, data_root: str | Path, manifest_path: Path) -> None:
-    """The prep of an external dataset: its manifest names the root and fingerprints what is there."""
+    """The prep of an external dataset: its manifest names the root and fingerprints what is there.
+
+    CIFAR-10 with `download: true` is fetched first by torchvision where it is missing (the machine needs
+    internet for that; the cluster presets leave it off and expect the extracted batches)."""
+    if data.kind == "cifar10" and data.params.get("download", False):
+        from torchvision.datasets import CIFAR10
+
+        CIFAR10(dataset_root(data, data_root), train=True, download=True)
     write_json(
         manifest_path,
         {

@@ -272,6 +272,7 @@ CHANGES = {
     "data_order_seed": 1,
     "precision": "float64",
     "grad_clip": 0.25,
+    "model_options": {"hidden_layers": 3},
 }
 
 

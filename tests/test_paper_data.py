@@ -108,13 +108,17 @@ def imagenet_case(data_root: Path) -> dict:
     }
 
 
-def corpus_case(data_root: Path) -> dict:
-    files = fake_data.write_wikitext(data_root / "wikitext-2")
+def corpus_case(data_root: Path, writer=fake_data.write_wikitext, folder: str = "wikitext-2") -> dict:
+    files = writer(data_root / folder)
     return {
-        "datasets": {"wikitext2": {"kind": "corpus", "path": "wikitext-2", "files": files, "seq_len": 5}},
+        "datasets": {"wikitext2": {"kind": "corpus", "path": folder, "files": files, "seq_len": 5}},
         "defaults": defaults("wikitext2", "transformer_lm", optimizer="adam", lr=1e-3, batch_size=2,
                              model_options={"heads": 2, "layers": 1}, grad_clip=0.5),
     }
+
+
+def ptb_case(data_root: Path) -> dict:
+    return corpus_case(data_root, fake_data.write_ptb, "ptb")
 
 
 def vaihingen_case(data_root: Path) -> dict:
@@ -128,7 +132,13 @@ def vaihingen_case(data_root: Path) -> dict:
     }
 
 
-CASES = {"cifar10": cifar10_case, "imagenet": imagenet_case, "corpus": corpus_case, "vaihingen": vaihingen_case}
+CASES = {
+    "cifar10": cifar10_case,
+    "imagenet": imagenet_case,
+    "wikitext": corpus_case,
+    "ptb": ptb_case,
+    "vaihingen": vaihingen_case,
+}
 
 
 @pytest.mark.slow
