@@ -23,5 +23,5 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict:
         raise RuntimeError(f"{path}: checkpoint cannot be read ({error}); delete it and rerun") from error
 
 
-def checkpoint_path(run_dir: Path, epoch: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"epoch{epoch:04d}.pt"
+def checkpoint_path(folder: Path, epoch: int) -> Path:
+    return Path(folder) / f"epoch{epoch:04d}.pt"

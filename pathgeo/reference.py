@@ -1,15 +1,22 @@
-"""Reference training: train once, checkpoint at the segment boundaries, log every epoch."""
+"""Reference training: train once, checkpoint at the segment boundaries, log every epoch.
+
+A job killed by a time limit, a preemption or `kill -9` and started again resumes from its last checkpoint:
+each checkpoint carries the log of the epochs before it, so the resumed run ends with the same weights and
+the same log as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 import torch
 
+from pathgeo import checkpoints
 from pathgeo.spec import RunSpec
 from pathgeo.training import build_trainer
 
@@ -22,12 +29,18 @@ def train_reference(
     device: torch.device,
     checkpoint_epochs: tuple[int, ...],
     save_checkpoint: Callable[[int, dict], None],
+    resume: dict | None = None,
 ) -> pl.DataFrame:
-    """Train from the seed's initial weights to `spec.epochs`; returns the per-epoch log."""
+    """Train from the seed's initial weights (or from the checkpoint `resume`) to `spec.epochs`; returns the
+    per-epoch log."""
     trainer = build_trainer(spec, data, device)
-    if 0 in checkpoint_epochs:
-        save_checkpoint(0, trainer.state())
-    rows = []
+    rows: list[dict] = []
+    if resume is not None:
+        trainer.load_state(resume)
+        rows = list(resume["log"])
+        log.info("run %s resumes from its checkpoint at epoch %d", spec.run_id, trainer.epoch)
+    elif 0 in checkpoint_epochs:
+        save_checkpoint(0, {**trainer.state(), "log": []})
     while trainer.epoch < spec.epochs:
         stats = trainer.train_epoch()
         val = trainer.task.evaluate()
@@ -36,23 +49,40 @@ def train_reference(
                 "epoch": stats.epoch,
                 "train_loss": stats.train_loss,
                 "train_accuracy": stats.train_accuracy,
-                "val_loss": val.get("val_loss"),
-                "val_accuracy": val.get("val_accuracy"),
+                **val,
                 "lr": trainer.optimizer.param_groups[0]["lr"],
                 "seconds": stats.seconds,
             }
         )
         log.info(
-            "run %s epoch %d/%d: train loss %.4g, val loss %s, val acc %s (%.2f s)",
+            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s)",
             spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
-            _fmt(val.get("val_loss")), _fmt(val.get("val_accuracy")), stats.seconds,
+            ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
         )
         if trainer.epoch in checkpoint_epochs:
-            save_checkpoint(trainer.epoch, trainer.state())
+            save_checkpoint(trainer.epoch, {**trainer.state(), "log": rows})
     if trainer.nondeterministic_ops:
         log.warning("run %s used nondeterministic ops: %s", spec.run_id, sorted(trainer.nondeterministic_ops))
-    return pl.DataFrame(rows, schema_overrides={"train_accuracy": pl.Float64, "val_loss": pl.Float64, "val_accuracy": pl.Float64})
+    return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+def latest_checkpoint(folder: Path) -> dict | None:
+    """The newest readable checkpoint in `folder`, if any (writes are atomic, so every file there is whole)."""
+    paths = sorted(Path(folder).glob("epoch*.pt"))
+    return checkpoints.load(paths[-1]) if paths else None
+
+
+def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:
+    """Make the finished run's workspace its checkpoint folder by one rename, so a job killed at any moment
+    leaves either a resumable workspace or a complete folder. Files for other epochs (from an earlier
+    segment length) and leftovers of interrupted writes are dropped first."""
+    keep = {checkpoints.checkpoint_path(workspace, epoch).name for epoch in epochs}
+    missing = keep - {path.name for path in workspace.iterdir()}
+    if missing:
+        raise RuntimeError(f"{workspace}: checkpoints {sorted(missing)} are missing; delete the folder and rerun")
+    for path in workspace.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    if destination.exists():
+        destination.rmdir()
+    os.replace(workspace, destination)

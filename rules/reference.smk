@@ -8,6 +8,7 @@ rule reference:
     params:
         spec=run_spec_json,
         checkpoint_epochs=checkpoint_epochs,
+        workspace=lambda wildcards: f"results/runs/{wildcards.run}/partial",
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],

@@ -4,17 +4,22 @@ from pathgeo import checkpoints
 from pathgeo.atomic import write_json, write_parquet
 from pathgeo.jobs import start_workflow_job
 from pathgeo.logs import setup
-from pathgeo.reference import train_reference
+from pathgeo.reference import latest_checkpoint, publish_checkpoints, train_reference
 
 setup(snakemake.log[0])
 job = start_workflow_job(snakemake)
-run_dir = Path(snakemake.output.spec).parent
+# Snakemake deletes the outputs of a killed job before it runs again, so checkpoints are made in a
+# workspace beside them, which a restarted job resumes from, and moved into the output when the run is done.
+workspace = Path(snakemake.params.workspace)
+epochs = tuple(snakemake.params.checkpoint_epochs)
 table = train_reference(
     job.spec,
     job.data,
     job.device,
-    tuple(snakemake.params.checkpoint_epochs),
-    lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(run_dir, epoch), state),
+    epochs,
+    lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(workspace, epoch), state),
+    resume=latest_checkpoint(workspace),
 )
+publish_checkpoints(workspace, Path(snakemake.output.checkpoints), epochs)
 write_parquet(snakemake.output.train_log, table)
 write_json(snakemake.output.spec, {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "settings": job.settings})

@@ -8,11 +8,8 @@ from pathgeo.replay import replay_segment
 
 setup(snakemake.log[0])
 job = start_workflow_job(snakemake)
-run_dir = Path(snakemake.input.checkpoints).parent
-
-
 def state(epoch):
-    return checkpoints.load(checkpoints.checkpoint_path(run_dir, epoch))
+    return checkpoints.load(checkpoints.checkpoint_path(Path(snakemake.input.checkpoints), epoch))
 
 
 references = {name: (epoch, state(epoch)) for name, epoch in snakemake.params.references.items()}

@@ -1,0 +1,78 @@
+"""A reference job killed with SIGKILL mid-run and started again resumes from its last checkpoint and ends
+bit-identical to an uninterrupted run; nothing half-written is taken for a finished output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+import yaml
+
+from pathgeo.config import build_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def config() -> dict:
+    tiny = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    tiny["datasets"] = {"mnist1d": {"kind": "mnist1d", "n_train": 1500, "n_test": 100, "seed": 0}}
+    # Slow enough (a second or so per epoch) that the kill lands mid-run, with a checkpoint every epoch.
+    tiny["defaults"].update(model="resnet1d", width=16, batch_size=32, epochs=8)
+    tiny["segment_epochs"] = 1
+    tiny["experiments"] = {"baseline": {}}
+    tiny["figures"] = {}
+    return tiny
+
+
+def command(workdir: Path, config_path: Path, *targets: str) -> list[str]:
+    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path),
+            "--cores", "1", *targets]
+
+
+@pytest.mark.slow
+def test_killed_reference_job_resumes_and_ends_bit_identical(tmp_path):
+    cfg = config()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    (run_id,) = build_plan(cfg).runs
+    target = f"results/runs/{run_id}/train_log.parquet"
+
+    killed = tmp_path / "killed"
+    job = subprocess.Popen(command(killed, config_path, target), start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = killed / "results/runs" / run_id / "partial"
+    deadline = time.monotonic() + 300
+    while not (partial / "epoch0003.pt").exists():
+        assert job.poll() is None, "the job ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)  # snakemake and the training process with it
+    job.wait()
+    run_dir = killed / "results/runs" / run_id
+    assert not (run_dir / "train_log.parquet").exists() and not (run_dir / "checkpoints").exists()
+
+    subprocess.run([*command(killed, config_path), "--unlock"], check=True, capture_output=True)
+    again = subprocess.run(command(killed, config_path, target, "--rerun-incomplete"), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
+    resumed_at = int(log_text.split("resumes from its checkpoint at epoch ")[1].split()[0])
+    assert 3 <= resumed_at < cfg["defaults"]["epochs"], log_text
+    assert not partial.exists()
+
+    clean = tmp_path / "clean"
+    subprocess.run(command(clean, config_path, target), check=True, capture_output=True)
+    for epoch in range(cfg["defaults"]["epochs"] + 1):
+        name = f"results/runs/{run_id}/checkpoints/epoch{epoch:04d}.pt"
+        a, b = (torch.load(d / name, weights_only=True) for d in (killed, clean))
+        assert a["epoch"] == b["epoch"] == epoch
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"]), f"epoch {epoch} differs"
+    logs = [pl.read_parquet(d / target).drop("seconds") for d in (killed, clean)]
+    assert logs[0].equals(logs[1])
