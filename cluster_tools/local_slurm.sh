@@ -17,9 +17,10 @@
 # nothing. Must run as root (the daemons run as root: SlurmUser=root).
 #
 # The node advertises PATHGEO_SLURM_CPUS CPUs (default 16, whatever the machine has),
-# PATHGEO_SLURM_MEM_MB of memory (64000) and PATHGEO_SLURM_GPUS fake GPUs of type PATHGEO_SLURM_GPU_TYPE
-# (2 x a100), in two partitions PATHGEO_SLURM_CPU_PARTITION (`local`, the default one) and
-# PATHGEO_SLURM_GPU_PARTITION (`local_gpu`). Ports: PATHGEO_SLURMCTLD_PORT (6817), PATHGEO_SLURMD_PORT
+# PATHGEO_SLURM_MEM_MB of memory (256000) and PATHGEO_SLURM_GPUS fake GPUs of type PATHGEO_SLURM_GPU_TYPE
+# (2 x a100), in two partitions PATHGEO_SLURM_CPU_PARTITION (`cpu`, the default one) and
+# PATHGEO_SLURM_GPU_PARTITION (`gpu`): the placeholders of cluster/config.yaml, so that
+# `snakemake --profile cluster` runs on this cluster as it is. Ports: PATHGEO_SLURMCTLD_PORT (6817), PATHGEO_SLURMD_PORT
 # (6818); give other ones to run two clusters side by side. MinJobAge: PATHGEO_SLURM_MIN_JOB_AGE (300 s).
 #
 # Exit status: 0 done; 1 a daemon failed to start or the node did not become idle (the logs are shown);
@@ -42,14 +43,14 @@ DIR="${2:-${PATHGEO_SLURM_DIR:-/tmp/pathgeo-slurm}}"
 case "$DIR" in /*) ;; *) DIR="$(pwd)/$DIR" ;; esac
 
 CPUS="${PATHGEO_SLURM_CPUS:-16}"
-MEM_MB="${PATHGEO_SLURM_MEM_MB:-64000}"
+MEM_MB="${PATHGEO_SLURM_MEM_MB:-256000}"
 GPUS="${PATHGEO_SLURM_GPUS:-2}"
 GPU_TYPE="${PATHGEO_SLURM_GPU_TYPE:-a100}"
 CTLD_PORT="${PATHGEO_SLURMCTLD_PORT:-6817}"
 SLURMD_PORT="${PATHGEO_SLURMD_PORT:-6818}"
 MIN_JOB_AGE="${PATHGEO_SLURM_MIN_JOB_AGE:-300}"
-CPU_PARTITION="${PATHGEO_SLURM_CPU_PARTITION:-local}"
-GPU_PARTITION="${PATHGEO_SLURM_GPU_PARTITION:-local_gpu}"
+CPU_PARTITION="${PATHGEO_SLURM_CPU_PARTITION:-cpu}"
+GPU_PARTITION="${PATHGEO_SLURM_GPU_PARTITION:-gpu}"
 HOST="$(hostname -s)"
 
 export SLURM_CONF="$DIR/slurm.conf"
