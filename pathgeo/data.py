@@ -10,7 +10,6 @@ Kinds of the embedded default:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -74,14 +73,6 @@ def build(data: DataSpec) -> dict[str, torch.Tensor]:
     return BUILDERS[data.kind](data.params)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save(tensors: dict[str, torch.Tensor], data: DataSpec, tensors_path: Path, manifest_path: Path) -> None:
     """Write the tensors, then a manifest with their checksum; the manifest is the proof of completion."""
     write_with(tensors_path, lambda tmp: torch.save(tensors, tmp))
@@ -89,7 +80,7 @@ def save(tensors: dict[str, torch.Tensor], data: DataSpec, tensors_path: Path, m
         manifest_path,
         {
             "dataset": data.canonical(),
-            "sha256": _sha256(Path(tensors_path)),
+            "sha256": datasets.sha256_file(Path(tensors_path)),
             "shapes": {k: list(v.shape) for k, v in tensors.items()},
         },
     )
@@ -101,7 +92,7 @@ def load(tensors_path: Path, manifest_path: Path, data: DataSpec | None = None) 
         if not path.exists():
             raise DataError(f"{path}: prepared data is missing; run the prep rule for this dataset")
     manifest = json.loads(manifest_path.read_text())
-    actual = _sha256(tensors_path)
+    actual = datasets.sha256_file(tensors_path)
     if actual != manifest["sha256"]:
         raise DataError(
             f"{tensors_path}: checksum {actual[:12]}… does not match {manifest_path} ({manifest['sha256'][:12]}…); "

@@ -58,7 +58,7 @@ FULL_HASH_MAX_BYTES = 64 << 20
 _HEAD_TAIL_BYTES = 1 << 20
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -106,7 +106,7 @@ def fingerprint(
         size = path.stat().st_size
         entry: dict = {"path": _relative(root, path), "bytes": size}
         if size <= full_hash_max_bytes:
-            entry["sha256"] = _sha256_file(path)
+            entry["sha256"] = sha256_file(path)
         else:
             entry["sha256_head_tail"] = _sha256_head_tail(path, size)
         entries.append(entry)
