@@ -26,6 +26,9 @@ from pathgeo.tasks import Task, build_task, parameters
 log = logging.getLogger("pathgeo")
 
 
+PROGRESS_SECONDS = 60.0
+
+
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite. Nothing after this point is a valid result."""
 
@@ -101,8 +104,13 @@ class Trainer:
         count = 0
         has_accuracy = False
         model.train()
+        last_report = start
         with _recording_nondeterminism(self.nondeterministic_ops):
-            for batch in task.batches(self.epoch):
+            for i, batch in enumerate(task.batches(self.epoch)):
+                if time.perf_counter() - last_report > PROGRESS_SECONDS:
+                    # Long epochs (ImageNet: thousands of steps) show that they move; no device sync needed.
+                    last_report = time.perf_counter()
+                    log.info("run %s epoch %d: step %d/%d", self.run_id, self.epoch, i, task.steps_per_epoch)
                 lr = self.spec.lr * self.schedule.lr_factor(self.step)
                 weight_decay = self.spec.weight_decay * self.schedule.wd_factor(self.step)
                 for group in self.optimizer.param_groups:
