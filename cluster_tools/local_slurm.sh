@@ -8,10 +8,13 @@
 #   cluster_tools/local_slurm.sh status [DIR]  exit 0 when all three daemons run (and show sinfo)
 #   cluster_tools/local_slurm.sh env [DIR]     print `export SLURM_CONF=...` for the SLURM commands
 #
-# DIR (default $PATHGEO_SLURM_DIR, else /tmp/pathgeo-slurm) holds all of the cluster's state: slurm.conf,
-# gres.conf, the munge key and socket, spool and state directories, logs, pid files and the fake GPU
+# DIR (default $PATHGEO_SLURM_DIR, else /tmp/pathgeo-slurm) holds all of the cluster's state: etc/slurm.conf,
+# etc/gres.conf, the munge key and socket, spool and state directories, logs, pid files and the fake GPU
 # devices. Nothing is written elsewhere, and a system-wide SLURM or munge is left alone. SLURM commands
-# find this cluster through SLURM_CONF=DIR/slurm.conf.
+# find this cluster through SLURM_CONF=DIR/etc/slurm.conf. Jobs cannot: the SLURM executor plugin's job
+# step drops every SLURM_* variable before its nested `srun`, which then reads /etc/slurm/slurm.conf. So
+# slurmd (and with it every job) runs in a private mount namespace where DIR/etc is mounted on /etc/slurm;
+# outside it, /etc/slurm is untouched.
 #
 # start and stop are idempotent: start on a running cluster only checks it; stop on a stopped one does
 # nothing. Must run as root (the daemons run as root: SlurmUser=root).
@@ -20,11 +23,12 @@
 # PATHGEO_SLURM_MEM_MB of memory (256000) and PATHGEO_SLURM_GPUS fake GPUs of type PATHGEO_SLURM_GPU_TYPE
 # (2 x a100), in two partitions PATHGEO_SLURM_CPU_PARTITION (`cpu`, the default one) and
 # PATHGEO_SLURM_GPU_PARTITION (`gpu`): the placeholders of cluster/config.yaml, so that
-# `snakemake --profile cluster` runs on this cluster as it is. Ports: PATHGEO_SLURMCTLD_PORT (6817), PATHGEO_SLURMD_PORT
-# (6818); give other ones to run two clusters side by side. MinJobAge: PATHGEO_SLURM_MIN_JOB_AGE (300 s).
+# `snakemake --profile cluster` runs on this cluster as it is. Ports: PATHGEO_SLURMCTLD_PORT (6817) and
+# PATHGEO_SLURMD_PORT (6818); give other ones to run two clusters side by side. MinJobAge:
+# PATHGEO_SLURM_MIN_JOB_AGE (300 s). These are read by start; a running cluster keeps its settings.
 #
 # Exit status: 0 done; 1 a daemon failed to start or the node did not become idle (the logs are shown);
-# 2 usage; 3 this machine cannot run the cluster (not root, packages missing).
+# 2 usage; 3 this machine cannot run the cluster (not root, packages missing, no mount namespaces).
 
 set -euo pipefail
 
@@ -53,7 +57,7 @@ CPU_PARTITION="${PATHGEO_SLURM_CPU_PARTITION:-cpu}"
 GPU_PARTITION="${PATHGEO_SLURM_GPU_PARTITION:-gpu}"
 HOST="$(hostname -s)"
 
-export SLURM_CONF="$DIR/slurm.conf"
+export SLURM_CONF="$DIR/etc/slurm.conf"
 
 log() { echo "local_slurm: $*" >&2; }
 die() { log "$1"; exit "${2:-1}"; }
@@ -166,7 +170,12 @@ do_start() {
     stop_daemon slurmctld
     stop_daemon munged
 
-    mkdir -p "$DIR"/{munge,state/slurmctld,state/slurmd,run,log,dev}
+    # slurmd's private view of /etc/slurm (see the top of this file); needs CAP_SYS_ADMIN.
+    unshare --mount --propagation private true 2>/dev/null \
+        || die "cannot create a mount namespace (unshare --mount) for slurmd and its jobs" 3
+    [ -d /etc/slurm ] || die "/etc/slurm is missing (the slurm-client package makes it)" 3
+
+    mkdir -p "$DIR"/{etc,munge,state/slurmctld,state/slurmd,run,log,dev}
     chmod 755 "$DIR/munge"
     if [ ! -s "$DIR/munge/munge.key" ]; then
         if command -v mungekey >/dev/null 2>&1 || [ -x /usr/sbin/mungekey ]; then
@@ -179,14 +188,15 @@ do_start() {
     for i in $(seq 0 $((GPUS - 1))); do
         [ -c "$DIR/dev/nvidia$i" ] || { rm -f "$DIR/dev/nvidia$i"; mknod "$DIR/dev/nvidia$i" c 1 3; }
     done
-    render "$HERE/slurm.conf.in" >"$DIR/slurm.conf"
-    render "$HERE/gres.conf.in" >"$DIR/gres.conf"
+    render "$HERE/slurm.conf.in" >"$DIR/etc/slurm.conf"
+    render "$HERE/gres.conf.in" >"$DIR/etc/gres.conf"
 
     munged --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
         --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" \
         --seed-file="$DIR/munge/munged.seed" || { show_logs; die "munged failed to start"; }
     slurmctld -c -f "$SLURM_CONF" || { show_logs; die "slurmctld failed to start"; }
-    slurmd -f "$SLURM_CONF" || { show_logs; die "slurmd failed to start"; }
+    unshare --mount --propagation private sh -c 'mount --bind "$1" /etc/slurm && exec slurmd -f /etc/slurm/slurm.conf' \
+        sh "$DIR/etc" || { show_logs; die "slurmd failed to start"; }
     # The daemons fork and write their pid files a moment later.
     for i in $(seq 1 50); do
         all_running && break
@@ -194,7 +204,8 @@ do_start() {
     done
     all_running || { show_logs; die "a daemon exited right after starting"; }
     wait_idle
-    log "started in $DIR: node $HOST, $CPUS CPUs, gpu:$GPU_TYPE:$GPUS, partitions $CPU_PARTITION (default) and $GPU_PARTITION"
+    log "started in $DIR: node $HOST, $CPUS CPUs, gpu:$GPU_TYPE:$GPUS," \
+        "partitions $CPU_PARTITION (default) and $GPU_PARTITION"
     log "use it with: export SLURM_CONF=$SLURM_CONF"
 }
 

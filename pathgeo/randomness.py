@@ -23,6 +23,14 @@ def generator(*parts: object) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 
+def seed_global_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators from the run's seed, so that anything drawing
+    from them (dropout) is a function of the seed too; checkpoints carry their state from there on."""
+    random.seed(derive_seed(seed, "global-python"))
+    np.random.seed(derive_seed(seed, "global-numpy") % (1 << 32))
+    torch.manual_seed(derive_seed(seed, "global-torch"))
+
+
 def _numpy_state_as_tensors() -> tuple:
     # Checkpoints load with weights_only=True, which accepts tensors but not numpy arrays.
     name, keys, pos, has_gauss, cached = np.random.get_state()

@@ -18,7 +18,7 @@ from typing import Protocol
 import torch
 
 from pathgeo.flat import FlatParameters
-from pathgeo.randomness import capture_rng_state, restore_rng_state
+from pathgeo.randomness import capture_rng_state, restore_rng_state, seed_global_generators
 from pathgeo.schedules import Schedule, schedule_for
 from pathgeo.spec import RunSpec
 from pathgeo.tasks import Task, build_task, parameters
@@ -161,6 +161,8 @@ def _recording_nondeterminism(found: set[str]) -> Iterator[None]:
 
 
 def build_trainer(spec: RunSpec, data: Any, device: torch.device) -> Trainer:
+    """A trainer at epoch 0; a replay then loads a checkpoint's state, RNG states included."""
+    seed_global_generators(spec.seed)
     task = build_task(spec, data, device)
     flat = FlatParameters(parameters(task.model))
     optimizer = build_optimizer(spec, flat.params)

@@ -68,3 +68,15 @@ def test_replay_is_exact_and_records_the_schedule(mnist, overrides):
         # update actually taken is at most lr * clip times the momentum's geometric sum 1 / (1 - 0.9).
         assert (table["grad_norm"] > 10 * spec.grad_clip).all()
         assert (table["upd_norm"] <= spec.lr * spec.grad_clip / (1 - 0.9) * 1.0001).all()
+
+
+def test_global_generators_start_from_the_seed(mnist):
+    """Two runs of one spec start with the same global RNG states (dropout draws from them)."""
+    from pathgeo.training import build_trainer
+
+    states = [build_trainer(_spec(), mnist, CPU).state()["rng"] for _ in range(2)]
+    assert torch.equal(states[0]["torch"], states[1]["torch"])
+    assert torch.equal(states[0]["numpy"][1], states[1]["numpy"][1])
+    assert states[0]["python"] == states[1]["python"]
+    other = build_trainer(_spec(seed=1), mnist, CPU).state()["rng"]
+    assert not torch.equal(states[0]["torch"], other["torch"])

@@ -1,0 +1,404 @@
+"""The `cluster` profile: Snakemake's SLURM executor plugin, GPU rules on A100s, status through squeue.
+
+Without SLURM (quick): the profile's keys are settings the installed plugin knows, `snakemake -n --profile
+cluster` typed in the repository root plans GPU rules as `gpu=1, gpu_model=a100`, the multi-GPU override
+stays in step with the profile, and the largest preset plans in seconds.
+
+Marked `slurm`: a real one-node SLURM cluster (cluster_tools/local_slurm.sh, in a temporary directory, on
+free ports) runs a small workflow through the profile. The override a site would write changes only the
+partition names (the test cluster's are `local` and `local_gpu`, not the profile's placeholders) and, for
+the test's speed, the plugin's first status check. Then: reference and replay went to SLURM with
+`--gpus=a100:1` on the GPU partition, aggregation/claims/figures did not go through SLURM, the results
+equal a local run's bit for bit, and a GPU model the cluster lacks fails at once with SLURM's refusal.
+Skipped, with the reason, where the cluster cannot start (not root, packages missing, no mount namespace);
+.ci/run installs the packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import fields
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+PROFILE = REPO / "cluster"
+MULTI_GPU_PROFILE = PROFILE / "a100x8"
+LOCAL_SLURM = REPO / "cluster_tools" / "local_slurm.sh"
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+LARGEST_PRESET = REPO / "config" / "presets" / "cifar10.yaml"
+
+GPU_RULES = {"reference", "replay"}
+CLUSTER_RULES = {"prep", "fingerprint"} | GPU_RULES
+LOCAL_RULES = {"aggregate", "claims", "figure", "all"}
+
+# The test cluster's partitions: deliberately not the profile's placeholders (cpu, gpu).
+LOCAL_CPU_PARTITION = "local"
+LOCAL_GPU_PARTITION = "local_gpu"
+# Seconds before the plugin's first status check of a job (default 40); the cluster's MinJobAge (300 s)
+# stays above three times this, as the plugin requires for squeue.
+STATUS_DELAY = 10
+
+
+def snakemake_exe() -> str:
+    beside = Path(sys.executable).parent / "snakemake"
+    return str(beside) if beside.exists() else shutil.which("snakemake")
+
+
+def load_profile(path: Path = PROFILE) -> dict:
+    return yaml.safe_load((path / "config.yaml").read_text())
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def planned_resources(text: str) -> dict[str, list[dict[str, str]]]:
+    """rule name -> the resources of each of its jobs, from a (dry-)run's output."""
+    jobs: dict[str, list[dict[str, str]]] = {}
+    rule = None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):$", line)
+        if m:
+            rule = m.group(1)
+            continue
+        m = re.match(r"^    resources: (.*)$", line)
+        if rule is not None and m:
+            pairs = dict(item.split("=", 1) for item in m.group(1).split(", ") if "=" in item)
+            jobs.setdefault(rule, []).append(pairs)
+            rule = None
+    return jobs
+
+
+def job_stats(text: str) -> Counter:
+    """The `Job stats` table of a (dry-)run's output."""
+    counts: Counter = Counter()
+    lines = text.splitlines()
+    start = lines.index("Job stats:") + 3
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The profile, without SLURM
+
+
+def test_profile_keys_are_plugin_settings():
+    """Each slurm-* key is a setting of the installed plugin (a typo would be an unknown CLI flag)."""
+    from snakemake_executor_plugin_slurm import ExecutorSettings
+
+    profile = load_profile()
+    assert profile["executor"] == "slurm"
+    settings = {f"slurm-{f.name.replace('_', '-')}" for f in fields(ExecutorSettings)}
+    slurm_keys = {key for key in profile if key.startswith("slurm-")}
+    assert slurm_keys <= settings, slurm_keys - settings
+    # squeue, not sacct: clusters without accounting storage (see cluster/README.md).
+    assert profile["slurm-status-command"] == "squeue"
+    assert profile["retries"] >= 1
+    defaults = profile["default-resources"]
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(defaults)
+    for rule in GPU_RULES:
+        resources = profile["set-resources"][rule]
+        assert resources["gpu_model"] == "a100"
+        assert {"cpus_per_gpu", "slurm_partition", "mem_mb", "runtime"} <= set(resources)
+        # The rules declare how many GPUs they need; the profile only says which kind and where.
+        assert "gpu" not in resources
+    assert set(profile["set-resources"]) <= CLUSTER_RULES
+
+
+def test_profile_typed_in_the_repository_root(tmp_path):
+    """`snakemake -n --profile cluster` from the repository root (the workflow's files go to a tmp dir)."""
+    result = subprocess.run(
+        [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path), "--configfile", str(TINY)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, output_of(result)[-4000:]
+    assert "Using profile cluster for setting default command line arguments" in result.stderr
+    jobs = planned_resources(output_of(result))
+    profile = load_profile()
+    for rule in GPU_RULES:
+        assert jobs[rule], rule
+        for resources in jobs[rule]:
+            assert resources["gpu"] == "1" and resources["gpu_model"] == "a100", resources
+            assert resources["slurm_partition"] == profile["set-resources"][rule]["slurm_partition"]
+            assert int(resources["cpus_per_gpu"]) >= 8
+    for resources in jobs["prep"]:
+        assert "gpu" not in resources and "gpu_model" not in resources
+        assert resources["slurm_partition"] == profile["default-resources"]["slurm_partition"]
+
+
+def test_multi_gpu_override_stays_in_step(tmp_path):
+    """cluster/a100x8 repeats the CPU rules' resources (set-resources is replaced as a whole): keep them equal."""
+    main, multi = load_profile()["set-resources"], load_profile(MULTI_GPU_PROFILE)["set-resources"]
+    assert set(multi) == set(main)
+    for rule in set(main) - GPU_RULES:
+        assert multi[rule] == main[rule], rule
+    for rule in GPU_RULES:
+        assert multi[rule]["gpu_model"] == "a100"
+        assert multi[rule]["cpus_per_gpu"] * 8 <= 128 and multi[rule]["mem_mb"] * 8 <= 1_000_000
+    result = subprocess.run(
+        [snakemake_exe(), "-n", "--profile", "cluster", "--profile", "cluster/a100x8",
+         "--directory", str(tmp_path), "--configfile", str(TINY)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, output_of(result)[-4000:]
+    for resources in planned_resources(output_of(result))["replay"]:
+        assert resources["cpus_per_gpu"] == "16" and resources["mem_mb"] == "120000", resources
+
+
+def test_largest_preset_plans_in_seconds(tmp_path):
+    """The whole CIFAR-10 paper (556 jobs) plans through the profile without SLURM or the data."""
+    start = time.monotonic()
+    result = subprocess.run(
+        [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path),
+         "--configfile", str(LARGEST_PRESET), "--config", f"data_root={tmp_path / 'data'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, output_of(result)[-4000:]
+    counts = job_stats(output_of(result))
+    assert sum(counts.values()) > 500 and counts["replay"] > 500, counts
+    assert seconds < 60, f"the dry run took {seconds:.0f} s"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real SLURM cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def slurm_env(tmp_path_factory):
+    """A one-node SLURM cluster for this module; the environment in which SLURM commands reach it."""
+    state = tmp_path_factory.mktemp("slurm")
+    env = {
+        **os.environ,
+        "PATHGEO_SLURMCTLD_PORT": str(free_port()),
+        "PATHGEO_SLURMD_PORT": str(free_port()),
+        "PATHGEO_SLURM_CPU_PARTITION": LOCAL_CPU_PARTITION,
+        "PATHGEO_SLURM_GPU_PARTITION": LOCAL_GPU_PARTITION,
+    }
+    started = subprocess.run(
+        ["bash", str(LOCAL_SLURM), "start", str(state)], env=env, capture_output=True, text=True, timeout=180
+    )
+    if started.returncode == 3:
+        lines = started.stderr.strip().splitlines() or ["(no message)"]
+        pytest.skip(f"cannot start a local SLURM cluster here: {lines[-1]}")
+    try:
+        assert started.returncode == 0, f"local SLURM cluster failed to start:\n{started.stderr[-6000:]}"
+        yield {**env, "SLURM_CONF": str(state / "etc" / "slurm.conf")}
+    finally:
+        stopped = subprocess.run(
+            ["bash", str(LOCAL_SLURM), "stop", str(state)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def small_config() -> dict:
+    """tiny.yaml cut down to one MNIST-1D MLP run of 2 epochs (2 replay segments) and one figure."""
+    config = yaml.safe_load(TINY.read_text())
+    config["device"] = "auto"  # so that training and replay ask for a GPU (and use the CPU here)
+    config["segment_epochs"] = 1
+    config["datasets"] = {"mnist1d": config["datasets"]["mnist1d"]}
+    config["defaults"]["epochs"] = 2
+    config["experiments"] = {"baseline": {"description": "one run"}}
+    config["figures"] = {"rsi_eb_gamma": {"plot": "rsi_eb_gamma", "experiment": "baseline"}}
+    return config
+
+
+def site_override(directory: Path) -> Path:
+    """What a site edits in cluster/config.yaml, as an override profile: the partition names. Plus a shorter
+    first status check than the plugin's 40 s, and kept SLURM logs for a failing test."""
+    profile = load_profile()
+    default_partition = profile["default-resources"]["slurm_partition"]
+
+    def local(partition: str) -> str:
+        return LOCAL_CPU_PARTITION if partition == default_partition else LOCAL_GPU_PARTITION
+
+    override = {
+        "default-resources": {**profile["default-resources"], "slurm_partition": LOCAL_CPU_PARTITION},
+        "set-resources": {
+            rule: {**res, **({"slurm_partition": local(res["slurm_partition"])} if "slurm_partition" in res else {})}
+            for rule, res in profile["set-resources"].items()
+        },
+        "slurm-init-seconds-before-status-checks": STATUS_DELAY,
+        "slurm-keep-successful-logs": True,
+    }
+    directory.mkdir(parents=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(override, sort_keys=False))
+    return directory
+
+
+def slurm_jobs(env: dict, run_id: str) -> list[dict[str, str]]:
+    """Every job of one Snakemake run (the plugin names them by its run id), finished ones included."""
+    names = ["JobID", "State", "Partition", "tres-per-job", "cpus-per-tres", "Comment"]
+    result = subprocess.run(
+        ["squeue", "--states=all", "--noheader", f"--name={run_id}", "-O", ",".join(f"{n}:300" for n in names)],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )
+    return [dict(zip(names, line.split())) for line in result.stdout.splitlines() if line.strip()]
+
+
+def run_id_of(text: str) -> str:
+    m = re.search(r"SLURM run ID: (\S+)", text)
+    assert m, text[-4000:]
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def slurm_runs(slurm_env, tmp_path_factory):
+    """The small workflow twice: locally (--cores 2) and on SLURM through the profile."""
+    base = tmp_path_factory.mktemp("slurm_runs")
+    config = base / "config.yaml"
+    config.write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    override = site_override(base / "site")
+    common = [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(config)]
+    # The local run goes on beside the SLURM run; both are small.
+    local = subprocess.Popen(
+        [*common, "--directory", str(base / "local"), "--cores", "2"],
+        cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    start = time.monotonic()
+    slurm = subprocess.run(
+        [*common, "--directory", str(base / "slurm"), "--profile", str(PROFILE), "--profile", str(override)],
+        cwd=base, env=slurm_env, capture_output=True, text=True, timeout=900,
+    )
+    slurm_seconds = time.monotonic() - start
+    local_output, _ = local.communicate(timeout=600)
+    assert local.returncode == 0, local_output[-4000:]
+    assert slurm.returncode == 0, output_of(slurm)[-8000:]
+    return {
+        "base": base,
+        "config": config,
+        "override": override,
+        "local": base / "local",
+        "slurm": base / "slurm",
+        "output": output_of(slurm),
+        "seconds": slurm_seconds,
+    }
+
+
+@pytest.mark.slurm
+def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
+    output = slurm_runs["output"]
+    jobs = slurm_jobs(slurm_env, run_id_of(output))
+    rules = Counter(re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", job["Comment"]).group(1) for job in jobs)
+    # One dataset, one run, two replay segments; nothing else went through SLURM.
+    assert rules == Counter(prep=1, reference=1, replay=2), jobs
+    for job in jobs:
+        rule = re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", job["Comment"]).group(1)
+        assert job["State"] == "COMPLETED", job
+        if rule in GPU_RULES:
+            # sbatch --gpus=a100:1 --cpus-per-gpu=8, on the site's GPU partition
+            assert job["tres-per-job"] == "gres:gpu:a100:1", job
+            assert job["cpus-per-tres"] == "gres:gpu:8", job
+            assert job["Partition"] == LOCAL_GPU_PARTITION, job
+        else:
+            assert job["tres-per-job"] == "N/A", job
+            assert job["Partition"] == LOCAL_CPU_PARTITION, job
+    # The local rules ran in this process (Snakemake prints them as `localrule`), not as SLURM jobs.
+    for rule in ("aggregate", "claims", "figure", "all"):
+        assert re.search(rf"^localrule {rule}:$", output, re.M), rule
+    for rule in CLUSTER_RULES & set(rules):
+        assert re.search(rf"^rule {rule}:$", output, re.M), rule
+    assert (slurm_runs["slurm"] / "results" / "figures" / "rsi_eb_gamma.svg").exists()
+
+
+def _flatten(value, path=""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _flatten(item, f"{path}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _flatten(item, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def assert_same_checkpoint(a: Path, b: Path) -> None:
+    """Parameters, optimizer state and the training log of two checkpoints are identical.
+
+    Left out: the wall-clock `seconds` of the log, and `rng` (the process-global generators' state, which
+    differs between any two runs, local ones too: the processes start with unseeded Python/NumPy RNGs).
+    """
+    x, y = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+    assert x.keys() == y.keys()
+    for key in x.keys() - {"rng"}:
+        left, right = dict(_flatten(x[key])), dict(_flatten(y[key]))
+        assert left.keys() == right.keys(), (a.name, key)
+        for path, value in left.items():
+            if path.endswith("/seconds"):
+                continue
+            other = right[path]
+            same = torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+            assert same, f"{a.name}: {key}{path} differs"
+
+
+@pytest.mark.slurm
+def test_slurm_results_equal_local_results(slurm_runs):
+    local, slurm = slurm_runs["local"] / "results", slurm_runs["slurm"] / "results"
+    (run,) = [p.name for p in (local / "runs").iterdir()]
+    replays = sorted((local / "runs" / run / "replay").glob("*.parquet"))
+    assert len(replays) == 2
+    for path in replays:
+        other = slurm / path.relative_to(local)
+        assert path.read_bytes() == other.read_bytes(), path.name
+        assert pl.read_parquet(path).equals(pl.read_parquet(other))
+        fidelity = path.with_name(path.name.replace(".parquet", ".fidelity.json"))
+        assert json.loads(fidelity.read_text()) == json.loads((slurm / fidelity.relative_to(local)).read_text())
+    checkpoints = sorted((local / "runs" / run / "checkpoints").glob("*.pt"))
+    assert len(checkpoints) == 3
+    for path in checkpoints:
+        assert_same_checkpoint(path, slurm / path.relative_to(local))
+    train_log = pl.read_parquet(local / "runs" / run / "train_log.parquet").drop("seconds")
+    assert train_log.equals(pl.read_parquet(slurm / "runs" / run / "train_log.parquet").drop("seconds"))
+    data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
+    other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
+    assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)
+    for table in ["tables/baseline/epochs.parquet", "tables/baseline/steps.parquet", "tables/claims.parquet"]:
+        assert pl.read_parquet(local / table).equals(pl.read_parquet(slurm / table)), table
+
+
+@pytest.mark.slurm
+def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs, tmp_path):
+    """An A100 profile on a cluster without that GPU model: sbatch refuses and the run stops at once."""
+    workdir = tmp_path / "work"
+    shutil.copytree(slurm_runs["slurm"], workdir)  # prepared data on hand: the first submission is training
+    start = time.monotonic()
+    result = subprocess.run(
+        [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(slurm_runs["config"]),
+         "--directory", str(workdir), "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]),
+         "--forcerun", "reference",
+         "--set-resources", "reference:gpu_model=h100", f"reference:slurm_partition={LOCAL_GPU_PARTITION}"],
+        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300,
+    )
+    seconds = time.monotonic() - start
+    output = output_of(result)
+    assert result.returncode != 0, output[-4000:]
+    assert "SLURM sbatch failed" in output and "--gpus=h100:1" in output, output[-4000:]
+    assert "Requested node configuration is not available" in output, output[-4000:]
+    # SLURM keeps a record of each refused submission (FAILED, BadConstraints); none of them ran.
+    jobs = slurm_jobs(slurm_env, run_id_of(output))
+    assert jobs and all(job["State"] == "FAILED" and job["Comment"].startswith("rule_reference_") for job in jobs), jobs
+    assert seconds < 60, f"took {seconds:.0f} s to fail"
