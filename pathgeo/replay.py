@@ -6,10 +6,9 @@ drift is exactly 0.0 on CPU; a drift over the tolerance means the measurements a
 
 from __future__ import annotations
 
-from typing import Any
-
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import torch

@@ -3,8 +3,6 @@ observer, which reads parameters and gradients after backward and before the opt
 
 from __future__ import annotations
 
-from typing import Any
-
 import copy
 import logging
 import math
@@ -13,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 

@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import polars as pl
 import pytest
 

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_data
 import polars as pl
 import pytest
 import yaml
 
-import fake_data
 from pathgeo.config import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
