@@ -73,10 +73,11 @@ class Task:
         """Validation metrics; the model is put in eval mode and back, no RNG is drawn."""
         if len(self.x_test) == 0:
             return {}
-        return self._evaluate_batches(
-            (self.x_test[start : start + 1024], self.y_test[start : start + 1024])
-            for start in range(0, len(self.x_test), 1024)
-        )
+        return self._evaluate_batches(self._test_batches())
+
+    def _test_batches(self) -> Iterator[Batch]:
+        for start in range(0, len(self.x_test), 1024):
+            yield self.x_test[start : start + 1024], self.y_test[start : start + 1024]
 
     @torch.no_grad()
     def _evaluate_batches(self, batches: Iterator[Batch]) -> dict[str, float]:
@@ -129,11 +130,9 @@ class Cifar10(Classification):
             )
             yield datasets.normalize(augmented).to(self.dtype), y
 
-    def loss(self, batch: Batch) -> StepLoss:
-        x, y = batch
-        if not x.is_floating_point():  # evaluation batches come straight from the resident uint8 tensors
-            x = datasets.normalize(x).to(self.dtype)
-        return super().loss((x, y))
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return self._evaluate_batches((datasets.normalize(x).to(self.dtype), y) for x, y in self._test_batches())
 
 
 class ImageNet(Classification):
@@ -256,7 +255,6 @@ class SinusoidalMixture(Task):
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         self.a = tensors["a"].to(device=self.device, dtype=self.dtype)
-        self.x_test = torch.empty(0)
 
     @property
     def steps_per_epoch(self) -> int:

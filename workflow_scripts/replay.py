@@ -1,3 +1,4 @@
+from functools import cache
 from pathlib import Path
 
 from pathgeo import checkpoints
@@ -8,7 +9,11 @@ from pathgeo.replay import replay_segment
 
 setup(snakemake.log[0])
 job = start_workflow_job(snakemake)
+
+
+@cache
 def state(epoch):
+    # The segment's end is usually a reference point too (always for the last segment): read it once.
     return checkpoints.load(checkpoints.checkpoint_path(Path(snakemake.input.checkpoints), epoch))
 
 
