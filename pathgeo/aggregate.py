@@ -84,11 +84,28 @@ def per_epoch(steps: pl.LazyFrame, exclude_final_epoch: bool) -> pl.LazyFrame:
     return steps.group_by(keys).agg(aggs).sort("run_id", "budget", "epoch")
 
 
+def experiment_matrices(
+    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]]
+) -> pl.LazyFrame:
+    """The gradient correlation matrices of an experiment's runs (one row per entry), factors joined on."""
+    return (
+        scan_steps(paths)
+        .join(factor_frame(runs), on="run_id", how="left")
+        .select(pl.lit(experiment).alias("experiment"), "run_id", "label", *FACTORS, "epoch", "start_step", "i", "j",
+                "corr", "sign_flip")
+        .sort("run_id", "epoch", "i", "j")
+    )
+
+
 def experiment_tables(
-    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]], exclude_final_epoch: bool
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    experiment: str,
+    paths: Sequence[str | Path],
+    matrix_paths: Sequence[str | Path],
+    runs: dict[str, dict[str, Any]],
+    exclude_final_epoch: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     steps = experiment_steps(experiment, paths, runs)
     epochs = per_epoch(steps, exclude_final_epoch)
     leading = ["experiment", "run_id", "label", "reference", "budget", "epoch", "step", "steps_to_reference"]
     steps_table = steps.select(*leading, *FACTORS, *METRICS).sort("run_id", "budget", "step")
-    return pl.collect_all([epochs, steps_table])
+    return pl.collect_all([epochs, steps_table, experiment_matrices(experiment, matrix_paths, runs)])

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pathgeo.schedules import EXPONENTIAL_WARMUPS
 from pathgeo.spec import MULTIPLIER_MODELS, WIDTH_MODELS, DataSpec, RunSpec, scaled_lr
 
 RUN_FIELDS = (
@@ -35,6 +36,9 @@ RUN_FIELDS = (
     "precision",
     "grad_clip",
     "model_options",
+    "full_batch",
+    "warmup_growth",
+    "gawu_window",
 )
 
 # Which models can train on which kind of data; synthetic objectives come with their own "model".
@@ -43,12 +47,17 @@ MODELS_FOR_KIND = {
     "alm": ("linear",),
     "sm": ("sinusoid",),
     "random_walk": ("walk",),
-    "cifar10": ("cifar_resnet18", "medium_mlp", "cifar_vgg11", "cifar_vgg19", "cifar_mobilenet_v2"),
+    "cifar10": (
+        "cifar_resnet18", "cifar_resnet34", "medium_mlp", "cifar_cnn", "cifar_vgg11", "cifar_vgg16", "cifar_vgg19",
+        "cifar_mobilenet_v2",
+    ),
     "imagenet": ("imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152", "imagenet_mobilenet_v2"),
     "corpus": ("transformer_lm",),
     "vaihingen": ("unet", "segnet"),
 }
 KINDS_WITH_SAMPLES = ("mnist1d", "alm")
+# Datasets resident as one finite training set, whose full-batch gradient is a sum over chunks.
+FULL_BATCH_KINDS = ("mnist1d", "alm", "cifar10")
 
 # Which table each plot draws from: per-epoch aggregates, per-step rows, or the claims of every run.
 PLOT_TABLES = {
@@ -59,7 +68,15 @@ PLOT_TABLES = {
     "synthetic": "steps",
     "random_walk": "steps",
     "claims": "claims",
+    "grad_correlation": "epochs",
+    "correlation_matrices": "matrices",
+    "sign_flip": "epochs",
+    "gamma_correlation": "epochs",
+    "warmup": "steps",
 }
+
+# The probe's correlation settings when the config has no `correlations` section.
+CORRELATION_DEFAULTS = {"window": 5, "lagged": True, "matrix_epochs": "all"}
 
 
 class ConfigError(ValueError):
@@ -109,7 +126,7 @@ class Plan:
     runs: dict[str, RunSpec]
     experiments: dict[str, tuple[str, ...]]
     experiment_references: dict[tuple[str, str], tuple[int, ...]]
-    segment_epochs: int
+    run_segment_epochs: dict[str, int]
 
     def references(self, run_id: str) -> tuple[Reference, ...]:
         """All reference points of a run over every experiment that uses it: one replay measures them all."""
@@ -121,7 +138,7 @@ class Plan:
 
     def checkpoint_epochs(self, run_id: str) -> tuple[int, ...]:
         final = self.runs[run_id].epochs
-        return tuple(sorted({*range(0, final, self.segment_epochs), final}))
+        return tuple(sorted({*range(0, final, self.run_segment_epochs[run_id]), final}))
 
     def segments(self, run_id: str) -> tuple[tuple[int, int], ...]:
         bounds = self.checkpoint_epochs(run_id)
@@ -177,10 +194,22 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"batch size {fields['batch_size']} is larger than dataset '{data.name}' "
             f"({data.params['n_train']} training samples)",
         )
-    if fields["schedule"] == "warmup_cosine" and fields["warmup_epochs"] >= fields["epochs"]:
+    if fields.get("full_batch") and data.kind not in FULL_BATCH_KINDS:
+        raise ConfigError(
+            where("full_batch"),
+            f"full-batch training needs a finite resident training set ({', '.join(FULL_BATCH_KINDS)}), "
+            f"not dataset '{data.name}' (kind {data.kind})",
+        )
+    if fields["schedule"] in ("warmup_cosine", *EXPONENTIAL_WARMUPS) and fields["warmup_epochs"] >= fields["epochs"]:
         raise ConfigError(
             where("warmup_epochs"),
             f"warm-up of {fields['warmup_epochs']} epochs leaves nothing of a {fields['epochs']}-epoch run",
+        )
+    if fields["schedule"] in EXPONENTIAL_WARMUPS and not (fields["warmup_epochs"] and fields.get("warmup_growth")):
+        raise ConfigError(
+            where("warmup_growth" if fields["warmup_epochs"] else "warmup_epochs"),
+            f"schedule '{fields['schedule']}' needs warmup_growth (omega > 0) and warmup_epochs > 0 (the switch "
+            "epoch" + (", the latest one for gawu)" if fields["schedule"] == "gawu" else ")"),
         )
     if fields["model"] not in WIDTH_MODELS + MULTIPLIER_MODELS:
         fields["width"] = 0  # so that a change of the networks' default width does not rename these runs
@@ -221,15 +250,22 @@ def build_plan(config: dict[str, Any]) -> Plan:
     error = schema_error(config)
     if error is not None:
         raise error
-    segment_epochs = config["segment_epochs"]
     runs: dict[str, RunSpec] = {}
+    run_segment_epochs: dict[str, int] = {}
     experiments: dict[str, tuple[str, ...]] = {}
     experiment_references: dict[tuple[str, str], tuple[int, ...]] = {}
     for exp_name, exp in config["experiments"].items():
         run_ids = []
+        segment_epochs = exp.get("segment_epochs", config["segment_epochs"])
         for case_index, overrides in _expand(exp):
             spec = _run_spec(config, exp_name, exp, case_index, overrides)
             runs[spec.run_id] = spec
+            if run_segment_epochs.setdefault(spec.run_id, segment_epochs) != segment_epochs:
+                raise ConfigError(
+                    f"experiments.{exp_name}.segment_epochs",
+                    f"run {spec.run_id} is shared with an experiment that checkpoints it every "
+                    f"{run_segment_epochs[spec.run_id]} epochs, not {segment_epochs}; a run has one checkpoint spacing",
+                )
             if spec.run_id not in run_ids:
                 run_ids.append(spec.run_id)
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
@@ -246,7 +282,12 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 raise ConfigError(
                     f"figures.{fig_name}.experiment", f"unknown experiment '{exp_name}'; defined: {sorted(experiments)}"
                 )
-    return Plan(runs, experiments, experiment_references, segment_epochs)
+    return Plan(runs, experiments, experiment_references, run_segment_epochs)
+
+
+def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The probe's correlation settings: window h, whether the lagged measure runs, the matrix epochs."""
+    return {**CORRELATION_DEFAULTS, **config.get("correlations", {})}
 
 
 def figure_experiments(fig: dict[str, Any]) -> list[str]:

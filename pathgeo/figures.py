@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -20,7 +20,7 @@ import polars.selectors as cs
 
 from pathgeo.atomic import atomic_path
 
-Figure: TypeAlias = alt.Chart | alt.LayerChart | alt.FacetChart | alt.VConcatChart
+Figure: TypeAlias = alt.Chart | alt.LayerChart | alt.FacetChart | alt.VConcatChart | alt.HConcatChart
 
 PANEL_WIDTH = 420
 PANEL_HEIGHT = 240
@@ -43,6 +43,9 @@ METRIC_SYMBOLS = {
     "loss": "loss",
     "lr": "learning rate",
     "upd_norm": "‖Δw‖",
+    "grad_corr": "cos(G(t−1), G(t))",
+    "mean_grad_corr": "μ(t)",
+    "sign_flip": "sign flips",
 }
 METRIC_TITLES = {
     "gamma": "γ = cos(G, w − w*)",
@@ -54,7 +57,13 @@ METRIC_TITLES = {
     "loss": "training loss",
     "lr": "learning rate",
     "upd_norm": "‖Δw‖ (optimizer update norm)",
+    "grad_corr": "cos(G(t−1), G(t)) (adjacent gradient correlation)",
+    "mean_grad_corr": "μ(t) (adjacent gradient correlation, window mean, eq. 3)",
+    "sign_flip": "share of gradient entries flipping sign",
 }
+# cos(G(t−k), G(t)) of the components orthogonal to w − w*: one column per lag k, so matched
+# rather than listed.
+PERP_CORR = re.compile(r"perp_corr_lag(\d+)")
 FACTOR_TITLES = {
     "batch_size": "batch size",
     "budget": "epoch budget",
@@ -66,6 +75,7 @@ FACTOR_TITLES = {
     "label": "run",
     "reference": "reference point",
     "run_id": "run",
+    "warmup_epochs": "warm-up epochs",
 }
 
 # Legends show the mean lines, not the faint bands that also carry the colour.
@@ -76,6 +86,10 @@ SERIES = "series"
 ZERO_RULE_COLOR = "#555555"
 MEASURED = "measured γ"
 ANALYTIC = "analytic (T − t)^(−1/2)"
+GAMMA_SERIES = "γ (RSI/EB)"
+CORRELATION_SERIES = "adjacent gradient correlation"
+# Independent gradients with symmetric entries flip the sign of half of them (percent).
+RANDOM_SIGN_FLIPS = 50.0
 HOLDS, FAILS, UNDETERMINED = "holds", "fails", "n/a"
 # Any <script src=...> would make the HTML depend on the network.
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=", re.IGNORECASE)
@@ -87,10 +101,14 @@ def metric_title(metric: str) -> str:
         return f"{metric_title(metric[:-3])}, G incl. weight decay"
     if metric.startswith("upd_") and metric not in METRIC_TITLES:
         return f"{metric_title(metric[4:])}, update Δw in place of G"
+    if lag := PERP_CORR.fullmatch(metric):
+        return f"cos(G(t−{lag[1]}), G(t)), components orthogonal to w − w*"
     return METRIC_TITLES.get(metric, metric)
 
 
 def _metric_symbol(metric: str) -> str:
+    if lag := PERP_CORR.fullmatch(metric):
+        return f"lag-{lag[1]} orthogonal gradient correlation"
     return METRIC_SYMBOLS.get(metric, metric)
 
 
@@ -176,14 +194,41 @@ def _positive(*fields: str) -> str:
     return " && ".join(f"isValid(datum['{field}']) && datum['{field}'] > 0" for field in fields)
 
 
-def _zero_rule() -> alt.Chart:
-    """Horizontal line at 0 so that the sign of a metric can be read at a glance."""
+def _rule_at(y: float) -> alt.Chart:
+    """Dashed horizontal line at a reference level of the y axis."""
     # One aggregated row per view (or facet cell), so the rule is drawn once.
     return (
         alt.Chart()
         .transform_aggregate(rows="count()")
         .mark_rule(color=ZERO_RULE_COLOR, strokeDash=[2, 2], strokeWidth=1)
-        .encode(y=alt.datum(0))
+        .encode(y=alt.datum(y))
+    )
+
+
+def _zero_rule() -> alt.Chart:
+    """Horizontal line at 0 so that the sign of a metric can be read at a glance."""
+    return _rule_at(0)
+
+
+def _one_reference(table: pl.DataFrame) -> pl.DataFrame:
+    """Each run's rows for its largest-budget reference point only.
+
+    Quantities of the gradient alone (loss, learning rate, gradient correlations,
+    sign flips) repeat identically for every reference point of a run; drawing each
+    copy would stack duplicate points.
+    """
+    return table.filter(pl.col("budget") == pl.col("budget").max().over("run_id"))
+
+
+def _distinct_runs(table: pl.DataFrame) -> pl.DataFrame:
+    """Add "run": the label, with the run id where one label names several runs
+    (labels are unique within an experiment, not across experiments)."""
+    shared = pl.col("run_id").n_unique().over("label") > 1
+    return table.with_columns(
+        pl.when(shared)
+        .then(pl.concat_str([pl.col("label"), pl.col("run_id")], separator=" · "))
+        .otherwise(pl.col("label"))
+        .alias("run")
     )
 
 
@@ -566,15 +611,7 @@ def claims(claims: pl.DataFrame) -> Figure:
     ]
     order = ["dataset", "model", "optimizer", "batch_size", "seed", "label"]
     _check(claims, "claims", ["run_id", *order, *measured, *(cell[1] for cell in CLAIM_CELLS)])
-    runs = claims.sort(order, nulls_last=True)
-    # Labels are meant to be unique; if two runs share one, keep their rows apart.
-    duplicated = runs.get_column("label").is_duplicated()
-    runs = runs.with_columns(
-        pl.when(duplicated)
-        .then(pl.concat_str([pl.col("label"), pl.col("run_id")], separator=" · "))
-        .otherwise(pl.col("label"))
-        .alias("run")
-    )
+    runs = _distinct_runs(claims.sort(order, nulls_last=True))
     cells = pl.DataFrame(
         [
             {"run": run["run"], "property": header, "value": text(run), "verdict": _verdict(run[verdict])}
@@ -622,6 +659,298 @@ def claims(claims: pl.DataFrame) -> Figure:
     )
 
 
+def grad_correlation(epochs: pl.DataFrame, color: str = "label") -> Figure:
+    """Training loss beside the mean adjacent-gradient correlation, per epoch.
+
+    One line per run, one reference point per run (both quantities depend on the
+    gradients only).  Second paper, Figure 1 (top row).
+    """
+    correlation = "mean_grad_corr_mean"
+    columns = _unique([*RUN_KEYS, "budget", "epoch", color, "loss_mean", correlation])
+    _check(epochs, "epochs", columns)
+    data = _with_series(_one_reference(epochs.select(columns)))
+    data, color_encoding = _factor_color(data, color)
+    x = alt.X("epoch:Q", title="epoch")
+    tooltip = [
+        alt.Tooltip("label:N", title="run"),
+        alt.Tooltip("epoch:Q", title="epoch"),
+        alt.Tooltip("loss_mean:Q", title="mean loss", format=".4g"),
+        alt.Tooltip(f"{correlation}:Q", title="mean μ(t)", format=".3f"),
+    ]
+    loss = (
+        alt.Chart()
+        .transform_filter(_positive("loss_mean"))
+        .mark_line(strokeWidth=1.8)
+        .encode(
+            x=x,
+            y=alt.Y("loss_mean:Q", title="training loss (epoch mean, log)", scale=alt.Scale(type="log")),
+            color=color_encoding,
+            detail=alt.Detail(f"{SERIES}:N"),
+            tooltip=tooltip,
+        )
+        .properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
+    )
+    correlation_line = alt.Chart().mark_line(strokeWidth=1.8).encode(
+        x=x,
+        y=alt.Y(
+            f"{correlation}:Q",
+            title="gradient correlation μ (eq. 3), epoch mean",
+            scale=alt.Scale(domain=[-1, 1]),
+        ),
+        color=color_encoding,
+        detail=alt.Detail(f"{SERIES}:N"),
+        tooltip=tooltip,
+    )
+    chart = alt.hconcat(
+        loss,
+        alt.layer(_zero_rule(), correlation_line).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT),
+        data=_values(data),
+    ).resolve_scale(color="shared")
+    return _finish(
+        chart,
+        f"Training loss and gradient correlation, by {_factor_title(color)}",
+        [
+            (
+                "μ(t) = mean of cos(G(s−1), G(s)) over the h − 1 adjacent pairs of the window ending at step t"
+                " (eq. 3), averaged over the epoch's steps"
+            ),
+            "μ > 0: successive gradients agree (smooth geometry); μ < 0: they point back and forth (zigzag)",
+        ],
+    )
+
+
+def _nearest_epochs(available: list[int], requested: Sequence[int] | None) -> dict[int, list[int]]:
+    """Each epoch to draw, mapped to the requested epochs it stands in for because
+    they have no matrix (empty when it was itself requested or chosen by default)."""
+    if requested is None:
+        requested = [available[0], available[len(available) // 2], available[-1]]
+    chosen: dict[int, list[int]] = {}
+    for wanted in requested:
+        # Ties go to the earlier epoch.
+        epoch = min(available, key=lambda candidate: (abs(candidate - wanted), candidate))
+        stand_in_for = chosen.setdefault(epoch, [])
+        if wanted != epoch and wanted not in stand_in_for:
+            stand_in_for.append(wanted)
+    return dict(sorted(chosen.items()))
+
+
+def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = None) -> Figure:
+    """Pairwise gradient-correlation matrices of an h-step window, one row of panels per run.
+
+    `epochs` picks the windows (the epoch whose first step starts each); by default
+    each run's first, middle and last.  A requested epoch without a matrix is replaced
+    by the nearest one, and the panel title says so.  Second paper, Figures 1 and 8.
+    """
+    columns = ["run_id", "label", "epoch", "start_step", "i", "j", "corr", "sign_flip"]
+    _check(matrices, "matrices", columns)
+    if epochs is not None and len(epochs) == 0:
+        raise ValueError("epochs is empty: name the epochs to draw, or leave it out for the first, middle and last")
+    data = _distinct_runs(matrices.select(columns)).with_columns(
+        step_i=pl.col("start_step") + pl.col("i"), step_j=pl.col("start_step") + pl.col("j")
+    )
+    base = alt.Chart().encode(
+        x=alt.X("j:O", title="step j in window", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("i:O", title="step i in window"),
+    )
+    cells = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color(
+            "corr:Q",
+            title=["gradient", "correlation"],
+            # Red for aligned, blue for opposed gradients; fixed so panels compare.
+            scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True),
+        ),
+        tooltip=[
+            alt.Tooltip("run:N", title="run"),
+            alt.Tooltip("epoch:Q", title="epoch"),
+            alt.Tooltip("step_i:Q", title="step i"),
+            alt.Tooltip("step_j:Q", title="step j"),
+            alt.Tooltip("corr:Q", title="cos(G(i), G(j))", format=".3f"),
+            alt.Tooltip("sign_flip:Q", title="entries of opposite sign", format=".1%"),
+        ],
+    )
+    # Dark text would vanish on the saturated ends of the colour scale.
+    text_color = alt.when(alt.expr.abs(alt.datum.corr) > 0.6).then(alt.value("white")).otherwise(alt.value("black"))
+    values = base.mark_text(fontSize=10).encode(text=alt.Text("corr:Q", format=".2f"), color=text_color)
+    rows = []
+    for run in data.get_column("run").unique().sort().to_list():
+        windows = data.filter(pl.col("run") == run)
+        available = windows.get_column("epoch").unique().sort().to_list()
+        panels = []
+        for epoch, stand_in_for in _nearest_epochs(available, epochs).items():
+            title = f"epoch {epoch}"
+            if stand_in_for:
+                title += f" (nearest to {', '.join(str(wanted) for wanted in stand_in_for)})"
+            panels.append(
+                alt.layer(cells, values, data=_values(windows.filter(pl.col("epoch") == epoch))).properties(
+                    title=alt.TitleParams(title, fontSize=12, fontWeight="normal"),
+                    width=alt.Step(28),
+                    height=alt.Step(28),
+                )
+            )
+        rows.append(alt.hconcat(*panels, title=alt.TitleParams(run, fontSize=13, anchor="start")))
+    chart = alt.vconcat(*rows, spacing=18).resolve_scale(color="shared")
+    return _finish(
+        chart,
+        "Pairwise gradient correlation within a window of steps",
+        [
+            "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window starting at the epoch's first step",
+            "hover a cell for the share of gradient entries with opposite sign",
+        ],
+    )
+
+
+def sign_flip(epochs: pl.DataFrame, color: str = "label") -> Figure:
+    """Share of gradient entries whose sign flips between adjacent steps, per epoch:
+    mean line with the 5–95 % band over the epoch's steps.  Second paper, Figure 8."""
+    stats = ["sign_flip_mean", "sign_flip_q05", "sign_flip_q95"]
+    columns = _unique([*RUN_KEYS, "budget", "epoch", color, *stats])
+    _check(epochs, "epochs", columns)
+    data = _with_series(_one_reference(epochs.select(columns))).with_columns(pl.col(stats) * 100)
+    data, color_encoding = _factor_color(data, color)
+    layers = _band_and_mean(
+        "sign_flip",
+        "sign_flip_q05",
+        "sign_flip_q95",
+        color_encoding,
+        "gradient entries flipping sign (%)",
+    )
+    chart = alt.layer(_rule_at(RANDOM_SIGN_FLIPS), *layers, data=_values(data)).properties(
+        width=PANEL_WIDTH, height=PANEL_HEIGHT
+    )
+    return _finish(
+        chart,
+        f"Sign flips of gradient entries between adjacent steps, by {_factor_title(color)}",
+        [
+            "share of entries of G with opposite sign at steps t − 1 and t: epoch mean (line), 5–95 % quantiles (band)",
+            f"dashed line: {RANDOM_SIGN_FLIPS:.0f} %, what independent gradients would give",
+        ],
+    )
+
+
+def gamma_correlation(epochs: pl.DataFrame) -> Figure:
+    """γ beside the adjacent-gradient correlation, per epoch, one panel per run.
+
+    Both are epoch means of per-step cosines: γ = cos(G, w − w*) against the run's
+    largest-budget reference point, and cos(G(t−1), G(t)) (the `grad_corr_mean`
+    column rather than the window mean μ(t), so that neither curve is smoothed more).
+    """
+    columns = [*RUN_KEYS, "budget", "epoch", "gamma_mean", "grad_corr_mean"]
+    _check(epochs, "epochs", columns)
+    data = _distinct_runs(_one_reference(epochs.select(columns)))
+    long = data.unpivot(
+        index=["run", "reference", "epoch"],
+        on=["gamma_mean", "grad_corr_mean"],
+        variable_name="quantity",
+        value_name="value",
+    ).with_columns(
+        pl.col("quantity").replace_strict({"gamma_mean": GAMMA_SERIES, "grad_corr_mean": CORRELATION_SERIES})
+    )
+    line = alt.Chart().mark_line(strokeWidth=1.8).encode(
+        x=alt.X("epoch:Q", title="epoch"),
+        y=alt.Y("value:Q", title="cosine (epoch mean)", scale=alt.Scale(domain=[-1, 1])),
+        color=alt.Color(
+            "quantity:N",
+            title=None,
+            scale=alt.Scale(domain=[GAMMA_SERIES, CORRELATION_SERIES], range=["#4c78a8", "#e45756"]),
+            legend=LINE_LEGEND,
+        ),
+        tooltip=[
+            alt.Tooltip("run:N", title="run"),
+            alt.Tooltip("reference:N", title="reference"),
+            alt.Tooltip("epoch:Q", title="epoch"),
+            alt.Tooltip("quantity:N", title="quantity"),
+            alt.Tooltip("value:Q", title="value", format=".3f"),
+        ],
+    )
+    runs = data.get_column("run").unique().sort().to_list()
+    subtitle = [
+        (
+            "γ = cos(G, w − w*) against each run's largest-budget reference point;"
+            " adjacent gradient correlation = cos(G(t−1), G(t))"
+        ),
+        "both: mean over the epoch's steps (not the window mean μ(t) of eq. 3)",
+    ]
+    if len(runs) == 1:
+        chart: Figure = alt.layer(_zero_rule(), line, data=_values(long)).properties(
+            width=PANEL_WIDTH, height=PANEL_HEIGHT
+        )
+        subtitle.append(f"run: {runs[0]}")
+    else:
+        chart = alt.layer(_zero_rule(), line).properties(width=FACET_WIDTH, height=PANEL_HEIGHT).facet(
+            facet=alt.Facet("run:N", title=None, sort=runs),
+            columns=3,
+            data=_values(long),
+        )
+    return _finish(chart, "γ and adjacent gradient correlation along the optimization path", subtitle)
+
+
+def warmup(steps: pl.DataFrame, color: str = "label") -> Figure:
+    """Training loss and learning rate per step, with each run's warm-up switch point.
+
+    The switch point is the step of the run's largest learning rate: where the
+    warm-up ends, whether fixed in advance or found by GAWU.  Runs whose learning
+    rate never changes have none.  Second paper, Figure 10.
+    """
+    columns = _unique([*RUN_KEYS, "budget", "epoch", "step", color, "loss", "lr"])
+    _check(steps, "steps", columns)
+    data, color_encoding = _factor_color(_with_series(_one_reference(steps.select(columns))), color)
+    largest = pl.col("lr").max().over(SERIES)
+    switches = (
+        data.filter((pl.col("lr") == largest) & (largest > pl.col("lr").min().over(SERIES)))
+        .sort("step")
+        .group_by(SERIES, maintain_order=True)
+        .first()
+    )
+    x = alt.X("step:Q", title="optimizer step")
+    lr_y = alt.Y("lr:Q", title="learning rate (log)", scale=alt.Scale(type="log"))
+    tooltip = [
+        alt.Tooltip("label:N", title="run"),
+        alt.Tooltip("step:Q", title="step"),
+        alt.Tooltip("epoch:Q", title="epoch"),
+        alt.Tooltip("loss:Q", title="loss", format=".4g"),
+        alt.Tooltip("lr:Q", title="learning rate", format=".3g"),
+    ]
+
+    def line(field: str, y: alt.Y) -> alt.Chart:
+        return (
+            alt.Chart()
+            .transform_filter(_positive(field))
+            .mark_line(strokeWidth=1.2)
+            .encode(x=x, y=y, color=color_encoding, detail=alt.Detail(f"{SERIES}:N"), tooltip=tooltip)
+        )
+
+    switch_tooltip = [
+        alt.Tooltip("label:N", title="run"),
+        alt.Tooltip("step:Q", title="switch step"),
+        alt.Tooltip("epoch:Q", title="epoch"),
+        alt.Tooltip("lr:Q", title="largest learning rate", format=".3g"),
+    ]
+    switch_rule = (
+        alt.Chart(_values(switches))
+        .mark_rule(strokeDash=[4, 3], strokeWidth=1, opacity=0.7)
+        .encode(x=x, color=color_encoding, tooltip=switch_tooltip)
+    )
+    switch_point = (
+        alt.Chart(_values(switches))
+        .mark_point(filled=True, size=70, opacity=1, stroke="white", strokeWidth=1)
+        .encode(x=x, y=lr_y, color=color_encoding, tooltip=switch_tooltip)
+    )
+    loss = line("loss", alt.Y("loss:Q", title="training loss (log)", scale=alt.Scale(type="log")))
+    chart = alt.hconcat(
+        loss.properties(width=PANEL_WIDTH, height=PANEL_HEIGHT),
+        alt.layer(line("lr", lr_y), switch_rule, switch_point).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT),
+        data=_values(data),
+    ).resolve_scale(color="shared")
+    return _finish(
+        chart,
+        f"Warm-up switch points: training loss and learning rate, by {_factor_title(color)}",
+        [
+            "per step: training loss (left) and learning rate (right), both on log scales",
+            "dot and dashed line: the run's switch point, the step of its largest learning rate (end of warm-up)",
+        ],
+    )
+
+
 FIGURES: dict[str, Callable[..., Figure]] = {
     "gamma_band": gamma_band,
     "rsi_eb_gamma": rsi_eb_gamma,
@@ -630,6 +959,11 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "synthetic": synthetic,
     "random_walk": random_walk,
     "claims": claims,
+    "grad_correlation": grad_correlation,
+    "correlation_matrices": correlation_matrices,
+    "sign_flip": sign_flip,
+    "gamma_correlation": gamma_correlation,
+    "warmup": warmup,
 }
 
 

@@ -73,16 +73,100 @@ def _gram_pass(w, g, w_prev, w_star, out):  # pragma: no cover - compiled
         out[2, d] = out[d, 2] = sums[7 + 4 * r]
 
 
+def _correlation_pass(w, g, ring_w, ring_g, slots, write_slot, w_star, out):  # pragma: no cover - compiled
+    """Products of this step's (G_t, d_t) with earlier steps' (G_{t−k}, d_{t−k}), d = w − w*_r, for each
+    lag j whose ring slot `slots[j]` holds step t − k (−1: not in this segment, left 0). Row j of `out`
+    (J x (2 + 3R)) gets G_t·G_{t−k}, then per reference G_t·d_{t−k}, d_t·G_{t−k}, d_t·d_{t−k}, and last the
+    number of entries where G_t and G_{t−k} have opposite signs. Then w and G are stored in `write_slot`."""
+    n = w.shape[0]
+    refs = w_star.shape[0]
+    lags = slots.shape[0]
+    width = 2 + 3 * refs
+    blocks = (n + BLOCK - 1) // BLOCK
+    partial = np.zeros((blocks, lags, width))
+    for b in numba.prange(blocks):
+        start = b * BLOCK
+        end = min(start + BLOCK, n)
+        wb = w[start:end]
+        gb = g[start:end]
+        for j in range(lags):
+            if slots[j] < 0:
+                continue
+            pg = ring_g[slots[j], start:end]
+            pw = ring_w[slots[j], start:end]
+            gg = flips = 0.0
+            for i in range(wb.shape[0]):
+                product = np.float64(gb[i]) * np.float64(pg[i])
+                gg += product
+                if product < 0.0:
+                    flips += 1.0
+            partial[b, j, 0] = gg
+            partial[b, j, width - 1] = flips
+            for r in range(refs):
+                rb = w_star[r, start:end]
+                gd = dg = dd = 0.0
+                for i in range(wb.shape[0]):
+                    di = np.float64(wb[i]) - np.float64(rb[i])
+                    pdi = np.float64(pw[i]) - np.float64(rb[i])
+                    gd += np.float64(gb[i]) * pdi
+                    dg += di * np.float64(pg[i])
+                    dd += di * pdi
+                partial[b, j, 1 + 3 * r] = gd
+                partial[b, j, 2 + 3 * r] = dg
+                partial[b, j, 3 + 3 * r] = dd
+        # After the reads: the lag that reaches furthest back lives in the slot written now.
+        ring_w[write_slot, start:end] = wb
+        ring_g[write_slot, start:end] = gb
+    out[:, :] = partial.sum(axis=0)
+
+
+def _adjacent_pass(g, previous, out):  # pragma: no cover - compiled
+    """out = (G·G, G·G_prev, G_prev·G_prev) in float64 over fixed blocks, then previous = G."""
+    n = g.shape[0]
+    blocks = (n + BLOCK - 1) // BLOCK
+    partial = np.zeros((blocks, 3))
+    for b in numba.prange(blocks):
+        start = b * BLOCK
+        end = min(start + BLOCK, n)
+        gb = g[start:end]
+        pb = previous[start:end]
+        gg = gp = pp = 0.0
+        for i in range(gb.shape[0]):
+            gi = np.float64(gb[i])
+            pi = np.float64(pb[i])
+            gg += gi * gi
+            gp += gi * pi
+            pp += pi * pi
+        partial[b, 0] = gg
+        partial[b, 1] = gp
+        partial[b, 2] = pp
+        pb[:] = gb
+    out[:] = partial.sum(axis=0)
+
+
 # Waking a thread pool costs more than a small model's whole pass, and a job pinned to one core gains
 # nothing from it: the serial variant serves those.
-gram_pass_parallel = numba.njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)(_gram_pass)
-gram_pass_serial = numba.njit(fastmath=FASTMATH, cache=True, nogil=True)(_gram_pass)
 PARALLEL_MIN_SIZE = 1 << 20
 
 
-def gram_pass(w, g, w_prev, w_star, out, threads: int) -> None:
-    if threads > 1 and w.shape[0] >= PARALLEL_MIN_SIZE:
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        gram_pass_parallel(w, g, w_prev, w_star, out)
-    else:
-        gram_pass_serial(w, g, w_prev, w_star, out)
+def _dispatching(kernel):
+    """The kernel compiled twice, and a caller `run(*arrays, threads)` that picks the variant by size and
+    thread count."""
+    parallel = numba.njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)(kernel)
+    serial = numba.njit(fastmath=FASTMATH, cache=True, nogil=True)(kernel)
+
+    def run(*args) -> None:
+        *arrays, threads = args
+        if threads > 1 and arrays[0].shape[0] >= PARALLEL_MIN_SIZE:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            parallel(*arrays)
+        else:
+            serial(*arrays)
+
+    run.__doc__ = kernel.__doc__
+    return run
+
+
+gram_pass = _dispatching(_gram_pass)
+correlation_pass = _dispatching(_correlation_pass)
+adjacent_pass = _dispatching(_adjacent_pass)

@@ -1,4 +1,7 @@
-"""The probe: RSI, EB, gamma, the locally optimal LR and the actual update's alignment, at every step.
+"""The probe: RSI, EB, gamma, the locally optimal LR and the actual update's alignment, at every step, and
+the gradient correlations of "A mysterious optimization geometry" (adjacent and windowed correlation, sign
+flips, pairwise h x h matrices) with the lagged correlation of the gradients' components orthogonal to
+w − w*.
 
 It is an observer of the training loop: after backward and before the optimizer step it reads the flat
 parameter and gradient buffers and writes nothing the step uses, so training with and without it gives
@@ -8,9 +11,14 @@ Cost. Every metric is a function of the Gram matrix of the rows
     w, G, s = w_prev − w (the previous step's update, negated), d_r = w − w*_r (one row per reference),
 so each step only accumulates those dot products, in float64, into a device buffer; the metrics are
 computed once per epoch, on the host. On the CPU one fused pass (pathgeo.kernels) reads w, G, w_prev and
-w* once. On a GPU, per chunk of the flat buffers, four kernels fill a float64 workspace with the rows and
+w* once. The correlations need earlier steps: a ring of the last D gradients and weights (D = the
+largest lag, 50 by default; `lags=()` keeps only h − 1) and, per step, the products of (G_t, d_t) with
+each (G_{t−k}, d_{t−k}), again accumulated on the device. On a GPU, per chunk of the flat buffers, four kernels fill a float64 workspace with the rows and
 one matrix product adds the chunk's Gram matrix; nothing is synchronised with the host until the epoch
 ends. Either way the products and sums are float64 arithmetic on the exact float32 values.
+
+A replay segment starts at a checkpoint, which holds no earlier gradients: a quantity that needs step
+t − k is null for the first k steps of each segment, and a matrix window must lie inside one segment.
 
 Using it in an existing loop:
 
@@ -24,25 +32,26 @@ Using it in an existing loop:
             optimizer.step()
         probe.end_epoch(epoch)
     table = probe.finish()                        # a polars DataFrame, one row per step and reference
+    matrices = probe.correlation_matrices()       # the h x h matrices, one row per entry
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import torch
 
 from pathgeo import kernels
-from pathgeo.columns import METRICS
+from pathgeo.columns import LAGS, METRICS
 from pathgeo.flat import FlatParameters
 
 log = logging.getLogger("pathgeo")
 
 W, G, S, D0 = 0, 1, 2, 3
-
-
 
 class Probe:
     def __init__(
@@ -55,9 +64,19 @@ class Probe:
         start_epoch: int = 0,
         chunk_size: int = 1 << 17,
         backend: str = "auto",
+        window: int = 5,
+        lags: tuple[int, ...] = LAGS,
+        matrix_epochs: Collection[int] | None = None,
     ):
+        """`window` is h of the mean gradient correlation and of the matrices, `lags` those of the orthogonal
+        components' correlation (a subset of columns.LAGS), `matrix_epochs` the epochs whose first step
+        starts a matrix window (None: every epoch)."""
         if not references:
             raise ValueError("the probe needs at least one reference point")
+        if window < 2:
+            raise ValueError(f"the correlation window must hold at least 2 steps, not {window}")
+        if not set(lags) <= set(LAGS):
+            raise ValueError(f"lags {sorted(set(lags) - set(LAGS))} are not among the measured ones {LAGS}")
         self.flat = flat
         self.names = list(references)
         device, dtype = flat.buffer.device, flat.buffer.dtype
@@ -73,12 +92,27 @@ class Probe:
         self.backend = backend
         self.chunk_size = min(chunk_size, flat.numel)
         self.w_prev = flat.weights.detach().clone()
+        self.window = window
+        self.lags = tuple(sorted(set(lags)))
+        self.distances = tuple(sorted({*range(1, window), *self.lags}))
+        self.matrix_epochs = None if matrix_epochs is None else frozenset(matrix_epochs)
+        depth = self.distances[-1]
+        self.ring_w = torch.zeros(depth, flat.numel, dtype=dtype, device=device)
+        self.ring_g = torch.zeros(depth, flat.numel, dtype=dtype, device=device)
+        self.first_step = start_step
+        width = 2 + 3 * len(self.names)
         if backend == "torch":
             self.workspace = torch.empty(self.rows, self.chunk_size, dtype=torch.float64, device=device)
+            self._now = torch.empty(1 + len(self.names), self.chunk_size, dtype=torch.float64, device=device)
+            self._then = torch.empty_like(self._now)
+            self._pairs = torch.zeros(len(self.distances), 1 + len(self.names), 1 + len(self.names), dtype=torch.float64, device=device)
+            self._flips = torch.zeros(len(self.distances), dtype=torch.float64, device=device)
         else:
             self._arrays = (flat.weights.numpy(), flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy())
+            self._rings = (self.ring_w.numpy(), self.ring_g.numpy())
         self.capacity = steps_per_epoch
         self._grams = torch.zeros(steps_per_epoch, self.rows, self.rows, dtype=torch.float64, device=device)
+        self._cross = torch.zeros(steps_per_epoch, len(self.distances), width, dtype=torch.float64, device=device)
         self._losses = torch.zeros(steps_per_epoch, dtype=torch.float64, device=device)
         self._lrs: list[float] = []
         self._wds: list[float] = []
@@ -86,6 +120,7 @@ class Probe:
         self.step = start_step
         self.epoch = start_epoch
         self._host_grams: list[np.ndarray] = []
+        self._host_cross: list[np.ndarray] = []
         self._host_losses: list[np.ndarray] = []
         self._lr_log: list[float] = []
         self._wd_log: list[float] = []
@@ -110,11 +145,48 @@ class Probe:
                 out.addmm_(y, y.T)
         self.w_prev.copy_(buffer[0])
 
+    def _correlate(self, out: torch.Tensor) -> None:
+        """Fill `out` (lags x (2 + 3R)) with the products of this step's (G, d) and earlier ones (see
+        kernels._correlation_pass for the layout), then store this step's w and G in the ring."""
+        depth = len(self.ring_w)
+        available = [k <= self.step - self.first_step for k in self.distances]
+        slots = np.array([(self.step - k) % depth if ok else -1 for k, ok in zip(self.distances, available)])
+        write = self.step % depth
+        if self.backend == "fused":
+            kernels.correlation_pass(*self._arrays[:2], *self._rings, slots, write, self._arrays[3], out.numpy(), torch.get_num_threads())
+            return
+        refs = len(self.names)
+        buffer, now, then = self.flat.buffer, self._now, self._then
+        self._pairs.zero_()
+        self._flips.zero_()
+        for start in range(0, self.flat.numel, self.chunk_size):
+            end = min(start + self.chunk_size, self.flat.numel)
+            a, b = now[:, : end - start], then[:, : end - start]
+            # Widen first, then subtract: d = w − w* in float64, as the fused kernel and the Gram form it.
+            a[0].copy_(buffer[1, start:end])
+            a[1:].copy_(buffer[0:1, start:end].expand(len(self.names), -1)).sub_(self.w_star[:, start:end])
+            for j, slot in enumerate(slots):
+                if slot < 0:
+                    continue
+                b[0].copy_(self.ring_g[slot, start:end])
+                b[1:].copy_(self.ring_w[slot : slot + 1, start:end].expand(len(self.names), -1)).sub_(self.w_star[:, start:end])
+                self._pairs[j].addmm_(a, b.T)
+                self._flips[j] += (a[0] * b[0] < 0).sum()
+        out[:, 0] = self._pairs[:, 0, 0]
+        out[:, 1 : 1 + 3 * refs : 3] = self._pairs[:, 0, 1:]
+        out[:, 2 : 2 + 3 * refs : 3] = self._pairs[:, 1:, 0]
+        out[:, 3 : 3 + 3 * refs : 3] = torch.diagonal(self._pairs[:, 1:, 1:], dim1=1, dim2=2)
+        out[:, -1] = self._flips
+        # After the reads: the lag that reaches furthest back lives in the slot written now.
+        self.ring_w[write].copy_(buffer[0])
+        self.ring_g[write].copy_(buffer[1])
+
     def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float | None = None) -> None:
         """`weight_decay` is this step's (schedules may change it); None means the probe's constant one."""
         if self._n == self.capacity:
             raise RuntimeError(f"more than steps_per_epoch={self.capacity} steps in one epoch; call end_epoch()")
         self._gram(self._grams[self._n])
+        self._correlate(self._cross[self._n])
         self._losses[self._n].copy_(loss.detach())
         self._lrs.append(lr)
         self._wds.append(self.weight_decay if weight_decay is None else weight_decay)
@@ -127,6 +199,7 @@ class Probe:
         epoch = self.epoch if epoch is None else epoch
         grams = self._grams[: self._n].cpu().numpy().copy()
         self._host_grams.append(grams)
+        self._host_cross.append(self._cross[: self._n].cpu().numpy().copy())
         self._host_losses.append(self._losses[: self._n].cpu().numpy().copy())
         self._lr_log += self._lrs
         self._wd_log += self._wds
@@ -144,15 +217,33 @@ class Probe:
             self.end_epoch()
         final = torch.zeros(self.rows, self.rows, dtype=torch.float64, device=self.flat.buffer.device)
         self._gram(final)
-        grams = np.concatenate([*self._host_grams, final.cpu().numpy()[None]])
+        self._all_grams = np.concatenate([*self._host_grams, final.cpu().numpy()[None]])
+        self._all_cross = self._joined_cross()
         return step_table(
-            grams,
+            self._all_grams,
             np.concatenate(self._host_losses) if self._host_losses else np.zeros(0),
             np.asarray(self._lr_log, dtype=np.float64),
             np.asarray(self._epochs, dtype=np.int64),
             self.step,
             self.names,
             np.asarray(self._wd_log, dtype=np.float64),
+            Correlations(self._all_cross, self.distances, self.window, self.lags, self.flat.numel),
+        )
+
+    def _joined_cross(self) -> np.ndarray:
+        width = 2 + 3 * len(self.names)
+        return np.concatenate(self._host_cross) if self._host_cross else np.zeros((0, len(self.distances), width))
+
+    def correlation_matrices(self) -> pl.DataFrame:
+        """After finish(): the h x h gradient correlation matrices of the windows that start at the first
+        step of each chosen epoch and end inside this segment, one row per entry."""
+        epochs = np.asarray(self._epochs, dtype=np.int64)
+        return matrix_table(
+            self._all_grams,
+            Correlations(self._all_cross, self.distances, self.window, self.lags, self.flat.numel),
+            epochs,
+            self.step - len(epochs),
+            self.matrix_epochs,
         )
 
 
@@ -193,6 +284,88 @@ def _geometry(gd: np.ndarray, gg: np.ndarray, dd: np.ndarray) -> dict[str, np.nd
     }
 
 
+@dataclass(frozen=True)
+class Correlations:
+    """What the probe accumulated for the correlations: `cross[t, j]` holds the products of step t's
+    (G, d) with those of step t − distances[j] (zeros where that step was before the segment), in the
+    layout of kernels._correlation_pass; `numel` is the number of parameters."""
+
+    cross: np.ndarray
+    distances: tuple[int, ...]
+    window: int
+    lags: tuple[int, ...]
+    numel: int
+
+    def pair(self, t: int | np.ndarray, k: int) -> np.ndarray:
+        return self.cross[t, self.distances.index(k)]
+
+
+def correlation_metrics(grams: np.ndarray, corr: Correlations, r: int) -> dict[str, np.ndarray]:
+    """Per-step gradient correlations for reference r from N+1 Gram matrices and N steps of products; NaN
+    where a quantity needs a step before the segment."""
+    n = len(grams) - 1
+    gg = grams[:n, G, G]
+    gd, dd = grams[:n, G, D0 + r], grams[:n, D0 + r, D0 + r]
+    nan = np.full(n, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        adjacent, flips = nan.copy(), nan.copy()
+        adjacent[1:] = corr.cross[1:, 0, 0] / np.sqrt(gg[1:] * gg[:-1])
+        flips[1:] = corr.cross[1:, 0, -1] / corr.numel
+        pairs = corr.window - 1
+        windowed = nan.copy()
+        if n > pairs:
+            # The mean of the h − 1 adjacent correlations ending at t: eq. (3)'s mu at t − h + 1, known at t.
+            windowed[pairs:] = np.lib.stride_tricks.sliding_window_view(adjacent[1:], pairs).mean(axis=1)
+        # G⊥ = G − a d with a = G·d / d·d; u_t·u_{t−k} from the products of (G, d) at t and t − k.
+        a = gd / dd
+        perp_sq = gg - gd * a
+        lagged = {}
+        for k in LAGS:
+            values = nan.copy()
+            if k in corr.lags and n > k:
+                j = corr.distances.index(k)
+                p_gg, p_gd, p_dg, p_dd = (corr.cross[k:, j, c] for c in (0, 1 + 3 * r, 2 + 3 * r, 3 + 3 * r))
+                a_now, a_then = a[k:], a[:-k]
+                dot = p_gg - a_then * p_gd - a_now * p_dg + a_now * a_then * p_dd
+                values[k:] = dot / np.sqrt(perp_sq[k:] * perp_sq[:-k])
+            lagged[f"perp_corr_lag{k}"] = values
+    return {"grad_corr": adjacent, "mean_grad_corr": windowed, "sign_flip": flips, **lagged}
+
+
+def matrix_table(
+    grams: np.ndarray,
+    corr: Correlations,
+    epochs: np.ndarray,
+    first_step: int,
+    wanted: frozenset[int] | None,
+) -> pl.DataFrame:
+    """Long table of h x h matrices: cos(G_{s+i}, G_{s+j}) and the fraction of entries of opposite sign,
+    for windows starting at step s, the first step of each wanted epoch, that end inside the segment."""
+    h, n = corr.window, len(epochs)
+    gg = grams[:n, G, G]
+    rows = []
+    for epoch in dict.fromkeys(epochs.tolist()):
+        if wanted is not None and epoch not in wanted:
+            continue
+        s = int(np.argmax(epochs == epoch))
+        if s + h > n:
+            continue
+        for i in range(h):
+            for j in range(h):
+                if i == j:
+                    value, flips = 1.0, 0.0
+                else:
+                    late, k = s + max(i, j), abs(i - j)
+                    value = corr.pair(late, k)[0] / np.sqrt(gg[s + i] * gg[s + j])
+                    flips = corr.pair(late, k)[-1] / corr.numel
+                rows.append((epoch, first_step + s, i, j, float(value), float(flips)))
+    return pl.DataFrame(
+        rows,
+        schema={"epoch": pl.Int64, "start_step": pl.Int64, "i": pl.Int64, "j": pl.Int64, "corr": pl.Float64, "sign_flip": pl.Float64},
+        orient="row",
+    )
+
+
 def step_table(
     grams: np.ndarray,
     losses: np.ndarray,
@@ -201,12 +374,15 @@ def step_table(
     end_step: int,
     names: list[str],
     weight_decay: float | np.ndarray,
+    correlations: Correlations,
 ) -> pl.DataFrame:
     n = len(grams) - 1
     steps = np.arange(end_step - n, end_step, dtype=np.int64)
     frames = []
     for r, name in enumerate(names):
         metrics = step_metrics(grams, D0 + r, weight_decay)
+        # Unavailable (before the segment) is null, not NaN, so that per-epoch means skip it.
+        metrics.update({k: pl.Series(k, v).fill_nan(None) for k, v in correlation_metrics(grams, correlations, r).items()})
         frames.append(
             pl.DataFrame(
                 {"reference": [name] * n, "epoch": epochs, "step": steps, "lr": lrs, "loss": losses, **metrics},

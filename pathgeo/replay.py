@@ -13,6 +13,8 @@ from typing import Any
 import polars as pl
 import torch
 
+from pathgeo.columns import LAGS
+from pathgeo.config import CORRELATION_DEFAULTS
 from pathgeo.probe import Probe
 from pathgeo.spec import RunSpec
 from pathgeo.training import Trainer, build_trainer
@@ -69,8 +71,12 @@ def replay_segment(
     end_state: dict,
     references: dict[str, tuple[int, dict]],
     tolerance: float,
-) -> tuple[pl.DataFrame, Fidelity]:
-    """`references` maps a reference name to (its epoch, its checkpoint state)."""
+    correlations: dict[str, Any] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, Fidelity]:
+    """The per-step table, the correlation matrices and the fidelity of one segment. `references` maps a
+    reference name to (its epoch, its checkpoint state); `correlations` holds the config's correlation
+    settings (window, lagged, matrix_epochs)."""
+    settings = {**CORRELATION_DEFAULTS, **(correlations or {})}
     trainer = build_trainer(spec, data, device)
     trainer.load_state(start_state)
     steps_per_epoch = trainer.task.steps_per_epoch
@@ -81,6 +87,9 @@ def replay_segment(
         steps_per_epoch=steps_per_epoch,
         start_step=trainer.step,
         start_epoch=trainer.epoch,
+        window=settings["window"],
+        lags=LAGS if settings["lagged"] else (),
+        matrix_epochs=None if settings["matrix_epochs"] == "all" else settings["matrix_epochs"],
     )
     end_epoch = end_state["epoch"]
     while trainer.epoch < end_epoch:
@@ -91,6 +100,7 @@ def replay_segment(
             spec.run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds,
         )
     table = probe.finish()
+    matrices = probe.correlation_matrices().with_columns(pl.lit(spec.run_id).alias("run_id"))
     fidelity = measure_fidelity(trainer, end_state)
     log.info("run %s epoch %d: replay drift %.3g", spec.run_id, trainer.epoch, fidelity.relative_drift)
     if not fidelity.relative_drift <= tolerance:
@@ -104,4 +114,4 @@ def replay_segment(
         pl.lit(spec.run_id).alias("run_id"),
         pl.col("reference").replace_strict(budgets, return_dtype=pl.Int64).alias("budget"),
     ).with_columns((pl.col("budget") * steps_per_epoch - pl.col("step")).alias("steps_to_reference"))
-    return table, fidelity
+    return table, matrices, fidelity

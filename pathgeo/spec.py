@@ -13,16 +13,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "warmup_cosine", "final_drop")
+SCHEDULES = ("constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu")
 PRECISIONS = ("float32", "float64")
 # Networks sized by a run's `width` in channels, and the paper's ResNets that take it as a multiplier of every
 # stage; every other model has no width (0 in its spec).
 WIDTH_MODELS = ("mlp", "resnet1d")
-MULTIPLIER_MODELS = ("cifar_resnet18", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152")
+MULTIPLIER_MODELS = ("cifar_resnet18", "cifar_resnet34", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
-BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop"})
+BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu"})
+
+
+# Run fields added after the first runs existed: at these values they are left out of the canonical JSON.
+OPTIONAL_DEFAULTS = {"grad_clip": None, "model_options": {}, "full_batch": False, "warmup_growth": 0.0, "gawu_window": 5}
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,20 @@ class RunSpec:
     precision: str
     grad_clip: float | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
+    # Full-batch gradient descent: one step per epoch on the gradient of the whole training set, summed
+    # over chunks of `batch_size` samples (the chunk size stays in the identity: batch norm sees chunks).
+    full_batch: bool = False
+    # The exponential warm-up's omega: the LR grows by exp(omega) every step (exp_warmup_cosine, gawu).
+    warmup_growth: float = 0.0
+    # gawu: the window h of the mean gradient correlation whose turn from positive to negative ends the warm-up.
+    gawu_window: int = 5
 
     def canonical(self) -> dict[str, Any]:
         spec = asdict(self)
         spec["data"] = self.data.canonical()
         spec["model_options"] = dict(sorted(self.model_options.items()))
         # Optional fields at their default are left out, so adding one does not rename existing runs.
-        for optional, default in (("grad_clip", None), ("model_options", {})):
+        for optional, default in OPTIONAL_DEFAULTS.items():
             if spec[optional] == default:
                 del spec[optional]
         return spec
@@ -82,10 +93,8 @@ class RunSpec:
             model = f"{self.model}x{self.width:g}"
         elif self.width:
             model = f"{self.model}{self.width:g}"
-        return (
-            f"{self.data.name}-{model}-{self.optimizer}-lr{self.lr:.3g}"
-            f"-bs{self.batch_size}-e{self.epochs}-s{self.seed}"
-        )
+        batch = "full" if self.full_batch else f"bs{self.batch_size}"
+        return f"{self.data.name}-{model}-{self.optimizer}-lr{self.lr:.3g}-{batch}-e{self.epochs}-s{self.seed}"
 
     @property
     def budget_dependent(self) -> bool:
@@ -104,6 +113,8 @@ class RunSpec:
             "seed": self.seed,
             "weight_decay": self.weight_decay,
             "schedule": self.schedule,
+            "warmup_epochs": self.warmup_epochs,
+            "full_batch": self.full_batch,
             "epochs": self.epochs,
         }
 

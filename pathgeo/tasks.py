@@ -56,7 +56,19 @@ class Task:
 
     @property
     def steps_per_epoch(self) -> int:
+        if self.spec.full_batch:
+            return 1
         return math.ceil(len(self.x_train) / self.spec.batch_size)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.x_train)
+
+    def full_batch_chunks(self) -> Iterator[Batch]:
+        """The training set in its stored order, `batch_size` samples at a time and without augmentation:
+        the chunks of one full-batch gradient (noiseless, as in the paper's gradient descent)."""
+        for start in range(0, len(self.x_train), self.spec.batch_size):
+            yield self.x_train[start : start + self.spec.batch_size], self.y_train[start : start + self.spec.batch_size]
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         order = torch.randperm(
@@ -129,6 +141,10 @@ class Cifar10(Classification):
                 x, generator(self.spec.seed, "cifar10-augment", epoch, step), flip=self.spec.data.params["flip"]
             )
             yield datasets.normalize(augmented).to(self.dtype), y
+
+    def full_batch_chunks(self) -> Iterator[Batch]:
+        for x, y in super().full_batch_chunks():
+            yield datasets.normalize(x).to(self.dtype), y
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -19,7 +19,8 @@ from pathgeo.flat import FlatParameters
 from pathgeo.randomness import capture_rng_state, restore_rng_state, seed_global_generators
 from pathgeo.schedules import Schedule, schedule_for
 from pathgeo.spec import RunSpec
-from pathgeo.tasks import Task, build_task, parameters
+from pathgeo.tasks import StepLoss, Task, build_task, parameters
+from pathgeo.warmup import GeometrySwitch
 
 log = logging.getLogger("pathgeo")
 
@@ -60,6 +61,7 @@ class Trainer:
     flat: FlatParameters
     optimizer: torch.optim.Optimizer
     schedule: Schedule
+    switch: GeometrySwitch | None = None
     epoch: int = 0
     step: int = 0
     nondeterministic_ops: set[str] = field(default_factory=set)
@@ -79,6 +81,7 @@ class Trainer:
             "model": {k: v.detach().clone() for k, v in self.task.model.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "rng": capture_rng_state(),
+            **({"warmup": self.switch.state()} if self.switch is not None else {}),
         }
 
     def load_state(self, state: dict) -> None:
@@ -90,6 +93,8 @@ class Trainer:
         # replay would advance the caller's checkpoint in place.
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         restore_rng_state(state["rng"])
+        if self.switch is not None:
+            self.switch.load_state(state["warmup"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.flat.check_views()
 
@@ -104,18 +109,22 @@ class Trainer:
         model.train()
         last_report = start
         with _recording_nondeterminism(self.nondeterministic_ops):
-            for i, batch in enumerate(task.batches(self.epoch)):
+            for i, batches in enumerate(self._steps()):
                 if time.perf_counter() - last_report > PROGRESS_SECONDS:
                     # Long epochs (ImageNet: thousands of steps) show that they move; no device sync needed.
                     last_report = time.perf_counter()
                     log.info("run %s epoch %d: step %d/%d", self.run_id, self.epoch, i, task.steps_per_epoch)
-                lr = self.spec.lr * self.schedule.lr_factor(self.step)
+                self.flat.zero_grad()
+                out = self._backward(batches)
+                if self.switch is not None:
+                    self.switch.observe(self.flat.grads, self.step)
+                    if self.switch.switch_step == self.step:
+                        log.info("run %s: GAWU ends the warm-up at step %d (epoch %d)", self.run_id, self.step, self.epoch)
+                switch_step = self.switch.switch_step if self.switch is not None else None
+                lr = self.spec.lr * self.schedule.lr_factor(self.step, switch_step)
                 weight_decay = self.spec.weight_decay * self.schedule.wd_factor(self.step)
                 for group in self.optimizer.param_groups:
                     group["lr"], group["weight_decay"] = lr, weight_decay
-                self.flat.zero_grad()
-                out = task.loss(batch)
-                out.loss.backward()
                 if observer is not None:
                     observer.after_backward(out.loss, lr, weight_decay)
                 if self.spec.grad_clip is not None:
@@ -144,6 +153,30 @@ class Trainer:
         self.epoch += 1
         return stats
 
+    def _steps(self) -> Iterator[Iterator]:
+        """Each step's batches: one minibatch, or in full-batch mode the whole training set in chunks."""
+        if self.spec.full_batch:
+            return iter([self.task.full_batch_chunks()])
+        return (iter([batch]) for batch in self.task.batches(self.epoch))
+
+    def _backward(self, batches: Iterator) -> StepLoss:
+        """Backward of one step's loss. Full batch: each chunk's mean loss is weighted by its share of the
+        training set, so the accumulated gradient is that of the mean loss over all samples."""
+        if not self.spec.full_batch:
+            out = self.task.loss(next(batches))
+            out.loss.backward()
+            return out
+        total = self.task.train_size
+        loss = torch.zeros((), dtype=torch.float64, device=self.task.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.task.device)
+        for batch in batches:
+            out = self.task.loss(batch)
+            (out.loss * (out.count / total)).backward()
+            loss += out.loss.detach().double() * (out.count / total)
+            if out.correct is not None:
+                correct += out.correct
+        return StepLoss(loss, correct, total)
+
 
 @contextmanager
 def _recording_nondeterminism(found: set[str]) -> Iterator[None]:
@@ -164,4 +197,7 @@ def build_trainer(spec: RunSpec, data: Any, device: torch.device) -> Trainer:
     task = build_task(spec, data, device)
     flat = FlatParameters(parameters(task.model))
     optimizer = build_optimizer(spec, flat.params)
-    return Trainer(spec, task, flat, optimizer, schedule_for(spec, task.steps_per_epoch))
+    switch = None
+    if spec.schedule == "gawu":
+        switch = GeometrySwitch(flat.numel, spec.gawu_window, flat.buffer.device, flat.buffer.dtype)
+    return Trainer(spec, task, flat, optimizer, schedule_for(spec, task.steps_per_epoch), switch)

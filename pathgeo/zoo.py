@@ -1,4 +1,5 @@
-"""The paper's architectures (Appendix A.3/A.4 and E of "No Wrong Turns").
+"""The papers' architectures: Appendix A.3/A.4 and E of "No Wrong Turns", and the CIFAR-10 networks of "A mysterious
+optimization geometry" (full-batch GD with a simple CNN, VGG-16, ResNet-18 and ResNet-34).
 
 `build(name, num_classes=..., width=..., **options)` returns a freshly initialised CPU float32 model. Every
 builder draws its initial weights only from torch's global generator, so the weights are a pure function of the
@@ -13,9 +14,12 @@ Names (see `ZOO`):
 
 - cifar_resnet18      ResNet-18 for 32x32 input (3x3 stride-1 stem, no max-pool), torchvision BasicBlocks,
                       every stage's channels (64, 128, 256, 512) times `width`: the paper's ResNet18-1 / ResNet18-2.
+- cifar_resnet34      the same with [3, 4, 6, 3] blocks (kuangliu/pytorch-cifar's ResNet34 at width 1).
+- cifar_cnn           three (3x3 conv, ReLU, 2x2 max-pool) blocks of `channels` (default 32), 2x, 4x channels, then
+                      one Linear to the logits; no batch norm.
 - medium_mlp          flatten 3x32x32, `hidden_layers` (default 4) hidden layers of `hidden` (default 4096) units
                       with ReLU, linear logits out.
-- cifar_vgg11/19      torchvision `vgg.cfgs` 'A' / 'E' feature stacks WITH batch norm, then a single
+- cifar_vgg11/16/19   torchvision `vgg.cfgs` 'A' / 'D' / 'E' feature stacks WITH batch norm, then a single
                       Linear(512, num_classes) head (the common CIFAR port, e.g. kuangliu/pytorch-cifar).
 - cifar_mobilenet_v2  torchvision MobileNetV2 with the first conv's stride 2 -> 1 and the second stage's (t=6, c=24)
                       stride 2 -> 1; spatial path 32 -> 32 -> 32 -> 16 -> 8 -> 4 -> global average pool.
@@ -115,6 +119,10 @@ def cifar_resnet18(num_classes: int, width: float = 1.0) -> nn.Module:
     return ResNet(resnet.BasicBlock, [2, 2, 2, 2], num_classes, width, cifar_stem=True)
 
 
+def cifar_resnet34(num_classes: int, width: float = 1.0) -> nn.Module:
+    return ResNet(resnet.BasicBlock, [3, 4, 6, 3], num_classes, width, cifar_stem=True)
+
+
 def imagenet_resnet18(num_classes: int, width: float = 1.0) -> nn.Module:
     return ResNet(resnet.BasicBlock, [2, 2, 2, 2], num_classes, width)
 
@@ -191,9 +199,44 @@ def cifar_vgg11(num_classes: int, width: float = 1.0, batch_norm: bool = True) -
     return CifarVGG("A", num_classes, batch_norm)
 
 
+def cifar_vgg16(num_classes: int, width: float = 1.0, batch_norm: bool = True) -> nn.Module:
+    _require_unit_width("cifar_vgg16", width)
+    return CifarVGG("D", num_classes, batch_norm)
+
+
 def cifar_vgg19(num_classes: int, width: float = 1.0, batch_norm: bool = True) -> nn.Module:
     _require_unit_width("cifar_vgg19", width)
     return CifarVGG("E", num_classes, batch_norm)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Simple CNN for CIFAR
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class CifarCNN(nn.Module):
+    """The "simple feed-forward CNN with three convolution blocks and one fully-connected block" of "A mysterious
+    optimization geometry", in its conventional form: each block is a 3x3 conv (padding 1, with bias), ReLU and a
+    2x2 max-pool, with `channels`, 2 * `channels`, 4 * `channels` output channels; then flatten and one Linear to
+    the logits. No batch norm (the paper sets this plain CNN against the residual nets, which have BN). PyTorch's
+    default initialisation. The input must be 32x32 (three pools leave 4x4)."""
+
+    def __init__(self, num_classes: int, channels: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for cout in (channels, 2 * channels, 4 * channels):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(cin * 4 * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def cifar_cnn(num_classes: int, width: float = 1.0, channels: int = 32) -> nn.Module:
+    return CifarCNN(num_classes, _scaled(channels, width))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -423,8 +466,11 @@ def _require_unit_width(name: str, width: float) -> None:
 
 ZOO: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet18": cifar_resnet18,
+    "cifar_resnet34": cifar_resnet34,
+    "cifar_cnn": cifar_cnn,
     "medium_mlp": medium_mlp,
     "cifar_vgg11": cifar_vgg11,
+    "cifar_vgg16": cifar_vgg16,
     "cifar_vgg19": cifar_vgg19,
     "cifar_mobilenet_v2": cifar_mobilenet_v2,
     "imagenet_mobilenet_v2": imagenet_mobilenet_v2,
@@ -443,8 +489,12 @@ WIKITEXT2_VOCAB = 33278  # pytorch/examples' data.Corpus vocabulary of WikiText-
 EXPECTED_PARAMETERS: dict[tuple[str, int, float], int] = {
     ("cifar_resnet18", 10, 1.0): 11_173_962,  # ResNet18-1
     ("cifar_resnet18", 10, 2.0): 44_662_922,  # ResNet18-2
+    ("cifar_resnet34", 10, 1.0): 21_282_122,  # = kuangliu/pytorch-cifar ResNet34
+    ("cifar_resnet34", 10, 2.0): 85_080_714,
+    ("cifar_cnn", 10, 1.0): 113_738,  # channels 32, 64, 128; Linear(128 * 4 * 4, 10)
     ("medium_mlp", 10, 1.0): 62_971_914,  # 4 hidden layers of 4096 (hidden_layers=3, the authors': 46_190_602)
     ("cifar_vgg11", 10, 1.0): 9_231_114,  # BN, Linear(512, 10) head
+    ("cifar_vgg16", 10, 1.0): 14_728_266,  # BN, Linear(512, 10) head (= kuangliu/pytorch-cifar VGG16)
     ("cifar_vgg19", 10, 1.0): 20_040_522,  # BN, Linear(512, 10) head
     ("cifar_mobilenet_v2", 10, 1.0): 2_236_682,
     ("imagenet_mobilenet_v2", 1000, 1.0): 3_504_872,

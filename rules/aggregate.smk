@@ -1,10 +1,12 @@
 rule aggregate:
     input:
         replays=experiment_replays,
+        matrices=experiment_matrices,
         library=library("aggregate.py", "columns.py"),
     output:
         epochs="results/tables/{experiment}/epochs.parquet",
         steps="results/tables/{experiment}/steps.parquet",
+        matrices="results/tables/{experiment}/matrices.parquet",
     params:
         runs=experiment_runs,
         exclude_final_epoch=config["exclude_final_epoch"],

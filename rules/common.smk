@@ -3,7 +3,14 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from pathgeo.config import ConfigError, PLOT_TABLES, build_plan, figure_experiments, schema_error
+from pathgeo.config import (
+    ConfigError,
+    PLOT_TABLES,
+    build_plan,
+    correlation_settings,
+    figure_experiments,
+    schema_error,
+)
 from pathgeo.data import EXTERNAL_KINDS
 
 
@@ -82,6 +89,10 @@ def replay_files(run_ids):
 
 def experiment_replays(wildcards):
     return replay_files(PLAN.experiments[wildcards.experiment])
+
+
+def experiment_matrices(wildcards):
+    return [path.replace(".parquet", ".matrices.parquet") for path in experiment_replays(wildcards)]
 
 
 def experiment_runs(wildcards):

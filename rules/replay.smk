@@ -4,11 +4,13 @@ rule replay:
         checkpoints="results/runs/{run}/checkpoints",
     output:
         steps="results/runs/{run}/replay/{start}-{end}.parquet",
+        matrices="results/runs/{run}/replay/{start}-{end}.matrices.parquet",
         fidelity="results/runs/{run}/replay/{start}-{end}.fidelity.json",
     params:
         spec=run_spec_json,
         references=segment_references,
         tolerance=config["fidelity_tolerance"],
+        correlations=correlation_settings(config),
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],

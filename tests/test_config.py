@@ -129,6 +129,14 @@ PLAN_ERRORS = [
     ("warm-up as long as the run", _set("experiments", "baseline", "set",
                                         {"schedule": "warmup_cosine", "warmup_epochs": 2}),
      "experiments.baseline.set.warmup_epochs"),
+    ("full batch on a dataset without a training set", _set("experiments", "sm", "set", "full_batch", True),
+     "experiments.sm.set.full_batch"),
+    ("gawu without a growth rate", _set("experiments", "gawu", "set", "warmup_growth", 0.0),
+     "experiments.gawu.set.warmup_growth"),
+    ("exponential warm-up without a switch epoch", _set("experiments", "gawu", "set", "warmup_epochs", 0),
+     "experiments.gawu.set.warmup_epochs"),
+    ("one run with two checkpoint spacings", _set("experiments", "optimizers", "segment_epochs", 2),
+     "experiments.optimizers.segment_epochs"),
 ]
 
 
@@ -273,6 +281,9 @@ CHANGES = {
     "precision": "float64",
     "grad_clip": 0.25,
     "model_options": {"hidden_layers": 3},
+    "full_batch": True,
+    "warmup_growth": 0.1,
+    "gawu_window": 3,
 }
 
 

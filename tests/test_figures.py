@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from pathgeo import figures
 EPOCH_METRICS = [
     "rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "loss", "lr",
     "rsi_wd", "eb_wd", "gamma_wd", "lolr_wd", "upd_norm", "upd_rsi", "upd_gamma",
+    "grad_corr", "mean_grad_corr", "sign_flip",
 ]
 STATS = ["mean", "min", "max", "q05", "q25", "median", "q75", "q95", "std"]
 STEP_METRICS = [
@@ -35,20 +38,23 @@ def run_factors(run: dict[str, Any], dataset: str = "mnist") -> dict[str, Any]:
     return {
         "dataset": dataset, "model": "mlp", "width": 64, "optimizer": run["optimizer"],
         "lr": 0.1, "batch_size": run["batch_size"], "seed": run["seed"],
-        "weight_decay": 0.0, "schedule": "constant", "epochs": N_EPOCHS,
+        "weight_decay": 0.0, "schedule": "constant", "epochs": N_EPOCHS, "warmup_epochs": 0,
     }
 
 
 def epoch_values(epoch: int, rng: random.Random) -> dict[str, float]:
-    """Plausible per-epoch metric means: small positive γ, EB and RSI spanning decades."""
+    """Plausible per-epoch metric means: small positive γ, EB and RSI spanning decades,
+    gradient correlation turning from smooth (positive) to zigzag (negative)."""
     gamma = 0.02 + 0.005 * rng.random()
     eb = 10.0 ** (0.2 * epoch)
     rsi = gamma * eb
+    grad_corr = 0.8 - 0.3 * epoch
     return {
         "rsi": rsi, "eb": eb, "gamma": gamma, "lolr": rsi / eb**2, "grad_norm": 1.0 / (epoch + 1),
         "dist": 10.0 / (epoch + 1), "loss": 2.0 / (epoch + 1), "lr": 0.1,
         "rsi_wd": rsi, "eb_wd": eb, "gamma_wd": gamma, "lolr_wd": rsi / eb**2,
         "upd_norm": 0.1, "upd_rsi": rsi, "upd_gamma": gamma,
+        "grad_corr": grad_corr, "mean_grad_corr": grad_corr + 0.05, "sign_flip": 0.3 + 0.05 * epoch,
     }
 
 
@@ -102,6 +108,49 @@ def make_steps(datasets: tuple[str, ...] = ("alm", "sm"), total: int = 60) -> pl
     return pl.DataFrame(rows)
 
 
+def make_matrices(runs: list[dict[str, Any]] = RUNS[:2], h: int = 5) -> pl.DataFrame:
+    """Zigzag windows at every other epoch: correlation (−0.9)^|i − j|, most signs
+    flipping at odd lags."""
+    rows = []
+    for run in runs:
+        for epoch in range(0, N_EPOCHS, 2):
+            for i in range(h):
+                for j in range(h):
+                    lag = abs(i - j)
+                    rows.append({
+                        "experiment": "test", "run_id": run["run_id"], "label": run["label"], **run_factors(run),
+                        "epoch": epoch, "start_step": epoch * STEPS_PER_EPOCH, "i": i, "j": j,
+                        "corr": (-0.9) ** lag, "sign_flip": 0.0 if lag == 0 else 0.9 if lag % 2 else 0.1,
+                    })
+    return pl.DataFrame(rows)
+
+
+# run_id → the step where its warm-up ends (None: constant learning rate).
+SWITCHES = {"gawu": 22, "wu10": 20, "wu5": 10, "const": None}
+
+
+def make_warmup_steps(total: int = 60, references: tuple[str, ...] = ("final", "epoch2")) -> pl.DataFrame:
+    """Exponential warm-up to a switch point, then cosine decay, as in GAWU vs WU."""
+    rows = []
+    for run_id, switch in SWITCHES.items():
+        run = {"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0}
+        for reference in references:
+            budget = N_EPOCHS if reference == "final" else int(reference.removeprefix("epoch"))
+            for step in range(total):
+                if switch is None:
+                    lr = 0.1
+                elif step <= switch:
+                    lr = 0.001 * math.exp(0.1 * step)
+                else:
+                    lr = 0.001 * math.exp(0.1 * switch) * 0.5 * (1 + math.cos(math.pi * (step - switch) / (total - switch)))
+                rows.append({
+                    "experiment": "test", "run_id": run_id, "label": run["label"], "reference": reference,
+                    "budget": budget, "epoch": step // 10, "step": step, "steps_to_reference": total - step,
+                    **run_factors(run), "loss": 2.0 / (step + 1), "lr": lr,
+                })
+    return pl.DataFrame(rows)
+
+
 def make_claims() -> pl.DataFrame:
     rows = []
     for index, run in enumerate(RUNS):
@@ -139,6 +188,10 @@ def dataset_rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [row for rows in spec["datasets"].values() for row in rows]
 
 
+def y_scales(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [encoding["scale"] for encoding in encodings(spec, "y") if "field" in encoding]
+
+
 @pytest.fixture(scope="module")
 def epochs() -> pl.DataFrame:
     return make_epochs()
@@ -158,6 +211,11 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
         "synthetic": figures.synthetic(steps),
         "random_walk": figures.random_walk(steps),
         "claims": figures.claims(make_claims()),
+        "grad_correlation": figures.grad_correlation(epochs),
+        "correlation_matrices": figures.correlation_matrices(make_matrices()),
+        "sign_flip": figures.sign_flip(epochs),
+        "gamma_correlation": figures.gamma_correlation(epochs),
+        "warmup": figures.warmup(make_warmup_steps()),
     }
     assert set(built) == set(figures.FIGURES)
     for name, chart in built.items():
@@ -279,9 +337,148 @@ def test_claims_cells_show_value_and_verdict() -> None:
     assert fields(spec, "text") == {"value"}
 
 
+def test_new_metrics_have_titles() -> None:
+    assert figures.metric_title("grad_corr").startswith("cos(G(t−1), G(t))")
+    assert figures.metric_title("perp_corr_lag20") == "cos(G(t−20), G(t)), components orthogonal to w − w*"
+    assert figures.metric_title("perp_corr_lag") == "perp_corr_lag"
+
+
+def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
+    epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
+    spec = figures.grad_correlation(epochs).to_dict()
+    loss, correlation = spec["hconcat"]
+    assert fields(loss, "y") == {"loss_mean"} and y_scales(loss) == [{"type": "log"}]
+    assert fields(correlation, "y") == {"mean_grad_corr_mean"}
+    assert y_scales(correlation) == [{"domain": [-1, 1]}]
+    assert any(encoding.get("datum") == 0 for encoding in encodings(correlation, "y"))
+    assert fields(spec, "color") == {"label"}
+    rows = dataset_rows(spec)
+    # The G-only columns repeat for every reference: one copy per run and epoch.
+    assert {row["reference"] for row in rows} == {"final"}
+    assert sorted((row["run_id"], row["epoch"]) for row in rows) == [
+        (run["run_id"], epoch) for run in RUNS[:2] for epoch in range(N_EPOCHS)
+    ]
+    by_optimizer = figures.grad_correlation(epochs, color="batch_size").to_dict()
+    assert fields(by_optimizer, "color") == {"batch_size"}
+    assert "batch size" in by_optimizer["title"]["text"]
+
+
+def matrix_panels(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    return [row["hconcat"] for row in spec["vconcat"]]
+
+
+def test_correlation_matrices_default_first_middle_last_per_run() -> None:
+    spec = figures.correlation_matrices(make_matrices()).to_dict()
+    assert [row["title"]["text"] for row in spec["vconcat"]] == sorted(run["label"] for run in RUNS[:2])
+    for row, run in zip(matrix_panels(spec), sorted(RUNS[:2], key=lambda run: run["label"])):
+        assert [panel["title"]["text"] for panel in row] == ["epoch 0", "epoch 2", "epoch 4"]
+        for panel, epoch in zip(row, (0, 2, 4)):
+            cells = spec["datasets"][panel["data"]["name"]]
+            assert len(cells) == 25
+            assert {(cell["run_id"], cell["epoch"]) for cell in cells} == {(run["run_id"], epoch)}
+            first_off_diagonal = next(cell for cell in cells if (cell["i"], cell["j"]) == (0, 1))
+            assert first_off_diagonal["corr"] == pytest.approx(-0.9)
+            assert first_off_diagonal["step_j"] == epoch * STEPS_PER_EPOCH + 1
+    colors = [encoding for encoding in encodings(spec, "color") if "field" in encoding]
+    assert len(colors) == 6 and all(color == colors[0] for color in colors)
+    assert colors[0]["field"] == "corr" and colors[0]["title"]
+    assert colors[0]["scale"] == {"domain": [-1, 1], "scheme": "redblue", "reverse": True}
+    assert spec["resolve"]["scale"]["color"] == "shared"
+    assert all(
+        text == {"field": "corr", "format": ".2f", "type": "quantitative"} for text in encodings(spec, "text")
+    )
+    assert {encoding["title"] for encoding in encodings(spec, "x")} == {"step j in window"}
+    assert {encoding["title"] for encoding in encodings(spec, "y")} == {"step i in window"}
+    tooltips = [tip for tips in encodings(spec, "tooltip") for tip in tips]
+    assert {"field": "sign_flip", "format": ".1%", "title": "entries of opposite sign", "type": "quantitative"} in tooltips
+
+
+def test_correlation_matrices_replace_missing_epochs_by_the_nearest() -> None:
+    spec = figures.correlation_matrices(make_matrices(RUNS[:1]), epochs=[1, 4, 10]).to_dict()
+    (row,) = matrix_panels(spec)
+    # 1 lies between 0 and 2 (ties go to the earlier); 10 lies beyond the last, 4.
+    assert [panel["title"]["text"] for panel in row] == ["epoch 0 (nearest to 1)", "epoch 4 (nearest to 10)"]
+    assert [{cell["epoch"] for cell in spec["datasets"][panel["data"]["name"]]} for panel in row] == [{0}, {4}]
+    with pytest.raises(ValueError, match="epochs is empty"):
+        figures.correlation_matrices(make_matrices(), epochs=[])
+
+
+def test_correlation_matrices_keep_runs_sharing_a_label_apart() -> None:
+    matrices = make_matrices().with_columns(pl.lit("same label").alias("label"))
+    spec = figures.correlation_matrices(matrices).to_dict()
+    assert [row["title"]["text"] for row in spec["vconcat"]] == ["same label · r1", "same label · r2"]
+
+
+def test_sign_flip_band_in_percent_once_per_run() -> None:
+    epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
+    spec = figures.sign_flip(epochs, color="optimizer").to_dict()
+    assert fields(spec, "y") == {"sign_flip_q05", "sign_flip_mean"}
+    assert fields(spec, "y2") == {"sign_flip_q95"}
+    assert fields(spec, "color") == {"optimizer"}
+    assert any(encoding.get("datum") == figures.RANDOM_SIGN_FLIPS for encoding in encodings(spec, "y"))
+    assert {encoding["title"] for encoding in encodings(spec, "y") if "field" in encoding} == {
+        "gradient entries flipping sign (%)"
+    }
+    rows = dataset_rows(spec)
+    assert len(rows) == 2 * N_EPOCHS and {row["reference"] for row in rows} == {"final"}
+    first = next(row for row in rows if row["run_id"] == "r1" and row["epoch"] == 0)
+    assert first["sign_flip_mean"] == pytest.approx(30.0)
+    assert first["sign_flip_q95"] == pytest.approx(100 * (0.3 + 0.9 * 0.15))
+
+
+def test_gamma_correlation_two_series_per_run_panel() -> None:
+    epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
+    spec = figures.gamma_correlation(epochs).to_dict()
+    assert spec["facet"]["field"] == "run" and spec["columns"] == 3
+    rows = dataset_rows(spec)
+    assert {row["run"] for row in rows} == {run["label"] for run in RUNS[:2]}
+    assert {row["quantity"] for row in rows} == {figures.GAMMA_SERIES, figures.CORRELATION_SERIES}
+    assert {row["reference"] for row in rows} == {"final"}
+    assert len(rows) == 2 * 2 * N_EPOCHS
+    correlation = {
+        (row["run"], row["epoch"]): row["value"] for row in rows if row["quantity"] == figures.CORRELATION_SERIES
+    }
+    # The per-epoch mean of grad_corr, not that of the window mean mean_grad_corr.
+    assert correlation[(RUNS[0]["label"], 0)] == pytest.approx(0.8)
+    (color,) = [encoding for encoding in encodings(spec, "color") if "field" in encoding]
+    assert color["field"] == "quantity"
+    assert color["scale"]["domain"] == [figures.GAMMA_SERIES, figures.CORRELATION_SERIES]
+    assert y_scales(spec) == [{"domain": [-1, 1]}]
+    assert any(encoding.get("datum") == 0 for encoding in encodings(spec, "y"))
+    assert "not the window mean" in str(spec["title"]["subtitle"])
+
+
+def test_gamma_correlation_single_run_is_one_panel_naming_the_run(epochs: pl.DataFrame) -> None:
+    spec = figures.gamma_correlation(epochs.filter(pl.col("run_id") == "r2")).to_dict()
+    assert "facet" not in spec and "layer" in spec
+    assert f"run: {RUNS[1]['label']}" in spec["title"]["subtitle"]
+
+
+def test_warmup_loss_and_lr_with_switch_points() -> None:
+    spec = figures.warmup(make_warmup_steps()).to_dict()
+    loss, lr = spec["hconcat"]
+    assert fields(loss, "y") == {"loss"} and fields(lr, "y") == {"lr"}
+    assert all(scale == {"type": "log"} for scale in y_scales(spec))
+    assert fields(spec, "color") == {"label"}
+    steps_rows = spec["datasets"][spec["data"]["name"]]
+    assert {row["reference"] for row in steps_rows} == {"final"}
+    assert len(steps_rows) == 60 * len(SWITCHES)
+    switch_layers = [layer for layer in lr["layer"] if "data" in layer]
+    assert {layer["mark"]["type"] for layer in switch_layers} == {"rule", "point"}
+    for layer in switch_layers:
+        switches = {row["run_id"]: row["step"] for row in spec["datasets"][layer["data"]["name"]]}
+        assert switches == {run_id: step for run_id, step in SWITCHES.items() if step is not None}
+    assert "layer" not in loss, "switch points are marked on the learning-rate panel only"
+
+
 @pytest.mark.parametrize(
     ("name", "table", "kwargs"),
     [
+        ("grad_correlation", "epochs", {}),
+        ("correlation_matrices", "matrices", {}),
+        ("sign_flip", "epochs", {}),
+        ("gamma_correlation", "epochs", {}),
+        ("warmup", "warmup", {}),
         ("gamma_band", "epochs", {"color": "optimizer"}),
         ("rsi_eb_gamma", "epochs", {}),
         ("lolr", "epochs", {"color": "optimizer"}),
@@ -292,14 +489,36 @@ def test_claims_cells_show_value_and_verdict() -> None:
     ],
 )
 def test_empty_table_raises(name: str, table: str, kwargs: dict[str, Any]) -> None:
-    full = {"epochs": make_epochs(), "steps": make_steps(), "claims": make_claims()}[table]
-    with pytest.raises(ValueError, match=f"{table} table is empty"):
+    full = {
+        "epochs": make_epochs(), "steps": make_steps(), "claims": make_claims(),
+        "matrices": make_matrices(), "warmup": make_warmup_steps(),
+    }[table]
+    with pytest.raises(ValueError, match=f"{table.replace('warmup', 'steps')} table is empty"):
         figures.FIGURES[name](full.clear(), **kwargs)
 
 
 def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
     with pytest.raises(ValueError, match="gamma_max"):
         figures.gamma_band(epochs.drop("gamma_max"), color="optimizer")
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "column"),
+    [
+        ("grad_correlation", "epochs", "mean_grad_corr_mean"),
+        ("grad_correlation", "epochs", "budget"),
+        ("correlation_matrices", "matrices", "sign_flip"),
+        ("correlation_matrices", "matrices", "start_step"),
+        ("sign_flip", "epochs", "sign_flip_q95"),
+        ("gamma_correlation", "epochs", "grad_corr_mean"),
+        ("gamma_correlation", "epochs", "gamma_mean"),
+        ("warmup", "steps", "lr"),
+    ],
+)
+def test_gradient_correlation_figures_name_a_missing_column(name: str, table: str, column: str) -> None:
+    full = {"epochs": make_epochs(), "matrices": make_matrices(), "steps": make_warmup_steps()}[table]
+    with pytest.raises(ValueError, match=f"the {table} table lacks the columns \\['{column}'\\]"):
+        figures.FIGURES[name](full.drop(column))
 
 
 def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) -> None:
@@ -310,6 +529,28 @@ def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) 
     assert "vegaEmbed" in text
     assert svg.read_text().startswith("<svg")
     assert sorted(path.name for path in html.parent.iterdir()) == ["fig.html", "fig.svg"]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: figures.grad_correlation(make_epochs()),
+        lambda: figures.correlation_matrices(make_matrices(), epochs=[1, 4]),
+        lambda: figures.sign_flip(make_epochs()),
+        lambda: figures.gamma_correlation(make_epochs()),
+        lambda: figures.warmup(make_warmup_steps()),
+    ],
+    ids=["grad_correlation", "correlation_matrices", "sign_flip", "gamma_correlation", "warmup"],
+)
+def test_save_writes_gradient_correlation_figures(tmp_path: Path, build: Callable[[], figures.Figure]) -> None:
+    html, svg = tmp_path / "fig.html", tmp_path / "fig.svg"
+    chart = build()
+    figures.save(chart, html, svg)
+    assert "vegaEmbed" in html.read_text()
+    image = svg.read_text()
+    assert image.startswith("<svg")
+    assert chart.to_dict()["title"]["text"] in image
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fig.html", "fig.svg"]
 
 
 def test_save_writes_png(tmp_path: Path, epochs: pl.DataFrame) -> None:

@@ -27,7 +27,8 @@ PRESETS = sorted((ROOT / "config" / "presets").glob("*.yaml"))
 # grid (9 runs, budgets 100/190/280 from one replay each), 3 seeds, 4 batch sizes (batch 256 at LR 0.01 is
 # the default run that the seed experiment also uses), Medium-MLP and ResNet18-2, VGG-11/19 and MobileNet-V2.
 # ImageNet: six ResNets and MobileNet-V2, each at 90 and 180 epochs (the warm-up + cosine schedule depends on
-# the budget, so a budget cannot be a reference point of a longer run).
+# the budget, so a budget cannot be a reference point of a longer run). Zigzag: six full-batch runs and the
+# four warm-ups of Figure 10.
 EXPECTED_REFERENCE_RUNS = {
     "cifar10": 20,
     "imagenet": 14,
@@ -35,6 +36,7 @@ EXPECTED_REFERENCE_RUNS = {
     "ptb": 1,
     "wikitext103": 1,
     "vaihingen": 2,
+    "zigzag": 10,
 }
 
 

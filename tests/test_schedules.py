@@ -53,7 +53,7 @@ def test_replay_is_exact_and_records_the_schedule(mnist, overrides):
     spec = _spec(**overrides)
     checkpoints = {}
     train_reference(spec, mnist, CPU, (0, 3), lambda e, s: checkpoints.__setitem__(e, s))
-    table, fidelity = replay_segment(spec, mnist, CPU, checkpoints[0], checkpoints[3], {"final": (3, checkpoints[3])}, 0.0)
+    table, _, fidelity = replay_segment(spec, mnist, CPU, checkpoints[0], checkpoints[3], {"final": (3, checkpoints[3])}, 0.0)
     assert fidelity.relative_drift == 0.0
     last = table.filter(table["epoch"] == 2)
     first = table.filter(table["epoch"] == 0)

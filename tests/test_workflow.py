@@ -298,7 +298,7 @@ def test_editing_aggregation_reruns_only_aggregates_and_figures(finished):
     counts = job_counts(jobs)
     assert set(counts) <= {"aggregate", "claims", "figure", "all"}, counts
     assert {job.wildcards["experiment"] for job in jobs if job.rule == "aggregate"} == aggregated_experiments(config)
-    expected_figures = _figures_drawing(config, {"epochs", "steps"} | ({"claims"} if counts["claims"] else set()))
+    expected_figures = _figures_drawing(config, {"epochs", "steps", "matrices"} | ({"claims"} if counts["claims"] else set()))
     assert {job.wildcards["name"] for job in jobs if job.rule == "figure"} == expected_figures
 
 

@@ -1,7 +1,7 @@
 """Tests of pathgeo.zoo, the paper's architectures.
 
 Parameter counts are checked three ways: against literal integers (public figures where they exist: torchvision's
-resnet18/50/152 and mobilenet_v2, the standard CIFAR ResNet-18 and VGG-BN figures), against closed-form counts
+resnet18/50/152 and mobilenet_v2, the standard CIFAR ResNet-18/34 and VGG-BN figures), against closed-form counts
 written here from the architectures' descriptions (independent of the module code), and, where torchvision has the
 same network, against torchvision's own construction. Counting runs on the meta device (no memory, no init);
 the forward/backward smoke tests build real CPU float32 models.
@@ -73,6 +73,11 @@ def vgg_formula(convs: list[int], num_classes: int) -> int:
     return total + linear(512, num_classes)
 
 
+def cnn_formula(num_classes: int, channels: int = 32) -> int:
+    c = [3, channels, 2 * channels, 4 * channels]
+    return sum(conv(c[i], c[i + 1], 3, bias=True) for i in range(3)) + linear(c[3] * 4 * 4, num_classes)
+
+
 def transformer_formula(vocab: int, d: int = 128, hidden: int = 128, layers: int = 2) -> int:
     per_layer = (3 * d * d + 3 * d) + linear(d, d) + linear(d, hidden) + linear(hidden, d) + 2 * (2 * d)
     return vocab * d + layers * per_layer + linear(d, vocab)
@@ -101,14 +106,19 @@ def unet_formula(num_classes: int, base: int = 64) -> int:
 
 MEDIUM_MLP = (3072 * 4096 + 4096) + 3 * (4096 * 4096 + 4096) + (4096 * 10 + 10)
 VGG11 = [64, 128, 256, 256, 512, 512, 512, 512]
+VGG16 = [64, 64, 128, 128, 256, 256, 256] + [512] * 6
 VGG19 = [64, 64, 128, 128, 256, 256, 256, 256] + [512] * 8
 
 # (name, num_classes, width, options) -> (literal, closed form)
 COUNTS = {
     ("cifar_resnet18", 10, 1.0): (11_173_962, resnet_formula("basic", [2, 2, 2, 2], 1, 10, cifar=True)),
     ("cifar_resnet18", 10, 2.0): (44_662_922, resnet_formula("basic", [2, 2, 2, 2], 2, 10, cifar=True)),
+    ("cifar_resnet34", 10, 1.0): (21_282_122, resnet_formula("basic", [3, 4, 6, 3], 1, 10, cifar=True)),
+    ("cifar_resnet34", 10, 2.0): (85_080_714, resnet_formula("basic", [3, 4, 6, 3], 2, 10, cifar=True)),
+    ("cifar_cnn", 10, 1.0): (113_738, cnn_formula(10)),
     ("medium_mlp", 10, 1.0): (62_971_914, MEDIUM_MLP),
     ("cifar_vgg11", 10, 1.0): (9_231_114, vgg_formula(VGG11, 10)),
+    ("cifar_vgg16", 10, 1.0): (14_728_266, vgg_formula(VGG16, 10)),
     ("cifar_vgg19", 10, 1.0): (20_040_522, vgg_formula(VGG19, 10)),
     ("imagenet_resnet18", 1000, 1.0): (11_689_512, resnet_formula("basic", [2, 2, 2, 2], 1, 1000)),
     ("imagenet_resnet18", 1000, 2.0): (45_693_032, resnet_formula("basic", [2, 2, 2, 2], 2, 1000)),
@@ -146,6 +156,9 @@ def test_option_variants():
     assert meta_count("unet", 6, base=32) == unet_formula(6, base=32) == 7_763_206
     assert meta_count("transformer_lm", 100, heads=4, layers=12) == transformer_formula(100, layers=12)
     assert meta_count("cifar_vgg11", 10, batch_norm=False) == vgg_formula(VGG11, 10) - 2 * sum(VGG11)
+    assert meta_count("cifar_vgg16", 10, batch_norm=False) == vgg_formula(VGG16, 10) - 2 * sum(VGG16)
+    assert meta_count("cifar_cnn", 10, channels=16) == cnn_formula(10, channels=16) == 33_834
+    assert meta_count("cifar_cnn", 10, 2.0) == meta_count("cifar_cnn", 10, channels=64) == cnn_formula(10, 64)
 
 
 @pytest.mark.parametrize("depth,width", [(18, 1.0), (50, 1.0), (152, 1.0)])
@@ -182,6 +195,17 @@ def test_width_scales_every_stage():
     assert half.layer1[0].conv2.in_channels == 32
 
 
+def test_cifar_resnet34_is_resnet18_with_more_blocks():
+    with torch.device("meta"):
+        r18 = zoo.build("cifar_resnet18", num_classes=10)
+        r34 = zoo.build("cifar_resnet34", num_classes=10, width=2.0)
+    assert type(r34) is type(r18)
+    assert [len(getattr(r34, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
+    assert r34.conv1.kernel_size == (3, 3) and r34.conv1.stride == (1, 1) and isinstance(r34.maxpool, nn.Identity)
+    assert r34.conv1.out_channels == 128 and r34.layer4[-1].conv2.out_channels == 1024 and r34.fc.in_features == 1024
+    assert 3.99 < meta_count("cifar_resnet34", 10, 2.0) / meta_count("cifar_resnet34", 10, 1.0) < 4.0
+
+
 def test_not_torchvision_wide_resnet():
     """torchvision's wide_resnet50_2 widens only the bottleneck's inner 3x3; ours widens everything."""
     with torch.device("meta"):
@@ -211,6 +235,23 @@ def test_vgg_uses_batch_norm_and_single_head():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 8
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
     assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 512
+    vgg16 = zoo.build("cifar_vgg16", num_classes=10)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in vgg16.modules()) == 13
+    assert [m.out_channels for m in vgg16.modules() if isinstance(m, nn.Conv2d)] == VGG16
+    assert sum(isinstance(m, nn.MaxPool2d) for m in vgg16.modules()) == 5
+    assert isinstance(vgg16.classifier, nn.Linear) and vgg16.classifier.in_features == 512
+
+
+def test_cifar_cnn_layout():
+    model = zoo.build("cifar_cnn", num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (3, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1)), (64, 128, (3, 3), (1, 1))]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Softmax, nn.LogSoftmax)) for m in model.modules())
+    assert [m.in_features for m in model.modules() if isinstance(m, nn.Linear)] == [128 * 4 * 4]
+    with torch.no_grad():
+        assert model.features(torch.zeros(1, 3, 32, 32)).shape == (1, 128, 4, 4)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -301,8 +342,11 @@ def test_transformer_defaults_and_options():
 SMOKE = [
     ("cifar_resnet18", 10, 1.0, (2, 3, 32, 32), (2, 10)),
     ("cifar_resnet18", 10, 2.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_resnet34", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_cnn", 10, 1.0, (2, 3, 32, 32), (2, 10)),
     ("medium_mlp", 10, 1.0, (2, 3, 32, 32), (2, 10)),
     ("cifar_vgg11", 10, 1.0, (2, 3, 32, 32), (2, 10)),
+    ("cifar_vgg16", 10, 1.0, (2, 3, 32, 32), (2, 10)),
     ("cifar_vgg19", 10, 1.0, (2, 3, 32, 32), (2, 10)),
     ("cifar_mobilenet_v2", 10, 1.0, (2, 3, 32, 32), (2, 10)),
     ("imagenet_mobilenet_v2", 1000, 1.0, (2, 3, 64, 64), (2, 1000)),
@@ -356,21 +400,23 @@ def test_segmentation_non_square(name):
 
 def test_registry():
     assert set(zoo.ZOO) == {
-        "cifar_resnet18", "medium_mlp", "cifar_vgg11", "cifar_vgg19", "cifar_mobilenet_v2",
+        "cifar_resnet18", "cifar_resnet34", "cifar_cnn", "medium_mlp", "cifar_vgg11", "cifar_vgg16", "cifar_vgg19",
+        "cifar_mobilenet_v2",
         "imagenet_mobilenet_v2", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152",
         "transformer_lm", "segnet", "unet",
     }
     assert {name for name, _, _ in zoo.EXPECTED_PARAMETERS} == set(zoo.ZOO)
     with pytest.raises(KeyError):
         zoo.build("resnet18", num_classes=10)
-    for name in ("cifar_vgg11", "cifar_vgg19", "segnet", "transformer_lm"):
+    for name in ("cifar_vgg11", "cifar_vgg16", "cifar_vgg19", "segnet", "transformer_lm"):
         with pytest.raises(ValueError):
             zoo.build(name, num_classes=10, width=2.0)
     with pytest.raises(ValueError):
         zoo.build("imagenet_resnet18", num_classes=10, width=0.3)  # 64 * 0.3 is not a whole channel count
 
 
-@pytest.mark.parametrize("name,num_classes", [("cifar_resnet18", 10), ("cifar_vgg11", 10), ("cifar_mobilenet_v2", 10),
+@pytest.mark.parametrize("name,num_classes", [("cifar_resnet18", 10), ("cifar_resnet34", 10), ("cifar_cnn", 10),
+                                              ("cifar_vgg11", 10), ("cifar_vgg16", 10), ("cifar_mobilenet_v2", 10),
                                               ("transformer_lm", VOCAB), ("segnet", 6), ("unet", 6)])
 def test_deterministic_given_seed(name, num_classes):
     def weights(seed):

@@ -18,7 +18,7 @@ def state(epoch):
 
 
 references = {name: (epoch, state(epoch)) for name, epoch in snakemake.params.references.items()}
-table, fidelity = replay_segment(
+table, matrices, fidelity = replay_segment(
     job.spec,
     job.data,
     job.device,
@@ -26,6 +26,8 @@ table, fidelity = replay_segment(
     state(int(snakemake.wildcards.end)),
     references,
     snakemake.params.tolerance,
+    snakemake.params.correlations,
 )
 write_parquet(snakemake.output.steps, table)
+write_parquet(snakemake.output.matrices, matrices)
 write_json(snakemake.output.fidelity, fidelity.as_dict())
