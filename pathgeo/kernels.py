@@ -94,23 +94,25 @@ def _correlation_pass(w, g, ring_w, ring_g, slots, write_slot, w_star, out):  # 
                 continue
             pg = ring_g[slots[j], start:end]
             pw = ring_w[slots[j], start:end]
-            gg = flips = 0.0
-            for i in range(wb.shape[0]):
-                product = np.float64(gb[i]) * np.float64(pg[i])
-                gg += product
-                if product < 0.0:
-                    flips += 1.0
-            partial[b, j, 0] = gg
-            partial[b, j, width - 1] = flips
             for r in range(refs):
+                # As in _gram_pass, the reference-independent sums are recomputed per reference: one
+                # loop shape over data in cache beats a second pass over the ring.
                 rb = w_star[r, start:end]
-                gd = dg = dd = 0.0
+                gg = flips = gd = dg = dd = 0.0
                 for i in range(wb.shape[0]):
-                    di = np.float64(wb[i]) - np.float64(rb[i])
-                    pdi = np.float64(pw[i]) - np.float64(rb[i])
-                    gd += np.float64(gb[i]) * pdi
-                    dg += di * np.float64(pg[i])
+                    gi = np.float64(gb[i])
+                    pgi = np.float64(pg[i])
+                    ri = np.float64(rb[i])
+                    di = np.float64(wb[i]) - ri
+                    pdi = np.float64(pw[i]) - ri
+                    product = gi * pgi
+                    gg += product
+                    flips += 1.0 if product < 0.0 else 0.0
+                    gd += gi * pdi
+                    dg += di * pgi
                     dd += di * pdi
+                partial[b, j, 0] = gg
+                partial[b, j, width - 1] = flips
                 partial[b, j, 1 + 3 * r] = gd
                 partial[b, j, 2 + 3 * r] = dg
                 partial[b, j, 3 + 3 * r] = dd

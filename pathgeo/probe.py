@@ -302,7 +302,8 @@ class Correlations:
 
 def correlation_metrics(grams: np.ndarray, corr: Correlations, r: int) -> dict[str, np.ndarray]:
     """Per-step gradient correlations for reference r from N+1 Gram matrices and N steps of products; NaN
-    where a quantity needs a step before the segment."""
+    where a quantity needs a step before the segment, and for the orthogonal components where d = 0 (at a
+    reference that lies on the replayed path G⊥ is undefined)."""
     n = len(grams) - 1
     gg = grams[:n, G, G]
     gd, dd = grams[:n, G, D0 + r], grams[:n, D0 + r, D0 + r]
