@@ -158,8 +158,10 @@ def format_table(results: list[dict]) -> str:
     unlagged, unlagged_ratio = "(b') unlagged", "b'/a"
     lines = [
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, median over rounds",
-        f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {unlagged:>13} {'(c) authors':>12} "
-        f"{'b/a':>6} {unlagged_ratio:>6} {'c/a':>6}",
+        (
+            f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {unlagged:>13} {'(c) authors':>12} "
+            f"{'b/a':>6} {unlagged_ratio:>6} {'c/a':>6}"
+        ),
     ]
     for r in results:
         lines.append(

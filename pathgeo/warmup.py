@@ -20,10 +20,14 @@ from pathgeo import kernels
 
 
 class GeometrySwitch:
-    def __init__(self, numel: int, window: int, device: torch.device, dtype: torch.dtype):
+    def __init__(self, numel: int, window: int, device: torch.device, dtype: torch.dtype, fused: bool | None = None):
+        """`fused`: the numba pass (CPU only); None picks it on the CPU and torch float64 dots elsewhere."""
         if window < 2:
             raise ValueError(f"the GAWU window must hold at least 2 steps, not {window}")
         self.window = window
+        self.fused = device.type == "cpu" if fused is None else fused
+        if self.fused and device.type != "cpu":
+            raise ValueError(f"the fused GAWU pass runs on the CPU, not on {device}")
         self.previous = torch.zeros(numel, dtype=dtype, device=device)
         self.have_previous = False
         self.recent: list[float] = []
@@ -46,7 +50,7 @@ class GeometrySwitch:
         self.mean = mean
 
     def _products(self, grads: torch.Tensor) -> tuple[float, float, float]:
-        if grads.device.type == "cpu":
+        if self.fused:
             out = np.zeros(3)
             kernels.adjacent_pass(grads.numpy(), self.previous.numpy(), out, torch.get_num_threads())
             return float(out[0]), float(out[1]), float(out[2])

@@ -21,6 +21,7 @@ from pathgeo.replay import flat_parameters_of, replay_segment
 from pathgeo.schedules import Schedule
 from pathgeo.spec import DataSpec, RunSpec
 from pathgeo.training import build_trainer
+from pathgeo.warmup import GeometrySwitch
 
 CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 400, "n_test": 50, "seed": 0})
@@ -128,6 +129,27 @@ def test_gawu_replay_from_a_warmup_checkpoint_and_resume_repeat_the_switch(mnist
     assert torch.equal(resumed.flat.weights, uninterrupted.flat.weights)
     assert torch.equal(resumed.flat.weights, flat_parameters_of(resumed, checkpoints[24]["model"]))
     assert resumed.switch.switch_step == switch
+
+
+def test_gawu_detector_torch_path_matches_the_fused_pass():
+    """The GPU path (torch float64 dots) run on the CPU: same cosines, same switch as the numba pass."""
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(1000, generator=generator)
+    # Aligned gradients, then alternating ones: the window mean turns negative once the zigzag fills it.
+    grads = [direction * (1 if t < 8 else (-1) ** t) + 0.1 * torch.randn(1000, generator=generator) for t in range(20)]
+    switches = {}
+    for fused in (True, False):
+        switch = GeometrySwitch(1000, 5, CPU, torch.float32, fused=fused)
+        for step, g in enumerate(grads):
+            switch.observe(g.clone(), step)
+        switches[fused] = switch
+    # Pairs (8, 9), (9, 10), ... are opposed. The window of 4 pairs ending at step 10 holds two of each (mean
+    # near 0, its sign set by the noise); the one ending at step 11 is clearly negative.
+    assert switches[True].switch_step in (10, 11)
+    assert switches[True].switch_step == switches[False].switch_step
+    assert switches[True].recent == pytest.approx(switches[False].recent, rel=1e-12)
+    with pytest.raises(ValueError, match="CPU"):
+        GeometrySwitch(10, 5, torch.device("meta"), torch.float32, fused=True)
 
 
 def test_full_batch_step_uses_the_gradient_of_the_whole_training_set(mnist):
