@@ -359,12 +359,14 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
 def test_slurm_results_equal_local_results(slurm_runs):
     local, slurm = slurm_runs["local"] / "results", slurm_runs["slurm"] / "results"
     (run,) = [p.name for p in (local / "runs").iterdir()]
-    replays = sorted((local / "runs" / run / "replay").glob("*.parquet"))
+    replays = sorted((local / "runs" / run / "replay").glob("*[0-9].parquet"))
     assert len(replays) == 2
     for path in replays:
-        other = slurm / path.relative_to(local)
-        assert path.read_bytes() == other.read_bytes(), path.name
-        assert pl.read_parquet(path).equals(pl.read_parquet(other))
+        matrices = path.with_name(path.name.replace(".parquet", ".matrices.parquet"))
+        for table in (path, matrices):
+            other = slurm / table.relative_to(local)
+            assert table.read_bytes() == other.read_bytes(), table.name
+            assert pl.read_parquet(table).equals(pl.read_parquet(other))
         fidelity = path.with_name(path.name.replace(".parquet", ".fidelity.json"))
         assert json.loads(fidelity.read_text()) == json.loads((slurm / fidelity.relative_to(local)).read_text())
     checkpoints = sorted((local / "runs" / run / "checkpoints").glob("*.pt"))
@@ -376,7 +378,8 @@ def test_slurm_results_equal_local_results(slurm_runs):
     data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
     other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
     assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)
-    for table in ["tables/baseline/epochs.parquet", "tables/baseline/steps.parquet", "tables/claims.parquet"]:
+    for table in ["tables/baseline/epochs.parquet", "tables/baseline/steps.parquet", "tables/baseline/matrices.parquet",
+                  "tables/claims.parquet"]:
         assert pl.read_parquet(local / table).equals(pl.read_parquet(slurm / table)), table
 
 
