@@ -947,6 +947,7 @@ def warmup(steps: pl.DataFrame, color: str = "label") -> Figure:
         [
             "per step: training loss (left) and learning rate (right), both on log scales",
             "dot and dashed line: the run's switch point, the step of its largest learning rate (end of warm-up)",
+            "gawu finds its switch point from the gradients; its warmup_epochs is only the latest one allowed",
         ],
     )
 

@@ -73,11 +73,13 @@ def _gram_pass(w, g, w_prev, w_star, out):  # pragma: no cover - compiled
         out[2, d] = out[d, 2] = sums[7 + 4 * r]
 
 
-def _correlation_pass(w, g, ring_w, ring_g, slots, write_slot, w_star, out):  # pragma: no cover - compiled
+def _correlation_pass(w, g, ring_w, ring_g, slots, perp, write_slot, w_star, out):  # pragma: no cover - compiled
     """Products of this step's (G_t, d_t) with earlier steps' (G_{t−k}, d_{t−k}), d = w − w*_r, for each
     lag j whose ring slot `slots[j]` holds step t − k (−1: not in this segment, left 0). Row j of `out`
     (J x (2 + 3R)) gets G_t·G_{t−k}, then per reference G_t·d_{t−k}, d_t·G_{t−k}, d_t·d_{t−k}, and last the
-    number of entries where G_t and G_{t−k} have opposite signs. Then w and G are stored in `write_slot`."""
+    number of entries where G_t and G_{t−k} have opposite signs. Lags with perp[j] == 0 (those only the
+    correlation window needs) get G_t·G_{t−k} and the sign flips alone and do not read the weight ring.
+    Then w and G are stored in `write_slot`."""
     n = w.shape[0]
     refs = w_star.shape[0]
     lags = slots.shape[0]
@@ -93,6 +95,15 @@ def _correlation_pass(w, g, ring_w, ring_g, slots, write_slot, w_star, out):  # 
             if slots[j] < 0:
                 continue
             pg = ring_g[slots[j], start:end]
+            if not perp[j]:
+                gg = flips = 0.0
+                for i in range(wb.shape[0]):
+                    product = np.float64(gb[i]) * np.float64(pg[i])
+                    gg += product
+                    flips += 1.0 if product < 0.0 else 0.0
+                partial[b, j, 0] = gg
+                partial[b, j, width - 1] = flips
+                continue
             pw = ring_w[slots[j], start:end]
             for r in range(refs):
                 # As in _gram_pass, the reference-independent sums are recomputed per reference: one

@@ -95,6 +95,8 @@ class Probe:
         self.window = window
         self.lags = tuple(sorted(set(lags)))
         self.distances = tuple(sorted({*range(1, window), *self.lags}))
+        self._distances = np.array(self.distances)
+        self._perp = np.array([k in self.lags for k in self.distances])
         self.matrix_epochs = None if matrix_epochs is None else frozenset(matrix_epochs)
         depth = self.distances[-1]
         self.ring_w = torch.zeros(depth, flat.numel, dtype=dtype, device=device)
@@ -149,11 +151,13 @@ class Probe:
         """Fill `out` (lags x (2 + 3R)) with the products of this step's (G, d) and earlier ones (see
         kernels._correlation_pass for the layout), then store this step's w and G in the ring."""
         depth = len(self.ring_w)
-        available = [k <= self.step - self.first_step for k in self.distances]
-        slots = np.array([(self.step - k) % depth if ok else -1 for k, ok in zip(self.distances, available)])
+        slots = (self.step - self._distances) % depth
+        slots[self._distances > self.step - self.first_step] = -1
         write = self.step % depth
         if self.backend == "fused":
-            kernels.correlation_pass(*self._arrays[:2], *self._rings, slots, write, self._arrays[3], out.numpy(), torch.get_num_threads())
+            kernels.correlation_pass(
+                *self._arrays[:2], *self._rings, slots, self._perp, write, self._arrays[3], out.numpy(), torch.get_num_threads()
+            )
             return
         refs = len(self.names)
         buffer, now, then = self.flat.buffer, self._now, self._then
@@ -164,14 +168,17 @@ class Probe:
             a, b = now[:, : end - start], then[:, : end - start]
             # Widen first, then subtract: d = w − w* in float64, as the fused kernel and the Gram form it.
             a[0].copy_(buffer[1, start:end])
-            a[1:].copy_(buffer[0:1, start:end].expand(len(self.names), -1)).sub_(self.w_star[:, start:end])
+            a[1:].copy_(buffer[0:1, start:end].expand(refs, -1)).sub_(self.w_star[:, start:end])
             for j, slot in enumerate(slots):
                 if slot < 0:
                     continue
                 b[0].copy_(self.ring_g[slot, start:end])
-                b[1:].copy_(self.ring_w[slot : slot + 1, start:end].expand(len(self.names), -1)).sub_(self.w_star[:, start:end])
-                self._pairs[j].addmm_(a, b.T)
                 self._flips[j] += (a[0] * b[0] < 0).sum()
+                if not self._perp[j]:
+                    self._pairs[j, 0, 0] += a[0] @ b[0]
+                    continue
+                b[1:].copy_(self.ring_w[slot : slot + 1, start:end].expand(refs, -1)).sub_(self.w_star[:, start:end])
+                self._pairs[j].addmm_(a, b.T)
         out[:, 0] = self._pairs[:, 0, 0]
         out[:, 1 : 1 + 3 * refs : 3] = self._pairs[:, 0, 1:]
         out[:, 2 : 2 + 3 * refs : 3] = self._pairs[:, 1:, 0]
