@@ -1,9 +1,11 @@
-"""The probe's per-step work on the CPU as one fused pass (numba), instead of a dozen tensor kernels.
+"""The probe's and the GAWU detector's per-step work on the CPU as fused passes (numba), instead of a
+dozen tensor kernels each.
 
 On a CPU the probe is bound by memory traffic: every separate kernel reads the 11M-float vectors of a
-ResNet-18 again. This kernel reads w, G, w_prev and each w*_r once, accumulates every dot product the
-metrics need in float64, and stores w into w_prev on the way. The sums run over fixed blocks whose partial
-results are added in a fixed order, so the result does not depend on the number of threads.
+ResNet-18 again. The Gram pass reads w, G, w_prev and each w*_r once, accumulates every dot product the
+metrics need in float64, and stores w into w_prev on the way; the correlation pass does the same for the
+products with earlier steps kept in a ring. The sums run over fixed blocks whose partial results are added
+in a fixed order, so the result does not depend on the number of threads.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ bit-identical weights.
 Cost. Every metric is a function of the Gram matrix of the rows
     w, G, s = w_prev − w (the previous step's update, negated), d_r = w − w*_r (one row per reference),
 so each step only accumulates those dot products, in float64, into a device buffer; the metrics are
-computed once per epoch, on the host. On the CPU one fused pass (pathgeo.kernels) reads w, G, w_prev and
-w* once. The correlations need earlier steps: a ring of the last D gradients and weights (D = the
-largest lag, 50 by default; `lags=()` keeps only h − 1) and, per step, the products of (G_t, d_t) with
-each (G_{t−k}, d_{t−k}), again accumulated on the device. On a GPU, per chunk of the flat buffers, four kernels fill a float64 workspace with the rows and
-one matrix product adds the chunk's Gram matrix; nothing is synchronised with the host until the epoch
-ends. Either way the products and sums are float64 arithmetic on the exact float32 values.
+computed once per epoch, on the host. The correlations need earlier steps: a ring of the last D gradients
+and weights (D = the largest lag, 50 by default; `lags=()` keeps only h − 1) and, per step, the products
+of (G_t, d_t) with each (G_{t−k}, d_{t−k}), again accumulated on the device. On the CPU a fused numba pass
+(pathgeo.kernels) reads each vector once for the Gram matrix and once for the correlations. On a GPU, per
+chunk of the flat buffers, a few kernels fill a float64 workspace and matrix products add the chunk's
+share; nothing is synchronised with the host until the epoch ends. Either way the products and sums are
+float64 arithmetic on the exact float32 values.
 
 A replay segment starts at a checkpoint, which holds no earlier gradients: a quantity that needs step
 t − k is null for the first k steps of each segment, and a matrix window must lie inside one segment.
@@ -104,10 +105,11 @@ class Probe:
         self.first_step = start_step
         width = 2 + 3 * len(self.names)
         if backend == "torch":
+            pair_rows = 1 + len(self.names)
             self.workspace = torch.empty(self.rows, self.chunk_size, dtype=torch.float64, device=device)
-            self._now = torch.empty(1 + len(self.names), self.chunk_size, dtype=torch.float64, device=device)
+            self._now = torch.empty(pair_rows, self.chunk_size, dtype=torch.float64, device=device)
             self._then = torch.empty_like(self._now)
-            self._pairs = torch.zeros(len(self.distances), 1 + len(self.names), 1 + len(self.names), dtype=torch.float64, device=device)
+            self._pairs = torch.zeros(len(self.distances), pair_rows, pair_rows, dtype=torch.float64, device=device)
             self._flips = torch.zeros(len(self.distances), dtype=torch.float64, device=device)
         else:
             self._arrays = (flat.weights.numpy(), flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy())
@@ -127,7 +129,6 @@ class Probe:
         self._lr_log: list[float] = []
         self._wd_log: list[float] = []
         self._epochs: list[int] = []
-        self._final_gram: np.ndarray | None = None
 
     def _gram(self, out: torch.Tensor) -> None:
         if self.backend == "fused":
@@ -156,7 +157,8 @@ class Probe:
         write = self.step % depth
         if self.backend == "fused":
             kernels.correlation_pass(
-                *self._arrays[:2], *self._rings, slots, self._perp, write, self._arrays[3], out.numpy(), torch.get_num_threads()
+                *self._arrays[:2], *self._rings, slots, self._perp, write, self._arrays[3], out.numpy(),
+                torch.get_num_threads(),
             )
             return
         refs = len(self.names)
@@ -225,7 +227,9 @@ class Probe:
         final = torch.zeros(self.rows, self.rows, dtype=torch.float64, device=self.flat.buffer.device)
         self._gram(final)
         self._all_grams = np.concatenate([*self._host_grams, final.cpu().numpy()[None]])
-        self._all_cross = self._joined_cross()
+        width = 2 + 3 * len(self.names)
+        cross = np.concatenate(self._host_cross) if self._host_cross else np.zeros((0, len(self.distances), width))
+        self._correlations = Correlations(cross, self.distances, self.window, self.lags, self.flat.numel)
         return step_table(
             self._all_grams,
             np.concatenate(self._host_losses) if self._host_losses else np.zeros(0),
@@ -234,22 +238,17 @@ class Probe:
             self.step,
             self.names,
             np.asarray(self._wd_log, dtype=np.float64),
-            Correlations(self._all_cross, self.distances, self.window, self.lags, self.flat.numel),
+            self._correlations,
         )
-
-    def _joined_cross(self) -> np.ndarray:
-        width = 2 + 3 * len(self.names)
-        return np.concatenate(self._host_cross) if self._host_cross else np.zeros((0, len(self.distances), width))
 
     def correlation_matrices(self) -> pl.DataFrame:
         """After finish(): the h x h gradient correlation matrices of the windows that start at the first
         step of each chosen epoch and end inside this segment, one row per entry."""
-        epochs = np.asarray(self._epochs, dtype=np.int64)
         return matrix_table(
             self._all_grams,
-            Correlations(self._all_cross, self.distances, self.window, self.lags, self.flat.numel),
-            epochs,
-            self.step - len(epochs),
+            self._correlations,
+            np.asarray(self._epochs, dtype=np.int64),
+            self.first_step,
             self.matrix_epochs,
         )
 
@@ -369,7 +368,10 @@ def matrix_table(
                 rows.append((epoch, first_step + s, i, j, float(value), float(flips)))
     return pl.DataFrame(
         rows,
-        schema={"epoch": pl.Int64, "start_step": pl.Int64, "i": pl.Int64, "j": pl.Int64, "corr": pl.Float64, "sign_flip": pl.Float64},
+        schema={
+            "epoch": pl.Int64, "start_step": pl.Int64, "i": pl.Int64, "j": pl.Int64,
+            "corr": pl.Float64, "sign_flip": pl.Float64,
+        },
         orient="row",
     )
 
@@ -390,7 +392,8 @@ def step_table(
     for r, name in enumerate(names):
         metrics = step_metrics(grams, D0 + r, weight_decay)
         # Unavailable (before the segment) is null, not NaN, so that per-epoch means skip it.
-        metrics.update({k: pl.Series(k, v).fill_nan(None) for k, v in correlation_metrics(grams, correlations, r).items()})
+        correlations_r = correlation_metrics(grams, correlations, r)
+        metrics.update({k: pl.Series(k, v).fill_nan(None) for k, v in correlations_r.items()})
         frames.append(
             pl.DataFrame(
                 {"reference": [name] * n, "epoch": epochs, "step": steps, "lr": lrs, "loss": losses, **metrics},

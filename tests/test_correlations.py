@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 import torch
 
-from pathgeo import data, devices, kernels
+from pathgeo import data, kernels
 from pathgeo.columns import LAGS
 from pathgeo.flat import FlatParameters
 from pathgeo.probe import Probe
@@ -35,14 +35,7 @@ COLUMNS = ADJACENT + PERP
 MATRIX_COLUMNS = ["epoch", "start_step", "i", "j", "corr", "sign_flip"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def deterministic_single_thread():
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    devices.configure_determinism(True)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
 
 
 def backend_args(chunk_size: int | None) -> dict:

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from pathgeo import data
-from pathgeo.devices import configure_determinism
 from pathgeo.reference import train_reference
 from pathgeo.replay import flat_parameters_of, replay_segment
 from pathgeo.schedules import Schedule
@@ -27,21 +26,20 @@ CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 400, "n_test": 50, "seed": 0})
 
 
+pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
+
+
 @pytest.fixture(scope="module")
 def mnist():
-    configure_determinism(True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield data.build(MNIST1D)
-    torch.set_num_threads(threads)
+    return data.build(MNIST1D)
 
 
 def _spec(**overrides) -> RunSpec:
-    fields = dict(
-        data=MNIST1D, model="mlp", width=32, optimizer="sgd", lr=0.001, weight_decay=0.0, schedule="gawu",
-        warmup_epochs=20, batch_size=100, epochs=24, seed=0, data_order_seed=0, precision="float32",
-        warmup_growth=0.15,
-    )
+    fields = {
+        "data": MNIST1D, "model": "mlp", "width": 32, "optimizer": "sgd", "lr": 0.001, "weight_decay": 0.0,
+        "schedule": "gawu", "warmup_epochs": 20, "batch_size": 100, "epochs": 24, "seed": 0, "data_order_seed": 0,
+        "precision": "float32", "warmup_growth": 0.15,
+    }
     return RunSpec(**{**fields, **overrides})
 
 

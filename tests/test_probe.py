@@ -18,7 +18,7 @@ import pytest
 import torch
 from polars.testing import assert_frame_equal
 
-from pathgeo import data, devices
+from pathgeo import data
 from pathgeo.flat import FlatParameters
 from pathgeo.probe import METRICS, Probe
 from pathgeo.randomness import generator
@@ -39,14 +39,7 @@ GEOMETRY = ("rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "rsi_wd", "eb_wd"
             "grad_norm_wd", "upd_norm", "upd_rsi", "upd_gamma")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def deterministic_single_thread():
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    devices.configure_determinism(True)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
 
 
 @pytest.fixture(scope="module")
