@@ -8,6 +8,7 @@ reference epoch against the schedule). Every error names the config key to fix.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,8 @@ def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment
     epochs = []
     for ref in exp.get("references", ["final"]):
         epoch = spec.epochs if ref == "final" else ref
+        if epoch <= 0:
+            raise ConfigError(key, f"reference epoch {epoch} is not ahead of the starting point (epoch 0); a reference must lie ahead")
         if epoch > spec.epochs:
             raise ConfigError(key, f"reference epoch {epoch} is past the run's end (epochs = {spec.epochs})")
         if epoch < spec.epochs and epoch % segment_epochs:
@@ -234,8 +237,6 @@ def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment
                 f"reference epoch {epoch} is not a checkpoint; reference epochs must be multiples of "
                 f"segment_epochs ({segment_epochs}) or the final epoch",
             )
-        if epoch == 0:
-            raise ConfigError(key, "reference epoch 0 is the starting point; a reference must lie ahead")
         epochs.append(epoch)
     if spec.budget_dependent and any(e != spec.epochs for e in epochs):
         raise ConfigError(
@@ -251,7 +252,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
     if error is not None:
         raise error
     runs: dict[str, RunSpec] = {}
-    run_segment_epochs: dict[str, int] = {}
+    spacings: dict[str, dict[str, int]] = {}
     experiments: dict[str, tuple[str, ...]] = {}
     experiment_references: dict[tuple[str, str], tuple[int, ...]] = {}
     for exp_name, exp in config["experiments"].items():
@@ -260,16 +261,12 @@ def build_plan(config: dict[str, Any]) -> Plan:
         for case_index, overrides in _expand(exp):
             spec = _run_spec(config, exp_name, exp, case_index, overrides)
             runs[spec.run_id] = spec
-            if run_segment_epochs.setdefault(spec.run_id, segment_epochs) != segment_epochs:
-                raise ConfigError(
-                    f"experiments.{exp_name}.segment_epochs",
-                    f"run {spec.run_id} is shared with an experiment that checkpoints it every "
-                    f"{run_segment_epochs[spec.run_id]} epochs, not {segment_epochs}; a run has one checkpoint spacing",
-                )
+            spacings.setdefault(spec.run_id, {})[exp_name] = segment_epochs
             if spec.run_id not in run_ids:
                 run_ids.append(spec.run_id)
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
+    run_segment_epochs = {run_id: _one_spacing(config, run_id, by_exp) for run_id, by_exp in spacings.items()}
     for fig_name, fig in config.get("figures", {}).items():
         needs_experiment = PLOT_TABLES[fig["plot"]] != "claims"
         if needs_experiment != ("experiment" in fig):
@@ -282,7 +279,93 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 raise ConfigError(
                     f"figures.{fig_name}.experiment", f"unknown experiment '{exp_name}'; defined: {sorted(experiments)}"
                 )
-    return Plan(runs, experiments, experiment_references, run_segment_epochs)
+    plan = Plan(runs, experiments, experiment_references, run_segment_epochs)
+    _check_correlations(config, plan)
+    return plan
+
+
+def _segment_epochs_key(config: dict[str, Any], exp_name: str) -> str:
+    """The key that set an experiment's checkpoint spacing: its own, or the top-level one it inherits."""
+    return f"experiments.{exp_name}.segment_epochs" if "segment_epochs" in config["experiments"][exp_name] else "segment_epochs"
+
+
+def _one_spacing(config: dict[str, Any], run_id: str, by_experiment: dict[str, int]) -> int:
+    """A run shared by experiments is checkpointed once, so they must agree on its spacing. The message names
+    every experiment and the key each takes its spacing from, in the same words whatever their order."""
+    if len(set(by_experiment.values())) == 1:
+        return next(iter(by_experiment.values()))
+    names = sorted(by_experiment)
+    keys = [_segment_epochs_key(config, name) for name in names]
+    own = [key for key in keys if key != "segment_epochs"]
+    listed = "; ".join(
+        f"experiment {name}: every {by_experiment[name]} epochs (from {key})" for name, key in zip(names, keys)
+    )
+    raise ConfigError(
+        own[0] if len(own) == 1 else ", ".join(keys),
+        f"run {run_id} is planned by experiments that checkpoint it at different spacings ({listed}); a run has one "
+        "checkpoint spacing: give these experiments the same segment_epochs",
+    )
+
+
+def planned_steps_per_epoch(spec: RunSpec) -> int | None:
+    """Steps per epoch as far as the config tells (None for external datasets, whose size is not known
+    before they are read)."""
+    if spec.full_batch:
+        return 1
+    params = spec.data.params
+    if "steps_per_epoch" in params:
+        return params["steps_per_epoch"]
+    if spec.data.kind in KINDS_WITH_SAMPLES:
+        return math.ceil(params["n_train"] / spec.batch_size)
+    return None
+
+
+def _check_correlations(config: dict[str, Any], plan: Plan) -> None:
+    """Refuse correlation settings and figure epochs that would yield no value at all: a window longer than
+    every segment of a run (a window must lie inside one segment), matrix or figure epochs past the end."""
+    settings = correlation_settings(config)
+    window = settings["window"]
+    for run_id, spec in plan.runs.items():
+        per_epoch = planned_steps_per_epoch(spec)
+        if per_epoch is None:
+            continue
+        longest = max(end - start for start, end in plan.segments(run_id)) * per_epoch
+        if window > longest:
+            raise ConfigError(
+                "correlations.window",
+                f"a window of {window} steps does not fit in any replay segment of run {run_id} (at most {longest} "
+                f"steps: segment_epochs {plan.run_segment_epochs[run_id]} x {per_epoch} steps per epoch), so it would "
+                "measure no window mean and no matrix: make the window shorter or the run's segment_epochs larger",
+            )
+    longest_run = max(plan.runs.values(), key=lambda spec: (spec.epochs, spec.run_id))
+    if settings["matrix_epochs"] != "all":
+        past = [e for e in settings["matrix_epochs"] if e >= longest_run.epochs]
+        if past:
+            raise ConfigError(
+                "correlations.matrix_epochs",
+                f"epoch {past[0]} is past the end of every run (epochs count from 0; the longest run, "
+                f"{longest_run.run_id}, has {longest_run.epochs}), so no matrix would start there",
+            )
+    for fig_name, fig in config.get("figures", {}).items():
+        wanted = fig.get("epochs")
+        if wanted is None:
+            continue
+        drawn = [plan.runs[run_id] for exp in figure_experiments(fig) for run_id in plan.experiments[exp]]
+        last = max(spec.epochs for spec in drawn)
+        past = [e for e in wanted if e >= last]
+        if past:
+            raise ConfigError(
+                f"figures.{fig_name}.epochs",
+                f"epoch {past[0]} is past the end of the runs drawn (epochs count from 0; the longest has {last})",
+            )
+        if settings["matrix_epochs"] != "all":
+            unmeasured = [e for e in wanted if e not in settings["matrix_epochs"]]
+            if unmeasured:
+                raise ConfigError(
+                    f"figures.{fig_name}.epochs",
+                    f"epoch {unmeasured[0]} has no matrix: correlations.matrix_epochs lists "
+                    f"{settings['matrix_epochs']}; add it there or draw another epoch",
+                )
 
 
 def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pathgeo import datasets
-from pathgeo.atomic import write_json, write_with
+from pathgeo.atomic import write_json, write_torch
 from pathgeo.spec import DataSpec
 
 
@@ -75,7 +75,7 @@ def build(data: DataSpec) -> dict[str, torch.Tensor]:
 
 def save(tensors: dict[str, torch.Tensor], data: DataSpec, tensors_path: Path, manifest_path: Path) -> None:
     """Write the tensors, then a manifest with their checksum; the manifest is the proof of completion."""
-    write_with(tensors_path, lambda tmp: torch.save(tensors, tmp))
+    write_torch(tensors_path, tensors)
     write_json(
         manifest_path,
         {

@@ -2,13 +2,15 @@
 
 A job killed by a time limit, a preemption or `kill -9` and started again resumes from its last checkpoint:
 each checkpoint carries the log of the epochs before it, so the resumed run ends with the same weights and
-the same log as an uninterrupted one.
+the same log as an uninterrupted one. Wall-clock times go to the job's log, not into the checkpoints or
+the train log: identical runs write identical bytes, so their sha256 sums can be compared.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,6 @@ def train_reference(
                 "train_accuracy": stats.train_accuracy,
                 **val,
                 "lr": trainer.optimizer.param_groups[0]["lr"],
-                "seconds": stats.seconds,
             }
         )
         log.info(
@@ -66,16 +67,28 @@ def train_reference(
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def latest_checkpoint(folder: Path) -> dict | None:
-    """The newest readable checkpoint in `folder`, if any (writes are atomic, so every file there is whole)."""
-    paths = sorted(Path(folder).glob("epoch*.pt"))
-    return checkpoints.load(paths[-1]) if paths else None
+def resume_point(workspace: Path, epochs: tuple[int, ...]) -> dict | None:
+    """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
+    when training must start from the seed. Writes are atomic, so every file there is whole; files for other
+    epochs (an earlier segment length) are ignored."""
+    present = {path.name for path in Path(workspace).glob("epoch*.pt")}
+    usable = None
+    for epoch in sorted(epochs):
+        if checkpoints.checkpoint_path(workspace, epoch).name not in present:
+            break
+        usable = epoch
+    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
 
 
 def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:
-    """Make the finished run's workspace its checkpoint folder by one rename, so a job killed at any moment
-    leaves either a resumable workspace or a complete folder. Files for other epochs (from an earlier
-    segment length) and leftovers of interrupted writes are dropped first."""
+    """Give the finished run's checkpoints their output folder in one rename, so that a job killed at any
+    moment leaves either no folder or a complete one.
+
+    The workspace keeps its files: the folder holds hard links to them (no second copy on disk). Snakemake
+    deletes the outputs of a job it counts as incomplete, e.g. one that finished after `kill -9` of
+    Snakemake itself; the rerun then resumes at the last epoch and publishes again within seconds instead of
+    training from the start. Files for other epochs and leftovers of interrupted writes are dropped first."""
+    workspace, destination = Path(workspace), Path(destination)
     keep = {checkpoints.checkpoint_path(workspace, epoch).name for epoch in epochs}
     missing = keep - {path.name for path in workspace.iterdir()}
     if missing:
@@ -83,6 +96,15 @@ def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, .
     for path in workspace.iterdir():
         if path.name not in keep:
             path.unlink()
+    staging = destination.with_name(f".{destination.name}.publishing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in sorted(keep):
+        try:
+            os.link(workspace / name, staging / name)
+        except OSError:
+            # A file system without hard links: a copy costs disk, not correctness.
+            shutil.copy2(workspace / name, staging / name)
     if destination.exists():
         destination.rmdir()
-    os.replace(workspace, destination)
+    os.replace(staging, destination)

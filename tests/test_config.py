@@ -137,7 +137,36 @@ PLAN_ERRORS = [
      "experiments.gawu.set.warmup_epochs"),
     ("one run with two checkpoint spacings", _set("experiments", "optimizers", "segment_epochs", 2),
      "experiments.optimizers.segment_epochs"),
+    ("reference at epoch 0", _set("experiments", "budgets", "references", [0, "final"]),
+     "experiments.budgets.references"),
+    ("a window longer than every segment", _set("correlations", {"window": 5}), "correlations.window"),
+    ("matrix epochs past every run's end", _set("correlations", {"window": 2, "matrix_epochs": [0, 8]}),
+     "correlations.matrix_epochs"),
+    ("figure epochs past the end of its runs", _set("figures", "correlation_matrices", "epochs", [0, 8]),
+     "figures.correlation_matrices.epochs"),
+    ("figure epochs without a matrix", _set("correlations", {"window": 2, "matrix_epochs": [0]}),
+     "figures.correlation_matrices.epochs"),
 ]
+
+
+def test_reference_epoch_0_gets_the_plan_s_message_not_the_schema_s():
+    with pytest.raises(ConfigError, match="reference epoch 0 is not ahead of the starting point"):
+        build_plan(broken(_set("experiments", "budgets", "references", [0, "final"])))
+
+
+def test_two_spacings_name_both_experiments_and_their_keys_in_any_order():
+    config = broken(_set("experiments", "optimizers", "segment_epochs", 2))
+    messages = []
+    for order in (list(config["experiments"]), list(reversed(config["experiments"]))):
+        shuffled = copy.deepcopy(config)
+        shuffled["experiments"] = {name: config["experiments"][name] for name in order}
+        with pytest.raises(ConfigError) as error:
+            build_plan(shuffled)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("config key 'experiments.optimizers.segment_epochs': run ")
+    assert "experiment baseline: every 1 epochs (from segment_epochs)" in messages[0]
+    assert "experiment optimizers: every 2 epochs (from experiments.optimizers.segment_epochs)" in messages[0]
 
 
 def broken(edit) -> dict:

@@ -325,36 +325,6 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
     assert (slurm_runs["slurm"] / "results" / "figures" / "rsi_eb_gamma.svg").exists()
 
 
-def _flatten(value, path=""):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _flatten(item, f"{path}/{key}")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _flatten(item, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
-def assert_same_checkpoint(a: Path, b: Path) -> None:
-    """Parameters, optimizer state and the training log of two checkpoints are identical.
-
-    Left out: the wall-clock `seconds` of the log, and `rng` (the process-global generators' state, which
-    differs between any two runs, local ones too: the processes start with unseeded Python/NumPy RNGs).
-    """
-    x, y = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
-    assert x.keys() == y.keys()
-    for key in x.keys() - {"rng"}:
-        left, right = dict(_flatten(x[key])), dict(_flatten(y[key]))
-        assert left.keys() == right.keys(), (a.name, key)
-        for path, value in left.items():
-            if path.endswith("/seconds"):
-                continue
-            other = right[path]
-            same = torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
-            assert same, f"{a.name}: {key}{path} differs"
-
-
 @pytest.mark.slurm
 def test_slurm_results_equal_local_results(slurm_runs):
     local, slurm = slurm_runs["local"] / "results", slurm_runs["slurm"] / "results"
@@ -369,12 +339,11 @@ def test_slurm_results_equal_local_results(slurm_runs):
             assert pl.read_parquet(table).equals(pl.read_parquet(other))
         fidelity = path.with_name(path.name.replace(".parquet", ".fidelity.json"))
         assert json.loads(fidelity.read_text()) == json.loads((slurm / fidelity.relative_to(local)).read_text())
+    # Checkpoints and the train log hold no wall-clock times: identical runs write identical bytes.
     checkpoints = sorted((local / "runs" / run / "checkpoints").glob("*.pt"))
     assert len(checkpoints) == 3
-    for path in checkpoints:
-        assert_same_checkpoint(path, slurm / path.relative_to(local))
-    train_log = pl.read_parquet(local / "runs" / run / "train_log.parquet").drop("seconds")
-    assert train_log.equals(pl.read_parquet(slurm / "runs" / run / "train_log.parquet").drop("seconds"))
+    for path in [*checkpoints, local / "runs" / run / "train_log.parquet"]:
+        assert path.read_bytes() == (slurm / path.relative_to(local)).read_bytes(), path.name
     data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
     other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
     assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)

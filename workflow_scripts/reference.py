@@ -4,12 +4,12 @@ from pathgeo import checkpoints
 from pathgeo.atomic import write_json, write_parquet
 from pathgeo.jobs import start_workflow_job
 from pathgeo.logs import setup
-from pathgeo.reference import latest_checkpoint, publish_checkpoints, train_reference
+from pathgeo.reference import publish_checkpoints, resume_point, train_reference
 
 setup(snakemake.log[0])
 job = start_workflow_job(snakemake)
 # Snakemake deletes the outputs of a killed job before it runs again, so checkpoints are made in a
-# workspace beside them, which a restarted job resumes from, and moved into the output when the run is done.
+# workspace beside them, which a restarted job resumes from, and linked into the output when the run is done.
 workspace = Path(snakemake.params.workspace)
 epochs = tuple(snakemake.params.checkpoint_epochs)
 table = train_reference(
@@ -18,7 +18,7 @@ table = train_reference(
     job.device,
     epochs,
     lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(workspace, epoch), state),
-    resume=latest_checkpoint(workspace),
+    resume=resume_point(workspace, epochs),
 )
 publish_checkpoints(workspace, Path(snakemake.output.checkpoints), epochs)
 write_parquet(snakemake.output.train_log, table)
