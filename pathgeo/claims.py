@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import describe, scan_steps
+from pathgeo.aggregate import scan_steps
 from pathgeo.columns import FACTORS
 
 
@@ -51,7 +51,7 @@ def claims_table(
         _cv("eb_mean").alias("eb_epoch_cv"),
     )
     factors = pl.LazyFrame(
-        [{"run_id": run_id, "label": describe(run["factors"]), **run["factors"]} for run_id, run in runs.items()]
+        [{"run_id": run_id, "label": run["label"], **run["factors"]} for run_id, run in runs.items()]
     ).select("run_id", "label", *FACTORS)
     t = thresholds
 

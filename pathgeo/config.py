@@ -1,8 +1,9 @@
 """From a validated config to a plan: which runs exist, which experiments use them, which reference points.
 
-The JSON schema (config/schema/config.schema.yaml) checks types, enums and ranges. The checks here are the
-ones a schema cannot express: they need two keys at once (a batch size against its dataset's size, a
-reference epoch against the schedule). Every error names the config key to fix.
+The JSON schema (config/schema/config.schema.yaml, completed by the registries: pathgeo.schema) checks types,
+enums and ranges. The checks here are the ones a schema cannot express: they need two keys at once (a batch
+size against its dataset's size, a model against its dataset's kind, a reference epoch against the schedule).
+Every error names the config key to fix.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from pathgeo.data import kinds
+from pathgeo.figures import plot
+from pathgeo.models import Width, for_input, model
 from pathgeo.schedules import EXPONENTIAL_WARMUPS
-from pathgeo.spec import MULTIPLIER_MODELS, WIDTH_MODELS, DataSpec, RunSpec, scaled_lr
+from pathgeo.schema import config_schema
+from pathgeo.spec import DataSpec, RunSpec, scaled_lr
 
 RUN_FIELDS = (
     "dataset",
@@ -42,40 +45,6 @@ RUN_FIELDS = (
     "gawu_window",
 )
 
-# Which models can train on which kind of data; synthetic objectives come with their own "model".
-MODELS_FOR_KIND = {
-    "mnist1d": ("mlp", "resnet1d"),
-    "alm": ("linear",),
-    "sm": ("sinusoid",),
-    "random_walk": ("walk",),
-    "cifar10": (
-        "cifar_resnet18", "cifar_resnet34", "medium_mlp", "cifar_cnn", "cifar_vgg11", "cifar_vgg16", "cifar_vgg19",
-        "cifar_mobilenet_v2",
-    ),
-    "imagenet": ("imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152", "imagenet_mobilenet_v2"),
-    "corpus": ("transformer_lm",),
-    "vaihingen": ("unet", "segnet"),
-}
-KINDS_WITH_SAMPLES = ("mnist1d", "alm")
-# Datasets resident as one finite training set, whose full-batch gradient is a sum over chunks.
-FULL_BATCH_KINDS = ("mnist1d", "alm", "cifar10")
-
-# Which table each plot draws from: per-epoch aggregates, per-step rows, or the claims of every run.
-PLOT_TABLES = {
-    "gamma_band": "epochs",
-    "rsi_eb_gamma": "epochs",
-    "lolr": "epochs",
-    "distance": "epochs",
-    "synthetic": "steps",
-    "random_walk": "steps",
-    "claims": "claims",
-    "grad_correlation": "epochs",
-    "correlation_matrices": "matrices",
-    "sign_flip": "epochs",
-    "gamma_correlation": "epochs",
-    "warmup": "steps",
-}
-
 # The probe's correlation settings when the config has no `correlations` section.
 CORRELATION_DEFAULTS = {"window": 5, "lagged": True, "matrix_epochs": "all"}
 
@@ -88,12 +57,10 @@ class ConfigError(ValueError):
         self.key = key
 
 
-SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
-
-
-def schema_error(config: dict[str, Any], schema_path: Path = SCHEMA) -> ConfigError | None:
-    """The most relevant JSON-schema violation as a one-line ConfigError naming the key, or None."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+def schema_error(config: dict[str, Any], schema: dict[str, Any] | None = None) -> ConfigError | None:
+    """The most relevant violation of the schema (by default the config's, `config_schema()`) as a one-line
+    ConfigError naming the key, or None."""
+    schema = config_schema() if schema is None else schema
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
@@ -183,22 +150,24 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
         return _field_source(exp_name, exp, case_index, field)
 
     data = data_spec(config, fields["dataset"], where("dataset"))
-    allowed = MODELS_FOR_KIND[data.kind]
+    kind = kinds()[data.kind]
+    allowed = for_input(kind.input)
     if fields["model"] not in allowed:
         raise ConfigError(
             where("model"),
             f"model '{fields['model']}' cannot train on dataset '{data.name}' (kind {data.kind}); use one of {list(allowed)}",
         )
-    if data.kind in KINDS_WITH_SAMPLES and fields["batch_size"] > data.params["n_train"]:
+    if kind.train_size is not None and fields["batch_size"] > kind.train_size(data.params):
         raise ConfigError(
             where("batch_size"),
             f"batch size {fields['batch_size']} is larger than dataset '{data.name}' "
-            f"({data.params['n_train']} training samples)",
+            f"({kind.train_size(data.params)} training samples)",
         )
-    if fields.get("full_batch") and data.kind not in FULL_BATCH_KINDS:
+    if fields.get("full_batch") and not kind.full_batch:
+        full_batch_kinds = [name for name, entry in kinds().items() if entry.full_batch]
         raise ConfigError(
             where("full_batch"),
-            f"full-batch training needs a finite resident training set ({', '.join(FULL_BATCH_KINDS)}), "
+            f"full-batch training needs a finite resident training set ({', '.join(full_batch_kinds)}), "
             f"not dataset '{data.name}' (kind {data.kind})",
         )
     if fields["schedule"] in ("warmup_cosine", *EXPONENTIAL_WARMUPS) and fields["warmup_epochs"] >= fields["epochs"]:
@@ -212,7 +181,7 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"schedule '{fields['schedule']}' needs warmup_growth (omega > 0) and warmup_epochs > 0 (the switch "
             "epoch" + (", the latest one for gawu)" if fields["schedule"] == "gawu" else ")"),
         )
-    if fields["model"] not in WIDTH_MODELS + MULTIPLIER_MODELS:
+    if model(fields["model"]).width is Width.NONE:
         fields["width"] = 0  # so that a change of the networks' default width does not rename these runs
     elif float(fields["width"]).is_integer():
         fields["width"] = int(fields["width"])  # 2 and 2.0 are the same run
@@ -268,7 +237,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
         experiments[exp_name] = tuple(run_ids)
     run_segment_epochs = {run_id: _one_spacing(config, run_id, by_exp) for run_id, by_exp in spacings.items()}
     for fig_name, fig in config.get("figures", {}).items():
-        needs_experiment = PLOT_TABLES[fig["plot"]] != "claims"
+        needs_experiment = plot(fig["plot"]).table != "claims"
         if needs_experiment != ("experiment" in fig):
             raise ConfigError(
                 f"figures.{fig_name}.experiment",
@@ -315,8 +284,9 @@ def planned_steps_per_epoch(spec: RunSpec) -> int | None:
     params = spec.data.params
     if "steps_per_epoch" in params:
         return params["steps_per_epoch"]
-    if spec.data.kind in KINDS_WITH_SAMPLES:
-        return math.ceil(params["n_train"] / spec.batch_size)
+    train_size = kinds()[spec.data.kind].train_size
+    if train_size is not None:
+        return math.ceil(train_size(params) / spec.batch_size)
     return None
 
 

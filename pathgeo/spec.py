@@ -12,13 +12,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+from pathgeo.models import model as model_entry
+
 SCHEDULES = ("constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu")
 PRECISIONS = ("float32", "float64")
-# Networks sized by a run's `width` in channels, and the paper's ResNets that take it as a multiplier of every
-# stage; every other model has no width (0 in its spec).
-WIDTH_MODELS = ("mlp", "resnet1d")
-MULTIPLIER_MODELS = ("cifar_resnet18", "cifar_resnet34", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
@@ -88,11 +85,7 @@ class RunSpec:
 
     @property
     def slug(self) -> str:
-        model = self.model
-        if self.model in MULTIPLIER_MODELS:
-            model = f"{self.model}x{self.width:g}"
-        elif self.width:
-            model = f"{self.model}{self.width:g}"
+        model = model_entry(self.model).slug(self.width)
         batch = "full" if self.full_batch else f"bs{self.batch_size}"
         return f"{self.data.name}-{model}-{self.optimizer}-lr{self.lr:.3g}-{batch}-e{self.epochs}-s{self.seed}"
 

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import torch
 
+from pathgeo.data.task import StepLoss, Task, build_task, parameters
 from pathgeo.flat import FlatParameters
+from pathgeo.optimizers import build_optimizer
 from pathgeo.randomness import capture_rng_state, restore_rng_state, seed_global_generators
 from pathgeo.schedules import Schedule, schedule_for
 from pathgeo.spec import RunSpec
-from pathgeo.tasks import StepLoss, Task, build_task, parameters
 from pathgeo.warmup import GeometrySwitch
 
 log = logging.getLogger("pathgeo")
@@ -34,16 +35,6 @@ class DivergenceError(RuntimeError):
 
 class Observer(Protocol):
     def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None: ...
-
-
-def build_optimizer(spec: RunSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    if spec.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, betas=(0.9, 0.999), weight_decay=spec.weight_decay)
-    raise ValueError(f"unknown optimizer '{spec.optimizer}'")
 
 
 @dataclass

@@ -1,17 +1,15 @@
 import json
 import os
+import tempfile
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from pathgeo.config import (
-    ConfigError,
-    PLOT_TABLES,
-    build_plan,
-    correlation_settings,
-    figure_experiments,
-    schema_error,
-)
-from pathgeo.data import EXTERNAL_KINDS
+from pathgeo.config import ConfigError, build_plan, correlation_settings, figure_experiments, schema_error
+from pathgeo.data import kind
+from pathgeo.figures import plot
+from pathgeo.labels import describe, run_labels
+from pathgeo.schema import write_config_schema
 
 
 min_version("9.0")
@@ -20,11 +18,14 @@ min_version("9.0")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 
-try:
-    validate(config, "../config/schema/config.schema.yaml")
-except WorkflowError:
-    # Snakemake's message prints the whole config; say which key is wrong instead.
-    raise WorkflowError(str(schema_error(config))) from None
+# The schema file holds the config's structure; the registries complete it (pathgeo.schema), and Snakemake's
+# validate reads a file.
+with tempfile.TemporaryDirectory() as folder:
+    try:
+        validate(config, write_config_schema(Path(folder) / "config.schema.yaml"))
+    except WorkflowError:
+        # Snakemake's message prints the whole config; say which key is wrong instead.
+        raise WorkflowError(str(schema_error(config))) from None
 
 try:
     PLAN = build_plan(config)
@@ -33,7 +34,7 @@ except ConfigError as error:
 
 
 DATASETS = {spec.data.name: spec.data for spec in PLAN.runs.values()}
-EXTERNAL = [name for name, data in DATASETS.items() if data.kind in EXTERNAL_KINDS]
+EXTERNAL = [name for name, data in DATASETS.items() if kind(data.kind).external]
 GENERATED = [name for name in DATASETS if name not in EXTERNAL]
 DATA_ROOT = config.get("data_root", "data")
 
@@ -96,11 +97,13 @@ def experiment_matrices(wildcards):
 
 
 def experiment_runs(wildcards):
-    """Each run of the experiment with its factors and the references this experiment looks at."""
+    """Each run of the experiment with its factors, its label and the references this experiment looks at."""
     exp = wildcards.experiment
+    labels = run_labels({run: PLAN.runs[run] for run in PLAN.experiments[exp]})
     return {
         run: {
             "factors": PLAN.runs[run].factors(),
+            "label": labels[run],
             "references": list(PLAN.experiment_references[(exp, run)]),
         }
         for run in PLAN.experiments[exp]
@@ -108,12 +111,13 @@ def experiment_runs(wildcards):
 
 
 def all_runs():
-    return {run: {"factors": spec.factors()} for run, spec in PLAN.runs.items()}
+    """Every run with its factors and its one-line description as its label."""
+    return {run: {"factors": spec.factors(), "label": describe(spec)} for run, spec in PLAN.runs.items()}
 
 
 def figure_tables(wildcards):
     fig = config["figures"][wildcards.name]
-    table = PLOT_TABLES[fig["plot"]]
+    table = plot(fig["plot"]).table
     if table == "claims":
         return ["results/tables/claims.parquet"]
     return [f"results/tables/{exp}/{table}.parquet" for exp in figure_experiments(fig)]
@@ -124,8 +128,14 @@ def all_figures():
 
 
 def library(*modules):
-    """pathgeo modules as inputs, so that editing one re-runs the rules that use it and no others."""
+    """pathgeo modules (paths below pathgeo/) as inputs, so that editing one re-runs the rules that use it and no
+    others."""
     return [os.path.join(workflow.basedir, "pathgeo", module) for module in modules]
+
+
+def figure_library(wildcards):
+    """The modules a figure is drawn with: its plot's own and the ones every plot shares."""
+    return library(*plot(config["figures"][wildcards.name]["plot"]).modules)
 
 
 def gpus(wildcards):

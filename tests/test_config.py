@@ -22,18 +22,28 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pathgeo.config import ConfigError, build_plan
+from pathgeo.config import ConfigError, build_plan, schema_error
+from pathgeo.data import kinds
+from pathgeo.figures import plots
+from pathgeo.models import models
+from pathgeo.optimizers import OPTIMIZERS
+from pathgeo.schema import STRUCTURE, config_schema, write_config_schema
 from pathgeo.spec import DataSpec, RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
-SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 
 def tiny() -> dict:
     return yaml.safe_load(TINY.read_text())
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory) -> str:
+    """The config's schema as the workflow validates against it: the schema file completed by the registries."""
+    return write_config_schema(tmp_path_factory.mktemp("schema") / "config.schema.yaml")
 
 
 def snakemake_dry_run(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -175,24 +185,24 @@ def broken(edit) -> dict:
     return config
 
 
-def test_the_tiny_and_default_configs_are_valid():
+def test_the_tiny_and_default_configs_are_valid(schema):
     for path in (TINY, DEFAULT_CONFIG):
         config = yaml.safe_load(path.read_text())
-        validate(copy.deepcopy(config), str(SCHEMA))
+        validate(copy.deepcopy(config), schema)
         build_plan(config)
 
 
 @pytest.mark.parametrize("name,edit,key", SCHEMA_ERRORS, ids=[c[0] for c in SCHEMA_ERRORS])
-def test_schema_rejects(name, edit, key):
+def test_schema_rejects(schema, name, edit, key):
     with pytest.raises(WorkflowError) as error:
-        validate(broken(edit), str(SCHEMA))
+        validate(broken(edit), schema)
     assert names_key(str(error.value), key), str(error.value)
 
 
 @pytest.mark.parametrize("name,edit,key", PLAN_ERRORS, ids=[c[0] for c in PLAN_ERRORS])
-def test_plan_rejects(name, edit, key):
+def test_plan_rejects(schema, name, edit, key):
     config = broken(edit)
-    validate(copy.deepcopy(config), str(SCHEMA))  # well-typed: only the plan can tell it is wrong
+    validate(copy.deepcopy(config), schema)  # well-typed: only the plan can tell it is wrong
     with pytest.raises(ConfigError) as error:
         build_plan(config)
     assert error.value.key == key
@@ -210,6 +220,51 @@ def test_snakemake_names_the_key(tmp_path, name, edit, key):
     assert names_key(text, key), text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert not (tmp_path / "work" / "results").exists()
+
+
+# The registries' parts of the schema: (name, how to break the tiny config, the key, the start of the message)
+REGISTRY_ERRORS = [
+    ("unknown model", _set("experiments", "architectures", "grid", "model", ["mlp", "resnet9"]),
+     "experiments.architectures.grid.model[1]", "'resnet9' is not one of ['cifar_cnn', 'cifar_mobilenet_v2', "),
+    ("unknown dataset kind", _set("datasets", "alm", "kind", "alms"), "datasets.alm.kind", "'alms' is not one of"),
+    ("a parameter another kind has", _set("datasets", "mnist1d", "dim", 5), "datasets.mnist1d.dim", "is not a known key"),
+    ("a kind's parameter out of range", _set("datasets", "walk", "dim", 1), "datasets.walk.dim", "1 is less than"),
+    ("unknown plot", _set("figures", "rsi_eb_gamma", "plot", "rsi"), "figures.rsi_eb_gamma.plot", "'rsi' is not one of"),
+    ("an option another plot has", _set("figures", "rsi_eb_gamma", "color", "label"), "figures.rsi_eb_gamma.color",
+     "is not a known key"),
+    ("a plot option's value", _set("figures", "gamma_by_budget", "metric", "rsi"), "figures.gamma_by_budget.metric",
+     "'rsi' is not one of"),
+]
+
+
+@pytest.mark.parametrize("name,edit,key,message", REGISTRY_ERRORS, ids=[c[0] for c in REGISTRY_ERRORS])
+def test_registry_schema_errors_name_the_key(schema, name, edit, key, message):
+    config = broken(edit)
+    with pytest.raises(WorkflowError):
+        validate(copy.deepcopy(config), schema)
+    error = schema_error(config)
+    assert error.key == key, str(error)
+    assert str(error).startswith(f"config key '{key}': {message}"), str(error)
+
+
+def test_schema_enums_are_the_registries():
+    completed = config_schema()
+    run_fields = completed["$defs"]["run_fields"]["properties"]
+    assert run_fields["model"]["enum"] == list(models())
+    assert run_fields["optimizer"]["enum"] == list(OPTIMIZERS)
+    dataset = completed["properties"]["datasets"]["additionalProperties"]
+    assert dataset["properties"]["kind"]["enum"] == list(kinds())
+    assert [clause["if"]["properties"]["kind"]["const"] for clause in dataset["allOf"]] == list(kinds())
+    figure = completed["properties"]["figures"]["additionalProperties"]
+    assert figure["properties"]["plot"]["enum"] == list(plots())
+    # The schema file keeps no list of its own: those parts live in the registries only.
+    structure = yaml.safe_load(STRUCTURE.read_text())
+    run_fields = structure["$defs"]["run_fields"]["properties"]
+    dataset = structure["properties"]["datasets"]["additionalProperties"]
+    figure = structure["properties"]["figures"]["additionalProperties"]
+    for owned in (run_fields["model"], run_fields["optimizer"], dataset["properties"]["kind"], figure["properties"]["plot"]):
+        assert "enum" not in owned
+    assert "allOf" not in dataset and "allOf" not in figure
 
 
 def test_plan_errors_are_reported_once(tmp_path):

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pathgeo.aggregate import describe, run_labels
 from pathgeo.config import build_plan
+from pathgeo.labels import describe, run_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "tests" / "fixtures" / "plan_snapshot.json"
@@ -34,10 +34,10 @@ def plan_snapshot(config: dict[str, Any]) -> dict[str, Any]:
         "segments": {run_id: [list(s) for s in plan.segments(run_id)] for run_id in sorted(plan.runs)},
         "references": {run_id: [[r.name, r.epoch] for r in plan.references(run_id)] for run_id in sorted(plan.runs)},
         "labels": {
-            name: run_labels({run_id: plan.runs[run_id].factors() for run_id in run_ids})
+            name: run_labels({run_id: plan.runs[run_id] for run_id in run_ids})
             for name, run_ids in plan.experiments.items()
         },
-        "descriptions": {run_id: describe(spec.factors()) for run_id, spec in sorted(plan.runs.items())},
+        "descriptions": {run_id: describe(spec) for run_id, spec in sorted(plan.runs.items())},
     }
 
 

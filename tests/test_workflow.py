@@ -27,7 +27,8 @@ import polars as pl
 import pytest
 import yaml
 
-from pathgeo.config import PLOT_TABLES, Plan, build_plan, figure_experiments
+from pathgeo.config import Plan, build_plan, figure_experiments
+from pathgeo.figures import plot, plots
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -131,7 +132,7 @@ def aggregated_experiments(config: dict) -> set[str]:
     return {
         exp
         for fig in config["figures"].values()
-        if PLOT_TABLES[fig["plot"]] != "claims"
+        if plot(fig["plot"]).table != "claims"
         for exp in figure_experiments(fig)
     }
 
@@ -181,7 +182,7 @@ def finished(tmp_path_factory, tiny_config, tiny_plan) -> Finished:
 
 
 def test_tiny_config_covers_every_plot_kind(tiny_config):
-    assert {fig["plot"] for fig in tiny_config["figures"].values()} == set(PLOT_TABLES)
+    assert {fig["plot"] for fig in tiny_config["figures"].values()} == set(plots())
 
 
 def test_tiny_config_shares_runs_between_experiments(tiny_plan):
@@ -282,13 +283,23 @@ def _dry_run_after_editing(finished: Finished, module: str) -> list[Job]:
 
 
 def _figures_drawing(config: dict, tables: set[str]) -> set[str]:
-    return {name for name, fig in config["figures"].items() if PLOT_TABLES[fig["plot"]] in tables}
+    return {name for name, fig in config["figures"].items() if plot(fig["plot"]).table in tables}
 
 
 @pytest.mark.slow
 def test_editing_figures_reruns_only_figures(finished):
-    jobs = _dry_run_after_editing(finished, "figures.py")
+    jobs = _dry_run_after_editing(finished, "figures/style.py")
     assert job_counts(jobs) == Counter(figure=len(finished.config["figures"]), all=1)
+
+
+@pytest.mark.slow
+def test_editing_one_plot_reruns_only_its_figures(finished):
+    config = finished.config
+    jobs = _dry_run_after_editing(finished, "figures/gamma_band.py")
+    drawn = {name for name, fig in config["figures"].items() if fig["plot"] == "gamma_band"}
+    assert drawn and len(drawn) < len(config["figures"])
+    assert job_counts(jobs) == Counter(figure=len(drawn), all=1)
+    assert {job.wildcards["name"] for job in jobs if job.rule == "figure"} == drawn
 
 
 @pytest.mark.slow
@@ -314,7 +325,7 @@ def test_editing_aggregation_reruns_claims_which_imports_it(finished):
 
 @pytest.mark.slow
 def test_undoing_an_edit_leaves_nothing_to_do(finished):
-    _dry_run_after_editing(finished, "figures.py")
+    _dry_run_after_editing(finished, "figures/style.py")
     assert planned_jobs(output_of(check(finished.snakemake("-n")))) == []
 
 
@@ -345,7 +356,7 @@ def test_graphs_print_dot(tmp_path, flag):
 
 def _figure_cases():
     config = load_tiny()
-    return [name for name, fig in config["figures"].items() if PLOT_TABLES[fig["plot"]] != "claims"]
+    return [name for name, fig in config["figures"].items() if plot(fig["plot"]).table != "claims"]
 
 
 @pytest.mark.parametrize("name", _figure_cases())
