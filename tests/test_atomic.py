@@ -63,12 +63,12 @@ def test_every_writer_reports_a_full_disk_with_the_path(full_disk, write):
 def test_a_figure_on_a_full_disk_names_the_file(full_disk):
     import altair as alt
 
-    from pathgeo import figures
+    from pathgeo.figures.save import save
 
     chart = alt.Chart(pl.DataFrame({"x": list(range(5000)), "y": list(range(5000))})).mark_point().encode(x="x:Q", y="y:Q")
     html = full_disk / "figures" / "f.html"
     with pytest.raises(DiskFullError, match=rf"^{html}: the disk is full"):
-        figures.save(chart, html, full_disk / "figures" / "f.svg")
+        save(chart, html, full_disk / "figures" / "f.svg")
 
 
 def test_other_errors_pass_through_unchanged(tmp_path):

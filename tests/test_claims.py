@@ -42,7 +42,7 @@ def test_runs_that_tie_on_the_leading_factors_come_out_in_one_total_order(tmp_pa
     runs, paths = {}, []
     for i, (schedule, warmup) in enumerate(cases):
         run_id = f"run-{(7 * i) % len(cases)}"
-        runs[run_id] = {"factors": factors(schedule, warmup)}
+        runs[run_id] = {"factors": factors(schedule, warmup), "label": f"{schedule} {warmup}"}
         paths.append(replay_file(tmp_path / f"{run_id}.parquet", run_id, 0.01 * i))
 
     tables = [claims_table(paths, runs, THRESHOLDS) for _ in range(30)]
