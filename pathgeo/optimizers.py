@@ -26,6 +26,15 @@ class Optimizer:
     def build(self, spec: RunSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return self.cls(params, lr=spec.lr, weight_decay=spec.weight_decay, **self.settings)
 
+    @property
+    def step_scale(self) -> float | None:
+        """How much longer than lr x G a step is in the steady state of constant gradients: 1/(1 - beta) under
+        heavy-ball momentum beta, 1 for plain SGD; None where no single factor exists (Adam's step is per
+        coordinate). The step to compare with the locally optimal LR is lr x step_scale."""
+        if self.cls is not torch.optim.SGD:
+            return None
+        return 1 / (1 - self.settings.get("momentum", 0.0))
+
 
 OPTIMIZERS = {
     entry.name: entry

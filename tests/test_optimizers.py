@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -54,3 +56,18 @@ def test_steps_like_the_torch_optimizer(name):
 def test_unknown_optimizer_names_the_known_ones():
     with pytest.raises(KeyError, match=r"unknown optimizer 'adamw'; known: \['adam', 'momentum', 'sgd'\]"):
         optimizer("adamw")
+
+
+def test_step_scale_is_the_steady_state_step_over_lr_times_g():
+    assert optimizer("sgd").step_scale == 1.0
+    assert optimizer("momentum").step_scale == pytest.approx(10.0)
+    assert optimizer("adam").step_scale is None
+    # Heavy-ball momentum under a constant gradient: the step tends to lr x G x step_scale.
+    w = torch.nn.Parameter(torch.zeros(1))
+    sgd = build_optimizer(dataclasses.replace(spec("momentum"), weight_decay=0.0), [w])
+    for _ in range(400):
+        before = w.detach().clone()
+        w.grad = torch.ones(1)
+        sgd.step()
+    step = (before - w.detach()).item()
+    assert step == pytest.approx(0.05 * optimizer("momentum").step_scale, rel=1e-6)
