@@ -1,5 +1,8 @@
-"""Polars aggregation: per-step replay files to tidy per-epoch tables with each run's factors and label as columns.
+"""Polars aggregation: per-step replay files and train logs to tidy per-experiment tables with each run's factors,
+label and descriptors as columns.
 
+An experiment's tables: `epochs` (statistics of every metric over each epoch's steps), `steps` (the per-step rows),
+`matrices` (the gradient correlation matrices) and `train` (the runs' train logs: loss and accuracy per epoch).
 Everything is a lazy scan until the one collect, so an experiment of thousands of steps per epoch and many
 runs never holds more than the aggregated table in memory.
 """
@@ -27,10 +30,20 @@ STATS = {
 }
 
 
+# What the plan knows about a run besides its factors, from the registries (so that this stage needs no torch):
+# what its width counts (pathgeo.models.Width: "hidden units", "channels", ...; null for models of one size) and
+# the factor by which its optimizer's steady-state step exceeds lr x G (pathgeo.optimizers: 1/(1 - beta) under
+# heavy-ball momentum; null where no single factor exists, as for Adam).
+DESCRIPTORS = {"width_unit": pl.String, "step_scale": pl.Float64}
+
+
 def factor_frame(runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
-    """Each run's factors and label (pathgeo.labels, made with the plan)."""
-    rows = [{"run_id": run_id, "label": run["label"], **run["factors"]} for run_id, run in runs.items()]
-    return pl.LazyFrame(rows).select("run_id", "label", *FACTORS)
+    """Each run's factors, label (pathgeo.labels, made with the plan) and descriptors (null where not given)."""
+    rows = [
+        {"run_id": run_id, "label": run["label"], **{d: run.get(d) for d in DESCRIPTORS}, **run["factors"]}
+        for run_id, run in runs.items()
+    ]
+    return pl.LazyFrame(rows, schema_overrides=DESCRIPTORS).select("run_id", "label", *DESCRIPTORS, *FACTORS)
 
 
 def scan_steps(paths: Sequence[str | Path]) -> pl.LazyFrame:
@@ -59,8 +72,10 @@ def per_epoch(steps: pl.LazyFrame, exclude_final_epoch: bool) -> pl.LazyFrame:
     """Statistics of every metric over each epoch's steps, one row per run, reference and epoch."""
     if exclude_final_epoch:
         steps = steps.filter(pl.col("epoch") < pl.col("budget") - 1)
-    keys = ["experiment", "run_id", "label", "reference", "budget", "epoch", *FACTORS]
-    aggs = [fn(pl.col(m)).alias(f"{m}_{name}") for m in METRICS for name, fn in STATS.items()]
+    keys = ["experiment", "run_id", "label", *DESCRIPTORS, "reference", "budget", "epoch", *FACTORS]
+    # `steps`: how many steps an epoch's statistics are over (1 in full batch: no spread to draw).
+    aggs = [pl.len().alias("steps")]
+    aggs += [fn(pl.col(m)).alias(f"{m}_{name}") for m in METRICS for name, fn in STATS.items()]
     return steps.group_by(keys).agg(aggs).sort("run_id", "budget", "epoch")
 
 
@@ -71,9 +86,26 @@ def experiment_matrices(
     return (
         scan_steps(paths)
         .join(factor_frame(runs), on="run_id", how="left")
-        .select(pl.lit(experiment).alias("experiment"), "run_id", "label", *FACTORS, "epoch", "start_step", "i", "j",
-                "corr", "sign_flip")
+        .select(pl.lit(experiment).alias("experiment"), "run_id", "label", *DESCRIPTORS, *FACTORS, "epoch",
+                "start_step", "i", "j", "corr", "sign_flip")
         .sort("run_id", "epoch", "i", "j")
+    )
+
+
+def experiment_train(
+    experiment: str, train_logs: Sequence[str | Path], runs: dict[str, dict[str, Any]]
+) -> pl.LazyFrame:
+    """The train logs of an experiment's runs (results/runs/<run_id>/train_log.parquet: loss and, for classifiers,
+    accuracy per epoch, the final epoch included), factors joined on. Columns a kind of task does not log (the
+    synthetic objectives have no accuracy) are null."""
+    logs = [pl.scan_parquet(str(path)).with_columns(pl.lit(Path(path).parent.name).alias("run_id")) for path in train_logs]
+    if not logs:
+        raise ValueError(f"experiment {experiment}: no train logs to aggregate")
+    return (
+        pl.concat(logs, how="diagonal_relaxed")
+        .join(factor_frame(runs), on="run_id", how="left")
+        .with_columns(pl.lit(experiment).alias("experiment"))
+        .sort("run_id", "epoch")
     )
 
 
@@ -81,11 +113,20 @@ def experiment_tables(
     experiment: str,
     paths: Sequence[str | Path],
     matrix_paths: Sequence[str | Path],
+    train_logs: Sequence[str | Path],
     runs: dict[str, dict[str, Any]],
     exclude_final_epoch: bool,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+) -> dict[str, pl.DataFrame]:
+    """The experiment's tables by name: epochs, steps, matrices, train."""
     steps = experiment_steps(experiment, paths, runs)
     epochs = per_epoch(steps, exclude_final_epoch)
-    leading = ["experiment", "run_id", "label", "reference", "budget", "epoch", "step", "steps_to_reference"]
+    leading = ["experiment", "run_id", "label", *DESCRIPTORS, "reference", "budget", "epoch", "step",
+               "steps_to_reference"]
     steps_table = steps.select(*leading, *FACTORS, *METRICS).sort("run_id", "budget", "step")
-    return pl.collect_all([epochs, steps_table, experiment_matrices(experiment, matrix_paths, runs)])
+    tables = {
+        "epochs": epochs,
+        "steps": steps_table,
+        "matrices": experiment_matrices(experiment, matrix_paths, runs),
+        "train": experiment_train(experiment, train_logs, runs),
+    }
+    return dict(zip(tables, pl.collect_all(list(tables.values()))))

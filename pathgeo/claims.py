@@ -6,7 +6,9 @@
 3. RSI and EB follow predictable trends: each is either monotone over training (|Spearman correlation of its
    epoch means with the epoch| at least `min_abs_trend`) or stable (CV of epoch means within
    `max_gamma_epoch_cv`).
-All are measured against the final weights, with the final epoch excluded as in the paper.
+All are measured against the final weights, with the final epoch excluded as in the paper. The table carries the
+thresholds it was decided with as columns (named as in the config's `claims`), so that whatever shows a verdict can
+say what it means.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import scan_steps
+from pathgeo.aggregate import factor_frame, scan_steps
 from pathgeo.columns import FACTORS
 
 
@@ -50,9 +52,6 @@ def claims_table(
         _cv("rsi_mean").alias("rsi_epoch_cv"),
         _cv("eb_mean").alias("eb_epoch_cv"),
     )
-    factors = pl.LazyFrame(
-        [{"run_id": run_id, "label": run["label"], **run["factors"]} for run_id, run in runs.items()]
-    ).select("run_id", "label", *FACTORS)
     t = thresholds
 
     def predictable(metric: str) -> pl.Expr:
@@ -61,7 +60,8 @@ def claims_table(
         )
 
     table = (
-        factors.join(per_step, on="run_id", how="left")
+        factor_frame(runs)
+        .join(per_step, on="run_id", how="left")
         .join(per_epoch, on="run_id", how="left")
         .with_columns(
             holds_gamma_positive=pl.col("frac_steps_gamma_positive") >= t["min_frac_steps_gamma_positive"],
@@ -70,7 +70,7 @@ def claims_table(
             >= t["min_frac_epochs_min_gamma_positive"],
             holds_trend=predictable("rsi") & predictable("eb"),
         )
-        .with_columns(pl.col("^holds_.*$").fill_null(False))
+        .with_columns(pl.col("^holds_.*$").fill_null(False), *(pl.lit(float(v)).alias(k) for k, v in t.items()))
         # Every factor and then the run id: runs that differ in a factor not listed first (the schedule, say)
         # still come out in one order, so identical runs write identical bytes.
         .sort(*FACTORS, "run_id")

@@ -2,11 +2,13 @@ rule aggregate:
     input:
         replays=experiment_replays,
         matrices=experiment_matrices,
+        train_logs=experiment_train_logs,
         library=library("aggregate.py", "columns.py"),
     output:
         epochs="results/tables/{experiment}/epochs.parquet",
         steps="results/tables/{experiment}/steps.parquet",
         matrices="results/tables/{experiment}/matrices.parquet",
+        train="results/tables/{experiment}/train.parquet",
     params:
         runs=experiment_runs,
         exclude_final_epoch=config["exclude_final_epoch"],
@@ -24,7 +26,13 @@ rule claims:
         library=library("claims.py", "aggregate.py", "columns.py"),
     output:
         parquet="results/tables/claims.parquet",
-        csv="results/tables/claims.csv",
+        csv=report(
+            "results/tables/claims.csv",
+            caption="../report/claims.rst",
+            category="all runs",
+            subcategory="claims",
+            labels={"table": "claims", "view": "table (CSV)"},
+        ),
     params:
         runs=all_runs(),
         thresholds=config["claims"],
