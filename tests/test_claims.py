@@ -49,3 +49,10 @@ def test_runs_that_tie_on_the_leading_factors_come_out_in_one_total_order(tmp_pa
     assert all(table.equals(tables[0]) for table in tables[1:])
     expected = sorted(runs, key=lambda run_id: (*(runs[run_id]["factors"][f] for f in FACTORS), run_id))
     assert tables[0]["run_id"].to_list() == expected
+
+
+def test_the_table_carries_the_thresholds_it_was_decided_with(tmp_path):
+    runs = {"run-0": {"factors": factors("constant", 0), "label": "baseline"}}
+    table = claims_table([replay_file(tmp_path / "run-0.parquet", "run-0", 0.0)], runs, THRESHOLDS)
+    assert table.select(list(THRESHOLDS)).row(0, named=True) == THRESHOLDS
+    assert table.schema["width_unit"] == pl.String and table["width_unit"].to_list() == [None]
