@@ -32,10 +32,11 @@ def _kind_clause(kind: DatasetKind) -> dict[str, Any]:
     }
 
 
-def _plot_clause(plot: Plot) -> dict[str, Any]:
+def _plot_clause(plot: Plot, shared: list[str]) -> dict[str, Any]:
+    """A figure of this plot may set the keys every figure has (`shared`) and the plot's options."""
     return {
         "if": {"required": ["plot"], "properties": {"plot": {"const": plot.name}}},
-        "then": {"additionalProperties": False, "properties": {"plot": {}, "experiment": {}, **plot.options}},
+        "then": {"additionalProperties": False, "properties": {**{key: {} for key in shared}, **plot.options}},
     }
 
 
@@ -49,7 +50,7 @@ def config_schema() -> dict[str, Any]:
     dataset["allOf"] = [_kind_clause(kind) for kind in kinds().values()]
     figure = schema["properties"]["figures"]["additionalProperties"]
     figure["properties"]["plot"]["enum"] = list(plots())
-    figure["allOf"] = [_plot_clause(plot) for plot in plots().values()]
+    figure["allOf"] = [_plot_clause(plot, list(figure["properties"])) for plot in plots().values()]
     return schema
 
 

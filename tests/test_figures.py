@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
 import math
 import os
 import random
@@ -14,18 +16,21 @@ import polars as pl
 import pytest
 
 from pathgeo.figures import TABLES, plot, plots
-from pathgeo.figures.claims import CLAIM_CELLS, FAILS, HOLDS, UNDETERMINED, claims
+from pathgeo.figures.accuracy import accuracy
+from pathgeo.figures.claims import CLAIM_CELLS, FAILS, HOLDS, VERDICT_COLORS, claims
 from pathgeo.figures.correlation_matrices import correlation_matrices
 from pathgeo.figures.distance import distance
 from pathgeo.figures.gamma_band import gamma_band
 from pathgeo.figures.gamma_correlation import CORRELATION_SERIES, GAMMA_SERIES, gamma_correlation
 from pathgeo.figures.grad_correlation import grad_correlation
-from pathgeo.figures.lolr import lolr
+from pathgeo.figures.level_sets import level_sets
+from pathgeo.figures.lolr import TAKEN, lolr
+from pathgeo.figures.mu_lr import mu_lr
 from pathgeo.figures.random_walk import ANALYTIC, MEASURED, random_walk
 from pathgeo.figures.rsi_eb_gamma import rsi_eb_gamma
 from pathgeo.figures.save import save
 from pathgeo.figures.sign_flip import RANDOM_SIGN_FLIPS, sign_flip
-from pathgeo.figures.style import BAND_OPACITY, SERIES, Figure, metric_title
+from pathgeo.figures.style import BAND_OPACITY, SERIES, Figure, metric_title, readable
 from pathgeo.figures.synthetic import synthetic
 from pathgeo.figures.warmup import warmup
 
@@ -45,15 +50,20 @@ RUNS = [
     {"run_id": "r2", "label": "mlp momentum bs128", "optimizer": "momentum", "batch_size": 128, "seed": 0},
     {"run_id": "r3", "label": "mlp adam bs1024", "optimizer": "adam", "batch_size": 1024, "seed": 1},
 ]
+# What pathgeo.optimizers says of each: the steady-state step over lr x G (None: no single factor).
+STEP_SCALES = {"sgd": 1.0, "momentum": 10.0, "adam": None}
 N_EPOCHS = 6
 STEPS_PER_EPOCH = 20
 
 
 def run_factors(run: dict[str, Any], dataset: str = "mnist") -> dict[str, Any]:
     return {
-        "dataset": dataset, "model": "mlp", "width": 64, "optimizer": run["optimizer"],
-        "lr": 0.1, "batch_size": run["batch_size"], "seed": run["seed"],
-        "weight_decay": 0.0, "schedule": "constant", "epochs": N_EPOCHS, "warmup_epochs": 0,
+        "dataset": dataset, "model": run.get("model", "mlp"), "width": run.get("width", 64),
+        "optimizer": run["optimizer"], "peak_lr": 0.1, "batch_size": run["batch_size"], "seed": run["seed"],
+        "weight_decay": 0.0, "schedule": run.get("schedule", "constant"), "epochs": N_EPOCHS,
+        "warmup_epochs": run.get("warmup_epochs", 0), "full_batch": False,
+        "width_unit": "channels" if run.get("model") == "resnet1d" else "hidden units",
+        "step_scale": STEP_SCALES[run["optimizer"]],
     }
 
 
@@ -73,7 +83,9 @@ def epoch_values(epoch: int, rng: random.Random) -> dict[str, float]:
     }
 
 
-def make_epochs(runs: list[dict[str, Any]] = RUNS, references: tuple[str, ...] = ("final",)) -> pl.DataFrame:
+def make_epochs(
+    runs: list[dict[str, Any]] = RUNS, references: tuple[str, ...] = ("final",), steps: int = STEPS_PER_EPOCH
+) -> pl.DataFrame:
     rng = random.Random(0)
     rows = []
     for run in runs:
@@ -82,9 +94,11 @@ def make_epochs(runs: list[dict[str, Any]] = RUNS, references: tuple[str, ...] =
             for epoch in range(budget):
                 row: dict[str, Any] = {
                     "experiment": "test", "run_id": run["run_id"], "label": run["label"],
-                    "reference": reference, "budget": budget, "epoch": epoch, **run_factors(run),
+                    "reference": reference, "budget": budget, "epoch": epoch, "steps": steps, **run_factors(run),
                 }
-                for metric, mean in epoch_values(epoch, rng).items():
+                values = epoch_values(epoch, rng)
+                values = {metric: value * run.get("scale", 1.0) for metric, value in values.items()}
+                for metric, mean in values.items():
                     spread = abs(mean) * 0.5
                     row |= {
                         f"{metric}_mean": mean, f"{metric}_min": mean - spread,
@@ -94,7 +108,7 @@ def make_epochs(runs: list[dict[str, Any]] = RUNS, references: tuple[str, ...] =
                         f"{metric}_std": spread / 2,
                     }
                 rows.append(row)
-    epochs = pl.DataFrame(rows)
+    epochs = pl.DataFrame(rows, schema_overrides={"step_scale": pl.Float64})
     # Real tables contain undefined statistics and negative loLR quantiles.
     return epochs.with_columns(
         pl.when(pl.col("epoch") == 1).then(float("nan")).otherwise(pl.col("gamma_max")).alias("gamma_max"),
@@ -148,7 +162,8 @@ def make_warmup_steps(total: int = 60, references: tuple[str, ...] = ("final", "
     """Exponential warm-up to a switch point, then cosine decay, as in GAWU vs WU."""
     rows = []
     for run_id, switch in SWITCHES.items():
-        run = {"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0}
+        run = {"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0,
+               "schedule": "gawu" if run_id == "gawu" else "exp_warmup_cosine", "warmup_epochs": 25}
         for reference in references:
             budget = N_EPOCHS if reference == "final" else int(reference.removeprefix("epoch"))
             for step in range(total):
@@ -162,8 +177,42 @@ def make_warmup_steps(total: int = 60, references: tuple[str, ...] = ("final", "
                     "experiment": "test", "run_id": run_id, "label": run["label"], "reference": reference,
                     "budget": budget, "epoch": step // 10, "step": step, "steps_to_reference": total - step,
                     **run_factors(run), "loss": 2.0 / (step + 1), "lr": lr,
+                    # Positive until the switch, then negative: what GAWU watches.
+                    "mean_grad_corr": None if step < 4 else (0.5 if switch is None or step < switch else -0.5),
                 })
     return pl.DataFrame(rows)
+
+
+def make_train(experiments: tuple[str, ...] = ("optimizers", "batch_sizes"), runs: list[dict[str, Any]] = RUNS) -> pl.DataFrame:
+    """Train logs as pathgeo.aggregate.experiment_train writes them: accuracy after every epoch, the last one too."""
+    rows = []
+    for experiment in experiments:
+        for index, run in enumerate(runs):
+            for epoch in range(N_EPOCHS):
+                rows.append({
+                    "experiment": experiment, "run_id": run["run_id"], "label": run["label"], **run_factors(run),
+                    "epoch": epoch, "train_loss": 2.0 / (epoch + 1), "val_loss": 2.2 / (epoch + 1),
+                    "train_accuracy": 0.1 + 0.1 * epoch + 0.01 * index, "val_accuracy": 0.1 + 0.09 * epoch, "lr": 0.1,
+                })
+    return pl.DataFrame(rows, schema_overrides={"step_scale": pl.Float64})
+
+
+def make_landscape(datasets: tuple[str, ...] = ("alm", "sm"), points: int = 5, steps: int = 8) -> pl.DataFrame:
+    """A landscape table as pathgeo.landscape writes it: a bowl on the grid, a path spiralling into w*."""
+    rows = []
+    for dataset in datasets:
+        run = {"run_id": f"{dataset}-0", "optimizer": "sgd", "batch_size": 1, "seed": 0}
+        factors = {k: v for k, v in run_factors(run, dataset).items() if k not in ("width_unit", "step_scale")}
+        common = {"run_id": run["run_id"], "explained_a": 0.8, "explained_b": 0.15, **factors}
+        for i in range(points):
+            for j in range(points):
+                a, b = -1 + 2 * i / (points - 1), -1 + 2 * j / (points - 1)
+                rows.append({**common, "source": "grid", "a": a, "b": b, "loss": a * a + 4 * b * b})
+        for t in range(steps + 1):
+            r = 1 - t / steps
+            rows.append({**common, "source": "path", "step": t, "epoch": t // 4, "a": r * math.cos(t), "b": r * math.sin(t) / 2,
+                         "loss": r * r, "off_plane": 0.1 * r})
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def make_claims() -> pl.DataFrame:
@@ -175,9 +224,11 @@ def make_claims() -> pl.DataFrame:
             "frac_steps_gamma_positive": 0.99 - 0.3 * index, "gamma_epoch_cv": 0.2 * (index + 1),
             "frac_epochs_min_gamma_positive": 1.0 - 0.4 * index, "rsi_trend": 0.9 - index, "eb_trend": 0.8,
             "holds_gamma_positive": index < 2, "holds_gamma_stable": index != 1,
-            "holds_min_gamma_positive": index == 0, "holds_trend": None if index == 2 else True,
+            "holds_min_gamma_positive": index == 0, "holds_trend": index != 2,
+            "min_frac_steps_gamma_positive": 0.95, "max_gamma_epoch_cv": 0.5,
+            "min_frac_epochs_min_gamma_positive": 0.9, "min_abs_trend": 0.7,
         })
-    return pl.DataFrame(rows, schema_overrides={"holds_trend": pl.Boolean})
+    return pl.DataFrame(rows)
 
 
 def walk(spec: Any):
@@ -230,7 +281,10 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
         "correlation_matrices": correlation_matrices(make_matrices()),
         "sign_flip": sign_flip(epochs),
         "gamma_correlation": gamma_correlation(epochs),
-        "warmup": warmup(make_warmup_steps()),
+        "warmup": warmup(make_warmup_steps(), make_train(runs=WARMUP_RUNS)),
+        "accuracy": accuracy(make_train()),
+        "level_sets": level_sets(make_landscape()),
+        "mu_lr": mu_lr(make_warmup_steps()),
     }
     assert set(built) == set(plots())
     for name, chart in built.items():
@@ -241,11 +295,22 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
 
 def test_every_plot_declares_itself_completely() -> None:
     for name, entry in plots().items():
-        assert entry.name == name and entry.table in TABLES
+        assert entry.name == name and set(entry.tables) <= set(TABLES)
         parameters = inspect.signature(entry.draw).parameters
-        assert set(entry.options) == set(list(parameters)[1:]), name  # its options are draw's keyword arguments
+        # Its tables are draw's positional arguments, its options the keyword arguments after them.
+        assert set(entry.options) == set(list(parameters)[len(entry.tables):]), name
+        assert entry.describe(**{option: option_example(entry, option) for option in required_options(entry)}), name
         assert entry.modules[-1] == f"figures/{name}.py"
         assert all((Path(__file__).parents[1] / "pathgeo" / module).is_file() for module in entry.modules)
+
+
+def required_options(entry: Any) -> list[str]:
+    parameters = list(inspect.signature(entry.draw).parameters.values())[len(entry.tables):]
+    return [p.name for p in parameters if p.default is inspect.Parameter.empty]
+
+
+def option_example(entry: Any, option: str) -> Any:
+    return {"color": "optimizer"}[option]
 
 
 def test_gamma_band_colours_by_factor_and_bands_min_max(epochs: pl.DataFrame) -> None:
@@ -289,17 +354,19 @@ def test_rsi_eb_gamma_stacks_three_panels_with_log_eb(epochs: pl.DataFrame) -> N
     spec = rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")).to_dict()
     assert len(spec["vconcat"]) == 3
     y_fields = [fields(panel, "y") for panel in spec["vconcat"]]
-    assert y_fields == [{"rsi_min", "rsi_mean"}, {"eb_min", "eb_mean"}, {"gamma_min", "gamma_mean"}]
+    # On a log axis the band's low is drawn clipped to the axis (rsi_min_drawn); the tooltip keeps rsi_min.
+    assert y_fields == [{"rsi_min_drawn", "rsi_mean"}, {"eb_min_drawn", "eb_mean"}, {"gamma_min", "gamma_mean"}]
     log_panels = [
         any(encoding.get("scale", {}).get("type") == "log" for encoding in encodings(panel, "y"))
         for panel in spec["vconcat"]
     ]
-    assert log_panels == [False, True, False]
+    # RSI spans decades too (issue 12): log like EB, fitted to the data.
+    assert log_panels == [True, True, False]
 
 
 def test_lolr_log_scale_and_actual_lr(epochs: pl.DataFrame) -> None:
     spec = lolr(epochs, color="optimizer").to_dict()
-    assert {"lolr_mean", "lolr_q25", "lr_mean"} <= fields(spec, "y")
+    assert {"lolr_mean", "lolr_q25", "step_lr"} <= fields(spec, "y")
     assert all(encoding["scale"]["type"] == "log" for encoding in encodings(spec, "y"))
     assert fields(spec, "strokeDash") == {"quantity"}
     assert fields(spec, "color") == {"optimizer"}
@@ -308,22 +375,36 @@ def test_lolr_log_scale_and_actual_lr(epochs: pl.DataFrame) -> None:
     assert any("lolr_q25" in str(f) and "> 0" in str(f) for f in filters)
 
 
-def test_distance_log_scale(epochs: pl.DataFrame) -> None:
+def test_distance_log_scale_without_empty_decades(epochs: pl.DataFrame) -> None:
     spec = distance(epochs, color="batch_size").to_dict()
-    (y,) = encodings(spec, "y")
-    assert y["field"] == "dist_mean" and y["scale"]["type"] == "log"
+    scales = y_scales(spec)
+    assert "dist_mean" in fields(spec, "y")
+    assert all(scale["type"] == "log" and scale["nice"] is False for scale in scales)
+    low, high = scales[0]["domain"]
+    drawn = [row[c] for row in dataset_rows(spec) for c in ("dist_mean", "dist_min", "dist_max") if row[c] and row[c] > 0]
+    # The axis ends near the data: within 25 % of the extreme values, not at the next power of ten.
+    assert min(drawn) / 1.25 <= low < min(drawn) and max(drawn) < high <= max(drawn) * 1.25
 
 
 def test_synthetic_grid_has_rsi_and_gamma_rows_per_objective(steps: pl.DataFrame) -> None:
-    spec = synthetic(steps).to_dict()
-    assert spec["facet"]["row"]["field"] == "quantity"
-    assert spec["facet"]["column"]["field"] == "dataset"
-    assert spec["resolve"]["scale"]["y"] == "independent"
-    rows = dataset_rows(spec)
-    assert {row["quantity"] for row in rows} == {"RSI", "γ"}
-    assert {row["dataset"] for row in rows} == {"alm", "sm"}
-    assert any(row["value"] < 0 for row in rows)
-    assert any(encoding.get("datum") == 0 for encoding in encodings(spec, "y"))
+    spiky = steps.with_columns(pl.when(pl.col("step") % 20 == 7).then(2800.0).otherwise(pl.col("rsi")).alias("rsi"))
+    spec = synthetic(spiky).to_dict()
+    rsi_row, gamma_row = (row["hconcat"] for row in spec["vconcat"])
+    assert [panel["title"]["text"] for panel in rsi_row] == ["objective: alm", "objective: sm"]
+    for panel, objective in zip(rsi_row, ("alm", "sm")):
+        assert fields(panel, "y") == {"rsi"}
+        # Symmetric log (issue 12: SM's spikes up to 2,800 hid the negative values on a linear axis), linear within
+        # the median magnitude around 0.
+        (scale,) = {json_key(s) for s in y_scales(panel)}
+        rsi = spiky.filter(pl.col("dataset") == objective).get_column("rsi")
+        assert json.loads(scale) == {"type": "symlog", "constant": pytest.approx(rsi.abs().median())}
+        rows = spec["datasets"][panel["data"]["name"]]
+        assert {row["dataset"] for row in rows} == {objective}
+        assert any(row["rsi"] < 0 for row in rows)
+    for panel in gamma_row:
+        assert fields(panel, "y") == {"gamma"}
+        assert all(scale == {"zero": False} for scale in y_scales(panel))
+    assert all(any(encoding.get("datum") == 0 for encoding in encodings(panel, "y")) for panel in rsi_row + gamma_row)
 
 
 def test_random_walk_analytic_curve_is_inverse_square_root(steps: pl.DataFrame) -> None:
@@ -353,12 +434,29 @@ def test_claims_cells_show_value_and_verdict() -> None:
     rows = dataset_rows(spec)
     assert len(rows) == len(RUNS) * len(CLAIM_CELLS)
     cell = {(row["run"], row["property"]): row for row in rows}
-    first = cell[("mlp sgd bs64", "γ > 0 · share of steps")]
-    assert first["value"] == "99.0%" and first["verdict"] == HOLDS
-    assert cell[("mlp adam bs1024", "RSI / EB trend · Spearman ρ")]["verdict"] == UNDETERMINED
-    assert cell[("mlp momentum bs128", "γ stable · CV of epoch means")]["verdict"] == FAILS
+    first = cell[("mlp sgd bs64", "γ > 0 on ≥ 95% of steps")]
+    assert first["value"] == "99.0%" and first["verdict"] == HOLDS and first["text"] == "99.0%"
+    assert cell[("mlp adam bs1024", "RSI / EB trend: |ρ| ≥ 0.7 or CV ≤ 0.5")]["verdict"] == FAILS
+    assert cell[("mlp momentum bs128", "γ stable: CV of epoch means ≤ 0.5")]["text"] == "× 0.40"
     assert fields(spec, "color") == {"verdict"}
-    assert fields(spec, "text") == {"value"}
+    assert fields(spec, "text") == {"text"}
+
+
+def test_claims_headers_name_thresholds_colours_are_colour_blind_safe_and_nothing_is_cut() -> None:
+    table = make_claims().with_columns(pl.lit(0.99).alias("min_frac_steps_gamma_positive"))
+    spec = claims(table).to_dict()
+    x, y = encodings(spec, "x")[0], encodings(spec, "y")[0]
+    assert x["sort"][0] == "γ > 0 on ≥ 99% of steps"  # the threshold comes from the table
+    assert x["axis"]["labelLimit"] == 0 and y["axis"]["labelLimit"] == 0
+    (color,) = encodings(spec, "color")
+    # Blue and orange, not a red-green pair; only the verdicts that occur are in the legend.
+    assert color["scale"] == {"domain": [HOLDS, FAILS], "range": [VERDICT_COLORS[HOLDS], VERDICT_COLORS[FAILS]]}
+    all_hold = make_claims().with_columns(pl.col("^holds_.*$").replace_strict({False: True}, default=True))
+    (color,) = encodings(claims(all_hold).to_dict(), "color")
+    assert color["scale"]["domain"] == [HOLDS]
+    mixed = make_claims().with_columns(pl.when(pl.col("run_id") == "r1").then(0.8).otherwise(0.5).alias("max_gamma_epoch_cv"))
+    with pytest.raises(ValueError, match="different thresholds"):
+        claims(mixed)
 
 
 def test_new_metrics_have_titles() -> None:
@@ -371,11 +469,16 @@ def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
     epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
     spec = grad_correlation(epochs).to_dict()
     loss, correlation = spec["hconcat"]
-    assert fields(loss, "y") == {"loss_mean"} and y_scales(loss) == [{"type": "log"}]
+    assert fields(loss, "y") == {"loss_mean"}
+    # Fitted to the data (issue 12: an axis from 1 to 10 for losses in 1.1–3 hid them).
+    losses = [row["loss_mean"] for row in dataset_rows(spec)]
+    for scale in y_scales(loss):
+        assert scale["type"] == "log" and scale["nice"] is False
+        assert min(losses) / 1.05 == pytest.approx(scale["domain"][0]) and max(losses) * 1.05 == pytest.approx(scale["domain"][1])
     assert fields(correlation, "y") == {"mean_grad_corr_mean"}
-    assert y_scales(correlation) == [{"domain": [-1, 1]}]
+    assert all(scale == {"domain": [-1, 1]} for scale in y_scales(correlation))
     assert any(encoding.get("datum") == 0 for encoding in encodings(correlation, "y"))
-    assert fields(spec, "color") == {"label"}
+    assert fields(spec, "color") == {"run"}
     rows = dataset_rows(spec)
     # The G-only columns repeat for every reference: one copy per run and epoch.
     assert {row["reference"] for row in rows} == {"final"}
@@ -440,7 +543,7 @@ def test_sign_flip_band_in_percent_once_per_run() -> None:
     assert fields(spec, "y2") == {"sign_flip_q95"}
     assert fields(spec, "color") == {"optimizer"}
     assert any(encoding.get("datum") == RANDOM_SIGN_FLIPS for encoding in encodings(spec, "y"))
-    assert {encoding["title"] for encoding in encodings(spec, "y") if "field" in encoding} == {
+    assert {encoding["axis"]["title"] for encoding in encodings(spec, "y") if "field" in encoding} == {
         "gradient entries flipping sign (%)"
     }
     rows = dataset_rows(spec)
@@ -453,8 +556,9 @@ def test_sign_flip_band_in_percent_once_per_run() -> None:
 def test_gamma_correlation_two_series_per_run_panel() -> None:
     epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
     spec = gamma_correlation(epochs).to_dict()
-    assert spec["facet"]["field"] == "run" and spec["columns"] == 3
-    rows = dataset_rows(spec)
+    assert spec["columns"] == 3 and len(spec["concat"]) == 2
+    assert [panel["title"] for panel in spec["concat"]] == sorted(run["label"] for run in RUNS[:2])
+    rows = [row for rows in spec["datasets"].values() for row in rows if "quantity" in row]
     assert {row["run"] for row in rows} == {run["label"] for run in RUNS[:2]}
     assert {row["quantity"] for row in rows} == {GAMMA_SERIES, CORRELATION_SERIES}
     assert {row["reference"] for row in rows} == {"final"}
@@ -464,27 +568,78 @@ def test_gamma_correlation_two_series_per_run_panel() -> None:
     }
     # The per-epoch mean of grad_corr, not that of the window mean mean_grad_corr.
     assert correlation[(RUNS[0]["label"], 0)] == pytest.approx(0.8)
-    (color,) = [encoding for encoding in encodings(spec, "color") if "field" in encoding]
-    assert color["field"] == "quantity"
-    assert color["scale"]["domain"] == [GAMMA_SERIES, CORRELATION_SERIES]
-    assert y_scales(spec) == [{"domain": [-1, 1]}]
+    (color,) = {json_key(encoding) for encoding in encodings(spec, "color") if "field" in encoding}
+    assert '"domain": ["γ (RSI/EB)", "adjacent gradient correlation"]' in color
+    assert all(scale == {"domain": [-1, 1]} for scale in y_scales(spec))
     assert any(encoding.get("datum") == 0 for encoding in encodings(spec, "y"))
     assert "not the window mean" in str(spec["title"]["subtitle"])
 
 
+def json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def test_gamma_correlation_alternation_is_dots_around_a_moving_average() -> None:
+    """Issue 12: a value alternating step to step drew as a solid block."""
+    epochs = pl.DataFrame({
+        "run_id": "r1", "label": "full batch", "reference": "final", "budget": 40, "epoch": range(40),
+        "gamma_mean": [0.9 if epoch % 2 == 0 else -0.1 for epoch in range(40)], "grad_corr_mean": -0.99,
+    })
+    spec = gamma_correlation(epochs).to_dict()
+    marks = {node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"] for node in walk(spec) if "mark" in node}
+    assert {"circle", "line", "rect"} <= marks
+    (dots,) = [node for node in walk(spec) if node.get("mark", {}).get("type") == "circle"]
+    assert dots["encoding"]["y"]["field"] == "value"
+    (line,) = [node for node in walk(spec) if node.get("mark", {}).get("type") == "line"]
+    assert line["encoding"]["y"]["field"] == "smoothed"
+    rows = [row for rows in spec["datasets"].values() for row in rows if row.get("quantity") == GAMMA_SERIES]
+    # The moving average (over an even number of epochs) of a period-2 alternation is its mean, where the whole
+    # window lies in the run.
+    smoothed = {row["epoch"]: row["smoothed"] for row in rows}
+    assert all(smoothed[epoch] == pytest.approx(0.4) for epoch in range(5, 35))
+    assert smoothed[0] is None and smoothed[39] is None
+    # The final epochs before w* (5 %: two of 40) are shaded, and the subtitle says why.
+    (shade,) = [rows for rows in spec["datasets"].values() if rows and "from" in rows[0]]
+    assert shade[0]["from"] == 38 and shade[0]["to"] == 39.5
+    assert "how w* was picked" in str(spec["title"]["subtitle"])
+
+
+def test_gamma_correlation_facet_titles_in_words() -> None:
+    epochs = make_epochs(RUNS[:2]).with_columns(
+        pl.when(pl.col("run_id") == "r1").then(pl.lit("peak_lr=0.05")).otherwise(pl.lit("peak_lr=0.5")).alias("label")
+    )
+    spec = gamma_correlation(epochs).to_dict()
+    assert [panel["title"] for panel in spec["concat"]] == ["peak learning rate 0.05", "peak learning rate 0.5"]
+
+
 def test_gamma_correlation_single_run_is_one_panel_naming_the_run(epochs: pl.DataFrame) -> None:
     spec = gamma_correlation(epochs.filter(pl.col("run_id") == "r2")).to_dict()
-    assert "facet" not in spec and "layer" in spec
+    assert "concat" not in spec and "layer" in spec
     assert f"run: {RUNS[1]['label']}" in spec["title"]["subtitle"]
 
 
-def test_warmup_loss_and_lr_with_switch_points() -> None:
-    spec = warmup(make_warmup_steps()).to_dict()
-    loss, lr = spec["hconcat"]
+WARMUP_RUNS = [{"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0}
+               for run_id in SWITCHES]
+
+
+def warmup_panels(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for row in spec["vconcat"] for panel in row["hconcat"]]
+
+
+def test_warmup_loss_lr_mu_and_accuracy_with_switch_points_from_the_data() -> None:
+    spec = warmup(make_warmup_steps(), make_train(("gawu",), WARMUP_RUNS)).to_dict()
+    loss, lr, mu, accuracy_panel = warmup_panels(spec)
     assert fields(loss, "y") == {"loss"} and fields(lr, "y") == {"lr"}
-    assert all(scale == {"type": "log"} for scale in y_scales(spec))
-    assert fields(spec, "color") == {"label"}
-    steps_rows = spec["datasets"][spec["data"]["name"]]
+    # μ(t), what triggered GAWU's switch, and the accuracy the switch led to (issue 12).
+    assert fields(mu, "y") == {"mean_grad_corr"}
+    assert fields(accuracy_panel, "y") == {"percent"}
+    assert any(encoding.get("datum") == 0 for encoding in encodings(mu, "y"))
+    for panel in (loss, lr):
+        for scale in y_scales(panel):
+            assert scale["type"] == "log" and scale["nice"] is False
+    # LR ticks in powers of ten below 1e-3, not "0.000001".
+    assert all("'.0e'" in encoding["axis"]["labelExpr"] for encoding in encodings(lr, "y") if "field" in encoding)
+    steps_rows = spec["datasets"][lr["data"]["name"]]
     assert {row["reference"] for row in steps_rows} == {"final"}
     assert len(steps_rows) == 60 * len(SWITCHES)
     switch_layers = [layer for layer in lr["layer"] if "data" in layer]
@@ -492,7 +647,17 @@ def test_warmup_loss_and_lr_with_switch_points() -> None:
     for layer in switch_layers:
         switches = {row["run_id"]: row["step"] for row in spec["datasets"][layer["data"]["name"]]}
         assert switches == {run_id: step for run_id, step in SWITCHES.items() if step is not None}
-    assert "layer" not in loss, "switch points are marked on the learning-rate panel only"
+    # Runs are named by their switch point as the data show it, not by their warmup_epochs.
+    names = {row["run_id"]: row["run"] for row in steps_rows}
+    assert names["gawu"] == "GAWU: switched at epoch 2 (step 22)"
+    assert names["wu5"] == "exponential warm-up, cosine decay: switch at epoch 1 (step 10)"
+    assert names["const"].endswith("no warm-up")
+    assert not any("warmup_epochs" in name or "25" in name for name in names.values())
+    (color,) = {json_key(encoding["scale"]) for encoding in encodings(spec, "color") if "field" in encoding}
+    assert "GAWU: switched at epoch 2" in color
+    # The switch-point rows come from the accuracy table's runs: the accuracy is drawn after each epoch.
+    accuracy_rows = [row for row in dataset_rows(spec) if "after" in row]
+    assert {row["after"] for row in accuracy_rows} == set(range(1, N_EPOCHS + 1))
 
 
 @pytest.mark.parametrize(
@@ -502,7 +667,6 @@ def test_warmup_loss_and_lr_with_switch_points() -> None:
         ("correlation_matrices", "matrices", {}),
         ("sign_flip", "epochs", {}),
         ("gamma_correlation", "epochs", {}),
-        ("warmup", "warmup", {}),
         ("gamma_band", "epochs", {"color": "optimizer"}),
         ("rsi_eb_gamma", "epochs", {}),
         ("lolr", "epochs", {"color": "optimizer"}),
@@ -510,15 +674,25 @@ def test_warmup_loss_and_lr_with_switch_points() -> None:
         ("synthetic", "steps", {}),
         ("random_walk", "steps", {}),
         ("claims", "claims", {}),
+        ("accuracy", "train", {}),
+        ("level_sets", "landscape", {}),
+        ("mu_lr", "warmup", {}),
     ],
 )
 def test_empty_table_raises(name: str, table: str, kwargs: dict[str, Any]) -> None:
     full = {
-        "epochs": make_epochs(), "steps": make_steps(), "claims": make_claims(),
-        "matrices": make_matrices(), "warmup": make_warmup_steps(),
+        "epochs": make_epochs(), "steps": make_steps(), "claims": make_claims(), "train": make_train(),
+        "matrices": make_matrices(), "warmup": make_warmup_steps(), "landscape": make_landscape(),
     }[table]
     with pytest.raises(ValueError, match=f"{table.replace('warmup', 'steps')} table is empty"):
         plot(name).draw(full.clear(), **kwargs)
+
+
+def test_warmup_names_an_empty_table() -> None:
+    with pytest.raises(ValueError, match="steps table is empty"):
+        warmup(make_warmup_steps().clear(), make_train())
+    with pytest.raises(ValueError, match="train table is empty"):
+        warmup(make_warmup_steps(), make_train().clear())
 
 
 def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
@@ -536,13 +710,26 @@ def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
         ("sign_flip", "epochs", "sign_flip_q95"),
         ("gamma_correlation", "epochs", "grad_corr_mean"),
         ("gamma_correlation", "epochs", "gamma_mean"),
-        ("warmup", "steps", "lr"),
+        ("mu_lr", "steps", "mean_grad_corr"),
+        ("sign_flip", "epochs", "steps"),
+        ("accuracy", "train", "val_accuracy"),
+        ("level_sets", "landscape", "off_plane"),
+        ("lolr", "epochs", "step_scale"),
     ],
 )
 def test_gradient_correlation_figures_name_a_missing_column(name: str, table: str, column: str) -> None:
-    full = {"epochs": make_epochs(), "matrices": make_matrices(), "steps": make_warmup_steps()}[table]
+    full = {"epochs": make_epochs(), "matrices": make_matrices(), "steps": make_warmup_steps(), "train": make_train(),
+            "landscape": make_landscape()}[table]
+    kwargs = {"color": "optimizer"} if name == "lolr" else {}
     with pytest.raises(ValueError, match=f"the {table} table lacks the columns \\['{column}'\\]"):
-        plot(name).draw(full.drop(column))
+        plot(name).draw(full.drop(column), **kwargs)
+
+
+def test_warmup_names_a_missing_column() -> None:
+    with pytest.raises(ValueError, match="the steps table lacks the columns \\['mean_grad_corr'\\]"):
+        warmup(make_warmup_steps().drop("mean_grad_corr"), make_train())
+    with pytest.raises(ValueError, match="the train table lacks the columns \\['val_accuracy'\\]"):
+        warmup(make_warmup_steps(), make_train().drop("val_accuracy"))
 
 
 def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) -> None:
@@ -562,9 +749,13 @@ def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) 
         lambda: correlation_matrices(make_matrices(), epochs=[1, 4]),
         lambda: sign_flip(make_epochs()),
         lambda: gamma_correlation(make_epochs()),
-        lambda: warmup(make_warmup_steps()),
+        lambda: warmup(make_warmup_steps(), make_train(runs=WARMUP_RUNS)),
+        lambda: level_sets(make_landscape()),
+        lambda: mu_lr(make_warmup_steps()),
+        lambda: accuracy(make_train()),
     ],
-    ids=["grad_correlation", "correlation_matrices", "sign_flip", "gamma_correlation", "warmup"],
+    ids=["grad_correlation", "correlation_matrices", "sign_flip", "gamma_correlation", "warmup", "level_sets", "mu_lr",
+         "accuracy"],
 )
 def test_save_writes_gradient_correlation_figures(tmp_path: Path, build: Callable[[], Figure]) -> None:
     html, svg = tmp_path / "fig.html", tmp_path / "fig.svg"
@@ -614,3 +805,285 @@ def test_save_rejects_unknown_image_format(tmp_path: Path, epochs: pl.DataFrame)
     with pytest.raises(ValueError, match="svg or .png"):
         save(distance(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.pdf")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 12: what a reviewer objected to, one test per encoding behind it
+# ---------------------------------------------------------------------------------------------------------
+
+
+def seeded_epochs() -> pl.DataFrame:
+    """Two optimizers with three seeds each; seed s scales every metric by 1 + s / 10."""
+    runs = [
+        {"run_id": f"{optimizer}-s{seed}", "label": f"optimizer={optimizer} seed={seed}", "optimizer": optimizer,
+         "batch_size": 64, "seed": seed, "scale": 1 + seed / 10}
+        for optimizer in ("sgd", "adam")
+        for seed in range(3)
+    ]
+    return make_epochs(runs)
+
+
+@functools.cache
+def every_figure() -> dict[str, Figure]:
+    epochs = make_epochs()
+    return {
+        "gamma_band": gamma_band(epochs, color="optimizer"),
+        "gamma_band seeds": gamma_band(seeded_epochs(), color="optimizer", band="seeds"),
+        "rsi_eb_gamma": rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")),
+        "lolr": lolr(epochs, color="batch_size"),
+        "distance": distance(epochs, color="optimizer"),
+        "synthetic": synthetic(make_steps()),
+        "random_walk": random_walk(make_steps()),
+        "grad_correlation": grad_correlation(epochs),
+        "sign_flip": sign_flip(epochs),
+        "gamma_correlation": gamma_correlation(epochs),
+        "warmup": warmup(make_warmup_steps(), make_train(("gawu",), WARMUP_RUNS)),
+        "accuracy": accuracy(make_train()),
+        "level_sets": level_sets(make_landscape()),
+        "mu_lr": mu_lr(make_warmup_steps()),
+    }
+
+
+def mark_type(node: dict[str, Any]) -> str | None:
+    mark = node.get("mark")
+    return mark.get("type") if isinstance(mark, dict) else mark
+
+
+FIGURES = ["gamma_band", "gamma_band seeds", "rsi_eb_gamma", "lolr", "distance", "synthetic", "random_walk",
+           "grad_correlation", "sign_flip", "gamma_correlation", "warmup", "accuracy", "level_sets", "mu_lr"]
+
+
+def test_every_plot_with_lines_is_in_the_tooltip_test() -> None:
+    assert set(every_figure()) == set(FIGURES)
+    assert {name.split()[0] for name in FIGURES} == set(plots()) - {"claims", "correlation_matrices"}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_line_tooltips_name_the_hovered_datum(name: str) -> None:
+    """A line mark binds the tooltip of its first datum: every line carries none, and a layer of points beside it
+    (shown only where the pointer is nearest) carries each datum's."""
+    spec = every_figure()[name].to_dict()
+    lines = [node for node in walk(spec) if mark_type(node) == "line"]
+    assert lines, name
+    assert all("tooltip" not in node.get("encoding", {}) for node in lines), name
+    # Altair lifts a view's selection to the top of the spec, naming the views it belongs to.
+    params = [param for node in walk(spec) for param in node.get("params", []) if "select" in param]
+    by_view = {view: param for param in params for view in param.get("views", [])}
+    for node in walk(spec):
+        if not any(mark_type(layer) == "line" for layer in node.get("layer", [])):
+            continue
+        marks = [m for m in walk(node) if mark_type(m) in ("point", "circle") and "tooltip" in m.get("encoding", {})]
+        assert marks, f"{name}: a layer with a line has no points carrying the tooltip"
+        # Visible points (the random walk's measurements, the switch points) are each their own datum.
+        for layer in (m for m in marks if "opacity" in m["encoding"] and "condition" in m["encoding"]["opacity"]):
+            param = by_view[layer["name"]]
+            assert param["select"]["nearest"] is True and param["select"]["on"] == "pointerover"
+            opacity = layer["encoding"]["opacity"]
+            (shown,) = opacity["condition"] if isinstance(opacity["condition"], list) else [opacity["condition"]]
+            assert shown == {"param": param["name"], "value": 1, "empty": False} and opacity["value"] == 0
+    names = [param["name"] for param in params]
+    assert len(names) == len(set(names)), f"{name}: one hover selection shared by several views"
+
+
+@pytest.mark.parametrize("name", ["gamma_band", "lolr", "distance", "grad_correlation", "sign_flip", "accuracy"])
+def test_epoch_axes_have_whole_ticks_and_end_at_the_data(name: str) -> None:
+    """Short runs got ticks at 0.5; "280" and "300" collided past the last epoch."""
+    spec = every_figure()[name].to_dict()
+    axes = [enc for enc in encodings(spec, "x") if enc.get("field") in ("epoch", "after", "at")]
+    assert axes, name
+    for x in axes:
+        assert x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1
+        assert x["axis"]["labelOverlap"] is True and x["scale"]["nice"] is False
+
+
+def test_legends_do_not_truncate_labels() -> None:
+    for name, chart in every_figure().items():
+        assert chart.to_dict()["config"]["legend"]["labelLimit"] == 0, name
+
+
+def test_labels_read_in_words() -> None:
+    assert readable("peak_lr=0.05") == "peak learning rate 0.05"
+    assert readable("model=resnet1d width=32") == "resnet1d, width 32"
+    assert readable("schedule=gawu warmup_epochs=25") == "GAWU, warm-up epochs 25"
+    assert readable("optimizer=momentum seed=2") == "SGD with momentum, seed 2"
+    # A description without factor=value pairs alone is kept as it is.
+    assert readable("mnist1d mlp64 sgd lr=0.05 bs=64 seed=0") == "mnist1d mlp64 sgd lr=0.05 bs=64 seed=0"
+
+
+def width_runs() -> list[dict[str, Any]]:
+    return [
+        {"run_id": "m32", "label": "model=mlp width=32", "optimizer": "momentum", "batch_size": 64, "seed": 0, "width": 32},
+        {"run_id": "r32", "label": "model=resnet1d width=32", "optimizer": "momentum", "batch_size": 64, "seed": 0,
+         "width": 32, "model": "resnet1d"},
+        {"run_id": "m64", "label": "model=mlp width=64", "optimizer": "momentum", "batch_size": 64, "seed": 0, "width": 64},
+    ]
+
+
+def test_width_says_what_it_counts() -> None:
+    epochs = make_epochs(width_runs())
+    note = "width: hidden units of mlp, channels of resnet1d"
+    for chart in (gamma_band(epochs, color="label"), lolr(epochs, color="label"), rsi_eb_gamma(epochs, panels=["rsi", "eb"])):
+        assert note in chart.to_dict()["title"]["subtitle"]
+    faceted = gamma_band(epochs, color="model", facet="width").to_dict()
+    assert faceted["facet"]["column"]["title"] == note
+    # One width, no label naming one: nothing to explain.
+    assert not any("width" in line for line in gamma_band(make_epochs(), color="optimizer").to_dict()["title"]["subtitle"])
+
+
+def test_gamma_by_budget_says_its_budgets_are_reference_points_of_one_run() -> None:
+    spec = gamma_band(make_epochs(RUNS[:1], references=("final", "epoch3")), color="budget").to_dict()
+    assert any("reference points of one run" in line for line in spec["title"]["subtitle"])
+    two_runs = gamma_band(make_epochs(RUNS[:2], references=("final", "epoch3")), color="budget").to_dict()
+    assert not any("one run" in line for line in two_runs["title"]["subtitle"])
+
+
+def test_lolr_compares_with_the_step_taken_and_keeps_it_in_view(epochs: pl.DataFrame) -> None:
+    """Under momentum 0.9 the step to compare with η* is lr / (1 − β) = 10 lr; the dashed line sat on the axis's edge."""
+    spec = lolr(epochs, color="optimizer").to_dict()
+    rows = dataset_rows(spec)
+    for row in rows:
+        scale = STEP_SCALES[row["optimizer"]]
+        assert row["step_lr"] == (None if scale is None else pytest.approx(row["lr_mean"] * scale))
+    (domain,) = {tuple(scale["domain"]) for scale in y_scales(spec)}
+    taken = [row["step_lr"] for row in rows if row["step_lr"] is not None]
+    # Inside the axis, not on its edge.
+    assert domain[0] < min(taken) and max(taken) < domain[1]
+    dash = [encoding for encoding in encodings(spec, "strokeDash") if "field" in encoding]
+    assert TAKEN in dash[0]["scale"]["domain"]
+    assert any("mlp adam bs1024" in line and "no dashed line" in line for line in spec["title"]["subtitle"])
+
+
+def test_rsi_is_on_a_log_scale_fitted_to_its_line() -> None:
+    epochs = make_epochs(RUNS[:1]).with_columns(pl.lit(1e-9).alias("rsi_min"))
+    spec = rsi_eb_gamma(epochs).to_dict()
+    rsi_panel = spec["vconcat"][0]
+    (domain,) = {tuple(scale["domain"]) for scale in y_scales(rsi_panel)}
+    means = [row["rsi_mean"] for row in dataset_rows(spec)]
+    # A band reaching 1e-9 does not stretch the axis: it ends a quarter below the line's lowest value.
+    assert domain[0] == pytest.approx(min(means) / 4 / 1.2)
+    assert any("runs to the panel's bottom edge" in line for line in spec["title"]["subtitle"])
+
+
+def test_rsi_eb_by_factor_draws_the_chosen_panels() -> None:
+    spec = rsi_eb_gamma(make_epochs(), color="batch_size", panels=["rsi", "eb"]).to_dict()
+    assert [fields(panel, "y") for panel in spec["vconcat"]] == [{"rsi_min_drawn", "rsi_mean"}, {"eb_min_drawn", "eb_mean"}]
+    assert fields(spec, "color") == {"batch_size"}
+    assert spec["title"]["text"] == "RSI and EB along the optimization path, by batch size"
+
+
+def test_seed_bands_span_the_seeds_of_each_factor_level() -> None:
+    epochs = seeded_epochs()
+    spec = gamma_band(epochs, color="optimizer", band="seeds").to_dict()
+    rows = dataset_rows(spec)
+    assert len(rows) == 2 * N_EPOCHS  # one line per optimizer, not per run
+    for row in rows:
+        per_seed = epochs.filter((pl.col("optimizer") == row["optimizer"]) & (pl.col("epoch") == row["epoch"]))
+        means = per_seed.get_column("gamma_mean")
+        assert row["seeds"] == 3
+        assert row["gamma_mean"] == pytest.approx(means.mean())
+        assert (row["gamma_seed_min"], row["gamma_seed_max"]) == (pytest.approx(means.min()), pytest.approx(means.max()))
+    assert fields(spec, "y2") == {"gamma_seed_max"}
+    assert "over 3 seeds" in spec["title"]["subtitle"][0]
+    with pytest.raises(ValueError, match="spans the seeds"):
+        gamma_band(epochs, color="seed", band="seeds")
+    for chart in (distance(epochs, color="optimizer", band="seeds"),
+                  rsi_eb_gamma(epochs, color="optimizer", panels=["rsi", "eb"], band="seeds")):
+        assert {row["seeds"] for row in dataset_rows(chart.to_dict())} == {3}
+
+
+def test_scales_fitted_to_the_data_have_no_empty_decades() -> None:
+    steps = make_steps(datasets=("random_walk",), total=300)
+    spec = random_walk(steps).to_dict()
+    for channel, column in (("x", "steps_to_reference"), ("y", "gamma")):
+        values = [row[column] for row in dataset_rows(spec) if row[column] and row[column] > 0]
+        for encoding in encodings(spec, channel):
+            low, high = encoding["scale"]["domain"]
+            assert encoding["scale"]["nice"] is False
+            assert min(values) / 1.1 <= low <= min(values) and max(values) <= high <= max(values) * 1.1
+
+
+def test_sign_flip_has_no_band_when_an_epoch_is_one_step() -> None:
+    """The subtitle promised a 5–95 % band that cannot exist for one-step epochs."""
+    full_batch = sign_flip(make_epochs(RUNS[:2], steps=1)).to_dict()
+    assert not [node for node in walk(full_batch) if mark_type(node) == "area"]
+    assert "5–95" not in str(full_batch["title"]["subtitle"]) and "one step per epoch" in str(full_batch["title"]["subtitle"])
+    minibatch = sign_flip(make_epochs(RUNS[:2])).to_dict()
+    assert [node for node in walk(minibatch) if mark_type(node) == "area"]
+    assert "5–95 %" in str(minibatch["title"]["subtitle"])
+
+
+def test_sign_flip_matrices_show_the_share_per_cell() -> None:
+    """The second paper's Figure 8: each cell the % of entries of opposite sign."""
+    spec = correlation_matrices(make_matrices(), cell="sign_flip").to_dict()
+    colors = [encoding for encoding in encodings(spec, "color") if "field" in encoding]
+    assert {color["field"] for color in colors} == {"flip_percent"}
+    assert colors[0]["scale"] == {"domain": [0, 100], "scheme": "purples"}
+    texts = encodings(spec, "text")
+    assert all(text == {"field": "flip_percent", "format": ".0f", "type": "quantitative"} for text in texts)
+    cells = [row for row in dataset_rows(spec) if (row["i"], row["j"]) == (0, 1)]
+    assert all(row["flip_percent"] == pytest.approx(90.0) for row in cells)
+    assert "opposite sign" in spec["title"]["text"]
+
+
+def test_accuracy_one_panel_per_experiment_validation_and_training() -> None:
+    spec = accuracy(make_train()).to_dict()
+    assert [panel["title"]["text"] for panel in spec["vconcat"]] == ["experiment optimizers", "experiment batch_sizes"]
+    assert spec["resolve"]["scale"]["color"] == "independent"
+    rows = dataset_rows(spec)
+    assert {row["split"] for row in rows} == {"training", "validation"}
+    first = next(row for row in rows if row["run_id"] == "r1" and row["split"] == "validation" and row["epoch"] == 0)
+    assert first["after"] == 1 and first["percent"] == pytest.approx(10.0)
+    assert fields(spec, "strokeDash") == {"split"}
+    with pytest.raises(ValueError, match="not classifiers"):
+        accuracy(make_train().with_columns(pl.lit(None, dtype=pl.Float64).alias("val_accuracy")))
+
+
+def test_accuracy_seed_bands() -> None:
+    runs = [{"run_id": f"s{seed}", "label": f"optimizer=sgd seed={seed}", "optimizer": "sgd", "batch_size": 64,
+             "seed": seed} for seed in range(3)]
+    spec = accuracy(make_train(("seeds",), runs), band="seeds").to_dict()
+    rows = dataset_rows(spec)
+    assert {row["run"] for row in rows} == {"SGD"}
+    last = next(row for row in rows if row["split"] == "training" and row["epoch"] == N_EPOCHS - 1)
+    assert (last["low"], last["high"], last["seeds"]) == (pytest.approx(60.0), pytest.approx(62.0), 3)
+    assert [node for node in walk(spec) if mark_type(node) == "area"]
+
+
+def test_level_sets_draw_the_grid_in_bands_and_the_path_on_top() -> None:
+    spec = level_sets(make_landscape()).to_dict()
+    assert len(spec["hconcat"]) == 2 and spec["resolve"]["scale"]["color"] == "independent"
+    for panel, dataset in zip(spec["hconcat"], ("alm", "sm")):
+        heat, line, points, ends = panel["layer"]
+        assert mark_type(heat) == "rect" and heat["encoding"]["color"]["field"] == "loss"
+        # Bands of equal share of the grid: each boundary a level line.
+        assert heat["encoding"]["color"]["scale"] == {"type": "quantile", "scheme": {"name": "viridis", "count": 10}}
+        cells = spec["datasets"][heat["data"]["name"]]
+        assert len(cells) == 25 and all(cell["a2"] > cell["a"] and cell["b2"] > cell["b"] for cell in cells)
+        path = spec["datasets"][line["data"]["name"]]
+        assert [row["step"] for row in path] == list(range(9)) and {row["source"] for row in path} == {"path"}
+        assert line["encoding"]["order"]["field"] == "step"
+        assert {row["point"] for row in spec["datasets"][ends["data"]["name"]]} == {"start w0", "end w*"}
+        assert panel["title"]["text"] == f"objective: {dataset}"
+        assert "80%" in panel["layer"][0]["encoding"]["x"]["title"]
+
+
+def test_mu_lr_puts_mu_and_the_learning_rate_on_two_axes_per_run() -> None:
+    spec = mu_lr(make_warmup_steps()).to_dict()
+    assert len(spec["vconcat"]) == len(SWITCHES)
+    for panel in spec["vconcat"]:
+        mu_layers, lr = panel["layer"]
+        assert panel["resolve"]["scale"]["y"] == "independent"
+        assert fields(mu_layers, "y") == {"mean_grad_corr"} and fields(lr, "y") == {"lr"}
+        assert lr["encoding"]["y"]["axis"]["orient"] == "right"
+        assert lr["encoding"]["y"]["scale"]["type"] == "log"
+        rows = spec["datasets"][panel["data"]["name"]]
+        assert {row["reference"] for row in rows} == {"final"} and len({row["run_id"] for row in rows}) == 1
+
+
+def test_every_plot_has_a_caption_naming_what_it_shows() -> None:
+    assert "band of its minimum to maximum over the epoch's steps" in plot("gamma_band").describe(color="optimizer")
+    assert "differ only in their seed" in plot("gamma_band").describe(color="optimizer", band="seeds")
+    assert "sign" in plot("correlation_matrices").describe(cell="sign_flip")
+    assert "1/(1 − β)" in plot("lolr").describe(color="model")
+    for name, entry in plots().items():
+        assert len(entry.describe(**{option: option_example(entry, option) for option in required_options(entry)})) > 80, name

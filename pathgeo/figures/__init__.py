@@ -1,11 +1,12 @@
 """The plot registry: every plot a figure can name (`figures.<name>.plot` in the config), each entry carrying
 everything about itself.
 
-A figure is a pure function from one of the pathgeo tables (polars DataFrames, columns selected by name) to an
-Altair chart. Each plot is declared by its own module in this package (`PLOT = Plot(...)`), so adding one touches
-that module and its test: the config schema's `plot` enum and the plot's options, the table its figure rule
-reads and the library modules that rule depends on all come from the entry. Shared: style.py (sizes, colours,
-titles, the common encodings and layers) and save.py (the only module that touches the file system).
+A figure is a pure function from pathgeo tables (polars DataFrames, columns selected by name) to an Altair chart.
+Each plot is declared by its own module in this package (`PLOT = Plot(...)`), so adding one touches that module and
+its test: the config schema's `plot` enum and the plot's options, the tables its figure rule reads, the library
+modules that rule depends on and the caption of its figures in the Snakemake report all come from the entry.
+Shared: style.py (sizes, colours, titles, the common encodings and layers) and save.py (the only module that touches
+the file system).
 """
 
 from __future__ import annotations
@@ -20,15 +21,26 @@ from pathgeo.registry import discover, lookup
 if TYPE_CHECKING:
     from pathgeo.figures.style import Figure
 
-# What a plot draws from: an experiment's per-epoch aggregates, per-step rows or correlation matrices, or the
-# claims of every run.
-TABLES = ("epochs", "steps", "matrices", "claims")
+# What a plot draws from: an experiment's per-epoch aggregates, per-step rows, correlation matrices or train logs
+# (pathgeo.aggregate), the objective on a plane around each run's path (pathgeo.landscape), or the claims of every
+# run (pathgeo.claims).
+TABLES = ("epochs", "steps", "matrices", "train", "landscape", "claims")
+
+# The keys every figure of the config has besides its plot's options (config/schema/config.schema.yaml).
+FIGURE_KEYS = ("plot", "experiment", "reproduces")
 
 # The JSON schemas of the options plots share.
 COLOR = {
     "type": "string",
     "enum": ["optimizer", "batch_size", "model", "width", "seed", "budget", "label", "peak_lr", "dataset", "schedule",
              "warmup_epochs"],
+}
+BAND = {
+    "description": (
+        "what the band around each line spans: the epoch's steps (min to max, one line per run) or the seeds "
+        "(min to max of the epoch means over runs that differ only in their seed, the line their mean)"
+    ),
+    "enum": ["steps", "seeds"],
 }
 FACET = {
     "type": "string",
@@ -45,17 +57,33 @@ EPOCHS = {
 
 @dataclass(frozen=True)
 class Plot:
-    """A plot: `draw(table, **options)` makes the chart from the `table` it reads (one of TABLES); `options` is
-    the JSON schema of each option a figure of this plot may set in the config."""
+    """A plot: `draw(table, *also, **options)` makes the chart from the `table` it reads and the tables it `also`
+    reads (each one of TABLES, of the same experiments); `options` is the JSON schema of each option a figure of
+    this plot may set in the config; `caption(**options)` (or a fixed text) says in plain text what a figure
+    with these options shows, for the report (pathgeo.report adds which paper figure it reproduces and what its
+    experiments are)."""
 
     name: str
     draw: Callable[..., Figure]
     table: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    caption: str | Callable[..., str] = ""
+    also: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.table not in TABLES:
-            raise ValueError(f"plot '{self.name}' reads table '{self.table}'; tables are {TABLES}")
+        for table in self.tables:
+            if table not in TABLES:
+                raise ValueError(f"plot '{self.name}' reads table '{table}'; tables are {TABLES}")
+        if not self.caption:
+            raise ValueError(f"plot '{self.name}' has no caption: say what its figures show")
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.table, *self.also)
+
+    def describe(self, **options: Any) -> str:
+        """What a figure of this plot with these options shows, in plain text."""
+        return self.caption(**options) if callable(self.caption) else self.caption
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -73,3 +101,8 @@ def plots() -> dict[str, Plot]:
 
 def plot(name: str) -> Plot:
     return lookup(plots(), name, "plot")
+
+
+def figure_options(figure: Mapping[str, Any]) -> dict[str, Any]:
+    """A figure's plot options: its config entry without the keys every figure has."""
+    return {key: value for key, value in figure.items() if key not in FIGURE_KEYS}

@@ -1,4 +1,5 @@
-"""Pairwise gradient-correlation matrices of h-step windows: the second paper's Figures 1 and 8."""
+"""Pairwise gradient-correlation matrices of h-step windows, or the share of entries of opposite sign in each pair:
+the second paper's Figures 1 (bottom row) and 8."""
 
 from __future__ import annotations
 
@@ -26,12 +27,23 @@ def _nearest_epochs(available: list[int], requested: Sequence[int] | None) -> di
     return dict(sorted(chosen.items()))
 
 
-def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = None) -> Figure:
+CELL = {
+    "description": (
+        "what each cell shows: the gradient correlation cos(G(i), G(j)) (corr, default) or the share of gradient "
+        "entries of opposite sign at steps i and j (sign_flip)"
+    ),
+    "enum": ["corr", "sign_flip"],
+}
+
+
+def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = None, cell: str = "corr") -> Figure:
     """Pairwise gradient-correlation matrices of an h-step window, one row of panels per run.
 
     `epochs` picks the windows (the epoch whose first step starts each); by default
     each run's first, middle and last.  A requested epoch without a matrix is replaced
-    by the nearest one, and the panel title says so.  Second paper, Figures 1 and 8.
+    by the nearest one, and the panel title says so.  `cell="sign_flip"` shows in each
+    cell the share of gradient entries whose sign differs between the two steps.
+    Second paper, Figures 1 (bottom) and 8.
     """
     columns = ["run_id", "label", "epoch", "start_step", "i", "j", "corr", "sign_flip"]
     require_columns(matrices, "matrices", columns)
@@ -44,13 +56,25 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
         x=alt.X("j:O", title="step j in window", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("i:O", title="step i in window"),
     )
+    if cell == "sign_flip":
+        data = data.with_columns((pl.col("sign_flip") * 100).alias("flip_percent"))
+        # 0 % (no entry flips) to 100 %, fixed so that panels compare; 50 % is what independent gradients give.
+        color = alt.Color(
+            "flip_percent:Q",
+            title=["entries of", "opposite sign (%)"],
+            scale=alt.Scale(domain=[0, 100], scheme="purples"),
+        )
+        value = alt.Text("flip_percent:Q", format=".0f")
+        saturated = alt.datum.flip_percent > 60
+    else:
+        # Red for aligned, blue for opposed gradients; fixed so panels compare.
+        color = alt.Color(
+            "corr:Q", title=["gradient", "correlation"], scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True)
+        )
+        value = alt.Text("corr:Q", format=".2f")
+        saturated = alt.expr.abs(alt.datum.corr) > 0.6
     cells = base.mark_rect(stroke="white", strokeWidth=1).encode(
-        color=alt.Color(
-            "corr:Q",
-            title=["gradient", "correlation"],
-            # Red for aligned, blue for opposed gradients; fixed so panels compare.
-            scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True),
-        ),
+        color=color,
         tooltip=[
             alt.Tooltip("run:N", title="run"),
             alt.Tooltip("epoch:Q", title="epoch"),
@@ -61,8 +85,8 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
         ],
     )
     # Dark text would vanish on the saturated ends of the colour scale.
-    text_color = alt.when(alt.expr.abs(alt.datum.corr) > 0.6).then(alt.value("white")).otherwise(alt.value("black"))
-    values = base.mark_text(fontSize=10).encode(text=alt.Text("corr:Q", format=".2f"), color=text_color)
+    text_color = alt.when(saturated).then(alt.value("white")).otherwise(alt.value("black"))
+    values = base.mark_text(fontSize=10).encode(text=value, color=text_color)
     rows = []
     for run in data.get_column("run").unique().sort().to_list():
         windows = data.filter(pl.col("run") == run)
@@ -81,6 +105,16 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
             )
         rows.append(alt.hconcat(*panels, title=alt.TitleParams(run, fontSize=13, anchor="start")))
     chart = alt.vconcat(*rows, spacing=18).resolve_scale(color="shared")
+    if cell == "sign_flip":
+        return finish(
+            chart,
+            "Share of gradient entries of opposite sign within a window of steps",
+            [
+                "cell (i, j): % of the entries of G(i) and G(j) with opposite sign, for the i-th and j-th gradient of the "
+                "window starting at the epoch's first step (an entry that is 0 at either step counts as no flip)",
+                "hover a cell for the gradient correlation cos(G(i), G(j)) of the same pair",
+            ],
+        )
     return finish(
         chart,
         "Pairwise gradient correlation within a window of steps",
@@ -91,4 +125,21 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
     )
 
 
-PLOT = Plot("correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS})
+def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
+    which = f"at epochs {', '.join(map(str, epochs))} (or the nearest measured)" if epochs else "at each run's first, middle and last epoch"
+    shown = (
+        "the percentage of gradient entries whose sign differs between steps i and j (50% is what independent gradients "
+        "would give)"
+        if cell == "sign_flip"
+        else "the gradient correlation cos(G(i), G(j)), red where aligned and blue where opposed"
+    )
+    return (
+        f"Pairwise matrices of the h steps of a window that starts at an epoch's first step, {which}, one row of "
+        f"panels per run. Cell (i, j) shows {shown}; the tooltip adds the other quantity of the same pair. A zigzag "
+        "geometry shows as a checkerboard: adjacent gradients opposed, gradients two steps apart aligned."
+    )
+
+
+PLOT = Plot(
+    "correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS, "cell": CELL}, caption=caption
+)
