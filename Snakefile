@@ -2,6 +2,7 @@
 #   snakemake --cores all                          the whole DAG on config/config.yaml
 #   snakemake --cores all figure_gamma_by_seed     one figure and only what it needs
 #   snakemake -n | --dag | --rulegraph             inspect the plan
+#   snakemake --report report.zip                  the figures and the claims table with their captions
 
 
 from pathgeo.config_files import ConfigFileError, check_config_files
@@ -20,6 +21,9 @@ except ConfigFileError as error:
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -9,6 +9,9 @@ from pathgeo.config import ConfigError, build_plan, correlation_settings, figure
 from pathgeo.data import kind
 from pathgeo.figures import plot
 from pathgeo.labels import describe, run_labels
+from pathgeo.models import Width, model
+from pathgeo.optimizers import optimizer
+from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
 from pathgeo.schema import write_config_schema
 
 
@@ -96,14 +99,29 @@ def experiment_matrices(wildcards):
     return [path.replace(".parquet", ".matrices.parquet") for path in experiment_replays(wildcards)]
 
 
+def experiment_train_logs(wildcards):
+    return [f"results/runs/{run}/train_log.parquet" for run in PLAN.experiments[wildcards.experiment]]
+
+
+def run_descriptors(spec):
+    """What the tables say about a run besides its factors, from the registries (pathgeo.aggregate.DESCRIPTORS)."""
+    width = model(spec.model).width
+    return {
+        "width_unit": None if width is Width.NONE else width.value,
+        "step_scale": optimizer(spec.optimizer).step_scale,
+    }
+
+
 def experiment_runs(wildcards):
-    """Each run of the experiment with its factors, its label and the references this experiment looks at."""
+    """Each run of the experiment with its factors, label, descriptors and the references this experiment looks
+    at."""
     exp = wildcards.experiment
     labels = run_labels({run: PLAN.runs[run] for run in PLAN.experiments[exp]})
     return {
         run: {
             "factors": PLAN.runs[run].factors(),
             "label": labels[run],
+            **run_descriptors(PLAN.runs[run]),
             "references": list(PLAN.experiment_references[(exp, run)]),
         }
         for run in PLAN.experiments[exp]
@@ -115,12 +133,36 @@ def all_runs():
     return {run: {"factors": spec.factors(), "label": describe(spec)} for run, spec in PLAN.runs.items()}
 
 
-def figure_tables(wildcards):
-    fig = config["figures"][wildcards.name]
-    table = plot(fig["plot"]).table
+def table_files(table, experiments):
+    """The files of one kind of table (pathgeo.figures.TABLES) for these experiments."""
     if table == "claims":
         return ["results/tables/claims.parquet"]
-    return [f"results/tables/{exp}/{table}.parquet" for exp in figure_experiments(fig)]
+    if table == "landscape":
+        return [f"results/runs/{run}/landscape.parquet" for exp in experiments for run in PLAN.experiments[exp]]
+    return [f"results/tables/{exp}/{table}.parquet" for exp in experiments]
+
+
+def figure_tables(wildcards):
+    """The tables a figure is drawn from, by kind: its plot's table and any others it also reads."""
+    fig = config["figures"][wildcards.name]
+    return {table: table_files(table, figure_experiments(fig)) for table in plot(fig["plot"]).tables}
+
+
+def figure_category(wildcards):
+    return category_of(config["figures"][wildcards.name])
+
+
+def figure_caption(wildcards):
+    """The figure's caption in the report (pathgeo.report), from its plot, its config entry and its experiments."""
+    fig = config["figures"][wildcards.name]
+    experiments = figure_experiments(fig)
+    specs = [PLAN.runs[run] for exp in experiments for run in PLAN.experiments[exp]]
+    units = {spec.model: run_descriptors(spec)["width_unit"] for spec in specs}
+    return compose_caption(
+        fig,
+        {exp: config["experiments"][exp].get("description", "") for exp in experiments},
+        {name: unit for name, unit in units.items() if unit is not None},
+    )
 
 
 def all_figures():

@@ -1,18 +1,54 @@
 rule figure:
     input:
-        tables=figure_tables,
+        unpack(figure_tables),
         library=figure_library,
     output:
-        html="results/figures/{name}.html",
-        image="results/figures/{name}.svg",
+        html=report(
+            "results/figures/{name}.html",
+            caption="../report/figure.rst",
+            category=figure_category,
+            subcategory="{name}",
+            labels={"figure": "{name}", "view": "interactive (HTML)"},
+        ),
+        image=report(
+            "results/figures/{name}.svg",
+            caption="../report/figure.rst",
+            category=figure_category,
+            subcategory="{name}",
+            labels={"figure": "{name}", "view": "static (SVG)"},
+        ),
     params:
         figure=lambda wildcards: config["figures"][wildcards.name],
+        caption=figure_caption,
     log:
         "logs/figures/{name}.log",
     conda:
         "../environment.yml"
     script:
         "../workflow_scripts/figure.py"
+
+
+rule landscape:
+    input:
+        unpack(run_data),
+        checkpoints="results/runs/{run}/checkpoints",
+        library=library("landscape.py"),
+    output:
+        "results/runs/{run}/landscape.parquet",
+    params:
+        spec=run_spec_json,
+        device=config["device"],
+        data_root=DATA_ROOT,
+        deterministic=config["deterministic"],
+    threads: config["threads"]
+    resources:
+        gpu=gpus,
+    log:
+        "logs/landscape/{run}.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/landscape.py"
 
 
 for figure_name in config["figures"]:

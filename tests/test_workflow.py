@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,13 +128,28 @@ def write_config(config: dict, path: Path) -> Path:
     return path
 
 
+# The tables the aggregate rule writes (the others: a run's landscape, the claims of every run).
+AGGREGATED = {"epochs", "steps", "matrices", "train"}
+
+
 def aggregated_experiments(config: dict) -> set[str]:
-    """Experiments whose tables some figure draws (only those are aggregated)."""
+    """Experiments whose aggregated tables some figure draws (only those are aggregated)."""
     return {
         exp
         for fig in config["figures"].values()
-        if plot(fig["plot"]).table != "claims"
+        if AGGREGATED & set(plot(fig["plot"]).tables)
         for exp in figure_experiments(fig)
+    }
+
+
+def landscape_runs(config: dict, plan: Plan) -> set[str]:
+    """Runs whose landscape some figure draws."""
+    return {
+        run
+        for fig in config["figures"].values()
+        if "landscape" in plot(fig["plot"]).tables
+        for exp in figure_experiments(fig)
+        for run in plan.experiments[exp]
     }
 
 
@@ -143,6 +159,7 @@ def expected_counts(config: dict, plan: Plan) -> Counter:
         reference=len(plan.runs),
         replay=sum(len(plan.segments(run)) for run in plan.runs),
         aggregate=len(aggregated_experiments(config)),
+        landscape=len(landscape_runs(config, plan)),
         claims=1,
         figure=len(config["figures"]),
         all=1,
@@ -247,6 +264,7 @@ def test_every_job_wrote_its_log(finished):
         logs / "replay" / run / f"{start:04d}-{end:04d}.log" for run in plan.runs for start, end in plan.segments(run)
     }
     expected |= {logs / "aggregate" / f"{exp}.log" for exp in aggregated_experiments(config)}
+    expected |= {logs / "landscape" / f"{run}.log" for run in landscape_runs(config, plan)}
     expected |= {logs / "figures" / f"{name}.log" for name in config["figures"]}
     missing = sorted(str(p.relative_to(logs)) for p in expected if not p.exists())
     assert not missing, f"jobs without a log: {missing}"
@@ -261,6 +279,45 @@ def test_aggregates_have_every_run_of_their_experiment(finished):
     for exp in aggregated_experiments(finished.config):
         epochs = pl.read_parquet(finished.workdir / "results" / "tables" / exp / "epochs.parquet")
         assert set(epochs["run_id"].unique()) == set(finished.plan.experiments[exp]), exp
+
+
+@pytest.fixture(scope="module")
+def report(finished) -> dict:
+    """`snakemake --report report.zip` of the finished run: the files it holds and the report's page."""
+    check(finished.snakemake("--report", "report.zip"))
+    with zipfile.ZipFile(finished.workdir / "report.zip") as archive:
+        names = archive.namelist()
+        page = archive.read("report/report.html").decode("utf-8")
+    return {"names": names, "page": page}
+
+
+def report_results(page: str) -> dict:
+    """The results the report lists (the page's `var results = {...}`), by path."""
+    start = page.index("var results = {") + len("var results = ")
+    results, _ = json.JSONDecoder().raw_decode(page, start)
+    return results
+
+
+@pytest.mark.slow
+def test_the_report_holds_every_figure_of_the_config_and_the_claims_table(finished, report):
+    held = {Path(name).name for name in report["names"] if name.startswith("report/data/raw/")}
+    for name in finished.config["figures"]:
+        assert {f"{name}.svg", f"{name}.html"} <= held, name
+    assert "claims.csv" in held
+
+
+@pytest.mark.slow
+def test_every_figure_in_the_report_has_its_caption_and_experiment(finished, report):
+    results = report_results(report["page"])
+    for name, fig in finished.config["figures"].items():
+        for suffix in ("svg", "html"):
+            entry = results[f"results/figures/{name}.{suffix}"]
+            assert entry["labels"]["figure"] == name
+            caption = entry["caption"]
+            assert caption.startswith("<p>") and "Reproduces: " + fig["reproduces"].split(",")[0] in caption, name
+            for experiment in figure_experiments(fig):
+                assert f"Experiment '{experiment}'" in caption, name
+    assert "Section 4.1" in results["results/tables/claims.csv"]["caption"]
 
 
 @pytest.mark.slow
@@ -283,7 +340,7 @@ def _dry_run_after_editing(finished: Finished, module: str) -> list[Job]:
 
 
 def _figures_drawing(config: dict, tables: set[str]) -> set[str]:
-    return {name for name, fig in config["figures"].items() if plot(fig["plot"]).table in tables}
+    return {name for name, fig in config["figures"].items() if tables & set(plot(fig["plot"]).tables)}
 
 
 @pytest.mark.slow
@@ -309,7 +366,7 @@ def test_editing_aggregation_reruns_only_aggregates_and_figures(finished):
     counts = job_counts(jobs)
     assert set(counts) <= {"aggregate", "claims", "figure", "all"}, counts
     assert {job.wildcards["experiment"] for job in jobs if job.rule == "aggregate"} == aggregated_experiments(config)
-    expected_figures = _figures_drawing(config, {"epochs", "steps", "matrices"} | ({"claims"} if counts["claims"] else set()))
+    expected_figures = _figures_drawing(config, AGGREGATED | ({"claims"} if counts["claims"] else set()))
     assert {job.wildcards["name"] for job in jobs if job.rule == "figure"} == expected_figures
 
 
@@ -349,7 +406,7 @@ def test_graphs_print_dot(tmp_path, flag):
     dot = result.stdout.strip()
     assert dot.startswith("digraph"), dot[:200]
     assert dot.endswith("}")
-    for rule in ("prep", "reference", "replay", "aggregate", "claims", "figure", "all"):
+    for rule in ("prep", "reference", "replay", "aggregate", "landscape", "claims", "figure", "all"):
         assert rule in dot
     assert not (tmp_path / "results").exists()
 
@@ -362,19 +419,22 @@ def _figure_cases():
 @pytest.mark.parametrize("name", _figure_cases())
 def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, name):
     fig = tiny_config["figures"][name]
+    tables = set(plot(fig["plot"]).tables)
     experiments = set(figure_experiments(fig))
     runs = {run for exp in experiments for run in tiny_plan.experiments[exp]}
     result = check(snakemake(tmp_path, "-n", f"figure_{name}"))
     jobs = planned_jobs(output_of(result))
     by_rule = {rule: [j for j in jobs if j.rule == rule] for rule in job_counts(jobs)}
 
-    assert set(by_rule) <= {"prep", "reference", "replay", "aggregate", "figure", f"figure_{name}"}, set(by_rule)
+    assert set(by_rule) <= {"prep", "reference", "replay", "aggregate", "landscape", "figure", f"figure_{name}"}, set(by_rule)
+    assert {j.wildcards["run"] for j in by_rule.get("landscape", [])} == (runs if "landscape" in tables else set())
     references = [j.wildcards["run"] for j in by_rule.get("reference", [])]
     assert len(references) == len(runs)
     assert set(references) == runs
-    assert {j.wildcards["run"] for j in by_rule.get("replay", [])} == runs
-    assert len(by_rule.get("replay", [])) == sum(len(tiny_plan.segments(run)) for run in runs)
-    assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == experiments
+    replayed = runs if AGGREGATED & tables else set()
+    assert {j.wildcards["run"] for j in by_rule.get("replay", [])} == replayed
+    assert len(by_rule.get("replay", [])) == sum(len(tiny_plan.segments(run)) for run in replayed)
+    assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == (experiments if AGGREGATED & tables else set())
     assert [j.wildcards["name"] for j in by_rule["figure"]] == [name]
     assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {
         tiny_plan.runs[run].data.name for run in runs
@@ -396,7 +456,7 @@ def test_training_and_replay_ask_for_a_gpu_unless_pinned_to_cpu(tmp_path):
     cpu = planned_jobs(output_of(check(snakemake(tmp_path / "cpu", "-n", "--config", "device=cpu"))))
     assert job_counts(auto) == job_counts(cpu)
     for job in auto:
-        expected = "1" if job.rule in ("reference", "replay") else None
+        expected = "1" if job.rule in ("reference", "replay", "landscape") else None
         assert job.resources.get("gpu") == expected, job
     for job in cpu:
         assert job.resources.get("gpu", "0") == "0", job
