@@ -230,7 +230,7 @@ REGISTRY_ERRORS = [
     ("a parameter another kind has", _set("datasets", "mnist1d", "dim", 5), "datasets.mnist1d.dim", "is not a known key"),
     ("a kind's parameter out of range", _set("datasets", "walk", "dim", 1), "datasets.walk.dim", "1 is less than"),
     ("unknown plot", _set("figures", "rsi_eb_gamma", "plot", "rsi"), "figures.rsi_eb_gamma.plot", "'rsi' is not one of"),
-    ("an option another plot has", _set("figures", "rsi_eb_gamma", "color", "label"), "figures.rsi_eb_gamma.color",
+    ("an option another plot has", _set("figures", "rsi_eb_gamma", "facet", "width"), "figures.rsi_eb_gamma.facet",
      "is not a known key"),
     ("a plot option's value", _set("figures", "gamma_by_budget", "metric", "rsi"), "figures.gamma_by_budget.metric",
      "'rsi' is not one of"),
