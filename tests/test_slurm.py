@@ -41,7 +41,7 @@ LOCAL_SLURM = REPO / "cluster_tools" / "local_slurm.sh"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 LARGEST_PRESET = REPO / "config" / "presets" / "cifar10.yaml"
 
-GPU_RULES = {"reference", "replay"}
+GPU_RULES = {"reference", "replay", "landscape"}
 CLUSTER_RULES = {"prep", "fingerprint"} | GPU_RULES
 LOCAL_RULES = {"aggregate", "claims", "figure", "all"}
 
