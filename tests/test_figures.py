@@ -1087,3 +1087,19 @@ def test_every_plot_has_a_caption_naming_what_it_shows() -> None:
     assert "1/(1 − β)" in plot("lolr").describe(color="model")
     for name, entry in plots().items():
         assert len(entry.describe(**{option: option_example(entry, option) for option in required_options(entry)})) > 80, name
+
+
+@pytest.mark.parametrize("name", ["distance", "warmup", "mu_lr"])
+def test_compiled_hover_layers_give_each_voronoi_cell_its_datums_tooltip(name: str) -> None:
+    """What the HTML runs: Vega-Lite compiles each nearest selection to a Voronoi layer over its points, and the
+    cell under the pointer shows that point's tooltip (not the line's first datum)."""
+    import vl_convert
+
+    vega = vl_convert.vegalite_to_vega(every_figure()[name].to_dict())
+    marks = [node for node in walk(vega) if isinstance(node.get("name"), str) and "type" in node and "encode" in node]
+    voronoi = [mark for mark in marks if mark["name"].endswith("_voronoi")]
+    assert voronoi, name
+    for mark in voronoi:
+        assert mark["type"] == "path" and mark["interactive"] is True
+        assert "tooltip" in mark["encode"]["update"]
+    assert not [mark for mark in marks if mark["type"] == "line" and "tooltip" in mark["encode"].get("update", {})]
