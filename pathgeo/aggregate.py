@@ -52,9 +52,7 @@ def scan_steps(paths: Sequence[str | Path]) -> pl.LazyFrame:
     return pl.scan_parquet([str(p) for p in paths])
 
 
-def experiment_steps(
-    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]]
-) -> pl.LazyFrame:
+def experiment_steps(experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
     """Per-step rows of an experiment's runs at the references it looks at, with factors joined on."""
     wanted = pl.LazyFrame(
         [{"run_id": run_id, "budget": budget} for run_id, run in runs.items() for budget in run["references"]],
@@ -79,15 +77,24 @@ def per_epoch(steps: pl.LazyFrame, exclude_final_epoch: bool) -> pl.LazyFrame:
     return steps.group_by(keys).agg(aggs).sort("run_id", "budget", "epoch")
 
 
-def experiment_matrices(
-    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]]
-) -> pl.LazyFrame:
+def experiment_matrices(experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
     """The gradient correlation matrices of an experiment's runs (one row per entry), factors joined on."""
     return (
         scan_steps(paths)
         .join(factor_frame(runs), on="run_id", how="left")
-        .select(pl.lit(experiment).alias("experiment"), "run_id", "label", *DESCRIPTORS, *FACTORS, "epoch",
-                "start_step", "i", "j", "corr", "sign_flip")
+        .select(
+            pl.lit(experiment).alias("experiment"),
+            "run_id",
+            "label",
+            *DESCRIPTORS,
+            *FACTORS,
+            "epoch",
+            "start_step",
+            "i",
+            "j",
+            "corr",
+            "sign_flip",
+        )
         .sort("run_id", "epoch", "i", "j")
     )
 
@@ -98,7 +105,9 @@ def experiment_train(
     """The train logs of an experiment's runs (results/runs/<run_id>/train_log.parquet: loss and, for classifiers,
     accuracy per epoch, the final epoch included), factors joined on. Columns a kind of task does not log (the
     synthetic objectives have no accuracy) are null."""
-    logs = [pl.scan_parquet(str(path)).with_columns(pl.lit(Path(path).parent.name).alias("run_id")) for path in train_logs]
+    logs = [
+        pl.scan_parquet(str(path)).with_columns(pl.lit(Path(path).parent.name).alias("run_id")) for path in train_logs
+    ]
     if not logs:
         raise ValueError(f"experiment {experiment}: no train logs to aggregate")
     return (
@@ -120,8 +129,17 @@ def experiment_tables(
     """The experiment's tables by name: epochs, steps, matrices, train."""
     steps = experiment_steps(experiment, paths, runs)
     epochs = per_epoch(steps, exclude_final_epoch)
-    leading = ["experiment", "run_id", "label", *DESCRIPTORS, "reference", "budget", "epoch", "step",
-               "steps_to_reference"]
+    leading = [
+        "experiment",
+        "run_id",
+        "label",
+        *DESCRIPTORS,
+        "reference",
+        "budget",
+        "epoch",
+        "step",
+        "steps_to_reference",
+    ]
     steps_table = steps.select(*leading, *FACTORS, *METRICS).sort("run_id", "budget", "step")
     tables = {
         "epochs": epochs,

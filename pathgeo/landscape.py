@@ -116,14 +116,23 @@ def landscape(trainer: Trainer, end_state: dict) -> pl.DataFrame:
     pad = MARGIN * (high - low).clamp_min(1e-12)
     axes = [torch.linspace(low[k] - pad[k], high[k] + pad[k], GRID_POINTS, dtype=torch.float64) for k in range(2)]
     grid = [
-        {"source": "grid", "a": a.item(), "b": b.item(), "loss": loss_at(w_star + a * directions[0] + b * directions[1])}
+        {
+            "source": "grid",
+            "a": a.item(),
+            "b": b.item(),
+            "loss": loss_at(w_star + a * directions[0] + b * directions[1]),
+        }
         for a in axes[0]
         for b in axes[1]
     ]
     along = [
         {
-            "source": "path", "step": start_step + t, "epoch": (start_step + t) // steps_per_epoch,
-            "a": coords[t, 0].item(), "b": coords[t, 1].item(), "loss": loss_at(path[t]),
+            "source": "path",
+            "step": start_step + t,
+            "epoch": (start_step + t) // steps_per_epoch,
+            "a": coords[t, 0].item(),
+            "b": coords[t, 1].item(),
+            "loss": loss_at(path[t]),
             "off_plane": off_plane[t].item(),
         }
         for t in range(len(path))
@@ -133,7 +142,10 @@ def landscape(trainer: Trainer, end_state: dict) -> pl.DataFrame:
         value.copy_(buffers[name])
     log.info(
         "run %s: landscape of %d grid points around a path of %d steps; the plane carries %.1f%% of the path's offsets",
-        trainer.run_id, len(grid), len(path) - 1, 100 * explained.sum().item(),
+        trainer.run_id,
+        len(grid),
+        len(path) - 1,
+        100 * explained.sum().item(),
     )
     return pl.DataFrame(grid + along, infer_schema_length=None).with_columns(
         pl.lit(trainer.run_id).alias("run_id"),

@@ -51,6 +51,7 @@ def figure_caption(
         meanings = ", ".join(f"{unit} for {model}" for model, unit in sorted(width_units.items()))
         paragraphs.append(f"Width counts {meanings}.")
     paragraphs.append(
-        "The HTML version of the figure opens offline and shows each value on hover; the SVG is the same figure, static."
+        "The HTML version of the figure opens offline and shows each value on hover; the SVG is the same figure, "
+        "static."
     )
     return "\n\n".join(rst_text(paragraph) for paragraph in paragraphs)

@@ -12,16 +12,36 @@ from pathgeo.columns import FACTORS, METRICS
 
 def factors(optimizer: str) -> dict:
     return {
-        "dataset": "mnist1d", "model": "mlp", "width": 8, "optimizer": optimizer, "peak_lr": 0.1, "batch_size": 50,
-        "seed": 0, "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0, "full_batch": False, "epochs": 2,
+        "dataset": "mnist1d",
+        "model": "mlp",
+        "width": 8,
+        "optimizer": optimizer,
+        "peak_lr": 0.1,
+        "batch_size": 50,
+        "seed": 0,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup_epochs": 0,
+        "full_batch": False,
+        "epochs": 2,
     }
 
 
 RUNS = {
-    "run-sgd": {"factors": factors("sgd"), "label": "optimizer=sgd", "width_unit": "hidden units", "step_scale": 1.0,
-                "references": [2]},
-    "run-adam": {"factors": factors("adam"), "label": "optimizer=adam", "width_unit": "hidden units", "step_scale": None,
-                 "references": [2]},
+    "run-sgd": {
+        "factors": factors("sgd"),
+        "label": "optimizer=sgd",
+        "width_unit": "hidden units",
+        "step_scale": 1.0,
+        "references": [2],
+    },
+    "run-adam": {
+        "factors": factors("adam"),
+        "label": "optimizer=adam",
+        "width_unit": "hidden units",
+        "step_scale": None,
+        "references": [2],
+    },
 }
 
 
@@ -29,20 +49,35 @@ def write_run(root, run_id: str, steps_per_epoch: int) -> tuple[str, str, str]:
     folder = root / "runs" / run_id
     (folder / "replay").mkdir(parents=True)
     rows = [
-        {"run_id": run_id, "reference": "final", "budget": 2, "epoch": epoch, "step": epoch * steps_per_epoch + i,
-         "steps_to_reference": 2 * steps_per_epoch - epoch * steps_per_epoch - i,
-         **{metric: float(epoch * 10 + i) for metric in METRICS}}
+        {
+            "run_id": run_id,
+            "reference": "final",
+            "budget": 2,
+            "epoch": epoch,
+            "step": epoch * steps_per_epoch + i,
+            "steps_to_reference": 2 * steps_per_epoch - epoch * steps_per_epoch - i,
+            **{metric: float(epoch * 10 + i) for metric in METRICS},
+        }
         for epoch in range(2)
         for i in range(steps_per_epoch)
     ]
     steps = folder / "replay" / "0000-0002.parquet"
     pl.DataFrame(rows).write_parquet(steps)
     matrices = folder / "replay" / "0000-0002.matrices.parquet"
-    pl.DataFrame({"run_id": [run_id], "epoch": [0], "start_step": [0], "i": [0], "j": [0], "corr": [1.0],
-                  "sign_flip": [0.0]}).write_parquet(matrices)
+    pl.DataFrame(
+        {"run_id": [run_id], "epoch": [0], "start_step": [0], "i": [0], "j": [0], "corr": [1.0], "sign_flip": [0.0]}
+    ).write_parquet(matrices)
     train_log = folder / "train_log.parquet"
-    pl.DataFrame({"epoch": [0, 1], "train_loss": [2.0, 1.5], "train_accuracy": [0.2, 0.4], "val_loss": [2.1, 1.6],
-                  "val_accuracy": [0.25, 0.35], "lr": [0.1, 0.1]}).write_parquet(train_log)
+    pl.DataFrame(
+        {
+            "epoch": [0, 1],
+            "train_loss": [2.0, 1.5],
+            "train_accuracy": [0.2, 0.4],
+            "val_loss": [2.1, 1.6],
+            "val_accuracy": [0.25, 0.35],
+            "lr": [0.1, 0.1],
+        }
+    ).write_parquet(train_log)
     return str(steps), str(matrices), str(train_log)
 
 

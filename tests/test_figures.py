@@ -35,14 +35,43 @@ from pathgeo.figures.synthetic import synthetic
 from pathgeo.figures.warmup import warmup
 
 EPOCH_METRICS = [
-    "rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "loss", "lr",
-    "rsi_wd", "eb_wd", "gamma_wd", "lolr_wd", "upd_norm", "upd_rsi", "upd_gamma",
-    "grad_corr", "mean_grad_corr", "sign_flip",
+    "rsi",
+    "eb",
+    "gamma",
+    "lolr",
+    "grad_norm",
+    "dist",
+    "loss",
+    "lr",
+    "rsi_wd",
+    "eb_wd",
+    "gamma_wd",
+    "lolr_wd",
+    "upd_norm",
+    "upd_rsi",
+    "upd_gamma",
+    "grad_corr",
+    "mean_grad_corr",
+    "sign_flip",
 ]
 STATS = ["mean", "min", "max", "q05", "q25", "median", "q75", "q95", "std"]
 STEP_METRICS = [
-    "lr", "loss", "rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "rsi_wd", "eb_wd",
-    "gamma_wd", "lolr_wd", "grad_norm_wd", "upd_norm", "upd_rsi", "upd_gamma",
+    "lr",
+    "loss",
+    "rsi",
+    "eb",
+    "gamma",
+    "lolr",
+    "grad_norm",
+    "dist",
+    "rsi_wd",
+    "eb_wd",
+    "gamma_wd",
+    "lolr_wd",
+    "grad_norm_wd",
+    "upd_norm",
+    "upd_rsi",
+    "upd_gamma",
 ]
 # Batch sizes chosen so that text order (1024 < 128 < 64) differs from numeric order.
 RUNS = [
@@ -58,10 +87,18 @@ STEPS_PER_EPOCH = 20
 
 def run_factors(run: dict[str, Any], dataset: str = "mnist") -> dict[str, Any]:
     return {
-        "dataset": dataset, "model": run.get("model", "mlp"), "width": run.get("width", 64),
-        "optimizer": run["optimizer"], "peak_lr": 0.1, "batch_size": run["batch_size"], "seed": run["seed"],
-        "weight_decay": 0.0, "schedule": run.get("schedule", "constant"), "epochs": N_EPOCHS,
-        "warmup_epochs": run.get("warmup_epochs", 0), "full_batch": False,
+        "dataset": dataset,
+        "model": run.get("model", "mlp"),
+        "width": run.get("width", 64),
+        "optimizer": run["optimizer"],
+        "peak_lr": 0.1,
+        "batch_size": run["batch_size"],
+        "seed": run["seed"],
+        "weight_decay": 0.0,
+        "schedule": run.get("schedule", "constant"),
+        "epochs": N_EPOCHS,
+        "warmup_epochs": run.get("warmup_epochs", 0),
+        "full_batch": False,
         "width_unit": "channels" if run.get("model") == "resnet1d" else "hidden units",
         "step_scale": STEP_SCALES[run["optimizer"]],
     }
@@ -75,11 +112,24 @@ def epoch_values(epoch: int, rng: random.Random) -> dict[str, float]:
     rsi = gamma * eb
     grad_corr = 0.8 - 0.3 * epoch
     return {
-        "rsi": rsi, "eb": eb, "gamma": gamma, "lolr": rsi / eb**2, "grad_norm": 1.0 / (epoch + 1),
-        "dist": 10.0 / (epoch + 1), "loss": 2.0 / (epoch + 1), "lr": 0.1,
-        "rsi_wd": rsi, "eb_wd": eb, "gamma_wd": gamma, "lolr_wd": rsi / eb**2,
-        "upd_norm": 0.1, "upd_rsi": rsi, "upd_gamma": gamma,
-        "grad_corr": grad_corr, "mean_grad_corr": grad_corr + 0.05, "sign_flip": 0.3 + 0.05 * epoch,
+        "rsi": rsi,
+        "eb": eb,
+        "gamma": gamma,
+        "lolr": rsi / eb**2,
+        "grad_norm": 1.0 / (epoch + 1),
+        "dist": 10.0 / (epoch + 1),
+        "loss": 2.0 / (epoch + 1),
+        "lr": 0.1,
+        "rsi_wd": rsi,
+        "eb_wd": eb,
+        "gamma_wd": gamma,
+        "lolr_wd": rsi / eb**2,
+        "upd_norm": 0.1,
+        "upd_rsi": rsi,
+        "upd_gamma": gamma,
+        "grad_corr": grad_corr,
+        "mean_grad_corr": grad_corr + 0.05,
+        "sign_flip": 0.3 + 0.05 * epoch,
     }
 
 
@@ -93,18 +143,28 @@ def make_epochs(
             budget = N_EPOCHS if reference == "final" else int(reference.removeprefix("epoch"))
             for epoch in range(budget):
                 row: dict[str, Any] = {
-                    "experiment": "test", "run_id": run["run_id"], "label": run["label"],
-                    "reference": reference, "budget": budget, "epoch": epoch, "steps": steps, **run_factors(run),
+                    "experiment": "test",
+                    "run_id": run["run_id"],
+                    "label": run["label"],
+                    "reference": reference,
+                    "budget": budget,
+                    "epoch": epoch,
+                    "steps": steps,
+                    **run_factors(run),
                 }
                 values = epoch_values(epoch, rng)
                 values = {metric: value * run.get("scale", 1.0) for metric, value in values.items()}
                 for metric, mean in values.items():
                     spread = abs(mean) * 0.5
                     row |= {
-                        f"{metric}_mean": mean, f"{metric}_min": mean - spread,
-                        f"{metric}_max": mean + spread, f"{metric}_q05": mean - 0.9 * spread,
-                        f"{metric}_q25": mean - 0.4 * spread, f"{metric}_median": mean,
-                        f"{metric}_q75": mean + 0.4 * spread, f"{metric}_q95": mean + 0.9 * spread,
+                        f"{metric}_mean": mean,
+                        f"{metric}_min": mean - spread,
+                        f"{metric}_max": mean + spread,
+                        f"{metric}_q05": mean - 0.9 * spread,
+                        f"{metric}_q25": mean - 0.4 * spread,
+                        f"{metric}_median": mean,
+                        f"{metric}_q75": mean + 0.4 * spread,
+                        f"{metric}_q95": mean + 0.9 * spread,
                         f"{metric}_std": spread / 2,
                     }
                 rows.append(row)
@@ -127,8 +187,14 @@ def make_steps(datasets: tuple[str, ...] = ("alm", "sm"), total: int = 60) -> pl
             if step % 17 == 3:
                 gamma = -0.1  # synthetic objectives do take wrong turns
             row: dict[str, Any] = {
-                "experiment": "test", "run_id": run["run_id"], "label": run["label"], "reference": "final",
-                "budget": 1, "epoch": 0, "step": step, "steps_to_reference": remaining,
+                "experiment": "test",
+                "run_id": run["run_id"],
+                "label": run["label"],
+                "reference": "final",
+                "budget": 1,
+                "epoch": 0,
+                "step": step,
+                "steps_to_reference": remaining,
                 **run_factors(run, dataset),
             }
             row |= {metric: rng.uniform(0.1, 1.0) for metric in STEP_METRICS}
@@ -146,11 +212,20 @@ def make_matrices(runs: list[dict[str, Any]] = RUNS[:2], h: int = 5) -> pl.DataF
             for i in range(h):
                 for j in range(h):
                     lag = abs(i - j)
-                    rows.append({
-                        "experiment": "test", "run_id": run["run_id"], "label": run["label"], **run_factors(run),
-                        "epoch": epoch, "start_step": epoch * STEPS_PER_EPOCH, "i": i, "j": j,
-                        "corr": (-0.9) ** lag, "sign_flip": 0.0 if lag == 0 else 0.9 if lag % 2 else 0.1,
-                    })
+                    rows.append(
+                        {
+                            "experiment": "test",
+                            "run_id": run["run_id"],
+                            "label": run["label"],
+                            **run_factors(run),
+                            "epoch": epoch,
+                            "start_step": epoch * STEPS_PER_EPOCH,
+                            "i": i,
+                            "j": j,
+                            "corr": (-0.9) ** lag,
+                            "sign_flip": 0.0 if lag == 0 else 0.9 if lag % 2 else 0.1,
+                        }
+                    )
     return pl.DataFrame(rows)
 
 
@@ -162,8 +237,15 @@ def make_warmup_steps(total: int = 60, references: tuple[str, ...] = ("final", "
     """Exponential warm-up to a switch point, then cosine decay, as in GAWU vs WU."""
     rows = []
     for run_id, switch in SWITCHES.items():
-        run = {"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0,
-               "schedule": "gawu" if run_id == "gawu" else "exp_warmup_cosine", "warmup_epochs": 25}
+        run = {
+            "run_id": run_id,
+            "label": f"schedule={run_id}",
+            "optimizer": "sgd",
+            "batch_size": 5000,
+            "seed": 0,
+            "schedule": "gawu" if run_id == "gawu" else "exp_warmup_cosine",
+            "warmup_epochs": 25,
+        }
         for reference in references:
             budget = N_EPOCHS if reference == "final" else int(reference.removeprefix("epoch"))
             for step in range(total):
@@ -172,28 +254,54 @@ def make_warmup_steps(total: int = 60, references: tuple[str, ...] = ("final", "
                 elif step <= switch:
                     lr = 0.001 * math.exp(0.1 * step)
                 else:
-                    lr = 0.001 * math.exp(0.1 * switch) * 0.5 * (1 + math.cos(math.pi * (step - switch) / (total - switch)))
-                rows.append({
-                    "experiment": "test", "run_id": run_id, "label": run["label"], "reference": reference,
-                    "budget": budget, "epoch": step // 10, "step": step, "steps_to_reference": total - step,
-                    **run_factors(run), "loss": 2.0 / (step + 1), "lr": lr,
-                    # Positive until the switch, then negative: what GAWU watches.
-                    "mean_grad_corr": None if step < 4 else (0.5 if switch is None or step < switch else -0.5),
-                })
+                    lr = (
+                        0.001
+                        * math.exp(0.1 * switch)
+                        * 0.5
+                        * (1 + math.cos(math.pi * (step - switch) / (total - switch)))
+                    )
+                rows.append(
+                    {
+                        "experiment": "test",
+                        "run_id": run_id,
+                        "label": run["label"],
+                        "reference": reference,
+                        "budget": budget,
+                        "epoch": step // 10,
+                        "step": step,
+                        "steps_to_reference": total - step,
+                        **run_factors(run),
+                        "loss": 2.0 / (step + 1),
+                        "lr": lr,
+                        # Positive until the switch, then negative: what GAWU watches.
+                        "mean_grad_corr": None if step < 4 else (0.5 if switch is None or step < switch else -0.5),
+                    }
+                )
     return pl.DataFrame(rows)
 
 
-def make_train(experiments: tuple[str, ...] = ("optimizers", "batch_sizes"), runs: list[dict[str, Any]] = RUNS) -> pl.DataFrame:
+def make_train(
+    experiments: tuple[str, ...] = ("optimizers", "batch_sizes"), runs: list[dict[str, Any]] = RUNS
+) -> pl.DataFrame:
     """Train logs as pathgeo.aggregate.experiment_train writes them: accuracy after every epoch, the last one too."""
     rows = []
     for experiment in experiments:
         for index, run in enumerate(runs):
             for epoch in range(N_EPOCHS):
-                rows.append({
-                    "experiment": experiment, "run_id": run["run_id"], "label": run["label"], **run_factors(run),
-                    "epoch": epoch, "train_loss": 2.0 / (epoch + 1), "val_loss": 2.2 / (epoch + 1),
-                    "train_accuracy": 0.1 + 0.1 * epoch + 0.01 * index, "val_accuracy": 0.1 + 0.09 * epoch, "lr": 0.1,
-                })
+                rows.append(
+                    {
+                        "experiment": experiment,
+                        "run_id": run["run_id"],
+                        "label": run["label"],
+                        **run_factors(run),
+                        "epoch": epoch,
+                        "train_loss": 2.0 / (epoch + 1),
+                        "val_loss": 2.2 / (epoch + 1),
+                        "train_accuracy": 0.1 + 0.1 * epoch + 0.01 * index,
+                        "val_accuracy": 0.1 + 0.09 * epoch,
+                        "lr": 0.1,
+                    }
+                )
     return pl.DataFrame(rows, schema_overrides={"step_scale": pl.Float64})
 
 
@@ -210,24 +318,49 @@ def make_landscape(datasets: tuple[str, ...] = ("alm", "sm"), points: int = 5, s
                 rows.append({**common, "source": "grid", "a": a, "b": b, "loss": a * a + 4 * b * b})
         for t in range(steps + 1):
             r = 1 - t / steps
-            rows.append({**common, "source": "path", "step": t, "epoch": t // 4, "a": r * math.cos(t), "b": r * math.sin(t) / 2,
-                         "loss": r * r, "off_plane": 0.1 * r})
+            rows.append(
+                {
+                    **common,
+                    "source": "path",
+                    "step": t,
+                    "epoch": t // 4,
+                    "a": r * math.cos(t),
+                    "b": r * math.sin(t) / 2,
+                    "loss": r * r,
+                    "off_plane": 0.1 * r,
+                }
+            )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def make_claims() -> pl.DataFrame:
     rows = []
     for index, run in enumerate(RUNS):
-        rows.append({
-            "run_id": run["run_id"], "label": run["label"], "dataset": "mnist", "model": "mlp",
-            "width": 64, "optimizer": run["optimizer"], "batch_size": run["batch_size"], "seed": run["seed"],
-            "frac_steps_gamma_positive": 0.99 - 0.3 * index, "gamma_epoch_cv": 0.2 * (index + 1),
-            "frac_epochs_min_gamma_positive": 1.0 - 0.4 * index, "rsi_trend": 0.9 - index, "eb_trend": 0.8,
-            "holds_gamma_positive": index < 2, "holds_gamma_stable": index != 1,
-            "holds_min_gamma_positive": index == 0, "holds_trend": index != 2,
-            "min_frac_steps_gamma_positive": 0.95, "max_gamma_epoch_cv": 0.5,
-            "min_frac_epochs_min_gamma_positive": 0.9, "min_abs_trend": 0.7,
-        })
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "label": run["label"],
+                "dataset": "mnist",
+                "model": "mlp",
+                "width": 64,
+                "optimizer": run["optimizer"],
+                "batch_size": run["batch_size"],
+                "seed": run["seed"],
+                "frac_steps_gamma_positive": 0.99 - 0.3 * index,
+                "gamma_epoch_cv": 0.2 * (index + 1),
+                "frac_epochs_min_gamma_positive": 1.0 - 0.4 * index,
+                "rsi_trend": 0.9 - index,
+                "eb_trend": 0.8,
+                "holds_gamma_positive": index < 2,
+                "holds_gamma_stable": index != 1,
+                "holds_min_gamma_positive": index == 0,
+                "holds_trend": index != 2,
+                "min_frac_steps_gamma_positive": 0.95,
+                "max_gamma_epoch_cv": 0.5,
+                "min_frac_epochs_min_gamma_positive": 0.9,
+                "min_abs_trend": 0.7,
+            }
+        )
     return pl.DataFrame(rows)
 
 
@@ -298,14 +431,14 @@ def test_every_plot_declares_itself_completely() -> None:
         assert entry.name == name and set(entry.tables) <= set(TABLES)
         parameters = inspect.signature(entry.draw).parameters
         # Its tables are draw's positional arguments, its options the keyword arguments after them.
-        assert set(entry.options) == set(list(parameters)[len(entry.tables):]), name
+        assert set(entry.options) == set(list(parameters)[len(entry.tables) :]), name
         assert entry.describe(**{option: option_example(entry, option) for option in required_options(entry)}), name
         assert entry.modules[-1] == f"figures/{name}.py"
         assert all((Path(__file__).parents[1] / "pathgeo" / module).is_file() for module in entry.modules)
 
 
 def required_options(entry: Any) -> list[str]:
-    parameters = list(inspect.signature(entry.draw).parameters.values())[len(entry.tables):]
+    parameters = list(inspect.signature(entry.draw).parameters.values())[len(entry.tables) :]
     return [p.name for p in parameters if p.default is inspect.Parameter.empty]
 
 
@@ -381,7 +514,9 @@ def test_distance_log_scale_without_empty_decades(epochs: pl.DataFrame) -> None:
     assert "dist_mean" in fields(spec, "y")
     assert all(scale["type"] == "log" and scale["nice"] is False for scale in scales)
     low, high = scales[0]["domain"]
-    drawn = [row[c] for row in dataset_rows(spec) for c in ("dist_mean", "dist_min", "dist_max") if row[c] and row[c] > 0]
+    drawn = [
+        row[c] for row in dataset_rows(spec) for c in ("dist_mean", "dist_min", "dist_max") if row[c] and row[c] > 0
+    ]
     # The axis ends near the data: within 25 % of the extreme values, not at the next power of ten.
     assert min(drawn) / 1.25 <= low < min(drawn) and max(drawn) < high <= max(drawn) * 1.25
 
@@ -454,7 +589,9 @@ def test_claims_headers_name_thresholds_colours_are_colour_blind_safe_and_nothin
     all_hold = make_claims().with_columns(pl.col("^holds_.*$").replace_strict({False: True}, default=True))
     (color,) = encodings(claims(all_hold).to_dict(), "color")
     assert color["scale"]["domain"] == [HOLDS]
-    mixed = make_claims().with_columns(pl.when(pl.col("run_id") == "r1").then(0.8).otherwise(0.5).alias("max_gamma_epoch_cv"))
+    mixed = make_claims().with_columns(
+        pl.when(pl.col("run_id") == "r1").then(0.8).otherwise(0.5).alias("max_gamma_epoch_cv")
+    )
     with pytest.raises(ValueError, match="different thresholds"):
         claims(mixed)
 
@@ -474,7 +611,9 @@ def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
     losses = [row["loss_mean"] for row in dataset_rows(spec)]
     for scale in y_scales(loss):
         assert scale["type"] == "log" and scale["nice"] is False
-        assert min(losses) / 1.05 == pytest.approx(scale["domain"][0]) and max(losses) * 1.05 == pytest.approx(scale["domain"][1])
+        assert min(losses) / 1.05 == pytest.approx(scale["domain"][0]) and max(losses) * 1.05 == pytest.approx(
+            scale["domain"][1]
+        )
     assert fields(correlation, "y") == {"mean_grad_corr_mean"}
     assert all(scale == {"domain": [-1, 1]} for scale in y_scales(correlation))
     assert any(encoding.get("datum") == 0 for encoding in encodings(correlation, "y"))
@@ -511,13 +650,16 @@ def test_correlation_matrices_default_first_middle_last_per_run() -> None:
     assert colors[0]["field"] == "corr" and colors[0]["title"]
     assert colors[0]["scale"] == {"domain": [-1, 1], "scheme": "redblue", "reverse": True}
     assert spec["resolve"]["scale"]["color"] == "shared"
-    assert all(
-        text == {"field": "corr", "format": ".2f", "type": "quantitative"} for text in encodings(spec, "text")
-    )
+    assert all(text == {"field": "corr", "format": ".2f", "type": "quantitative"} for text in encodings(spec, "text"))
     assert {encoding["title"] for encoding in encodings(spec, "x")} == {"step j in window"}
     assert {encoding["title"] for encoding in encodings(spec, "y")} == {"step i in window"}
     tooltips = [tip for tips in encodings(spec, "tooltip") for tip in tips]
-    assert {"field": "sign_flip", "format": ".1%", "title": "entries of opposite sign", "type": "quantitative"} in tooltips
+    assert {
+        "field": "sign_flip",
+        "format": ".1%",
+        "title": "entries of opposite sign",
+        "type": "quantitative",
+    } in tooltips
 
 
 def test_correlation_matrices_replace_missing_epochs_by_the_nearest() -> None:
@@ -563,9 +705,7 @@ def test_gamma_correlation_two_series_per_run_panel() -> None:
     assert {row["quantity"] for row in rows} == {GAMMA_SERIES, CORRELATION_SERIES}
     assert {row["reference"] for row in rows} == {"final"}
     assert len(rows) == 2 * 2 * N_EPOCHS
-    correlation = {
-        (row["run"], row["epoch"]): row["value"] for row in rows if row["quantity"] == CORRELATION_SERIES
-    }
+    correlation = {(row["run"], row["epoch"]): row["value"] for row in rows if row["quantity"] == CORRELATION_SERIES}
     # The per-epoch mean of grad_corr, not that of the window mean mean_grad_corr.
     assert correlation[(RUNS[0]["label"], 0)] == pytest.approx(0.8)
     (color,) = {json_key(encoding) for encoding in encodings(spec, "color") if "field" in encoding}
@@ -581,12 +721,23 @@ def json_key(value: Any) -> str:
 
 def test_gamma_correlation_alternation_is_dots_around_a_moving_average() -> None:
     """Issue 12: a value alternating step to step drew as a solid block."""
-    epochs = pl.DataFrame({
-        "run_id": "r1", "label": "full batch", "reference": "final", "budget": 40, "epoch": range(40),
-        "gamma_mean": [0.9 if epoch % 2 == 0 else -0.1 for epoch in range(40)], "grad_corr_mean": -0.99,
-    })
+    epochs = pl.DataFrame(
+        {
+            "run_id": "r1",
+            "label": "full batch",
+            "reference": "final",
+            "budget": 40,
+            "epoch": range(40),
+            "gamma_mean": [0.9 if epoch % 2 == 0 else -0.1 for epoch in range(40)],
+            "grad_corr_mean": -0.99,
+        }
+    )
     spec = gamma_correlation(epochs).to_dict()
-    marks = {node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"] for node in walk(spec) if "mark" in node}
+    marks = {
+        node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"]
+        for node in walk(spec)
+        if "mark" in node
+    }
     assert {"circle", "line", "rect"} <= marks
     (dots,) = [node for node in walk(spec) if node.get("mark", {}).get("type") == "circle"]
     assert dots["encoding"]["y"]["field"] == "value"
@@ -618,8 +769,10 @@ def test_gamma_correlation_single_run_is_one_panel_naming_the_run(epochs: pl.Dat
     assert f"run: {RUNS[1]['label']}" in spec["title"]["subtitle"]
 
 
-WARMUP_RUNS = [{"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0}
-               for run_id in SWITCHES]
+WARMUP_RUNS = [
+    {"run_id": run_id, "label": f"schedule={run_id}", "optimizer": "sgd", "batch_size": 5000, "seed": 0}
+    for run_id in SWITCHES
+]
 
 
 def warmup_panels(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -681,8 +834,13 @@ def test_warmup_loss_lr_mu_and_accuracy_with_switch_points_from_the_data() -> No
 )
 def test_empty_table_raises(name: str, table: str, kwargs: dict[str, Any]) -> None:
     full = {
-        "epochs": make_epochs(), "steps": make_steps(), "claims": make_claims(), "train": make_train(),
-        "matrices": make_matrices(), "warmup": make_warmup_steps(), "landscape": make_landscape(),
+        "epochs": make_epochs(),
+        "steps": make_steps(),
+        "claims": make_claims(),
+        "train": make_train(),
+        "matrices": make_matrices(),
+        "warmup": make_warmup_steps(),
+        "landscape": make_landscape(),
     }[table]
     with pytest.raises(ValueError, match=f"{table.replace('warmup', 'steps')} table is empty"):
         plot(name).draw(full.clear(), **kwargs)
@@ -718,8 +876,13 @@ def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
     ],
 )
 def test_gradient_correlation_figures_name_a_missing_column(name: str, table: str, column: str) -> None:
-    full = {"epochs": make_epochs(), "matrices": make_matrices(), "steps": make_warmup_steps(), "train": make_train(),
-            "landscape": make_landscape()}[table]
+    full = {
+        "epochs": make_epochs(),
+        "matrices": make_matrices(),
+        "steps": make_warmup_steps(),
+        "train": make_train(),
+        "landscape": make_landscape(),
+    }[table]
     kwargs = {"color": "optimizer"} if name == "lolr" else {}
     with pytest.raises(ValueError, match=f"the {table} table lacks the columns \\['{column}'\\]"):
         plot(name).draw(full.drop(column), **kwargs)
@@ -754,8 +917,16 @@ def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) 
         lambda: mu_lr(make_warmup_steps()),
         lambda: accuracy(make_train()),
     ],
-    ids=["grad_correlation", "correlation_matrices", "sign_flip", "gamma_correlation", "warmup", "level_sets", "mu_lr",
-         "accuracy"],
+    ids=[
+        "grad_correlation",
+        "correlation_matrices",
+        "sign_flip",
+        "gamma_correlation",
+        "warmup",
+        "level_sets",
+        "mu_lr",
+        "accuracy",
+    ],
 )
 def test_save_writes_gradient_correlation_figures(tmp_path: Path, build: Callable[[], Figure]) -> None:
     html, svg = tmp_path / "fig.html", tmp_path / "fig.svg"
@@ -786,7 +957,9 @@ def test_failing_save_leaves_no_file(tmp_path: Path, epochs: pl.DataFrame, monke
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failing_write_keeps_previous_figure(tmp_path: Path, epochs: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_write_keeps_previous_figure(
+    tmp_path: Path, epochs: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     html, svg = tmp_path / "fig.html", tmp_path / "fig.svg"
     html.write_text("old html")
     svg.write_text("old svg")
@@ -815,8 +988,14 @@ def test_save_rejects_unknown_image_format(tmp_path: Path, epochs: pl.DataFrame)
 def seeded_epochs() -> pl.DataFrame:
     """Two optimizers with three seeds each; seed s scales every metric by 1 + s / 10."""
     runs = [
-        {"run_id": f"{optimizer}-s{seed}", "label": f"optimizer={optimizer} seed={seed}", "optimizer": optimizer,
-         "batch_size": 64, "seed": seed, "scale": 1 + seed / 10}
+        {
+            "run_id": f"{optimizer}-s{seed}",
+            "label": f"optimizer={optimizer} seed={seed}",
+            "optimizer": optimizer,
+            "batch_size": 64,
+            "seed": seed,
+            "scale": 1 + seed / 10,
+        }
         for optimizer in ("sgd", "adam")
         for seed in range(3)
     ]
@@ -849,8 +1028,22 @@ def mark_type(node: dict[str, Any]) -> str | None:
     return mark.get("type") if isinstance(mark, dict) else mark
 
 
-FIGURES = ["gamma_band", "gamma_band seeds", "rsi_eb_gamma", "lolr", "distance", "synthetic", "random_walk",
-           "grad_correlation", "sign_flip", "gamma_correlation", "warmup", "accuracy", "level_sets", "mu_lr"]
+FIGURES = [
+    "gamma_band",
+    "gamma_band seeds",
+    "rsi_eb_gamma",
+    "lolr",
+    "distance",
+    "synthetic",
+    "random_walk",
+    "grad_correlation",
+    "sign_flip",
+    "gamma_correlation",
+    "warmup",
+    "accuracy",
+    "level_sets",
+    "mu_lr",
+]
 
 
 def test_every_plot_with_lines_is_in_the_tooltip_test() -> None:
@@ -912,22 +1105,49 @@ def test_labels_read_in_words() -> None:
 
 def width_runs() -> list[dict[str, Any]]:
     return [
-        {"run_id": "m32", "label": "model=mlp width=32", "optimizer": "momentum", "batch_size": 64, "seed": 0, "width": 32},
-        {"run_id": "r32", "label": "model=resnet1d width=32", "optimizer": "momentum", "batch_size": 64, "seed": 0,
-         "width": 32, "model": "resnet1d"},
-        {"run_id": "m64", "label": "model=mlp width=64", "optimizer": "momentum", "batch_size": 64, "seed": 0, "width": 64},
+        {
+            "run_id": "m32",
+            "label": "model=mlp width=32",
+            "optimizer": "momentum",
+            "batch_size": 64,
+            "seed": 0,
+            "width": 32,
+        },
+        {
+            "run_id": "r32",
+            "label": "model=resnet1d width=32",
+            "optimizer": "momentum",
+            "batch_size": 64,
+            "seed": 0,
+            "width": 32,
+            "model": "resnet1d",
+        },
+        {
+            "run_id": "m64",
+            "label": "model=mlp width=64",
+            "optimizer": "momentum",
+            "batch_size": 64,
+            "seed": 0,
+            "width": 64,
+        },
     ]
 
 
 def test_width_says_what_it_counts() -> None:
     epochs = make_epochs(width_runs())
     note = "width: hidden units of mlp, channels of resnet1d"
-    for chart in (gamma_band(epochs, color="label"), lolr(epochs, color="label"), rsi_eb_gamma(epochs, panels=["rsi", "eb"])):
+    for chart in (
+        gamma_band(epochs, color="label"),
+        lolr(epochs, color="label"),
+        rsi_eb_gamma(epochs, panels=["rsi", "eb"]),
+    ):
         assert note in chart.to_dict()["title"]["subtitle"]
     faceted = gamma_band(epochs, color="model", facet="width").to_dict()
     assert faceted["facet"]["column"]["title"] == note
     # One width, no label naming one: nothing to explain.
-    assert not any("width" in line for line in gamma_band(make_epochs(), color="optimizer").to_dict()["title"]["subtitle"])
+    assert not any(
+        "width" in line for line in gamma_band(make_epochs(), color="optimizer").to_dict()["title"]["subtitle"]
+    )
 
 
 def test_gamma_by_budget_says_its_budgets_are_reference_points_of_one_run() -> None:
@@ -938,7 +1158,8 @@ def test_gamma_by_budget_says_its_budgets_are_reference_points_of_one_run() -> N
 
 
 def test_lolr_compares_with_the_step_taken_and_keeps_it_in_view(epochs: pl.DataFrame) -> None:
-    """Under momentum 0.9 the step to compare with η* is lr / (1 − β) = 10 lr; the dashed line sat on the axis's edge."""
+    """Under momentum 0.9 the step to compare with η* is lr / (1 − β) = 10 lr; the dashed line sat on the axis's
+    edge."""
     spec = lolr(epochs, color="optimizer").to_dict()
     rows = dataset_rows(spec)
     for row in rows:
@@ -966,7 +1187,10 @@ def test_rsi_is_on_a_log_scale_fitted_to_its_line() -> None:
 
 def test_rsi_eb_by_factor_draws_the_chosen_panels() -> None:
     spec = rsi_eb_gamma(make_epochs(), color="batch_size", panels=["rsi", "eb"]).to_dict()
-    assert [fields(panel, "y") for panel in spec["vconcat"]] == [{"rsi_min_drawn", "rsi_mean"}, {"eb_min_drawn", "eb_mean"}]
+    assert [fields(panel, "y") for panel in spec["vconcat"]] == [
+        {"rsi_min_drawn", "rsi_mean"},
+        {"eb_min_drawn", "eb_mean"},
+    ]
     assert fields(spec, "color") == {"batch_size"}
     assert spec["title"]["text"] == "RSI and EB along the optimization path, by batch size"
 
@@ -981,13 +1205,18 @@ def test_seed_bands_span_the_seeds_of_each_factor_level() -> None:
         means = per_seed.get_column("gamma_mean")
         assert row["seeds"] == 3
         assert row["gamma_mean"] == pytest.approx(means.mean())
-        assert (row["gamma_seed_min"], row["gamma_seed_max"]) == (pytest.approx(means.min()), pytest.approx(means.max()))
+        assert (row["gamma_seed_min"], row["gamma_seed_max"]) == (
+            pytest.approx(means.min()),
+            pytest.approx(means.max()),
+        )
     assert fields(spec, "y2") == {"gamma_seed_max"}
     assert "over 3 seeds" in spec["title"]["subtitle"][0]
     with pytest.raises(ValueError, match="spans the seeds"):
         gamma_band(epochs, color="seed", band="seeds")
-    for chart in (distance(epochs, color="optimizer", band="seeds"),
-                  rsi_eb_gamma(epochs, color="optimizer", panels=["rsi", "eb"], band="seeds")):
+    for chart in (
+        distance(epochs, color="optimizer", band="seeds"),
+        rsi_eb_gamma(epochs, color="optimizer", panels=["rsi", "eb"], band="seeds"),
+    ):
         assert {row["seeds"] for row in dataset_rows(chart.to_dict())} == {3}
 
 
@@ -1006,7 +1235,9 @@ def test_sign_flip_has_no_band_when_an_epoch_is_one_step() -> None:
     """The subtitle promised a 5–95 % band that cannot exist for one-step epochs."""
     full_batch = sign_flip(make_epochs(RUNS[:2], steps=1)).to_dict()
     assert not [node for node in walk(full_batch) if mark_type(node) == "area"]
-    assert "5–95" not in str(full_batch["title"]["subtitle"]) and "one step per epoch" in str(full_batch["title"]["subtitle"])
+    assert "5–95" not in str(full_batch["title"]["subtitle"]) and "one step per epoch" in str(
+        full_batch["title"]["subtitle"]
+    )
     minibatch = sign_flip(make_epochs(RUNS[:2])).to_dict()
     assert [node for node in walk(minibatch) if mark_type(node) == "area"]
     assert "5–95 %" in str(minibatch["title"]["subtitle"])
@@ -1039,8 +1270,16 @@ def test_accuracy_one_panel_per_experiment_validation_and_training() -> None:
 
 
 def test_accuracy_seed_bands() -> None:
-    runs = [{"run_id": f"s{seed}", "label": f"optimizer=sgd seed={seed}", "optimizer": "sgd", "batch_size": 64,
-             "seed": seed} for seed in range(3)]
+    runs = [
+        {
+            "run_id": f"s{seed}",
+            "label": f"optimizer=sgd seed={seed}",
+            "optimizer": "sgd",
+            "batch_size": 64,
+            "seed": seed,
+        }
+        for seed in range(3)
+    ]
     spec = accuracy(make_train(("seeds",), runs), band="seeds").to_dict()
     rows = dataset_rows(spec)
     assert {row["run"] for row in rows} == {"SGD"}
@@ -1086,7 +1325,9 @@ def test_every_plot_has_a_caption_naming_what_it_shows() -> None:
     assert "sign" in plot("correlation_matrices").describe(cell="sign_flip")
     assert "1/(1 − β)" in plot("lolr").describe(color="model")
     for name, entry in plots().items():
-        assert len(entry.describe(**{option: option_example(entry, option) for option in required_options(entry)})) > 80, name
+        assert (
+            len(entry.describe(**{option: option_example(entry, option) for option in required_options(entry)})) > 80
+        ), name
 
 
 @pytest.mark.parametrize("name", ["distance", "warmup", "mu_lr"])

@@ -21,8 +21,21 @@ ALM = DataSpec("alm", "alm", {"n_train": 40, "n_test": 8, "dim": 4, "seed": 0})
 
 
 def spec(dataset: DataSpec, model: str, lr: float, batch_size: int) -> RunSpec:
-    return RunSpec(data=dataset, model=model, width=0, optimizer="sgd", lr=lr, weight_decay=0.0, schedule="constant",
-                   warmup_epochs=0, batch_size=batch_size, epochs=2, seed=0, data_order_seed=0, precision="float32")
+    return RunSpec(
+        data=dataset,
+        model=model,
+        width=0,
+        optimizer="sgd",
+        lr=lr,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=batch_size,
+        epochs=2,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+    )
 
 
 def run(run_spec: RunSpec) -> tuple[pl.DataFrame, dict, dict]:

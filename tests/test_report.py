@@ -15,8 +15,15 @@ def test_plain_text_stays_verbatim_in_restructured_text():
 
 
 def test_caption_names_what_the_figure_shows_what_it_reproduces_and_its_experiments():
-    figure = {"plot": "lolr", "experiment": ["architectures"], "color": "label", "reproduces": "No Wrong Turns, Figure 3"}
-    caption = figure_caption(figure, {"architectures": "MLP versus residual CNN"}, {"mlp": "hidden units", "resnet1d": "channels"})
+    figure = {
+        "plot": "lolr",
+        "experiment": ["architectures"],
+        "color": "label",
+        "reproduces": "No Wrong Turns, Figure 3",
+    }
+    caption = figure_caption(
+        figure, {"architectures": "MLP versus residual CNN"}, {"mlp": "hidden units", "resnet1d": "channels"}
+    )
     paragraphs = caption.split("\n\n")
     assert paragraphs[0].startswith("The locally optimal learning rate")
     assert paragraphs[1] == "Reproduces: No Wrong Turns, Figure 3."

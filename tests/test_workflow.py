@@ -426,7 +426,8 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     jobs = planned_jobs(output_of(result))
     by_rule = {rule: [j for j in jobs if j.rule == rule] for rule in job_counts(jobs)}
 
-    assert set(by_rule) <= {"prep", "reference", "replay", "aggregate", "landscape", "figure", f"figure_{name}"}, set(by_rule)
+    allowed = {"prep", "reference", "replay", "aggregate", "landscape", "figure", f"figure_{name}"}
+    assert set(by_rule) <= allowed, set(by_rule)
     assert {j.wildcards["run"] for j in by_rule.get("landscape", [])} == (runs if "landscape" in tables else set())
     references = [j.wildcards["run"] for j in by_rule.get("reference", [])]
     assert len(references) == len(runs)
@@ -434,7 +435,8 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     replayed = runs if AGGREGATED & tables else set()
     assert {j.wildcards["run"] for j in by_rule.get("replay", [])} == replayed
     assert len(by_rule.get("replay", [])) == sum(len(tiny_plan.segments(run)) for run in replayed)
-    assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == (experiments if AGGREGATED & tables else set())
+    aggregated = experiments if AGGREGATED & tables else set()
+    assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == aggregated
     assert [j.wildcards["name"] for j in by_rule["figure"]] == [name]
     assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {
         tiny_plan.runs[run].data.name for run in runs

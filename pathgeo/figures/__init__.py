@@ -32,8 +32,19 @@ FIGURE_KEYS = ("plot", "experiment", "reproduces")
 # The JSON schemas of the options plots share.
 COLOR = {
     "type": "string",
-    "enum": ["optimizer", "batch_size", "model", "width", "seed", "budget", "label", "peak_lr", "dataset", "schedule",
-             "warmup_epochs"],
+    "enum": [
+        "optimizer",
+        "batch_size",
+        "model",
+        "width",
+        "seed",
+        "budget",
+        "label",
+        "peak_lr",
+        "dataset",
+        "schedule",
+        "warmup_epochs",
+    ],
 }
 BAND = {
     "description": (

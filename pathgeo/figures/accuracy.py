@@ -7,7 +7,6 @@ import polars as pl
 
 from pathgeo.aggregate import DESCRIPTORS
 from pathgeo.columns import FACTORS
-
 from pathgeo.figures import BAND, COLOR, Plot
 from pathgeo.figures.style import (
     BAND_OPACITY,
@@ -55,15 +54,24 @@ def accuracy(train: pl.DataFrame, color: str = "label", band: str = "steps") -> 
     )
     if band == "seeds":
         keys = ["experiment", "label", "split", "epoch", "after", *(f for f in FACTORS if f != "seed"), *DESCRIPTORS]
-        long = long.group_by([key for key in keys if key in long.columns], maintain_order=True).agg(
-            pl.col("percent").mean(), pl.col("percent").min().alias("low"), pl.col("percent").max().alias("high"),
-            pl.col("seed").n_unique().alias("seeds"), pl.col("run_id").first(),
-        ).with_columns(pl.concat_str([pl.col("label"), pl.col("split")], separator=" · ").alias("series"))
+        long = (
+            long.group_by([key for key in keys if key in long.columns], maintain_order=True)
+            .agg(
+                pl.col("percent").mean(),
+                pl.col("percent").min().alias("low"),
+                pl.col("percent").max().alias("high"),
+                pl.col("seed").n_unique().alias("seeds"),
+                pl.col("run_id").first(),
+            )
+            .with_columns(pl.concat_str([pl.col("label"), pl.col("split")], separator=" · ").alias("series"))
+        )
     panels = []
     for experiment in long.get_column("experiment").unique(maintain_order=True).to_list():
         data, color_encoding = factor_color(distinct_runs(long.filter(pl.col("experiment") == experiment)), color)
         dash = alt.StrokeDash(
-            "split:N", title="accuracy on", scale=alt.Scale(domain=[VALIDATION, TRAIN], range=[[1, 0], [5, 3]]),
+            "split:N",
+            title="accuracy on",
+            scale=alt.Scale(domain=[VALIDATION, TRAIN], range=[[1, 0], [5, 3]]),
             legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2),
         )
         tooltip = [
@@ -75,17 +83,21 @@ def accuracy(train: pl.DataFrame, color: str = "label", band: str = "steps") -> 
         x, y = epoch_x("after", "epochs trained"), alt.Y("percent:Q", title="accuracy (%)", scale=alt.Scale(zero=False))
         layers = []
         if band == "seeds":
-            tooltip += [alt.Tooltip("seeds:Q", title="seeds"), alt.Tooltip("low:Q", title="lowest seed (%)", format=".1f"),
-                        alt.Tooltip("high:Q", title="highest seed (%)", format=".1f")]
+            tooltip += [
+                alt.Tooltip("seeds:Q", title="seeds"),
+                alt.Tooltip("low:Q", title="lowest seed (%)", format=".1f"),
+                alt.Tooltip("high:Q", title="highest seed (%)", format=".1f"),
+            ]
             layers.append(
-                alt.Chart().mark_area(opacity=BAND_OPACITY).encode(
-                    x=x, y="low:Q", y2="high:Q", color=color_encoding, detail=alt.Detail("series:N")
-                )
+                alt.Chart()
+                .mark_area(opacity=BAND_OPACITY)
+                .encode(x=x, y="low:Q", y2="high:Q", color=color_encoding, detail=alt.Detail("series:N"))
             )
         layers += hover_line(alt.Chart(), x, y, color_encoding, tooltip, detail="series", stroke_dash=dash)
         panels.append(
             alt.layer(*layers, data=inline_values(data)).properties(
-                width=PANEL_WIDTH, height=PANEL_HEIGHT - 40,
+                width=PANEL_WIDTH,
+                height=PANEL_HEIGHT - 40,
                 title=alt.TitleParams(f"experiment {experiment}", fontSize=13, anchor="start"),
             )
         )
@@ -94,26 +106,30 @@ def accuracy(train: pl.DataFrame, color: str = "label", band: str = "steps") -> 
     return finish(
         chart,
         "Accuracy of the runs" + ("" if color == "label" else f", by {factor_title(color)}"),
-        ["after each epoch: on the validation set (solid) and over the epoch's training minibatches (dashed)",
-         *spread, *width_note(train)],
+        [
+            "after each epoch: on the validation set (solid) and over the epoch's training minibatches (dashed)",
+            *spread,
+            *width_note(train),
+        ],
     )
 
 
 def seed_groups(train: pl.DataFrame) -> pl.DataFrame:
     """The train rows with each run's label without its seed, so that runs that differ only in their seed share
     one (a label of the seed alone becomes "all seeds")."""
-    return train.with_columns(
-        pl.col("label").map_elements(without_seed, return_dtype=pl.String).alias("label")
-    )
+    return train.with_columns(pl.col("label").map_elements(without_seed, return_dtype=pl.String).alias("label"))
 
 
 def caption(color: str = "label", band: str = "steps") -> str:
-    by = "run" if color == "label" else factor_title(color)
+    by = factor_title(color)
     seeds = (
-        " Runs that differ only in their seed are drawn as their mean with a band of their range." if band == "seeds" else ""
+        " Runs that differ only in their seed are drawn as their mean with a band of their range."
+        if band == "seeds"
+        else ""
     )
     return (
-        f"The accuracy after each epoch, by {by}, from the runs' train logs: on the validation set (solid; the held-out "
+        f"The accuracy after each epoch, by {by}, from the runs' train logs: on the validation set (solid; the "
+        "held-out "
         "split of the dataset) and over the epoch's training minibatches as they were trained (dashed). One panel per "
         f"experiment with its own legend.{seeds} The geometry figures describe these same runs: this says how well "
         "each one trained."

@@ -56,7 +56,12 @@ CLAIM_CELLS: list[tuple[Callable[[dict[str, Any]], str], str, Callable[[dict[str
         lambda run: f"{_number(run['rsi_trend'], sign=True)} / {_number(run['eb_trend'], sign=True)}",
     ),
 ]
-THRESHOLDS = ["min_frac_steps_gamma_positive", "max_gamma_epoch_cv", "min_frac_epochs_min_gamma_positive", "min_abs_trend"]
+THRESHOLDS = [
+    "min_frac_steps_gamma_positive",
+    "max_gamma_epoch_cv",
+    "min_frac_epochs_min_gamma_positive",
+    "min_abs_trend",
+]
 
 
 def claims(claims: pl.DataFrame) -> Figure:
@@ -118,14 +123,13 @@ def claims(claims: pl.DataFrame) -> Figure:
         ],
     )
     text = base.mark_text(fontSize=11, color="black").encode(text="text:N")
-    chart = alt.layer(cell, text, data=inline_values(cells)).properties(
-        width=alt.Step(250), height=alt.Step(22)
-    )
+    chart = alt.layer(cell, text, data=inline_values(cells)).properties(width=alt.Step(250), height=alt.Step(22))
     return finish(
         chart,
         "Do the paper's properties hold?",
         [
-            "one row per run; each cell: the measured value against the threshold in the column header, marked × where it misses it",
+            "one row per run; each cell: the measured value against the threshold in the column header, marked × "
+            "where it misses it",
             "measured against the final weights w*, without the last epoch before w*",
         ],
     )

@@ -110,7 +110,8 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
             chart,
             "Share of gradient entries of opposite sign within a window of steps",
             [
-                "cell (i, j): % of the entries of G(i) and G(j) with opposite sign, for the i-th and j-th gradient of the "
+                "cell (i, j): % of the entries of G(i) and G(j) with opposite sign, for the i-th and j-th "
+                "gradient of the "
                 "window starting at the epoch's first step (an entry that is 0 at either step counts as no flip)",
                 "hover a cell for the gradient correlation cos(G(i), G(j)) of the same pair",
             ],
@@ -119,16 +120,22 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
         chart,
         "Pairwise gradient correlation within a window of steps",
         [
-            "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window starting at the epoch's first step",
+            "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window starting at the epoch's "
+            "first step",
             "hover a cell for the share of gradient entries with opposite sign",
         ],
     )
 
 
 def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
-    which = f"at epochs {', '.join(map(str, epochs))} (or the nearest measured)" if epochs else "at each run's first, middle and last epoch"
+    which = (
+        f"at epochs {', '.join(map(str, epochs))} (or the nearest measured)"
+        if epochs
+        else "at each run's first, middle and last epoch"
+    )
     shown = (
-        "the percentage of gradient entries whose sign differs between steps i and j (50% is what independent gradients "
+        "the percentage of gradient entries whose sign differs between steps i and j (50% is what independent "
+        "gradients "
         "would give)"
         if cell == "sign_flip"
         else "the gradient correlation cos(G(i), G(j)), red where aligned and blue where opposed"
@@ -140,6 +147,4 @@ def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
     )
 
 
-PLOT = Plot(
-    "correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS, "cell": CELL}, caption=caption
-)
+PLOT = Plot("correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS, "cell": CELL}, caption=caption)

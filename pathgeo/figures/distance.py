@@ -37,12 +37,19 @@ def distance(epochs: pl.DataFrame, color: str, band: str = "steps") -> Figure:
         data, low, high = distinct_runs(with_series(epochs.select(columns))), "dist_min", "dist_max"
     data, color_encoding = factor_color(data, color)
     layers = band_and_mean(
-        "dist", low, high, color_encoding, "‖w − w*‖ (L2, log)",
-        scale=log_scale(data, ["dist_mean", low, high]), band_name="seed" if band == "seeds" else "band",
+        "dist",
+        low,
+        high,
+        color_encoding,
+        "‖w − w*‖ (L2, log)",
+        scale=log_scale(data, ["dist_mean", low, high]),
+        band_name="seed" if band == "seeds" else "band",
     )
     chart = alt.layer(*layers, data=inline_values(data)).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
-    spread = "min–max over the seeds of the epoch means (band), their mean (line)" if band == "seeds" else (
-        "per-epoch mean over the epoch's steps (line) and their min–max (band)"
+    spread = (
+        "min–max over the seeds of the epoch means (band), their mean (line)"
+        if band == "seeds"
+        else ("per-epoch mean over the epoch's steps (line) and their min–max (band)")
     )
     return finish(
         chart,
@@ -52,8 +59,10 @@ def distance(epochs: pl.DataFrame, color: str, band: str = "steps") -> Figure:
 
 
 def caption(color: str, band: str = "steps") -> str:
-    spread = "the minimum to maximum over runs that differ only in their seed" if band == "seeds" else (
-        "its minimum to maximum over the epoch's steps"
+    spread = (
+        "the minimum to maximum over runs that differ only in their seed"
+        if band == "seeds"
+        else ("its minimum to maximum over the epoch's steps")
     )
     return (
         f"The distance ‖w − w*‖ from the iterate to the reference point per epoch, by {factor_title(color)}: the mean "

@@ -49,27 +49,32 @@ def gamma_band(
         data = over_seeds(epochs, metric)
         low, high = f"{metric}_seed_min", f"{metric}_seed_max"
         seeds = sorted(set(data.get_column("seeds").to_list()))
-        what = f"mean over {'/'.join(map(str, seeds))} seeds of the epoch means (line), their min–max over the seeds (band)"
+        what = (
+            f"mean over {'/'.join(map(str, seeds))} seeds of the epoch means (line), their min–max over the "
+            "seeds (band)"
+        )
     else:
-        data = distinct_runs(with_series(epochs.select(
-            unique_columns([*RUN_KEYS, "epoch", color, facet, mean, low, high, "budget" if "budget" in epochs.columns else None])
-        )))
+        budget = "budget" if "budget" in epochs.columns else None
+        columns = unique_columns([*RUN_KEYS, "epoch", color, facet, mean, low, high, budget])
+        data = distinct_runs(with_series(epochs.select(columns)))
         what = "per-epoch mean (line) and min–max over the epoch's steps (band)"
     facet_levels = factor_levels(data, facet) if facet is not None else []
     data, color_encoding = factor_color(data, color)
     layers = [
         zero_rule(),
-        *band_and_mean(metric, low, high, color_encoding, metric_title(metric), band_name="seed" if band == "seeds" else "band"),
+        *band_and_mean(
+            metric, low, high, color_encoding, metric_title(metric), band_name="seed" if band == "seeds" else "band"
+        ),
     ]
     title = f"{metric_symbol(metric)} along the optimization path, by {factor_title(color)}"
     subtitle = [what, *notes]
     if color == "budget" and epochs.get_column("run_id").n_unique() == 1:
         budgets = ", ".join(factor_levels(data, "budget"))
-        subtitle.append(f"the budgets {budgets} are reference points of one run: w* is its weights at each of these epochs")
-    if facet is None:
-        chart: Figure = alt.layer(*layers, data=inline_values(data)).properties(
-            width=PANEL_WIDTH, height=PANEL_HEIGHT
+        subtitle.append(
+            f"the budgets {budgets} are reference points of one run: w* is its weights at each of these epochs"
         )
+    if facet is None:
+        chart: Figure = alt.layer(*layers, data=inline_values(data)).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
     else:
         data = data.with_columns(pl.col(facet).cast(pl.String))
         chart = (
@@ -77,8 +82,11 @@ def gamma_band(
             .properties(width=FACET_WIDTH, height=PANEL_HEIGHT)
             .facet(
                 # "width" says what it counts (hidden units, channels) where the header names it.
-                column=alt.Column(f"{facet}:N", title=(notes[0] if facet == "width" and notes else factor_title(facet)),
-                                  sort=facet_levels),
+                column=alt.Column(
+                    f"{facet}:N",
+                    title=(notes[0] if facet == "width" and notes else factor_title(facet)),
+                    sort=facet_levels,
+                ),
                 data=inline_values(data),
             )
         )

@@ -97,7 +97,8 @@ def gamma_correlation(epochs: pl.DataFrame) -> Figure:
         ),
         "dots: each epoch's mean over its steps (not the window mean μ(t) of eq. 3)"
         + (f"; line: their moving average over {window} epochs" if window > 1 else ""),
-        f"shaded: the last {FINAL_SHARE:.0%} of epochs before w*, where γ says more about how w* was picked than about the"
+        f"shaded: the last {FINAL_SHARE:.0%} of epochs before w*, where γ says more about how w* was picked than "
+        "about the"
         " landscape (as for the random walk's (T − t)^(−1/2))",
     ]
 
@@ -109,8 +110,12 @@ def gamma_correlation(epochs: pl.DataFrame) -> Figure:
         )
         # A hover selection of its own per panel (pathgeo.figures.style.hover_line).
         line = hover_line(
-            alt.Chart(), x, alt.Y("smoothed:Q", title="cosine (epoch mean)", scale=alt.Scale(domain=[-1, 1])),
-            color, tooltip, detail="quantity",
+            alt.Chart(),
+            x,
+            alt.Y("smoothed:Q", title="cosine (epoch mean)", scale=alt.Scale(domain=[-1, 1])),
+            color,
+            tooltip,
+            detail="quantity",
         )
         layered = alt.layer(final, zero_rule(), dots, *line, data=inline_values(values))
         return layered.properties(width=width, height=PANEL_HEIGHT, **({"title": title} if title else {}))
@@ -120,7 +125,10 @@ def gamma_correlation(epochs: pl.DataFrame) -> Figure:
         subtitle.append(f"run: {runs[0]}")
     else:
         chart = alt.concat(
-            *(panel(long.filter(pl.col("run") == run), shaded.filter(pl.col("run") == run), FACET_WIDTH, run) for run in runs),
+            *(
+                panel(long.filter(pl.col("run") == run), shaded.filter(pl.col("run") == run), FACET_WIDTH, run)
+                for run in runs
+            ),
             columns=3,
         ).resolve_scale(x="shared", y="shared")
     return finish(chart, "γ and adjacent gradient correlation along the optimization path", subtitle)

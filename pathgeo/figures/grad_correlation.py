@@ -52,7 +52,11 @@ def grad_correlation(epochs: pl.DataFrame, color: str = "label") -> Figure:
     loss = hover_line(
         alt.Chart().transform_filter(positive_filter("loss_mean")),
         x,
-        alt.Y("loss_mean:Q", scale=log_scale(data, ["loss_mean"], pad=1.05), axis=log_axis("training loss (epoch mean, log)")),
+        alt.Y(
+            "loss_mean:Q",
+            scale=log_scale(data, ["loss_mean"], pad=1.05),
+            axis=log_axis("training loss (epoch mean, log)"),
+        ),
         color_encoding,
         tooltip,
     )
@@ -83,7 +87,7 @@ def grad_correlation(epochs: pl.DataFrame, color: str = "label") -> Figure:
 
 
 def caption(color: str = "label") -> str:
-    by = "run" if color == "label" else factor_title(color)
+    by = factor_title(color)
     return (
         f"Per epoch, by {by}: the training loss (left, log scale fitted to the data) and the mean gradient correlation "
         "μ(t) of the second paper's equation (3) (right), the mean of cos(G(s−1), G(s)) over the adjacent pairs of the "

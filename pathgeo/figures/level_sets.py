@@ -22,7 +22,19 @@ LEVELS = 10  # bands of equal share of the grid: each one a level set
 def level_sets(landscape: pl.DataFrame) -> Figure:
     """The objective on the plane through w* spanned by the path's two principal directions (bands of equal share
     of the grid), with the path projected on it, one panel per run. Paper Figures 14 (ALM) and 15 (SM)."""
-    columns = ["run_id", "dataset", "source", "a", "b", "loss", "step", "epoch", "off_plane", "explained_a", "explained_b"]
+    columns = [
+        "run_id",
+        "dataset",
+        "source",
+        "a",
+        "b",
+        "loss",
+        "step",
+        "epoch",
+        "off_plane",
+        "explained_a",
+        "explained_b",
+    ]
     require_columns(landscape, "landscape", columns)
     panels = []
     for run_id in landscape.get_column("run_id").unique().sort().to_list():
@@ -32,14 +44,22 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         cell_a = (grid.get_column("a").max() - grid.get_column("a").min()) / (grid.get_column("a").n_unique() - 1)
         cell_b = (grid.get_column("b").max() - grid.get_column("b").min()) / (grid.get_column("b").n_unique() - 1)
         grid = grid.with_columns(
-            a2=pl.col("a") + cell_a / 2, b2=pl.col("b") + cell_b / 2,
-            a=pl.col("a") - cell_a / 2, b=pl.col("b") - cell_b / 2,
+            a2=pl.col("a") + cell_a / 2,
+            b2=pl.col("b") + cell_b / 2,
+            a=pl.col("a") - cell_a / 2,
+            b=pl.col("b") - cell_b / 2,
         )
         explained = run.select("explained_a", "explained_b").row(0)
-        x = alt.X("a:Q", title=f"first principal direction of w − w* ({100 * explained[0]:.0f}% of the path)",
-                  scale=alt.Scale(nice=False, zero=False))
-        y = alt.Y("b:Q", title=f"second principal direction ({100 * explained[1]:.0f}%)",
-                  scale=alt.Scale(nice=False, zero=False))
+        x = alt.X(
+            "a:Q",
+            title=f"first principal direction of w − w* ({100 * explained[0]:.0f}% of the path)",
+            scale=alt.Scale(nice=False, zero=False),
+        )
+        y = alt.Y(
+            "b:Q",
+            title=f"second principal direction ({100 * explained[1]:.0f}%)",
+            scale=alt.Scale(nice=False, zero=False),
+        )
         level_scale = alt.Scale(type="quantile", scheme=alt.SchemeParams("viridis", count=LEVELS))
         level_color = alt.Color(
             "loss:Q", title=["objective", f"({dataset})"], scale=level_scale, legend=alt.Legend(format=".4~g")
@@ -48,7 +68,10 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
             alt.Chart(inline_values(grid))
             .mark_rect(strokeWidth=0.5)
             .encode(
-                x=x, x2="a2:Q", y=y, y2="b2:Q",
+                x=x,
+                x2="a2:Q",
+                y=y,
+                y2="b2:Q",
                 color=level_color,
                 # The cell's own colour as its outline: no seams between cells.
                 stroke=alt.Stroke("loss:Q", scale=level_scale, legend=None),
@@ -62,19 +85,31 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         ]
         ends = path.filter((pl.col("step") == pl.col("step").min()) | (pl.col("step") == pl.col("step").max()))
         ends = ends.with_columns(
-            pl.when(pl.col("step") == pl.col("step").min()).then(pl.lit("start w0")).otherwise(pl.lit("end w*")).alias("point")
+            pl.when(pl.col("step") == pl.col("step").min())
+            .then(pl.lit("start w0"))
+            .otherwise(pl.lit("end w*"))
+            .alias("point")
         )
         marks = (
             alt.Chart(inline_values(ends))
             .mark_point(filled=True, size=90, stroke="black", strokeWidth=1)
             .encode(
-                x=x, y=y,
-                shape=alt.Shape("point:N", title=None, scale=alt.Scale(domain=["start w0", "end w*"], range=["circle", "diamond"])),
+                x=x,
+                y=y,
+                shape=alt.Shape(
+                    "point:N", title=None, scale=alt.Scale(domain=["start w0", "end w*"], range=["circle", "diamond"])
+                ),
                 fill=alt.value("white"),
             )
         )
         line = hover_line(
-            alt.Chart(inline_values(path.sort("step"))), x, y, alt.value("black"), tooltip, detail=None, stroke_width=1.1
+            alt.Chart(inline_values(path.sort("step"))),
+            x,
+            y,
+            alt.value("black"),
+            tooltip,
+            detail=None,
+            stroke_width=1.1,
         )
         line[0] = line[0].encode(order="step:Q", opacity=alt.value(0.75))
         panels.append(
@@ -87,9 +122,11 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         chart,
         "Level sets of the objective around the optimization path",
         [
-            f"colour: the objective on the plane through w* spanned by the path's two principal directions, in {LEVELS} bands "
+            "colour: the objective on the plane through w* spanned by the path's two principal directions, in "
+            f"{LEVELS} bands "
             "of equal share of the plane (each band a level set)",
-            "black: the path w0 … w*, projected on the plane (hover for the objective at w_t and its distance from the plane);"
+            "black: the path w0 … w*, projected on the plane (hover for the objective at w_t and its distance "
+            "from the plane);"
             " the axes are not to the same scale",
         ],
     )

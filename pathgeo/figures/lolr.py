@@ -79,15 +79,24 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
     )
     optimal = hover_line(
         alt.Chart().transform_filter(positive_filter("lolr_mean")).transform_calculate(quantity=f"'{OPTIMAL}'"),
-        x, alt.Y("lolr_mean:Q", scale=scale, axis=axis), color_encoding, tooltip, stroke_dash=dash,
+        x,
+        alt.Y("lolr_mean:Q", scale=scale, axis=axis),
+        color_encoding,
+        tooltip,
+        stroke_dash=dash,
     )
     taken = (
         alt.Chart()
         .transform_filter(positive_filter("step_lr"))
         .transform_calculate(quantity=f"'{TAKEN}'")
         .mark_line(strokeWidth=1.4)
-        .encode(x=x, y=alt.Y("step_lr:Q", scale=scale, axis=axis), color=color_encoding, strokeDash=dash,
-                detail=alt.Detail(f"{SERIES}:N"))
+        .encode(
+            x=x,
+            y=alt.Y("step_lr:Q", scale=scale, axis=axis),
+            color=color_encoding,
+            strokeDash=dash,
+            detail=alt.Detail(f"{SERIES}:N"),
+        )
     )
     chart = alt.layer(band, taken, *optimal, data=inline_values(data)).properties(
         width=PANEL_WIDTH, height=PANEL_HEIGHT + 40
@@ -98,7 +107,9 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
     ]
     without = data.filter(pl.col("step_scale").is_null()).get_column("run").unique().sort().to_list()
     if without:
-        subtitle.append(f"no dashed line for {', '.join(without)}: its step has no single scale (Adam's is per coordinate)")
+        subtitle.append(
+            f"no dashed line for {', '.join(without)}: its step has no single scale (Adam's is per coordinate)"
+        )
     return finish(
         chart,
         f"Locally optimal learning rate vs the step taken, by {factor_title(color)}",

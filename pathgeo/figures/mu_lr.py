@@ -53,23 +53,33 @@ def mu_lr(steps: pl.DataFrame) -> Figure:
         values = inline_values(data.filter(pl.col("run") == run))
         # The tooltip of μ's points names the step's learning rate too: one hover layer per panel.
         mu = hover_line(
-            alt.Chart().transform_filter("isValid(datum.mean_grad_corr)"), x, mu_y, alt.value(MU_COLOR), tooltip,
-            detail=None, stroke_width=1.4,
+            alt.Chart().transform_filter("isValid(datum.mean_grad_corr)"),
+            x,
+            mu_y,
+            alt.value(MU_COLOR),
+            tooltip,
+            detail=None,
+            stroke_width=1.4,
         )
-        lr = alt.Chart().mark_line(color=LR_COLOR, strokeWidth=1.4).encode(
-            x=x, y=alt.Y("lr:Q", scale=lr_scale, axis=lr_axis)
+        lr = (
+            alt.Chart()
+            .mark_line(color=LR_COLOR, strokeWidth=1.4)
+            .encode(x=x, y=alt.Y("lr:Q", scale=lr_scale, axis=lr_axis))
         )
         panels.append(
             alt.layer(alt.layer(zero_rule(), *mu), lr, data=values)
             .resolve_scale(y="independent")
-            .properties(width=PANEL_WIDTH, height=PANEL_HEIGHT - 60, title=alt.TitleParams(run, fontSize=12, anchor="start"))
+            .properties(
+                width=PANEL_WIDTH, height=PANEL_HEIGHT - 60, title=alt.TitleParams(run, fontSize=12, anchor="start")
+            )
         )
     chart = alt.vconcat(*panels, spacing=16)
     return finish(
         chart,
         "μ(t) over the warm-up learning rate",
         [
-            "per step: μ(t), the mean of the last h − 1 adjacent-gradient cosines (red, left axis), and the learning rate (green, log, right axis)",
+            "per step: μ(t), the mean of the last h − 1 adjacent-gradient cosines (red, left axis), and the "
+            "learning rate (green, log, right axis)",
             "μ(t) < 0 (below the dashed line): successive gradients point back and forth (zigzag geometry)",
         ],
     )

@@ -61,8 +61,13 @@ def random_walk(steps: pl.DataFrame) -> Figure:
         .transform_filter(alt.datum.source == MEASURED)
         .mark_circle(size=12, opacity=0.45)
         .encode(
-            x=x, y=y, color=color,
-            tooltip=[alt.Tooltip("steps_to_reference:Q", title="T − t"), alt.Tooltip("gamma:Q", title="γ", format=".3f")],
+            x=x,
+            y=y,
+            color=color,
+            tooltip=[
+                alt.Tooltip("steps_to_reference:Q", title="T − t"),
+                alt.Tooltip("gamma:Q", title="γ", format=".3f"),
+            ],
         )
     )
     curve = (
@@ -71,10 +76,11 @@ def random_walk(steps: pl.DataFrame) -> Figure:
         .mark_line(strokeWidth=2.2)
         .encode(x=x, y=y, color=color)
     )
-    chart = alt.layer(points, curve, data=inline_values(data)).properties(
-        width=PANEL_WIDTH, height=PANEL_HEIGHT + 60
-    )
-    subtitle = ["isotropic random walk with the endpoint as reference: γ(x_t) ≈ (T − t)^(−1/2) (eq. 8); hover a point for its values"]
+    chart = alt.layer(points, curve, data=inline_values(data)).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT + 60)
+    subtitle = [
+        "isotropic random walk with the endpoint as reference: γ(x_t) ≈ (T − t)^(−1/2) (eq. 8); hover a point "
+        "for its values"
+    ]
     if hidden:
         subtitle.append(f"log scale: {hidden} step(s) with γ ≤ 0 or undefined are not drawn")
     return finish(chart, "Cosine to the endpoint of a random walk", subtitle)

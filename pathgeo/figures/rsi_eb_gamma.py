@@ -63,7 +63,9 @@ def rsi_eb_gamma(
     clipped = []
     for position, metric in enumerate(panels):
         bottom = position == len(panels) - 1
-        low, high = (f"{metric}_seed_min", f"{metric}_seed_max") if band == "seeds" else (f"{metric}_min", f"{metric}_max")
+        low, high = (
+            (f"{metric}_seed_min", f"{metric}_seed_max") if band == "seeds" else (f"{metric}_min", f"{metric}_max")
+        )
         log = metric in LOG_METRICS
         scale = band_log_scale(data, f"{metric}_mean", low, high) if log else None
         if log and (data.get_column(low) <= scale.to_dict()["domain"][0]).any():
@@ -85,14 +87,20 @@ def rsi_eb_gamma(
     chart = alt.vconcat(*charts, data=inline_values(data), spacing=12).resolve_scale(
         x="shared", y="independent", color="shared"
     )
-    spread = "min–max over the seeds of the epoch means (band), their mean (line)" if band == "seeds" else (
-        "per-epoch mean (line) and min–max over the epoch's steps (band)"
+    spread = (
+        "min–max over the seeds of the epoch means (band), their mean (line)"
+        if band == "seeds"
+        else ("per-epoch mean (line) and min–max over the epoch's steps (band)")
     )
-    subtitle = [spread + "; " + " and ".join(m.upper() for m in panels if m in LOG_METRICS) + " on log scales"
-                if any(m in LOG_METRICS for m in panels) else spread]
+    subtitle = [
+        spread + "; " + " and ".join(m.upper() for m in panels if m in LOG_METRICS) + " on log scales"
+        if any(m in LOG_METRICS for m in panels)
+        else spread
+    ]
     if clipped:
         subtitle.append(
-            f"{' and '.join(clipped)}: where a band reaches below the axis (to 0 or under), it runs to the panel's bottom edge"
+            f"{' and '.join(clipped)}: where a band reaches below the axis (to 0 or under), it runs to the "
+            "panel's bottom edge"
         )
     names = [metric_title(m).split(" =")[0] for m in panels]
     title = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
@@ -102,9 +110,11 @@ def rsi_eb_gamma(
 
 def caption(color: str = "label", panels: Sequence[str] = ("rsi", "eb", "gamma"), band: str = "steps") -> str:
     names = ", ".join(metric_title(m) for m in panels)
-    by = "run" if color == "label" else factor_title(color)
-    spread = "its minimum to maximum over the runs that differ only in their seed (the line their mean)" if band == "seeds" else (
-        "its minimum to maximum over the epoch's steps"
+    by = factor_title(color)
+    spread = (
+        "its minimum to maximum over the runs that differ only in their seed (the line their mean)"
+        if band == "seeds"
+        else ("its minimum to maximum over the epoch's steps")
     )
     return (
         f"{names}, per epoch along the optimization path, by {by}: the mean over each epoch's steps with a band of "

@@ -51,8 +51,10 @@ def sign_flip(epochs: pl.DataFrame, color: str = "label") -> Figure:
     chart = alt.layer(rule_at(RANDOM_SIGN_FLIPS), *layers, data=inline_values(data)).properties(
         width=PANEL_WIDTH, height=PANEL_HEIGHT
     )
-    what = "epoch mean (line), 5–95 % quantiles over the epoch's steps (band)" if banded else (
-        "one step per epoch (full batch): each epoch's value"
+    what = (
+        "epoch mean (line), 5–95 % quantiles over the epoch's steps (band)"
+        if banded
+        else ("one step per epoch (full batch): each epoch's value")
     )
     return finish(
         chart,
@@ -65,7 +67,7 @@ def sign_flip(epochs: pl.DataFrame, color: str = "label") -> Figure:
 
 
 def caption(color: str = "label") -> str:
-    by = "run" if color == "label" else factor_title(color)
+    by = factor_title(color)
     return (
         f"Per epoch, by {by}: the percentage of gradient entries whose sign differs between adjacent steps t − 1 and "
         "t (an entry that is 0 at either step counts as no flip), the epoch's mean with the 5–95 % band over its steps "

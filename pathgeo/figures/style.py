@@ -71,7 +71,6 @@ FACTOR_TITLES = {
     "reference": "reference point",
     "run_id": "run",
     "warmup_epochs": "warm-up epochs",
-    "peak_lr": "peak learning rate",
     "full_batch": "full batch",
 }
 # Factor values that read better in words (a legend or facet title says "GAWU", not "gawu").
@@ -187,9 +186,7 @@ def inline_values(table: pl.DataFrame) -> alt.InlineData:
 
 def with_series(table: pl.DataFrame) -> pl.DataFrame:
     """Add the key of one line: a run measured against one reference point."""
-    return table.with_columns(
-        pl.concat_str([pl.col("run_id"), pl.col("reference")], separator=" · ").alias(SERIES)
-    )
+    return table.with_columns(pl.concat_str([pl.col("run_id"), pl.col("reference")], separator=" · ").alias(SERIES))
 
 
 def factor_levels(table: pl.DataFrame, factor: str) -> list[str]:
@@ -220,9 +217,7 @@ def run_color(table: pl.DataFrame) -> tuple[pl.DataFrame, alt.Color]:
     """Colour by run, naming the reference point too when there are several."""
     table = distinct_runs(table)
     if "reference" in table.columns and table.get_column("reference").n_unique() > 1:
-        table = table.with_columns(
-            pl.concat_str([pl.col("run"), pl.col("reference")], separator=" vs ")
-        )
+        table = table.with_columns(pl.concat_str([pl.col("run"), pl.col("reference")], separator=" vs "))
     levels = table.get_column("run").unique().sort().to_list()
     color = alt.Color(
         "run:N",
@@ -271,10 +266,7 @@ def distinct_runs(table: pl.DataFrame) -> pl.DataFrame:
     shared = pl.col("run_id").n_unique().over("label") > 1
     words = pl.col("label").map_elements(readable, return_dtype=pl.String)
     return table.with_columns(
-        pl.when(shared)
-        .then(pl.concat_str([words, pl.col("run_id")], separator=" · "))
-        .otherwise(words)
-        .alias("run")
+        pl.when(shared).then(pl.concat_str([words, pl.col("run_id")], separator=" · ")).otherwise(words).alias("run")
     )
 
 

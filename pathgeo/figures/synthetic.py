@@ -53,24 +53,31 @@ def synthetic(steps: pl.DataFrame) -> Figure:
                 alt.Chart().transform_filter(f"isValid(datum['{metric}'])"),
                 step_x("step" if metric == "gamma" else None),
                 alt.Y(f"{metric}:Q", title=title, scale=scale),
-                alt.value(COLOR), tooltip, detail=None, stroke_width=1.0,
+                alt.value(COLOR),
+                tooltip,
+                detail=None,
+                stroke_width=1.0,
             )
             header = value_words(objective) if metric == "rsi" else None
             panels.append(
                 alt.layer(zero_rule(), *layers, data=inline_values(values)).properties(
-                    width=PANEL_WIDTH, height=PANEL_HEIGHT,
+                    width=PANEL_WIDTH,
+                    height=PANEL_HEIGHT,
                     title=alt.TitleParams(f"objective: {header}", fontSize=13) if header else alt.TitleParams(""),
                 )
             )
         rows.append(alt.hconcat(*panels).resolve_scale(y="independent", x="independent"))
     chart = alt.vconcat(*rows, spacing=10)
-    runs = "; ".join(f"{objective}: {run}" for objective, run in data.select("dataset", "run").unique().sort("dataset").iter_rows())
+    runs = "; ".join(
+        f"{objective}: {run}" for objective, run in data.select("dataset", "run").unique().sort("dataset").iter_rows()
+    )
     return finish(
         chart,
         "RSI and γ on synthetic objectives",
         [
             "RSI = G·(w − w*) / ‖w − w*‖² and γ = cos(G, w − w*), per step; dashed line at 0",
-            "negative values: the step moves away from the final iterate w*; RSI on a symmetric log axis (linear near 0)",
+            "negative values: the step moves away from the final iterate w*; RSI on a symmetric log axis (linear "
+            "near 0)",
             runs,
         ],
     )

@@ -9,7 +9,6 @@ from pathgeo.figures import Plot
 from pathgeo.figures.style import (
     PANEL_HEIGHT,
     PANEL_WIDTH,
-    SERIES,
     Figure,
     epoch_x,
     finish,
@@ -75,12 +74,20 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
     accuracy = (
         train.filter(pl.col("run_id").is_in(list(names)))
         .select("run_id", "epoch", "val_accuracy")
-        .with_columns(pl.col("run_id").replace_strict(names).alias(RUN_NAME), after=pl.col("epoch") + 1,
-                      percent=pl.col("val_accuracy") * 100)
+        .with_columns(
+            pl.col("run_id").replace_strict(names).alias(RUN_NAME),
+            after=pl.col("epoch") + 1,
+            percent=pl.col("val_accuracy") * 100,
+        )
     )
     order = sorted(names.values(), key=lambda name: (not name.startswith("GAWU"), name))
-    color = alt.Color(f"{RUN_NAME}:N", title="run", sort=order, scale=alt.Scale(domain=order, scheme="tableau10"),
-                      legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, orient="bottom", columns=2))
+    color = alt.Color(
+        f"{RUN_NAME}:N",
+        title="run",
+        sort=order,
+        scale=alt.Scale(domain=order, scheme="tableau10"),
+        legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, orient="bottom", columns=2),
+    )
     # Every panel from the first step to the end of the last epoch, so that they line up.
     span = [0, float(data.get_column("epoch").max() + 1)]
     x = epoch_x("at", "epoch (steps / steps per epoch)", span)
@@ -93,14 +100,21 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
         alt.Tooltip("mean_grad_corr:Q", title="μ(t)", format=".3f"),
     ]
     loss = hover_line(
-        alt.Chart().transform_filter(positive_filter("loss")), x,
+        alt.Chart().transform_filter(positive_filter("loss")),
+        x,
         alt.Y("loss:Q", scale=log_scale(data, ["loss"], pad=1.05), axis=log_axis("training loss (log)")),
-        color, step_tooltip, stroke_width=1.2,
+        color,
+        step_tooltip,
+        stroke_width=1.2,
     )
     lr_y = alt.Y("lr:Q", scale=log_scale(data, ["lr"]), axis=log_axis("learning rate (log)"))
-    learning_rate = hover_line(alt.Chart().transform_filter(positive_filter("lr")), x, lr_y, color, step_tooltip, stroke_width=1.2)
+    learning_rate = hover_line(
+        alt.Chart().transform_filter(positive_filter("lr")), x, lr_y, color, step_tooltip, stroke_width=1.2
+    )
     mu_y = alt.Y("mean_grad_corr:Q", title="μ(t), mean adjacent-gradient correlation", scale=alt.Scale(domain=[-1, 1]))
-    mu = hover_line(alt.Chart().transform_filter("isValid(datum.mean_grad_corr)"), x, mu_y, color, step_tooltip, stroke_width=1.2)
+    mu = hover_line(
+        alt.Chart().transform_filter("isValid(datum.mean_grad_corr)"), x, mu_y, color, step_tooltip, stroke_width=1.2
+    )
     switch_tooltip = [
         alt.Tooltip(f"{RUN_NAME}:N", title="run"),
         alt.Tooltip("step:Q", title="switch step"),
@@ -124,8 +138,11 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
         epoch_x("after", "epochs trained", span),
         alt.Y("percent:Q", title="validation accuracy (%)", scale=alt.Scale(zero=False)),
         color,
-        [alt.Tooltip(f"{RUN_NAME}:N", title="run"), alt.Tooltip("after:Q", title="after epoch"),
-         alt.Tooltip("percent:Q", title="validation accuracy (%)", format=".1f")],
+        [
+            alt.Tooltip(f"{RUN_NAME}:N", title="run"),
+            alt.Tooltip("after:Q", title="after epoch"),
+            alt.Tooltip("percent:Q", title="validation accuracy (%)", format=".1f"),
+        ],
         detail=None,
     )
     size = {"width": PANEL_WIDTH, "height": PANEL_HEIGHT - 40}
@@ -143,9 +160,12 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
         chart,
         "Warm-up switch points: what triggered them and what they led to",
         [
-            "per step: training loss, learning rate and μ(t) (mean of the last h − 1 adjacent-gradient cosines); per epoch: validation accuracy",
-            "dot and dashed line: the run's switch point as the data show it, the first step of its largest learning rate",
-            "GAWU switches where μ(t) first turns from positive to negative; its warmup_epochs is only the latest switch it allows",
+            "per step: training loss, learning rate and μ(t) (mean of the last h − 1 adjacent-gradient cosines); "
+            "per epoch: validation accuracy",
+            "dot and dashed line: the run's switch point as the data show it, the first step of its largest "
+            "learning rate",
+            "GAWU switches where μ(t) first turns from positive to negative; its warmup_epochs is only the "
+            "latest switch it allows",
         ],
     )
 
@@ -156,7 +176,8 @@ PLOT = Plot(
     "steps",
     also=("train",),
     caption=(
-        "Warm-up runs side by side: per step, the training loss, the learning rate and μ(t), the mean adjacent-gradient "
+        "Warm-up runs side by side: per step, the training loss, the learning rate and μ(t), the mean "
+        "adjacent-gradient "
         "correlation that the geometry-adapted warm-up (GAWU) watches; per epoch, the validation accuracy. Each run is "
         "named by its schedule and its switch point as the data show it (the first step of its largest learning "
         "rate), marked by a dot and a dashed line: GAWU ends its warm-up at the first step where μ(t) turns from "
