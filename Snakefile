@@ -39,6 +39,7 @@ localrules:
     aggregate,
     claims,
     figure,
+    vega_bundle,
 
 
 rule all:

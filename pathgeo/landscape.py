@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 import torch
+from torch import nn
 
+from pathgeo.data.task import Task
 from pathgeo.replay import flat_parameters_of
 from pathgeo.training import Trainer
 
 log = logging.getLogger("pathgeo")
 
 GRID_POINTS = 41  # per axis
+EVALUATION_CHUNK = 1024  # weights evaluated at once
 MARGIN = 0.15  # of the path's extent, on each side
 # A path of T steps in d dimensions is held as T x d float64 values: the synthetic objectives' few thousand, not a
 # network's.
@@ -79,23 +83,52 @@ def principal_plane(path: torch.Tensor, w_star: torch.Tensor) -> tuple[torch.Ten
     return directions, explained
 
 
-def objective(trainer: Trainer) -> Callable[[torch.Tensor], float]:
-    """The training loss at given weights: the size-weighted mean of epoch 0's minibatch losses. A batch that is the
-    same object as another (the SM's are all None: the objective is deterministic) is evaluated once."""
+class _Loss(nn.Module):
+    """A task's minibatch loss as a module whose parameters are its model's, so that torch.func can evaluate it at
+    many weights at once."""
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.model = task.model
+        self.task = task
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.task.loss(batch).loss
+
+
+def objective(trainer: Trainer) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training loss at given weights (rows of a matrix, in the flat parameters' order): the size-weighted mean
+    of epoch 0's minibatch losses, evaluated for all rows at once (torch.func.vmap). A batch that is the same object
+    as another (the SM's are all None: the objective is deterministic) is evaluated once."""
     task, flat = trainer.task, trainer.flat
     distinct: dict[int, list] = {}
     for batch in task.batches(0):
         distinct.setdefault(id(batch), [batch, 0])[1] += 1
+    names = [f"model.{name}" for name, p in task.model.named_parameters() if p.requires_grad]
+    shapes = [p.shape for p in flat.params]
+    sizes = [p.numel() for p in flat.params]
+    loss = _Loss(task)
+
+    def at(w: torch.Tensor, batch: Any) -> torch.Tensor:
+        values = {name: part.view(shape) for name, part, shape in zip(names, w.split(sizes), shapes)}
+        return torch.func.functional_call(loss, values, (batch,))
 
     @torch.no_grad()
-    def loss_at(w: torch.Tensor) -> float:
-        flat.weights.copy_(w.to(flat.weights.dtype))
-        total = count = 0.0
+    def loss_at(weights: torch.Tensor) -> torch.Tensor:
+        weights = weights.to(device=flat.weights.device, dtype=flat.weights.dtype)
+        total = torch.zeros(len(weights), dtype=torch.float64, device=weights.device)
+        count = 0
         for batch, repeats in distinct.values():
-            out = task.loss(batch)
-            total += out.loss.double().item() * out.count * repeats
-            count += out.count * repeats
-        return total / count
+            size = task.loss(batch).count
+            per_row = torch.cat(
+                [
+                    torch.func.vmap(at, in_dims=(0, None))(rows, batch).double()
+                    for rows in weights.split(EVALUATION_CHUNK)
+                ]
+            )
+            total += per_row * size * repeats
+            count += size * repeats
+        return (total / count).cpu()
 
     return loss_at
 
@@ -115,39 +148,32 @@ def landscape(trainer: Trainer, end_state: dict) -> pl.DataFrame:
     low, high = coords.min(0).values, coords.max(0).values
     pad = MARGIN * (high - low).clamp_min(1e-12)
     axes = [torch.linspace(low[k] - pad[k], high[k] + pad[k], GRID_POINTS, dtype=torch.float64) for k in range(2)]
-    grid = [
-        {
-            "source": "grid",
-            "a": a.item(),
-            "b": b.item(),
-            "loss": loss_at(w_star + a * directions[0] + b * directions[1]),
-        }
-        for a in axes[0]
-        for b in axes[1]
-    ]
-    along = [
+    a, b = (axis.reshape(-1) for axis in torch.meshgrid(*axes, indexing="ij"))
+    points = w_star + a[:, None] * directions[0] + b[:, None] * directions[1]
+    grid = pl.DataFrame({"source": "grid", "a": a.numpy(), "b": b.numpy(), "loss": loss_at(points).numpy()})
+    steps = start_step + torch.arange(len(path))
+    along = pl.DataFrame(
         {
             "source": "path",
-            "step": start_step + t,
-            "epoch": (start_step + t) // steps_per_epoch,
-            "a": coords[t, 0].item(),
-            "b": coords[t, 1].item(),
-            "loss": loss_at(path[t]),
-            "off_plane": off_plane[t].item(),
+            "step": steps.numpy(),
+            "epoch": (steps // steps_per_epoch).numpy(),
+            "a": coords[:, 0].numpy(),
+            "b": coords[:, 1].numpy(),
+            "loss": loss_at(path).numpy(),
+            "off_plane": off_plane.numpy(),
         }
-        for t in range(len(path))
-    ]
+    )
     # Evaluating the objective must leave the model as training left it (running statistics of a norm layer).
     for name, value in trainer.task.model.named_buffers():
         value.copy_(buffers[name])
     log.info(
         "run %s: landscape of %d grid points around a path of %d steps; the plane carries %.1f%% of the path's offsets",
         trainer.run_id,
-        len(grid),
+        grid.height,
         len(path) - 1,
         100 * explained.sum().item(),
     )
-    return pl.DataFrame(grid + along, infer_schema_length=None).with_columns(
+    return pl.concat([grid, along], how="diagonal").with_columns(
         pl.lit(trainer.run_id).alias("run_id"),
         pl.lit(explained[0].item()).alias("explained_a"),
         pl.lit(explained[1].item()).alias("explained_b"),

@@ -1,6 +1,20 @@
+rule vega_bundle:
+    input:
+        library=library("figures/save.py"),
+    output:
+        "results/vega/vega-embed.js",
+    log:
+        "logs/vega_bundle.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/vega_bundle.py"
+
+
 rule figure:
     input:
         unpack(figure_tables),
+        bundle="results/vega/vega-embed.js",
         library=figure_library,
     output:
         html=report(

@@ -1344,3 +1344,12 @@ def test_compiled_hover_layers_give_each_voronoi_cell_its_datums_tooltip(name: s
         assert mark["type"] == "path" and mark["interactive"] is True
         assert "tooltip" in mark["encode"]["update"]
     assert not [mark for mark in marks if mark["type"] == "line" and "tooltip" in mark["encode"].get("update", {})]
+
+
+def test_save_inlines_the_bundle_it_is_given(tmp_path: Path, epochs: pl.DataFrame) -> None:
+    """The workflow builds the Vega script once (rule vega_bundle) and every figure inlines that one."""
+    bundle = "/* the workflow's bundle */ function vegaEmbed() {}"
+    save(gamma_band(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.svg", bundle)
+    html = (tmp_path / "fig.html").read_text()
+    assert bundle in html and "vegaEmbed('#vis', spec, embedOpt)" in html
+    assert '"mode": "vega-lite"' in html

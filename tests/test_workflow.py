@@ -161,6 +161,7 @@ def expected_counts(config: dict, plan: Plan) -> Counter:
         aggregate=len(aggregated_experiments(config)),
         landscape=len(landscape_runs(config, plan)),
         claims=1,
+        vega_bundle=1 if config["figures"] else 0,
         figure=len(config["figures"]),
         all=1,
     )
@@ -257,7 +258,7 @@ def test_every_replay_is_bit_identical_to_its_reference(finished):
 def test_every_job_wrote_its_log(finished):
     plan, config = finished.plan, finished.config
     logs = finished.workdir / "logs"
-    expected = {logs / "claims.log"}
+    expected = {logs / "claims.log", logs / "vega_bundle.log"}
     expected |= {logs / "prep" / f"{spec.data.name}.log" for spec in plan.runs.values()}
     expected |= {logs / "reference" / f"{run}.log" for run in plan.runs}
     expected |= {
@@ -426,7 +427,7 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     jobs = planned_jobs(output_of(result))
     by_rule = {rule: [j for j in jobs if j.rule == rule] for rule in job_counts(jobs)}
 
-    allowed = {"prep", "reference", "replay", "aggregate", "landscape", "figure", f"figure_{name}"}
+    allowed = {"prep", "reference", "replay", "aggregate", "landscape", "vega_bundle", "figure", f"figure_{name}"}
     assert set(by_rule) <= allowed, set(by_rule)
     assert {j.wildcards["run"] for j in by_rule.get("landscape", [])} == (runs if "landscape" in tables else set())
     references = [j.wildcards["run"] for j in by_rule.get("reference", [])]
@@ -438,9 +439,7 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     aggregated = experiments if AGGREGATED & tables else set()
     assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == aggregated
     assert [j.wildcards["name"] for j in by_rule["figure"]] == [name]
-    assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {
-        tiny_plan.runs[run].data.name for run in runs
-    }
+    assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {tiny_plan.runs[run].data.name for run in runs}
     assert not (tmp_path / "results").exists()
 
 

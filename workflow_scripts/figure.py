@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import polars as pl
 
 from pathgeo.figures import figure_options, plot
@@ -12,5 +14,6 @@ tables = [
     for table in entry.tables
 ]
 chart = entry.draw(*tables, **figure_options(figure))
-save(chart, snakemake.output.html, snakemake.output.image)
+bundle = Path(snakemake.input.bundle).read_text(encoding="utf-8")
+save(chart, snakemake.output.html, snakemake.output.image, bundle)
 log.info("wrote %s and %s", snakemake.output.html, snakemake.output.image)

@@ -40,7 +40,9 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
     for run_id in landscape.get_column("run_id").unique().sort().to_list():
         run = landscape.filter(pl.col("run_id") == run_id)
         dataset = value_words(run.get_column("dataset")[0])
-        grid, path = run.filter(pl.col("source") == "grid"), run.filter(pl.col("source") == "path")
+        # Only the columns drawn: the spec inlines (and validates) every value it is given.
+        grid = run.filter(pl.col("source") == "grid").select("a", "b", "loss")
+        path = run.filter(pl.col("source") == "path").select("source", "step", "epoch", "a", "b", "loss", "off_plane")
         cell_a = (grid.get_column("a").max() - grid.get_column("a").min()) / (grid.get_column("a").n_unique() - 1)
         cell_b = (grid.get_column("b").max() - grid.get_column("b").min()) / (grid.get_column("b").n_unique() - 1)
         grid = grid.with_columns(

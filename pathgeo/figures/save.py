@@ -1,42 +1,71 @@
-"""Writing a figure: self-contained HTML that opens offline, and a static SVG or PNG."""
+"""Writing a figure: self-contained HTML that opens offline, and a static SVG or PNG.
+
+The HTML inlines Vega, Vega-Lite and vega-embed as one script. Building that script takes vl-convert a few seconds,
+so the workflow builds it once (rule vega_bundle, `write_bundle`) and every figure job passes it to `save`; without
+one, `save` builds it itself. The chart is validated once, and both renderings come from that one spec.
+"""
 
 from __future__ import annotations
 
-import io
+import json
 import re
 from pathlib import Path
+
+import altair as alt
+import vl_convert
+from altair.utils.html import INLINE_HTML_TEMPLATE
 
 from pathgeo.atomic import atomic_path
 from pathgeo.figures.style import Figure
 
 # Any <script src=...> would make the HTML depend on the network.
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=", re.IGNORECASE)
+# The Vega-Lite version of the specs Altair writes, as vl-convert names it ("v6_4").
+VL_VERSION = "v" + "_".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
 
 
-def _render_image(chart: Figure, image_path: Path) -> bytes:
+def javascript_bundle() -> str:
+    """Vega, Vega-Lite (of the version Altair writes) and vega-embed as one script."""
+    return vl_convert.javascript_bundle(vl_version=VL_VERSION)
+
+
+def write_bundle(path: Path) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(javascript_bundle(), encoding="utf-8")
+
+
+def _render_html(spec: dict, bundle: str) -> str:
+    return INLINE_HTML_TEMPLATE.render(
+        spec=json.dumps(spec),
+        embed_options=json.dumps({"mode": "vega-lite"}),
+        output_div="vis",
+        vegalite_version=alt.SCHEMA_VERSION.lstrip("v"),
+        vegaembed_script=bundle,
+    )
+
+
+def _render_image(spec: dict, image_path: Path) -> bytes:
     suffix = image_path.suffix.lower()
     if suffix == ".png":
-        buffer = io.BytesIO()
         # Twice the CSS pixel size so the PNG stays sharp in a paper or on a slide.
-        chart.save(buffer, format="png", scale_factor=2)
-        return buffer.getvalue()
+        return vl_convert.vegalite_to_png(spec, vl_version=VL_VERSION, scale=2)
     if suffix == ".svg":
-        text = io.StringIO()
-        chart.save(text, format="svg")
-        return text.getvalue().encode("utf-8")
+        return vl_convert.vegalite_to_svg(spec, vl_version=VL_VERSION).encode("utf-8")
     raise ValueError(f"image path must end in .svg or .png, got {image_path}")
 
 
-def save(chart: Figure, html_path: Path, image_path: Path) -> None:
-    """Write the chart as self-contained HTML (opens offline) and as SVG or PNG.
+def save(chart: Figure, html_path: Path, image_path: Path, bundle: str | None = None) -> None:
+    """Write the chart as self-contained HTML (opens offline) and as SVG or PNG; `bundle` is the script the HTML
+    inlines (javascript_bundle(), built here if not given).
 
     Both renderings are produced before anything is written, so a rendering
     failure leaves no file behind.
     """
-    html = chart.to_html(inline=True)
+    spec = chart.to_dict()
+    html = _render_html(spec, javascript_bundle() if bundle is None else bundle)
     if EXTERNAL_SCRIPT.search(html):
         raise RuntimeError("the HTML rendering loads scripts from the network; it must be self-contained")
-    image = _render_image(chart, Path(image_path))
+    image = _render_image(spec, Path(image_path))
     # Each file appears complete or not at all (temporary file + rename).
     with atomic_path(html_path) as temporary:
         temporary.write_text(html, encoding="utf-8")
