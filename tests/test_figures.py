@@ -1353,3 +1353,13 @@ def test_save_inlines_the_bundle_it_is_given(tmp_path: Path, epochs: pl.DataFram
     html = (tmp_path / "fig.html").read_text()
     assert bundle in html and "vegaEmbed('#vis', spec, embedOpt)" in html
     assert '"mode": "vega-lite"' in html
+
+
+def test_the_keys_every_figure_has_are_the_schemas() -> None:
+    import yaml
+
+    from pathgeo.figures import FIGURE_KEYS
+    from pathgeo.schema import STRUCTURE
+
+    figure = yaml.safe_load(STRUCTURE.read_text())["properties"]["figures"]["additionalProperties"]
+    assert tuple(figure["properties"]) == FIGURE_KEYS
