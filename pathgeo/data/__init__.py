@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pathgeo.atomic import write_json, write_torch
-from pathgeo.data.files import sha256_file
+from pathgeo.data.files import fingerprint_changes, sha256_file
 from pathgeo.registry import discover, lookup
 from pathgeo.spec import DataSpec
 
@@ -171,9 +171,12 @@ def _load_external(data: DataSpec, data_root: str | Path, manifest_path: Path) -
     root = dataset_root(data, data_root)
     live = external_fingerprint(data, data_root)
     if live["digest"] != manifest["fingerprint"]["digest"]:
+        changes = fingerprint_changes(manifest["fingerprint"], live) or ["the fingerprint's digest"]
+        listed = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
         raise DataError(
-            f"{root}: the dataset changed since prep fingerprinted it in {manifest_path}; results computed "
-            "from the old data would not match: rerun from prep (snakemake --forcerun prep)"
+            f"{root}: the dataset changed since prep fingerprinted it in {manifest_path}: {listed}. Results "
+            "computed from the old data would not match the new. Put the old files back, or, if the change is "
+            f"meant, fingerprint it again and rerun what used it: snakemake --forcerun {manifest_path}"
         )
     return kind(data.kind).load(root, data.params)
 
