@@ -8,7 +8,7 @@ from snakemake.utils import min_version, validate
 from pathgeo.config import ConfigError, build_plan, correlation_settings, figure_experiments, schema_error
 from pathgeo.data import kind
 from pathgeo.figures import plot
-from pathgeo.labels import describe, run_labels
+from pathgeo.labels import run_descriptions, run_labels
 from pathgeo.schema import write_config_schema
 
 
@@ -112,7 +112,8 @@ def experiment_runs(wildcards):
 
 def all_runs():
     """Every run with its factors and its one-line description as its label."""
-    return {run: {"factors": spec.factors(), "label": describe(spec)} for run, spec in PLAN.runs.items()}
+    descriptions = run_descriptions(PLAN.runs)
+    return {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in PLAN.runs.items()}
 
 
 def figure_tables(wildcards):
