@@ -9,6 +9,7 @@ from pathgeo.config import ConfigError, build_plan, correlation_settings, figure
 from pathgeo.data import kind
 from pathgeo.figures import plot
 from pathgeo.labels import run_descriptions, run_labels
+from pathgeo.provenance import code_version, measurement_version, preparation_version
 from pathgeo.schema import write_config_schema
 
 
@@ -68,6 +69,12 @@ def run_spec_json(wildcards):
 
 def dataset_spec_json(wildcards):
     return json.dumps(DATASETS[wildcards.dataset].canonical(), sort_keys=True)
+
+
+def run_code(wildcards):
+    """The version of the code that trains the run (pathgeo.provenance): a param, so that an edit re-runs the run
+    and the cache key changes with it."""
+    return code_version(PLAN.runs[wildcards.run])
 
 
 def checkpoint_epochs(wildcards):
