@@ -14,17 +14,14 @@ class folders (file names and counts).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from pathgeo.data import DatasetKind
-from pathgeo.data.cifar10 import augment_batch, normalize
+from pathgeo.data.cifar10 import ResidentImages
 from pathgeo.data.files import fingerprint
 from pathgeo.data.imagenet import ImageNetSplit, train_val_folders
-from pathgeo.data.task import Batch, Classification
-from pathgeo.randomness import generator as seeded_generator
 
 
 def read_split(split: ImageNetSplit, resize: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +46,9 @@ def load_image_folder(root: Path, params: dict) -> dict:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "classes": train.classes}
 
 
-class ImageFolderTask(Classification):
+class ImageFolderTask(ResidentImages):
+    purpose = "image-folder-augment"
+
     def load(self, data: dict) -> None:
         self.x_train, self.y_train = data["x_train"].to(self.device), data["y_train"].to(self.device)
         self.x_test, self.y_test = data["x_test"].to(self.device), data["y_test"].to(self.device)
@@ -58,21 +57,7 @@ class ImageFolderTask(Classification):
         pixels = data["x_train"].double().div(255.0)
         self.mean = params.get("mean", pixels.mean(dim=(0, 2, 3)).tolist())
         self.std = params.get("std", pixels.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist())
-
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        params = self.spec.data.params
-        for step, (x, y) in enumerate(super().batches(epoch)):
-            augment = seeded_generator(self.spec.seed, "image-folder-augment", epoch, step)
-            x = augment_batch(x, augment, pad=params.get("pad", 0), flip=params.get("flip", False))
-            yield normalize(x, self.mean, self.std).to(self.dtype), y
-
-    def full_batch_chunks(self) -> Iterator[Batch]:
-        for x, y in super().full_batch_chunks():
-            yield normalize(x, self.mean, self.std).to(self.dtype), y
-
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        return self._evaluate_batches((normalize(x, self.mean, self.std).to(self.dtype), y) for x, y in self._test_batches())
+        self.pad, self.flip = params.get("pad", 0), params.get("flip", False)
 
 
 def _fingerprint(root: Path, params: dict) -> dict:
