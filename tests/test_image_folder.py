@@ -1,16 +1,20 @@
 """The `image_folder` dataset kind: the user's images in torchvision's ImageFolder layout, on tiny JPEGs the tests
-write (tests/fake_data.py), read by the real torchvision ImageFolder."""
+write (tests/fake_data.py), read by the real torchvision ImageFolder; in-process and through Snakemake."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import fake_data
 import pytest
 import torch
+import yaml
+from test_paper_data import base_config, defaults, snakemake
 
 from pathgeo import data
+from pathgeo.config import build_plan
 from pathgeo.data.files import DatasetError
 from pathgeo.data.image_folder import load_image_folder
 from pathgeo.reference import train_reference
@@ -111,3 +115,22 @@ def test_fingerprint_sees_the_class_folders(folder_copy):
     before = KIND.fingerprint(folder_copy, {"crop": 8})
     shutil.copy(next((folder_copy / "train" / "cat").iterdir()), folder_copy / "train" / "cat" / "more.JPEG")
     assert KIND.fingerprint(folder_copy, {"crop": 8})["digest"] != before["digest"]
+
+
+@pytest.mark.slow
+def test_through_snakemake_with_a_torchvision_model(folder, tmp_path):
+    data_root = tmp_path / "data"
+    shutil.copytree(folder, data_root / "pets")
+    config = {
+        **base_config(data_root),
+        "datasets": {"pets": {"kind": "image_folder", "path": "pets", "crop": 32, "resize": 36, "flip": True, "pad": 2}},
+        "defaults": defaults("pets", "torchvision:mobilenet_v3_small", batch_size=3),
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path / "work", "--configfile", str(config_path), "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    (run_id,) = build_plan(config).runs
+    replay = tmp_path / "work" / "results" / "runs" / run_id / "replay"
+    fidelities = sorted(replay.glob("*.fidelity.json"))
+    assert len(fidelities) == 2 and all(json.loads(f.read_text())["relative_drift"] == 0.0 for f in fidelities)
