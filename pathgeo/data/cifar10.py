@@ -269,11 +269,40 @@ def normalize(x: Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[flo
     return (x - m) / s
 
 
-class Cifar10(Classification):
-    """CIFAR-10 resident on the device as uint8; each minibatch is cropped (and flipped) there, with offsets
-    drawn from (seed, epoch, step), then normalized (airbench's data path, torchvision's augmentation)."""
+class ResidentImages(Classification):
+    """Images resident on the device as uint8; each minibatch is cropped from the zero-padded images by `pad`
+    pixels (and flipped, with `flip`) there, with offsets drawn from (seed, `purpose`, epoch, step), then
+    normalized by `mean` and `std` (airbench's data path, torchvision's augmentation). A subclass's `load` sets
+    the data and these."""
+
+    purpose: str
+    mean: Sequence[float]
+    std: Sequence[float]
+    pad: int
+    flip: bool
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        for step, (x, y) in enumerate(super().batches(epoch)):
+            augmented = augment_batch(
+                x, seeded_generator(self.spec.seed, self.purpose, epoch, step), pad=self.pad, flip=self.flip
+            )
+            yield normalize(augmented, self.mean, self.std).to(self.dtype), y
+
+    def full_batch_chunks(self) -> Iterator[Batch]:
+        for x, y in super().full_batch_chunks():
+            yield normalize(x, self.mean, self.std).to(self.dtype), y
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return self._evaluate_batches((normalize(x, self.mean, self.std).to(self.dtype), y) for x, y in self._test_batches())
+
+
+class Cifar10(ResidentImages):
+    """CIFAR-10 with the paper's random crop (padding 4), flips where the config asks, and its normalization."""
 
     num_classes = 10
+    purpose = "cifar10-augment"
+    mean, std, pad = CIFAR10_MEAN, CIFAR10_STD, 4
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         self.x_train = tensors["x_train"].to(self.device)
@@ -281,21 +310,7 @@ class Cifar10(Classification):
         # Validation is the held-out 20% of the training set, as in the paper; the test set stays untouched.
         self.x_test = tensors["x_val"].to(self.device)
         self.y_test = tensors["y_val"].to(self.device)
-
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        for step, (x, y) in enumerate(super().batches(epoch)):
-            augmented = augment_batch(
-                x, seeded_generator(self.spec.seed, "cifar10-augment", epoch, step), flip=self.spec.data.params["flip"]
-            )
-            yield normalize(augmented).to(self.dtype), y
-
-    def full_batch_chunks(self) -> Iterator[Batch]:
-        for x, y in super().full_batch_chunks():
-            yield normalize(x).to(self.dtype), y
-
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        return self._evaluate_batches((normalize(x).to(self.dtype), y) for x, y in self._test_batches())
+        self.flip = self.spec.data.params["flip"]
 
 
 def _load(root: Path, params: dict) -> dict[str, Tensor]:

@@ -180,15 +180,12 @@ def _image_folder(path: Path, what: str):
         raise DatasetError(f"{path}: empty class folder(s): {exc}") from exc
 
 
-def load_imagenet(root: Path, num_classes: int | None = None) -> tuple[ImageNetSplit, ImageNetSplit]:
-    """ImageNet-1K from `root/train` and `root/val` (class sub-folders in both): (train, val) with paper transforms.
-
-    The two splits must have the same class folders, since ImageFolder numbers classes by sorted folder name.
-    `num_classes` (1000 for ImageNet-1K) is checked when given.
-    """
+def train_val_folders(root: Path, name: str = "ImageNet"):
+    """`root/train` and `root/val` as torchvision ImageFolders (no transform), checked: both there, class folders
+    in both, the same classes (ImageFolder numbers classes by sorted folder name). `name` says whose root."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: ImageNet root not found; expected a folder holding train/ and val/")
+        raise DatasetError(f"{root}: {name} root not found; expected a folder holding train/ and val/")
     train = _image_folder(root / "train", SPLITS["train"])
     val = _image_folder(root / "val", SPLITS["val"])
     if train.classes != val.classes:
@@ -198,15 +195,24 @@ def load_imagenet(root: Path, num_classes: int | None = None) -> tuple[ImageNetS
             f"{root / 'val'}: its class folders differ from {root / 'train'}'s (only in train: {only_train}, "
             f"only in val: {only_val}); both must hold the same classes"
         )
+    return train, val
+
+
+def load_imagenet(root: Path, num_classes: int | None = None) -> tuple[ImageNetSplit, ImageNetSplit]:
+    """ImageNet-1K from `root/train` and `root/val` (class sub-folders in both): (train, val) with paper transforms.
+    `num_classes` (1000 for ImageNet-1K) is checked when given."""
+    root = Path(root)
+    train, val = train_val_folders(root)
     if num_classes is not None and len(train.classes) != num_classes:
         raise DatasetError(f"{root / 'train'}: {len(train.classes)} class folders, expected {num_classes}")
     return ImageNetSplit(train, train=True), ImageNetSplit(val, train=False)
 
 
-def imagenet_fingerprint(root: Path) -> dict:
+def imagenet_fingerprint(root: Path, name: str = "ImageNet") -> dict:
+    """The class folders of train/ and val/ (names only), after the layout checks the loader makes too."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: ImageNet root not found; expected a folder holding train/ and val/")
+        raise DatasetError(f"{root}: {name} root not found; expected a folder holding train/ and val/")
     for split, what in SPLITS.items():
         error = _folder_error(root / split, what)
         if error is not None:
