@@ -67,17 +67,27 @@ def train_reference(
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def resume_point(workspace: Path, epochs: tuple[int, ...]) -> dict | None:
+def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = None) -> dict | None:
     """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
     when training must start from the seed. Writes are atomic, so every file there is whole; files for other
-    epochs (an earlier segment length) are ignored."""
+    epochs (an earlier segment length) are ignored. Given the `code` version (pathgeo.provenance), checkpoints
+    made by other code are deleted instead: a run never continues another code's trajectory."""
     present = {path.name for path in Path(workspace).glob("epoch*.pt")}
     usable = None
     for epoch in sorted(epochs):
         if checkpoints.checkpoint_path(workspace, epoch).name not in present:
             break
         usable = epoch
-    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+    if usable is None:
+        return None
+    state = checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+    if code is not None and state.get("code") != code:
+        log.info("%s: its checkpoints were made by other code (version %s, now %s); training from the start",
+                 workspace, state.get("code"), code)
+        for path in Path(workspace).glob("epoch*.pt"):
+            path.unlink()
+        return None
+    return state
 
 
 def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:

@@ -8,9 +8,10 @@ from snakemake.utils import min_version, validate
 from pathgeo.config import ConfigError, build_plan, correlation_settings, figure_experiments, schema_error
 from pathgeo.data import kind
 from pathgeo.figures import plot
-from pathgeo.labels import describe, run_labels
+from pathgeo.labels import run_descriptions, run_labels
 from pathgeo.models import Width, model
 from pathgeo.optimizers import optimizer
+from pathgeo.provenance import code_version, measurement_version, preparation_version
 from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
 from pathgeo.schema import write_config_schema
 
@@ -73,6 +74,12 @@ def dataset_spec_json(wildcards):
     return json.dumps(DATASETS[wildcards.dataset].canonical(), sort_keys=True)
 
 
+def run_code(wildcards):
+    """The version of the code that trains the run (pathgeo.provenance): a param, so that an edit re-runs the run
+    and the cache key changes with it."""
+    return code_version(PLAN.runs[wildcards.run])
+
+
 def checkpoint_epochs(wildcards):
     return list(PLAN.checkpoint_epochs(wildcards.run))
 
@@ -108,7 +115,7 @@ def run_descriptors(spec):
     width = model(spec.model).width
     return {
         "width_unit": None if width is Width.NONE else width.value,
-        "step_scale": optimizer(spec.optimizer).step_scale,
+        "step_scale": optimizer(spec.optimizer).step_scale(spec.optimizer_options),
     }
 
 
@@ -130,7 +137,8 @@ def experiment_runs(wildcards):
 
 def all_runs():
     """Every run with its factors and its one-line description as its label."""
-    return {run: {"factors": spec.factors(), "label": describe(spec)} for run, spec in PLAN.runs.items()}
+    descriptions = run_descriptions(PLAN.runs)
+    return {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in PLAN.runs.items()}
 
 
 def table_files(table, experiments):
