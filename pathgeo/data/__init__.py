@@ -24,7 +24,7 @@ already on disk, in the layout their publishers ship, through the library a rese
 problem with the files (missing, wrong folder layout, truncated or corrupt) is raised as ONE `DatasetError` whose
 message names the path and says what was expected there, instead of a torchvision or unpickling traceback.
 
-Randomness follows the contract in DESIGN.md: every random draw comes from a `torch.Generator` built by
+Randomness follows the contract in docs/design.md: every random draw comes from a `torch.Generator` built by
 `pathgeo.randomness.generator(*parts)` from (seed, purpose, epoch, ...), never from global RNG state, so a replay
 that starts at any epoch draws exactly the same splits, crops, flips and patches.
 """
