@@ -616,6 +616,9 @@ def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
         )
     assert fields(correlation, "y") == {"mean_grad_corr_mean"}
     assert all(scale == {"domain": [-1, 1]} for scale in y_scales(correlation))
+    # The panels line up, though μ(t) is undefined for the first steps (the correlation panel drew from epoch 4).
+    (x_domain,) = {tuple(encoding["scale"]["domain"]) for encoding in encodings(spec, "x")}
+    assert x_domain == (0, N_EPOCHS - 1)
     assert any(encoding.get("datum") == 0 for encoding in encodings(correlation, "y"))
     assert fields(spec, "color") == {"run"}
     rows = dataset_rows(spec)
@@ -744,11 +747,28 @@ def test_gamma_correlation_alternation_is_dots_around_a_moving_average() -> None
     (line,) = [node for node in walk(spec) if node.get("mark", {}).get("type") == "line"]
     assert line["encoding"]["y"]["field"] == "smoothed"
     rows = [row for rows in spec["datasets"].values() for row in rows if row.get("quantity") == GAMMA_SERIES]
-    # The moving average (over an even number of epochs) of a period-2 alternation is its mean, where the whole
-    # window lies in the run.
+    # The moving average of a period-2 alternation is its mean, where the whole window lies in the run.
     smoothed = {row["epoch"]: row["smoothed"] for row in rows}
     assert all(smoothed[epoch] == pytest.approx(0.4) for epoch in range(5, 35))
     assert smoothed[0] is None and smoothed[39] is None
+    # Where the two phases drift apart (the default full-batch run's last epochs: one rising, one falling), the
+    # average rises by the same step every epoch instead of drawing a sawtooth.
+    # The first epoch's correlation is undefined, as in a replay's first segment.
+    drifting = epochs.with_columns(
+        pl.when(pl.col("epoch") % 2 == 0)
+        .then(0.5 + 0.02 * pl.col("epoch"))
+        .otherwise(0.5 - 0.01 * pl.col("epoch"))
+        .alias("gamma_mean"),
+        pl.when(pl.col("epoch") > 0).then(pl.col("grad_corr_mean")).alias("grad_corr_mean"),
+    )
+    rows = [
+        row
+        for rows in gamma_correlation(drifting).to_dict()["datasets"].values()
+        for row in rows
+        if row.get("quantity") == GAMMA_SERIES and row["smoothed"] is not None
+    ]
+    steps = [later["smoothed"] - earlier["smoothed"] for earlier, later in zip(rows, rows[1:])]
+    assert steps and all(step == pytest.approx(0.005) for step in steps)
     # The final epochs before w* (5 %: two of 40) are shaded, and the subtitle says why.
     (shade,) = [rows for rows in spec["datasets"].values() if rows and "from" in rows[0]]
     assert shade[0]["from"] == 38 and shade[0]["to"] == 39.5
@@ -1144,6 +1164,7 @@ def test_width_says_what_it_counts() -> None:
         assert note in chart.to_dict()["title"]["subtitle"]
     faceted = gamma_band(epochs, color="model", facet="width").to_dict()
     assert faceted["facet"]["column"]["title"] == note
+    assert note not in faceted["title"]["subtitle"]  # said once, in the header
     # One width, no label naming one: nothing to explain.
     assert not any(
         "width" in line for line in gamma_band(make_epochs(), color="optimizer").to_dict()["title"]["subtitle"]
@@ -1317,6 +1338,24 @@ def test_mu_lr_puts_mu_and_the_learning_rate_on_two_axes_per_run() -> None:
         assert lr["encoding"]["y"]["scale"]["type"] == "log"
         rows = spec["datasets"][panel["data"]["name"]]
         assert {row["reference"] for row in rows} == {"final"} and len({row["run_id"] for row in rows}) == 1
+    # Named by the switch point in the data, as in the gawu figure, not by warmup_epochs (issue 12), GAWU first.
+    titles = [panel["title"]["text"] for panel in spec["vconcat"]]
+    assert titles[0] == "GAWU: switched at epoch 2 (step 22)"
+    assert "exponential warm-up, cosine decay: switch at epoch 1 (step 10)" in titles
+    assert not any("warm-up epochs" in title for title in titles)
+
+
+def test_runs_with_the_same_switch_are_told_apart_by_their_label() -> None:
+    """Two runs of one schedule switching at the same step (say at two batch sizes) would read the same."""
+    steps = make_warmup_steps().filter(pl.col("run_id").is_in(["wu10", "wu5"]))
+    twin = steps.filter(pl.col("run_id") == "wu10").with_columns(run_id=pl.lit("wu10-bs2"), label=pl.lit("batch_size=2"))
+    twins = pl.concat([steps, twin])
+    titles = [panel["title"]["text"] for panel in mu_lr(twins).to_dict()["vconcat"]]
+    assert sorted(titles) == [
+        "exponential warm-up, cosine decay: switch at epoch 1 (step 10)",
+        "exponential warm-up, cosine decay: switch at epoch 2 (step 20) · batch size 2",
+        "exponential warm-up, cosine decay: switch at epoch 2 (step 20) · wu10",
+    ]
 
 
 def test_every_plot_has_a_caption_naming_what_it_shows() -> None:

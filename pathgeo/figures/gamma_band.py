@@ -67,7 +67,9 @@ def gamma_band(
         ),
     ]
     title = f"{metric_symbol(metric)} along the optimization path, by {factor_title(color)}"
-    subtitle = [what, *notes]
+    # Faceted by width, the header says what width counts; the subtitle need not say it again.
+    in_header = facet == "width" and bool(notes)
+    subtitle = [what] if in_header else [what, *notes]
     if color == "budget" and epochs.get_column("run_id").n_unique() == 1:
         budgets = ", ".join(factor_levels(data, "budget"))
         subtitle.append(
@@ -81,10 +83,9 @@ def gamma_band(
             alt.layer(*layers)
             .properties(width=FACET_WIDTH, height=PANEL_HEIGHT)
             .facet(
-                # "width" says what it counts (hidden units, channels) where the header names it.
                 column=alt.Column(
                     f"{facet}:N",
-                    title=(notes[0] if facet == "width" and notes else factor_title(facet)),
+                    title=notes[0] if in_header else factor_title(facet),
                     sort=facet_levels,
                 ),
                 data=inline_values(data),

@@ -26,7 +26,12 @@ from pathgeo.figures.style import (
 GAMMA_SERIES = "γ (RSI/EB)"
 CORRELATION_SERIES = "adjacent gradient correlation"
 # Epochs of the centred moving average drawn through the per-epoch values (a zigzag alternates step to step).
-SMOOTHING = 10  # even: as many odd as even steps, so that a period-2 alternation averages out
+SMOOTHING = 10
+# Over SMOOTHING + 1 epochs with the two ends at half weight (a mean over SMOOTHING epochs, then over two), so that
+# odd and even epochs weigh the same in every window. A plain mean over SMOOTHING epochs, moved by one, trades an
+# epoch for one of the same phase, so its steps follow the two phases of an alternation in turn: a sawtooth
+# wherever the phases drift apart.
+
 # The last epochs before w*, where γ reflects how w* was picked more than the landscape (the random walk's
 # (T − t)^(−1/2)): shaded, as a share of the run's epochs.
 FINAL_SHARE = 0.05
@@ -39,7 +44,7 @@ def gamma_correlation(epochs: pl.DataFrame) -> Figure:
     largest-budget reference point, and cos(G(t−1), G(t)) (the `grad_corr_mean`
     column rather than the window mean μ(t), so that neither curve is smoothed more).
     Each epoch is a dot; the line is their centred moving average over SMOOTHING
-    epochs, so that a value alternating step to step (full batch under zigzag geometry)
+    epochs, its ends at half weight, so that a value alternating step to step (full batch under zigzag geometry)
     shows as dots above and below a line rather than a solid block. The last
     FINAL_SHARE of each run's epochs is shaded.
     """
@@ -61,9 +66,10 @@ def gamma_correlation(epochs: pl.DataFrame) -> Figure:
     # The average only where its whole window lies in the run (the dots carry the ends); a run too short for one
     # is drawn unsmoothed.
     window = SMOOTHING if data.get_column("epoch").n_unique() >= 2 * SMOOTHING else 1
-    long = long.with_columns(
-        pl.col("value").rolling_mean(window_size=window, center=True).over("run", "quantity").alias("smoothed")
-    )
+    smoothed = pl.col("value")
+    if window > 1:
+        smoothed = smoothed.rolling_mean(window).rolling_mean(2).shift(-(window // 2))
+    long = long.with_columns(smoothed.over("run", "quantity").alias("smoothed"))
     shaded = (
         data.group_by("run")
         .agg(pl.col("budget").first(), pl.col("epoch").max().alias("last"))

@@ -42,7 +42,8 @@ def grad_correlation(epochs: pl.DataFrame, color: str = "label") -> Figure:
     require_columns(epochs, "epochs", columns)
     data = distinct_runs(with_series(one_reference(epochs.select(columns))))
     data, color_encoding = factor_color(data, color)
-    x = epoch_x()
+    # Both panels over every epoch: μ(t) is undefined for a window's first steps, and its panel would start later.
+    x = epoch_x(domain=[data.get_column("epoch").min(), data.get_column("epoch").max()])
     tooltip = [
         alt.Tooltip("run:N", title="run"),
         alt.Tooltip("epoch:Q", title="epoch"),

@@ -10,7 +10,6 @@ from pathgeo.figures.style import (
     PANEL_HEIGHT,
     PANEL_WIDTH,
     Figure,
-    distinct_runs,
     finish,
     hover_line,
     inline_values,
@@ -18,6 +17,8 @@ from pathgeo.figures.style import (
     log_scale,
     one_reference,
     require_columns,
+    run_names,
+    run_order,
     step_x,
     zero_rule,
 )
@@ -28,10 +29,13 @@ LR_COLOR = "#2ca02c"  # and green
 
 def mu_lr(steps: pl.DataFrame) -> Figure:
     """Per step, μ(t) (red, left axis) and the learning rate (green, log, right axis), one panel per run, as the
-    paper's Figure 7 draws the mean gradient correlation of a warm-up run over its schedule."""
-    columns = ["run_id", "label", "reference", "budget", "step", "epoch", "lr", "mean_grad_corr"]
+    paper's Figure 7 draws the mean gradient correlation of a warm-up run over its schedule. Each run is named by
+    its schedule and its switch point as the data show it (`run_names`)."""
+    columns = ["run_id", "label", "reference", "budget", "step", "epoch", "schedule", "lr", "mean_grad_corr"]
     require_columns(steps, "steps", columns)
-    data = distinct_runs(one_reference(steps.select(columns)))
+    data = one_reference(steps.select(columns))
+    names = run_names(data)
+    data = data.with_columns(pl.col("run_id").replace_strict(names).alias("run"))
     x = step_x()
     tooltip = [
         alt.Tooltip("run:N", title="run"),
@@ -49,7 +53,7 @@ def mu_lr(steps: pl.DataFrame) -> Figure:
     lr_axis = log_axis("learning rate (log)")
     lr_axis.titleColor, lr_axis.orient = LR_COLOR, "right"
     panels = []
-    for run in data.get_column("run").unique().sort().to_list():
+    for run in run_order(names):
         values = inline_values(data.filter(pl.col("run") == run))
         # The tooltip of μ's points names the step's learning rate too: one hover layer per panel.
         mu = hover_line(
@@ -93,6 +97,7 @@ PLOT = Plot(
         "For each run, per step: μ(t), the mean of the adjacent-gradient correlations cos(G(s−1), G(s)) over the "
         "window ending at step t (the second paper's equation 3), in red on the left axis, and the learning rate of "
         "the schedule in green on a log scale on the right axis. Where μ(t) is negative, successive gradients point "
-        "back and forth (zigzag geometry); the paper's Figure 7 reads a warm-up off this picture."
+        "back and forth (zigzag geometry); the paper's Figure 7 reads a warm-up off this picture. Each panel is named by "
+        "the run's schedule and its switch point as the data show it (the first step of its largest learning rate)."
     ),
 )

@@ -270,6 +270,42 @@ def distinct_runs(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def switch_points(steps: pl.DataFrame) -> pl.DataFrame:
+    """Each run's switch point as the data show it: the first step of its largest learning rate, where the warm-up
+    ends (whether fixed in advance or found by GAWU), with its epoch and the step's μ(t). Runs whose learning rate
+    never changes have none."""
+    largest = pl.col("lr").max().over("run_id")
+    return (
+        steps.filter((pl.col("lr") == largest) & (largest > pl.col("lr").min().over("run_id")))
+        .sort("step")
+        .group_by("run_id", maintain_order=True)
+        .first()
+    )
+
+
+def run_names(steps: pl.DataFrame) -> dict[str, str]:
+    """A name for each run from its schedule and its switch point in the data (`switch_points`), e.g. "GAWU:
+    switched at epoch 19 (step 76)" (its warmup_epochs is only the latest switch it allows) or "exponential warm-up,
+    cosine decay: switch at epoch 10 (step 40)"; where two runs would read the same, each name adds its label."""
+    at = {row["run_id"]: row for row in switch_points(steps).iter_rows(named=True)}
+    names = {}
+    for run_id, schedule in steps.select("run_id", "schedule").unique().sort("run_id").iter_rows():
+        switch = at.get(run_id)
+        if switch is None:
+            names[run_id] = f"{value_words(schedule)}: no warm-up"
+        else:
+            verb = "switched" if schedule == "gawu" else "switch"
+            names[run_id] = f"{value_words(schedule)}: {verb} at epoch {switch['epoch']} (step {switch['step']})"
+    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
+    labels = dict(steps.select("run_id", "label").unique().iter_rows())
+    return {run_id: f"{name} · {readable(labels[run_id])}" if name in shared else name for run_id, name in names.items()}
+
+
+def run_order(names: dict[str, str]) -> list[str]:
+    """The runs' names, GAWU's first."""
+    return sorted(set(names.values()), key=lambda name: (not name.startswith("GAWU"), name))
+
+
 def epoch_x(field: str = "epoch", title: str | None = "epoch", domain: list[float] | None = None) -> alt.X:
     """An epoch (or step) axis: whole-number ticks only (a run of three epochs has no tick at 0.5), and a
     domain that ends at the data (or `domain`), so that the last label does not run into one past the end."""

@@ -19,41 +19,14 @@ from pathgeo.figures.style import (
     one_reference,
     positive_filter,
     require_columns,
-    value_words,
+    run_names,
+    run_order,
+    switch_points,
     with_series,
     zero_rule,
 )
 
 RUN_NAME = "run"
-
-
-def switch_points(steps: pl.DataFrame) -> pl.DataFrame:
-    """Each run's switch point as the data show it: the first step of its largest learning rate, where the warm-up
-    ends (whether fixed in advance or found by GAWU), with its epoch and the step's μ(t). Runs whose learning rate
-    never changes have none."""
-    largest = pl.col("lr").max().over("run_id")
-    return (
-        steps.filter((pl.col("lr") == largest) & (largest > pl.col("lr").min().over("run_id")))
-        .sort("step")
-        .group_by("run_id", maintain_order=True)
-        .first()
-    )
-
-
-def run_names(steps: pl.DataFrame, switches: pl.DataFrame) -> dict[str, str]:
-    """A legend name for each run from its schedule and its switch point in the data, e.g. "GAWU: switched at
-    epoch 19 (step 76)" (its warmup_epochs is only the latest switch it allows) or "exponential warm-up, cosine
-    decay: switch at epoch 10 (step 40)"."""
-    at = {row["run_id"]: row for row in switches.iter_rows(named=True)}
-    names = {}
-    for run_id, schedule in steps.select("run_id", "schedule").unique().sort("run_id").iter_rows():
-        switch = at.get(run_id)
-        if switch is None:
-            names[run_id] = f"{value_words(schedule)}: no warm-up"
-        else:
-            verb = "switched" if schedule == "gawu" else "switch"
-            names[run_id] = f"{value_words(schedule)}: {verb} at epoch {switch['epoch']} (step {switch['step']})"
-    return names
 
 
 def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
@@ -68,7 +41,7 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
     per_epoch = pl.col("step").count().over("run_id", "epoch")
     data = data.with_columns(at=pl.col("step") / per_epoch)
     switches = switch_points(data)
-    names = run_names(data, switches)
+    names = run_names(data)
     data = data.with_columns(pl.col("run_id").replace_strict(names).alias(RUN_NAME))
     switches = switches.with_columns(pl.col("run_id").replace_strict(names).alias(RUN_NAME))
     accuracy = (
@@ -80,7 +53,7 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
             percent=pl.col("val_accuracy") * 100,
         )
     )
-    order = sorted(names.values(), key=lambda name: (not name.startswith("GAWU"), name))
+    order = run_order(names)
     color = alt.Color(
         f"{RUN_NAME}:N",
         title="run",
