@@ -5,7 +5,7 @@
 times, in one process and on the same model and batches:
   (a) plain training steps,
   (b) the same steps with the probe observing (pathgeo's replay, every measurement on),
-  (b') the probe without the lagged orthogonal correlations (`correlations: {lagged: false}`),
+  (b') the probe without the lagged orthogonal correlations (`correlations: {lagged: off}`),
   (c) the same steps with the metrics computed as the authors' code does: concatenate every parameter and
       gradient into new tensors each step, then norms and dot products read back with `.item()` (five
       host synchronisations per step: three for RSI/EB/gamma, two more for the weight-decay variant).
@@ -100,7 +100,7 @@ class Setup:
         if mode == "probe":
             return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps)
         if mode == "probe_unlagged":
-            return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps, lags=())
+            return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps, lagged="off")
         if mode == "authors":
             return AuthorsMetrics(self.flat.params, self.w_star)
         raise ValueError(mode)

@@ -76,7 +76,7 @@ PLOT_TABLES = {
 }
 
 # The probe's correlation settings when the config has no `correlations` section.
-CORRELATION_DEFAULTS = {"window": 5, "lagged": True, "matrix_epochs": "all"}
+CORRELATION_DEFAULTS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"}
 
 
 class ConfigError(ValueError):
@@ -270,6 +270,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 run_ids.append(spec.run_id)
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
+    correlation_settings(config)
     for fig_name, fig in config.get("figures", {}).items():
         needs_experiment = PLOT_TABLES[fig["plot"]] != "claims"
         if needs_experiment != ("experiment" in fig):
@@ -286,8 +287,19 @@ def build_plan(config: dict[str, Any]) -> Plan:
 
 
 def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The probe's correlation settings: window h, whether the lagged measure runs, the matrix epochs."""
-    return {**CORRELATION_DEFAULTS, **config.get("correlations", {})}
+    """The probe's correlation settings: window h, the protocol of the lagged measure, the matrix epochs.
+    YAML reads an unquoted `off` as false, so false means off; true, which meant every step before the
+    anchored protocol existed, is refused rather than silently reinterpreted."""
+    settings = {**CORRELATION_DEFAULTS, **config.get("correlations", {})}
+    if settings["lagged"] is True:
+        raise ConfigError(
+            "correlations.lagged",
+            "true is no longer a value: write anchored (the authors' protocol: a base every 51 steps, six "
+            "lags from it, the default) or every_step (every lag at every step, 102 copies of the model)",
+        )
+    if settings["lagged"] is False:
+        settings["lagged"] = "off"
+    return settings
 
 
 def figure_experiments(fig: dict[str, Any]) -> list[str]:

@@ -13,7 +13,6 @@ from typing import Any
 import polars as pl
 import torch
 
-from pathgeo.columns import LAGS
 from pathgeo.config import CORRELATION_DEFAULTS
 from pathgeo.probe import Probe
 from pathgeo.spec import RunSpec
@@ -75,7 +74,7 @@ def replay_segment(
 ) -> tuple[pl.DataFrame, pl.DataFrame, Fidelity]:
     """The per-step table, the correlation matrices and the fidelity of one segment. `references` maps a
     reference name to (its epoch, its checkpoint state); `correlations` holds the config's correlation
-    settings (window, lagged, matrix_epochs)."""
+    settings (window, lagged, matrix_epochs), as pathgeo.config.correlation_settings gives them."""
     settings = {**CORRELATION_DEFAULTS, **(correlations or {})}
     trainer = build_trainer(spec, data, device)
     trainer.load_state(start_state)
@@ -88,7 +87,7 @@ def replay_segment(
         start_step=trainer.step,
         start_epoch=trainer.epoch,
         window=settings["window"],
-        lags=LAGS if settings["lagged"] else (),
+        lagged=settings["lagged"],
         matrix_epochs=None if settings["matrix_epochs"] == "all" else settings["matrix_epochs"],
     )
     end_epoch = end_state["epoch"]
