@@ -4,13 +4,15 @@
 
 times, in one process and on the same model and batches:
   (a) plain training steps,
-  (b) the same steps with the probe observing (pathgeo's replay, every measurement on),
-  (b') the probe without the lagged orthogonal correlations (`correlations: {lagged: off}`),
+  (b) the same steps with the probe observing (pathgeo's replay, every default measurement on),
   (c) the same steps with the metrics computed as the authors' code does: concatenate every parameter and
       gradient into new tensors each step, then norms and dot products read back with `.item()` (five
       host synchronisations per step: three for RSI/EB/gamma, two more for the weight-decay variant).
 Modes are interleaved round by round so drifts in machine speed hit all three alike; the reported time
-per step is the median over rounds. Ratios b/a, b'/a and c/a are what the README quotes.
+per step is the median over rounds. Ratios b/a and c/a are what the README quotes. Beside them: the bytes
+the probe must move per step (pathgeo.layout.vectors_moved), this machine's read bandwidth (a pass that
+reads four float32 vectors of ResNet-18's size, best of several), the floor that gives, (bytes moved) /
+(bandwidth), and the probe's added time (b − a) over that floor.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -99,16 +102,21 @@ class Setup:
             return None
         if mode == "probe":
             return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps)
-        if mode == "probe_unlagged":
-            return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps, lagged="off")
         if mode == "authors":
             return AuthorsMetrics(self.flat.params, self.w_star)
         raise ValueError(mode)
 
+    def probe_bytes_per_step(self, probe: Probe) -> float:
+        """The floor traffic of a probe epoch of `steps` steps (one observed run, untimed)."""
+        self.run_with(probe)
+        return probe.vectors_moved / self.steps * self.flat.numel * self.flat.buffer.element_size()
+
     def run(self, mode: str) -> float:
         """Seconds per step over `steps` steps, including the observer's end-of-epoch work but not its
         construction (once per replay segment, not per step)."""
-        observer = self.observer(mode)
+        return self.run_with(self.observer(mode))
+
+    def run_with(self, observer) -> float:
         self.model.train()
         start = time.perf_counter()
         for i in range(self.steps):
@@ -124,10 +132,30 @@ class Setup:
         return (time.perf_counter() - start) / self.steps
 
 
-MODES = ("plain", "probe", "probe_unlagged", "authors")
+MODES = ("plain", "probe", "authors")
+BANDWIDTH_FLOATS = 11_181_642  # torchvision ResNet-18 with 10 classes: a vector far larger than the caches
 
 
-def overhead(model_names: list[str], steps: int, rounds: int) -> list[dict]:
+def read_bandwidth(numel: int = BANDWIDTH_FLOATS, repeats: int = 10) -> float:
+    """Bytes per second of the best of `repeats` passes that read four float32 vectors of `numel` entries,
+    on torch's thread count."""
+    from pathgeo import kernels
+
+    generator = torch.Generator().manual_seed(0)
+    vectors = [torch.randn(numel, generator=generator).numpy() for _ in range(4)]
+    out = np.zeros(1)
+    threads = torch.get_num_threads()
+    kernels.read_pass(*vectors, out, threads)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        kernels.read_pass(*vectors, out, threads)
+        best = min(best, time.perf_counter() - start)
+    return 4 * numel * 4 / best
+
+
+def overhead(model_names: list[str], steps: int, rounds: int) -> tuple[list[dict], float]:
+    bandwidth = read_bandwidth()
     results = []
     for name in model_names:
         setup = Setup(MODELS[name], steps)
@@ -138,36 +166,40 @@ def overhead(model_names: list[str], steps: int, rounds: int) -> list[dict]:
             for mode in MODES:
                 times[mode].append(setup.run(mode))
         median = {mode: statistics.median(t) for mode, t in times.items()}
+        probe = setup.observer("probe")
+        moved = setup.probe_bytes_per_step(probe)
+        floor = moved / bandwidth
         results.append(
             {
                 "model": name,
                 "parameters": setup.flat.numel,
                 "plain_ms": 1e3 * median["plain"],
                 "probe_ms": 1e3 * median["probe"],
-                "unlagged_ms": 1e3 * median["probe_unlagged"],
                 "authors_ms": 1e3 * median["authors"],
                 "probe_ratio": median["probe"] / median["plain"],
-                "unlagged_ratio": median["probe_unlagged"] / median["plain"],
                 "authors_ratio": median["authors"] / median["plain"],
+                "probe_mb": moved / 1e6,
+                "floor_ms": 1e3 * floor,
+                "over_floor": (median["probe"] - median["plain"]) / floor,
             }
         )
-    return results
+    return results, bandwidth
 
 
-def format_table(results: list[dict]) -> str:
-    unlagged, unlagged_ratio = "(b') unlagged", "b'/a"
+def format_table(results: list[dict], bandwidth: float) -> str:
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, median over rounds",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, median over rounds; "
+        f"read bandwidth {bandwidth / 1e9:.1f} GB/s",
         (
-            f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {unlagged:>13} {'(c) authors':>12} "
-            f"{'b/a':>6} {unlagged_ratio:>6} {'c/a':>6}"
+            f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} "
+            f"{'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12}"
         ),
     ]
     for r in results:
         lines.append(
             f"{r['model']:<10} {r['parameters']:>11,} {r['plain_ms']:>9.2f}ms {r['probe_ms']:>9.2f}ms "
-            f"{r['unlagged_ms']:>11.2f}ms {r['authors_ms']:>10.2f}ms {r['probe_ratio']:>6.3f} "
-            f"{r['unlagged_ratio']:>6.3f} {r['authors_ratio']:>6.3f}"
+            f"{r['authors_ms']:>10.2f}ms {r['probe_ratio']:>6.3f} {r['authors_ratio']:>6.3f} {r['probe_mb']:>8.2f} "
+            f"{r['floor_ms']:>7.3f}ms {r['over_floor']:>12.2f}"
         )
     return "\n".join(lines)
 
@@ -187,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(models) - set(MODELS)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from {sorted(MODELS)}")
-    print(format_table(overhead(models, args.steps, args.rounds)), flush=True)
+    print(format_table(*overhead(models, args.steps, args.rounds)), flush=True)
 
 
 if __name__ == "__main__":

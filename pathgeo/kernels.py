@@ -173,6 +173,23 @@ def _adjacent_pass(g, previous, out):  # pragma: no cover - compiled
     out[:] = partial.sum(axis=0)
 
 
+def _read_pass(a, b, c, d, out):  # pragma: no cover - compiled
+    """Σ a·b + c·d in float64 over fixed blocks: a pass that reads four float32 vectors and nothing else,
+    the bench's measure of this machine's read bandwidth."""
+    n = a.shape[0]
+    blocks = (n + BLOCK - 1) // BLOCK
+    partial = np.zeros(blocks)
+    for blk in numba.prange(blocks):
+        start = blk * BLOCK
+        end = min(start + BLOCK, n)
+        ab, bb, cb, db = a[start:end], b[start:end], c[start:end], d[start:end]
+        total = 0.0
+        for i in range(ab.shape[0]):
+            total += np.float64(ab[i]) * np.float64(bb[i]) + np.float64(cb[i]) * np.float64(db[i])
+        partial[blk] = total
+    out[0] = partial.sum()
+
+
 # Waking a thread pool costs more than a small model's whole pass, and a job pinned to one core gains
 # nothing from it: the serial variant serves those.
 PARALLEL_MIN_SIZE = 1 << 20
@@ -197,4 +214,5 @@ def _dispatching(kernel):
 
 
 step_pass = _dispatching(_step_pass)
+read_pass = _dispatching(_read_pass)
 adjacent_pass = _dispatching(_adjacent_pass)

@@ -129,32 +129,32 @@ def plan_rows(
     """The plan of each global step in `steps`, for a segment that began at `first_step` and matrix windows
     that start at `window_starts` (h steps each)."""
     h, lags = layout.window, layout.lags
+    t = np.asarray(steps, dtype=np.int64)
     starts = np.asarray(sorted(window_starts), dtype=np.int64)
-    rows = np.full((len(steps), plan_width(layout)), -1, dtype=np.int64)
+    rows = np.full((len(t), plan_width(layout)), -1, dtype=np.int64)
     lag_g, lag_w = G_SLOTS + layout.ring_lags, G_SLOTS + layout.ring_lags + len(lags)
-    for row, t in zip(rows, np.asarray(steps, dtype=np.int64)):
-        t = int(t)
-        row[PREV_VALID] = int(t - 1 >= first_step)
-        row[G_WRITE] = t % rings.roll
-        # Lag 1 is read every step, valid or not, so that the pass is the same at every step (its bits
-        # then do not depend on where the segment began); the record marks it NaN where invalid.
-        row[G_SLOTS] = (t - 1) % rings.roll
-        for k in range(2, h):
-            # A window starting at s needs G_t·G_{t−k} at t when s ≤ t − k and t ≤ s + h − 1.
-            if np.any((starts >= t - h + 1) & (starts <= t - k)):
-                row[G_SLOTS + k - 1] = (t - k) % rings.roll
-        if rings.anchored:
-            phase = t % ANCHOR_PERIOD
-            if phase == 0:
-                row[BASE_WRITE], row[W_WRITE] = rings.roll, 0
-            elif phase in lags and t - phase >= first_step:
-                j = lags.index(phase)
-                row[lag_g + j], row[lag_w + j] = rings.roll, 0
-        elif rings.w_depth:
-            row[W_WRITE] = t % rings.w_depth
-            for j, k in enumerate(lags):
-                if t - k >= first_step:
-                    row[lag_g + j], row[lag_w + j] = (t - k) % rings.roll, (t - k) % rings.w_depth
+    rows[:, PREV_VALID] = t - 1 >= first_step
+    rows[:, G_WRITE] = t % rings.roll
+    # Lag 1 is read every step, valid or not, so that the pass is the same at every step (its bits then do
+    # not depend on where the segment began); the record marks it NaN where invalid.
+    rows[:, G_SLOTS] = (t - 1) % rings.roll
+    for k in range(2, h):
+        # A window starting at s needs G_t·G_{t−k} at t when s ≤ t − k and t ≤ s + h − 1.
+        open_window = ((starts[None, :] >= t[:, None] - h + 1) & (starts[None, :] <= t[:, None] - k)).any(axis=1)
+        rows[open_window, G_SLOTS + k - 1] = (t[open_window] - k) % rings.roll
+    if rings.anchored:
+        phase = t % ANCHOR_PERIOD
+        anchor = phase == 0
+        rows[anchor, BASE_WRITE], rows[anchor, W_WRITE] = rings.roll, 0
+        for j, k in enumerate(lags):
+            measured = (phase == k) & (t - k >= first_step)
+            rows[measured, lag_g + j], rows[measured, lag_w + j] = rings.roll, 0
+    elif rings.w_depth:
+        rows[:, W_WRITE] = t % rings.w_depth
+        for j, k in enumerate(lags):
+            measured = t - k >= first_step
+            rows[measured, lag_g + j] = (t[measured] - k) % rings.roll
+            rows[measured, lag_w + j] = (t[measured] - k) % rings.w_depth
     return rows
 
 
@@ -169,3 +169,17 @@ def active_lags(layout: Layout, row: np.ndarray) -> list[int]:
     """Indices j of the orthogonal lags this plan row measures."""
     start = G_SLOTS + layout.ring_lags
     return [j for j in range(len(layout.lags)) if row[start + j] >= 0]
+
+
+def vectors_moved(layout: Layout, rows: np.ndarray) -> np.ndarray:
+    """Per plan row, how many model-sized vectors the step must read or write at least: G and G_{t−1}, the
+    window lags it takes; with references w, w_{t−1}, each w*_r; two per orthogonal lag measured (the base G
+    and w); and the writes of G, w_{t−1} and the anchor. This is the traffic floor both backends are judged by."""
+    rows = np.atleast_2d(rows)
+    lag_g = G_SLOTS + layout.ring_lags
+    reads = 2 + (rows[:, G_SLOTS + 1 : lag_g] >= 0).sum(axis=1) + 2 * (rows[:, lag_g : lag_g + len(layout.lags)] >= 0).sum(axis=1)
+    writes = 1 + (rows[:, BASE_WRITE] >= 0) + (rows[:, W_WRITE] >= 0)
+    if layout.refs:
+        reads = reads + 2 + layout.refs
+        writes = writes + 1
+    return reads + writes

@@ -54,7 +54,7 @@ from pathgeo.columns import LAG_PROTOCOLS, LAGS, METRICS
 from pathgeo.flat import FlatParameters
 from pathgeo.layout import (
     GEO_GW, GEO_SS, GEO_WW, LAG_DW, LAG_GG, LAG_REF, LAG_REF_WIDTH, Layout, active_lags, final_plan, plan_rows,
-    plan_width, rings_for,
+    plan_width, rings_for, vectors_moved,
 )
 
 if TYPE_CHECKING:  # polars is imported where the tables are built: the GPU device check runs without it
@@ -131,6 +131,7 @@ class Probe:
         self._n = 0
         self.step = start_step
         self.epoch = start_epoch
+        self.vectors_moved = 0  # model-sized vectors read or written so far, at the floor (layout.vectors_moved)
         self._host_records: list[np.ndarray] = []
         self._host_losses: list[np.ndarray] = []
         self._lr_log: list[float] = []
@@ -212,11 +213,14 @@ class Probe:
         self._lr_log += self._lrs
         self._wd_log += self._wds
         self._epochs += [epoch] * self._n
+        self.vectors_moved += int(vectors_moved(self.layout, self._plan[: self._n]).sum())
         if self._n and self.names:
             at = self.layout.ref(0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 gamma = _geometry(records[:, at], records[:, 0], records[:, at + 1])["gamma"]
-            log.info("epoch %d: %d steps, mean gamma vs %s = %.4g", epoch, self._n, self.names[0], np.nanmean(gamma))
+            finite = gamma[np.isfinite(gamma)]
+            log.info("epoch %d: %d steps, mean gamma vs %s = %.4g", epoch, self._n, self.names[0],
+                     finite.mean() if finite.size else np.nan)
         self._record[: self._n].fill_(np.nan)
         self._lrs, self._wds, self._n = [], [], 0
         self.epoch = epoch + 1
