@@ -227,7 +227,12 @@ class Probe:
         self._plan_epoch()
 
     def finish(self) -> pl.DataFrame:
-        """One more pass at the end weights (for the last step's update), then the per-step table."""
+        """The per-step table (after close())."""
+        return step_table(self.close(), self.names)
+
+    def close(self) -> Measured:
+        """End the probe: the last epoch to the host, one more pass at the end weights (for the last step's
+        update); what it measured, without building a table."""
         if self._n:
             self.end_epoch()
         last = self.capacity
@@ -251,7 +256,7 @@ class Probe:
             layout=self.layout,
             numel=self.flat.numel,
         )
-        return step_table(self.measured, self.names)
+        return self.measured
 
     def correlation_matrices(self) -> pl.DataFrame:
         """After finish(): the h x h gradient correlation matrices of the windows that start at the first
