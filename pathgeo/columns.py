@@ -31,6 +31,11 @@ METRICS = (
     *(f"dist_lag{k}" for k in LAGS),
 )
 
+# The geometry of one gradient at one point (pathgeo.point_geometry: the full-batch gradient, a fixed
+# minibatch's), per reference point.
+POINT_METRICS = ("loss", "grad_norm", "dist", "rsi", "eb", "gamma", "lolr", "grad_norm_wd", "rsi_wd", "eb_wd",
+                 "gamma_wd", "lolr_wd")
+
 # The per-step measurements that need no reference point: reference training takes them itself.
 W_STAR_FREE = ("lr", "loss", "grad_norm", "grad_corr", "mean_grad_corr", "sign_flip")
 

@@ -73,7 +73,16 @@ PLOT_TABLES = {
     "sign_flip": "epochs",
     "gamma_correlation": "epochs",
     "warmup": "steps",
+    "full_batch_geometry": "full_batch",
+    "fixed_batch_spread": "fixed_batches",
 }
+# Measurements an experiment may ask the replays of its runs for (pathgeo.point_geometry).
+POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
+# What an experiment measures: everything (its runs are replayed against w*), or only what needs no w*,
+# which reference training takes itself (pathgeo.w_star_free); such an experiment plans no replay.
+MEASURES = ("all", "w_star_free")
+# The plots an experiment that measures only w*-free quantities can draw.
+W_STAR_FREE_PLOTS = ("grad_correlation", "correlation_matrices", "sign_flip", "warmup")
 
 # The probe's correlation settings when the config has no `correlations` section.
 CORRELATION_DEFAULTS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"}
@@ -127,6 +136,16 @@ class Plan:
     experiments: dict[str, tuple[str, ...]]
     experiment_references: dict[tuple[str, str], tuple[int, ...]]
     run_segment_epochs: dict[str, int]
+    run_measurements: dict[str, dict[str, dict]]
+    replayed_runs: frozenset[str]
+
+    def replayed(self, run_id: str) -> bool:
+        """Whether some experiment needs the run's replay (one that measures against w*)."""
+        return run_id in self.replayed_runs
+
+    def measurements(self, run_id: str) -> dict[str, dict]:
+        """The point measurements the replays of a run take, over every experiment that uses it."""
+        return self.run_measurements.get(run_id, {})
 
     def references(self, run_id: str) -> tuple[Reference, ...]:
         """All reference points of a run over every experiment that uses it: one replay measures them all."""
@@ -141,6 +160,13 @@ class Plan:
         return tuple(sorted({*range(0, final, self.run_segment_epochs[run_id]), final}))
 
     def segments(self, run_id: str) -> tuple[tuple[int, int], ...]:
+        """The replay jobs of a run, one per pair of adjacent checkpoints; none if no experiment needs its
+        replay (its w*-free measurements come from reference training, in the same segments)."""
+        if not self.replayed(run_id):
+            return ()
+        return self.checkpoint_segments(run_id)
+
+    def checkpoint_segments(self, run_id: str) -> tuple[tuple[int, int], ...]:
         bounds = self.checkpoint_epochs(run_id)
         return tuple(zip(bounds[:-1], bounds[1:]))
 
@@ -252,6 +278,8 @@ def build_plan(config: dict[str, Any]) -> Plan:
         raise error
     runs: dict[str, RunSpec] = {}
     run_segment_epochs: dict[str, int] = {}
+    run_measurements: dict[str, dict[str, dict]] = {}
+    replayed_runs: set[str] = set()
     experiments: dict[str, tuple[str, ...]] = {}
     experiment_references: dict[tuple[str, str], tuple[int, ...]] = {}
     for exp_name, exp in config["experiments"].items():
@@ -268,8 +296,12 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 )
             if spec.run_id not in run_ids:
                 run_ids.append(spec.run_id)
+            _add_measurements(run_measurements, exp_name, exp, spec)
+            if exp.get("measure", "all") == "all":
+                replayed_runs.add(spec.run_id)
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
+        _check_w_star_free(exp_name, exp)
     correlation_settings(config)
     for fig_name, fig in config.get("figures", {}).items():
         needs_experiment = PLOT_TABLES[fig["plot"]] != "claims"
@@ -283,7 +315,62 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 raise ConfigError(
                     f"figures.{fig_name}.experiment", f"unknown experiment '{exp_name}'; defined: {sorted(experiments)}"
                 )
-    return Plan(runs, experiments, experiment_references, run_segment_epochs)
+            if config["experiments"][exp_name].get("measure") == "w_star_free" and fig["plot"] not in W_STAR_FREE_PLOTS:
+                raise ConfigError(
+                    f"figures.{fig_name}.experiment",
+                    f"plot '{fig['plot']}' needs measurements against w*, but experiment '{exp_name}' has measure: "
+                    f"w_star_free (no replay); draw it from an experiment that measures all, or plot one of "
+                    f"{list(W_STAR_FREE_PLOTS)}",
+                )
+    return Plan(runs, experiments, experiment_references, run_segment_epochs, run_measurements, frozenset(replayed_runs))
+
+
+def _check_w_star_free(exp_name: str, exp: dict[str, Any]) -> None:
+    """An experiment without replays has no reference points beyond the run's end, nor point measurements."""
+    if exp.get("measure") != "w_star_free":
+        return
+    if exp.get("references", ["final"]) != ["final"]:
+        raise ConfigError(
+            f"experiments.{exp_name}.references",
+            "an experiment with measure: w_star_free measures nothing against w*; remove its references",
+        )
+    for kind in POINT_MEASUREMENTS:
+        if kind in exp:
+            raise ConfigError(
+                f"experiments.{exp_name}.{kind}",
+                f"{kind} measures against w*, which an experiment with measure: w_star_free does not replay",
+            )
+
+
+def training_correlations(plan: Plan, run_id: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """What reference training measures of a run itself: the w*-free correlation settings when no
+    experiment replays it (its w*-free experiments then read the training's tables), else nothing."""
+    if plan.replayed(run_id):
+        return None
+    settings = correlation_settings(config)
+    return {"window": settings["window"], "matrix_epochs": settings["matrix_epochs"]}
+
+
+def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: str, exp: dict[str, Any], spec: RunSpec) -> None:
+    """The experiment's point measurements join those its run already has; two experiments asking for the
+    same measurement of one run with different settings are refused."""
+    for kind in POINT_MEASUREMENTS:
+        if kind not in exp:
+            continue
+        key = f"experiments.{exp_name}.{kind}"
+        if kind == "full_batch_geometry" and spec.data.kind not in FULL_BATCH_KINDS:
+            raise ConfigError(
+                key,
+                f"the full-batch gradient needs a finite resident training set ({', '.join(FULL_BATCH_KINDS)}), "
+                f"not dataset '{spec.data.name}' (kind {spec.data.kind})",
+            )
+        settings = run_measurements.setdefault(spec.run_id, {})
+        if settings.setdefault(kind, exp[kind]) != exp[kind]:
+            raise ConfigError(
+                key,
+                f"run {spec.run_id} is shared with an experiment that measures it with {settings[kind]}, not "
+                f"{exp[kind]}; a run has one setting per measurement",
+            )
 
 
 def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:

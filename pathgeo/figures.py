@@ -952,6 +952,99 @@ def warmup(steps: pl.DataFrame, color: str = "label") -> Figure:
     )
 
 
+# The first paper's two other measurements (pathgeo.point_geometry): the full-batch gradient every N
+# epochs, and K fixed minibatches every N steps.
+
+POINT_PANELS = [("gamma", False), ("rsi", False), ("eb", True)]
+
+
+def _point_axes(metric: str, log: bool, x: tuple[str, str | None]) -> tuple[alt.X, str, alt.Scale]:
+    """The x encoding ((field, title); a None title for all panels but the bottom one), y title and scale."""
+    scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+    return alt.X(f"{x[0]}:Q", title=x[1]), metric_title(metric) + (" (log)" if log else ""), scale
+
+
+def _point_panel(metric: str, log: bool, x: tuple[str, str | None], color: alt.Color, y_field: str,
+                 dashed: bool = False) -> alt.Chart:
+    """A line with points of `y_field` against the x field."""
+    x_encoding, y_title, scale = _point_axes(metric, log, x)
+    chart = (
+        alt.Chart()
+        .mark_line(strokeWidth=1.6, point=alt.OverlayMarkDef(size=18), strokeDash=[5, 3] if dashed else [1, 0])
+        .encode(
+            x=x_encoding,
+            y=alt.Y(f"{y_field}:Q", title=y_title, scale=scale),
+            color=color,
+            detail=alt.Detail(f"{SERIES}:N"),
+            tooltip=[
+                alt.Tooltip("label:N", title="run"),
+                alt.Tooltip("reference:N", title="reference"),
+                alt.Tooltip(f"{x[0]}:Q", title=x[0]),
+                alt.Tooltip(f"{y_field}:Q", title=y_field, format=".4g"),
+            ],
+        )
+    )
+    return chart.transform_filter(_positive(y_field)) if log else chart
+
+
+def full_batch_geometry(full_batch: pl.DataFrame, color: str = "label") -> Figure:
+    """γ, RSI and EB of the full-batch gradient at the end of each measured epoch, one line per run and
+    reference point; dashed, the same with the weight-decay term (G + λw).  The first paper's code
+    (`get_fullbatch_gradient`), along the minibatch trajectory."""
+    fields = [f"{m}{suffix}" for m, _ in POINT_PANELS for suffix in ("", "_wd")]
+    columns = _unique([*RUN_KEYS, "budget", "epoch", color, *fields])
+    _check(full_batch, "full_batch", columns)
+    data, color_encoding = _factor_color(_with_series(full_batch.select(columns)), color)
+    charts = []
+    for position, (metric, log) in enumerate(POINT_PANELS):
+        x = ("epoch", "epoch (full-batch gradient at its end)" if position == len(POINT_PANELS) - 1 else None)
+        layers = [_point_panel(metric, log, x, color_encoding, metric),
+                  _point_panel(metric, log, x, color_encoding, f"{metric}_wd", dashed=True)]
+        if not log:
+            layers.insert(0, _zero_rule())
+        charts.append(alt.layer(*layers).properties(width=PANEL_WIDTH, height=150))
+    chart = alt.vconcat(*charts, data=_values(data), spacing=12).resolve_scale(x="shared", y="independent", color="shared")
+    return _finish(
+        chart,
+        f"Geometry of the full-batch gradient along the minibatch path, by {_factor_title(color)}",
+        ["the gradient of the mean loss over the whole training set, at the weights each measured epoch ends with",
+         "solid: G; dashed: G + λw (with the weight-decay term); EB on a log scale"],
+    )
+
+
+def fixed_batch_spread(fixed_batches: pl.DataFrame, color: str = "label") -> Figure:
+    """How γ, RSI and EB spread over K fixed minibatches at one point: at each measured step, the mean over
+    the batches (line) and their min–max (band), one line per run and reference point.  The first
+    paper's code (`get_batch_list_grads`)."""
+    fields = [f"{m}_{stat}" for m, _ in POINT_PANELS for stat in ("mean", "min", "max")]
+    columns = _unique([*RUN_KEYS, "budget", "step", "batches", color, *fields])
+    _check(fixed_batches, "fixed_batches", columns)
+    data, color_encoding = _factor_color(_with_series(fixed_batches.select(columns)), color)
+    charts = []
+    for position, (metric, log) in enumerate(POINT_PANELS):
+        x = ("step", "optimizer step (all batches at that step's weights)" if position == len(POINT_PANELS) - 1 else None)
+        x_encoding, y_title, scale = _point_axes(metric, log, x)
+        low, high = f"{metric}_min", f"{metric}_max"
+        band = alt.Chart().mark_area(opacity=BAND_OPACITY).encode(
+            x=x_encoding, y=alt.Y(f"{low}:Q", title=y_title, scale=scale), y2=alt.Y2(f"{high}:Q"),
+            color=color_encoding, detail=alt.Detail(f"{SERIES}:N"),
+        )
+        if log:
+            band = band.transform_filter(_positive(low, high))
+        layers = [band, _point_panel(metric, log, x, color_encoding, f"{metric}_mean")]
+        if not log:
+            layers.insert(0, _zero_rule())
+        charts.append(alt.layer(*layers).properties(width=PANEL_WIDTH, height=150))
+    chart = alt.vconcat(*charts, data=_values(data), spacing=12).resolve_scale(x="shared", y="independent", color="shared")
+    batches = sorted(set(fixed_batches.get_column("batches").to_list()))
+    return _finish(
+        chart,
+        f"Spread of the geometry over fixed minibatches at one point, by {_factor_title(color)}",
+        [f"at each measured step: the gradients of the same {', '.join(map(str, batches))} fixed minibatches at that step's weights",
+         "line: their mean; band: min–max over the batches; EB on a log scale"],
+    )
+
+
 FIGURES: dict[str, Callable[..., Figure]] = {
     "gamma_band": gamma_band,
     "rsi_eb_gamma": rsi_eb_gamma,
@@ -965,6 +1058,8 @@ FIGURES: dict[str, Callable[..., Figure]] = {
     "sign_flip": sign_flip,
     "gamma_correlation": gamma_correlation,
     "warmup": warmup,
+    "full_batch_geometry": full_batch_geometry,
+    "fixed_batch_spread": fixed_batch_spread,
 }
 
 

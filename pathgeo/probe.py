@@ -217,7 +217,7 @@ class Probe:
         if self._n and self.names:
             at = self.layout.ref(0)
             with np.errstate(divide="ignore", invalid="ignore"):
-                gamma = _geometry(records[:, at], records[:, 0], records[:, at + 1])["gamma"]
+                gamma = geometry(records[:, at], records[:, 0], records[:, at + 1])["gamma"]
             finite = gamma[np.isfinite(gamma)]
             log.info("epoch %d: %d steps, mean gamma vs %s = %.4g", epoch, self._n, self.names[0],
                      finite.mean() if finite.size else np.nan)
@@ -289,21 +289,21 @@ def step_metrics(measured: Measured, r: int) -> dict[str, np.ndarray]:
     """RSI, EB, gamma, the locally optimal LR, their weight-decay variants and the update's alignment for
     reference r at every step."""
     rec, layout = measured.records, measured.layout
-    geometry, at = layout.geometry, layout.ref(r)
+    geo, at = layout.geometry, layout.ref(r)
     gg = rec[:, 0]
-    gw, ww = rec[:, geometry + GEO_GW], rec[:, geometry + GEO_WW]
+    gw, ww = rec[:, geo + GEO_GW], rec[:, geo + GEO_WW]
     gd, dd, wd_ = rec[:, at], rec[:, at + 1], rec[:, at + 2]
     lam = measured.weight_decays
     # The step actually taken at t is s = w_t − w_{t+1}; the next record (or the end pass) holds s·s and
     # s·d_{t+1}, and d_t = d_{t+1} + s.
     following = np.vstack([rec[1:], measured.final[None]])
-    ss = following[:, geometry + GEO_SS]
+    ss = following[:, geo + GEO_SS]
     sd = following[:, at + 3] + ss
     g_wd_d = gd + lam * wd_
     g_wd_sq = gg + 2 * lam * gw + lam**2 * ww
     with np.errstate(divide="ignore", invalid="ignore"):
-        plain = _geometry(gd, gg, dd)
-        with_wd = _geometry(g_wd_d, g_wd_sq, dd)
+        plain = geometry(gd, gg, dd)
+        with_wd = geometry(g_wd_d, g_wd_sq, dd)
         return {
             **plain,
             "dist": np.sqrt(dd),
@@ -314,7 +314,7 @@ def step_metrics(measured: Measured, r: int) -> dict[str, np.ndarray]:
         }
 
 
-def _geometry(gd: np.ndarray, gg: np.ndarray, dd: np.ndarray) -> dict[str, np.ndarray]:
+def geometry(gd: np.ndarray, gg: np.ndarray, dd: np.ndarray) -> dict[str, np.ndarray]:
     """RSI, EB, gamma, the locally optimal LR and ||G|| from G·d, G·G and d·d."""
     return {
         "rsi": gd / dd,

@@ -19,6 +19,7 @@ import torch
 from pathgeo import checkpoints
 from pathgeo.spec import RunSpec
 from pathgeo.training import build_trainer
+from pathgeo.w_star_free import STATE_KEY, TrainingCorrelations
 
 log = logging.getLogger("pathgeo")
 
@@ -30,19 +31,26 @@ def train_reference(
     checkpoint_epochs: tuple[int, ...],
     save_checkpoint: Callable[[int, dict], None],
     resume: dict | None = None,
+    correlations: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Train from the seed's initial weights (or from the checkpoint `resume`) to `spec.epochs`; returns the
-    per-epoch log."""
+    per-epoch log. With `correlations` (window, matrix_epochs) training also takes the measurements that
+    need no w*, segment by segment (pathgeo.w_star_free); each checkpoint carries their tables so far."""
     trainer = build_trainer(spec, data, device)
     rows: list[dict] = []
     if resume is not None:
         trainer.load_state(resume)
         rows = list(resume["log"])
         log.info("run %s resumes from its checkpoint at epoch %d", spec.run_id, trainer.epoch)
-    elif 0 in checkpoint_epochs:
-        save_checkpoint(0, {**trainer.state(), "log": []})
+    measured = None
+    if correlations is not None:
+        measured = TrainingCorrelations(trainer, correlations, (resume or {}).get(STATE_KEY))
+    if resume is None and 0 in checkpoint_epochs:
+        save_checkpoint(0, {**trainer.state(), "log": [], **(measured.checkpoint() if measured else {})})
     while trainer.epoch < spec.epochs:
-        stats = trainer.train_epoch()
+        stats = trainer.train_epoch(measured)
+        if measured is not None:
+            measured.end_epoch(stats.epoch)
         val = trainer.task.evaluate()
         rows.append(
             {
@@ -60,7 +68,7 @@ def train_reference(
             ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
         )
         if trainer.epoch in checkpoint_epochs:
-            save_checkpoint(trainer.epoch, {**trainer.state(), "log": rows})
+            save_checkpoint(trainer.epoch, {**trainer.state(), "log": rows, **(measured.checkpoint() if measured else {})})
     if trainer.nondeterministic_ops:
         log.warning("run %s used nondeterministic ops: %s", spec.run_id, sorted(trainer.nondeterministic_ops))
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))

@@ -7,6 +7,7 @@ drift is exactly 0.0 on CPU; a drift over the tolerance means the measurements a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,24 @@ import polars as pl
 import torch
 
 from pathgeo.config import CORRELATION_DEFAULTS
+from pathgeo.point_geometry import PointGeometry
 from pathgeo.probe import Probe
 from pathgeo.spec import RunSpec
-from pathgeo.training import Trainer, build_trainer
+from pathgeo.training import Observer, Trainer, build_trainer
 
 log = logging.getLogger("pathgeo")
+
+
+class Observers:
+    """Several observers of one training loop, in order: the probe first, so that it reads each step's
+    state before any measurement runs passes of its own (which restore it)."""
+
+    def __init__(self, *observers: Observer):
+        self.observers = observers
+
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None:
+        for observer in self.observers:
+            observer.after_backward(loss, lr, weight_decay)
 
 
 class FidelityError(RuntimeError):
@@ -71,17 +85,23 @@ def replay_segment(
     references: dict[str, tuple[int, dict]],
     tolerance: float,
     correlations: dict[str, Any] | None = None,
+    measurements: Sequence[PointGeometry] = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame, Fidelity]:
     """The per-step table, the correlation matrices and the fidelity of one segment. `references` maps a
     reference name to (its epoch, its checkpoint state); `correlations` holds the config's correlation
-    settings (window, lagged, matrix_epochs), as pathgeo.config.correlation_settings gives them."""
+    settings (window, lagged, matrix_epochs), as pathgeo.config.correlation_settings gives them;
+    `measurements` (pathgeo.point_geometry) observe the segment beside the probe, and keep their tables."""
     settings = {**CORRELATION_DEFAULTS, **(correlations or {})}
     trainer = build_trainer(spec, data, device)
     trainer.load_state(start_state)
     steps_per_epoch = trainer.task.steps_per_epoch
+    reference_weights = {name: flat_parameters_of(trainer, state["model"]) for name, (_, state) in references.items()}
+    budgets = {name: epoch for name, (epoch, _) in references.items()}
+    for measurement in measurements:
+        measurement.start(trainer, reference_weights, budgets)
     probe = Probe(
         trainer.flat,
-        {name: flat_parameters_of(trainer, state["model"]) for name, (_, state) in references.items()},
+        reference_weights,
         weight_decay=spec.weight_decay,
         steps_per_epoch=steps_per_epoch,
         start_step=trainer.step,
@@ -91,9 +111,12 @@ def replay_segment(
         matrix_epochs=None if settings["matrix_epochs"] == "all" else settings["matrix_epochs"],
     )
     end_epoch = end_state["epoch"]
+    observer = Observers(probe, *measurements)
     while trainer.epoch < end_epoch:
-        stats = trainer.train_epoch(probe)
+        stats = trainer.train_epoch(observer)
         probe.end_epoch(stats.epoch)
+        for measurement in measurements:
+            measurement.end_epoch()
         log.info(
             "run %s replay epoch %d/%d: train loss %.4g (%.2f s)",
             spec.run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds,
@@ -108,7 +131,6 @@ def replay_segment(
             f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
             + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
         )
-    budgets = {name: epoch for name, (epoch, _) in references.items()}
     table = table.with_columns(
         pl.lit(spec.run_id).alias("run_id"),
         pl.col("reference").replace_strict(budgets, return_dtype=pl.Int64).alias("budget"),

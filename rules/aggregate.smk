@@ -2,11 +2,15 @@ rule aggregate:
     input:
         replays=experiment_replays,
         matrices=experiment_matrices,
+        full_batch=experiment_full_batch,
+        fixed_batches=experiment_fixed_batches,
         library=library("aggregate.py", "columns.py"),
     output:
         epochs="results/tables/{experiment}/epochs.parquet",
         steps="results/tables/{experiment}/steps.parquet",
         matrices="results/tables/{experiment}/matrices.parquet",
+        full_batch="results/tables/{experiment}/full_batch.parquet",
+        fixed_batches="results/tables/{experiment}/fixed_batches.parquet",
     params:
         runs=experiment_runs,
         exclude_final_epoch=config["exclude_final_epoch"],
@@ -20,13 +24,13 @@ rule aggregate:
 
 rule claims:
     input:
-        replays=replay_files(PLAN.runs),
+        replays=replay_files(list(PLAN.runs)),
         library=library("claims.py", "aggregate.py", "columns.py"),
     output:
         parquet="results/tables/claims.parquet",
         csv="results/tables/claims.csv",
     params:
-        runs=all_runs(),
+        runs=replayed_runs(),
         thresholds=config["claims"],
         exclude_final_epoch=config["exclude_final_epoch"],
     log:

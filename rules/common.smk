@@ -10,6 +10,7 @@ from pathgeo.config import (
     correlation_settings,
     figure_experiments,
     schema_error,
+    training_correlations,
 )
 from pathgeo.data import EXTERNAL_KINDS
 
@@ -88,11 +89,23 @@ def replay_files(run_ids):
 
 
 def experiment_replays(wildcards):
-    return replay_files(PLAN.experiments[wildcards.experiment])
+    """The per-step tables of an experiment's runs: their replays' or, for a run that no experiment
+    replays, the w*-free table its reference training wrote."""
+    runs = PLAN.experiments[wildcards.experiment]
+    trained_only = [f"results/runs/{run}/train_correlations.parquet" for run in runs if not PLAN.replayed(run)]
+    return replay_files(runs) + trained_only
 
 
 def experiment_matrices(wildcards):
     return [path.replace(".parquet", ".matrices.parquet") for path in experiment_replays(wildcards)]
+
+
+def experiment_full_batch(wildcards):
+    return [path.replace(".parquet", ".full_batch.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])]
+
+
+def experiment_fixed_batches(wildcards):
+    return [path.replace(".parquet", ".fixed_batches.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])]
 
 
 def experiment_runs(wildcards):
@@ -107,8 +120,9 @@ def experiment_runs(wildcards):
     }
 
 
-def all_runs():
-    return {run: {"factors": spec.factors()} for run, spec in PLAN.runs.items()}
+def replayed_runs():
+    """The runs measured against w* (the claims are about those)."""
+    return {run: {"factors": spec.factors()} for run, spec in PLAN.runs.items() if PLAN.replayed(run)}
 
 
 def figure_tables(wildcards):

@@ -5,9 +5,12 @@ rule reference:
         checkpoints=directory("results/runs/{run}/checkpoints"),
         train_log="results/runs/{run}/train_log.parquet",
         spec="results/runs/{run}/spec.json",
+        correlations="results/runs/{run}/train_correlations.parquet",
+        correlation_matrices="results/runs/{run}/train_correlations.matrices.parquet",
     params:
         spec=run_spec_json,
         checkpoint_epochs=checkpoint_epochs,
+        correlations=lambda wildcards: training_correlations(PLAN, wildcards.run, config),
         workspace=lambda wildcards: f"results/runs/{wildcards.run}/partial",
         device=config["device"],
         data_root=DATA_ROOT,

@@ -216,6 +216,8 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
         "sign_flip": figures.sign_flip(epochs),
         "gamma_correlation": figures.gamma_correlation(epochs),
         "warmup": figures.warmup(make_warmup_steps()),
+        "full_batch_geometry": figures.full_batch_geometry(make_point_table(fixed=False)),
+        "fixed_batch_spread": figures.fixed_batch_spread(make_point_table(fixed=True)),
     }
     assert set(built) == set(figures.FIGURES)
     for name, chart in built.items():
@@ -590,3 +592,62 @@ def test_save_rejects_unknown_image_format(tmp_path: Path, epochs: pl.DataFrame)
     with pytest.raises(ValueError, match="svg or .png"):
         figures.save(figures.distance(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.pdf")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The full-batch geometry and the fixed-batch spread (pathgeo.point_geometry's aggregated tables)
+# ---------------------------------------------------------------------------------------------------------
+
+POINT_METRICS = ("loss", "grad_norm", "dist", "rsi", "eb", "gamma", "lolr", "grad_norm_wd", "rsi_wd", "eb_wd",
+                 "gamma_wd", "lolr_wd")
+
+
+def make_point_table(fixed: bool) -> pl.DataFrame:
+    """The aggregated full_batch table (one row per run, reference, measured epoch) or fixed_batches table
+    (one row per run, reference, measured step, with mean/min/max/std over 4 batches)."""
+    rng = random.Random(2)
+    rows = []
+    for run in RUNS[:2]:
+        for reference, budget in (("final", N_EPOCHS), ("epoch3", 3)):
+            for point in range(1, budget + 1):
+                row: dict[str, Any] = {
+                    "experiment": "test", "run_id": run["run_id"], "label": run["label"], "reference": reference,
+                    "budget": budget, "epoch": point - 1, "step": STEPS_PER_EPOCH * point, **run_factors(run),
+                }
+                values = {m: rng.uniform(0.01, 1.0) for m in POINT_METRICS}
+                if fixed:
+                    row["batches"] = 4
+                    for m, v in values.items():
+                        row |= {f"{m}_mean": v, f"{m}_min": 0.5 * v, f"{m}_max": 1.5 * v, f"{m}_std": 0.2 * v}
+                else:
+                    row |= values
+                rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def test_full_batch_geometry_panels_and_weight_decay_dashes() -> None:
+    spec = figures.full_batch_geometry(make_point_table(fixed=False)).to_dict()
+    assert fields(spec, "y") == {"gamma", "gamma_wd", "rsi", "rsi_wd", "eb", "eb_wd"}
+    assert {s.get("type") for s in y_scales(spec)} == {"log", None}
+    assert any(node.get("mark", {}).get("strokeDash") == [5, 3] for node in walk(spec) if isinstance(node.get("mark"), dict))
+    # One line per run and reference point.
+    assert {row["series"] for row in dataset_rows(spec)} == {f"{r} · {ref}" for r in ("r1", "r2") for ref in ("final", "epoch3")}
+
+
+def test_fixed_batch_spread_bands_min_max_over_batches() -> None:
+    table = make_point_table(fixed=True)
+    spec = figures.fixed_batch_spread(table).to_dict()
+    assert {"gamma_min", "rsi_min", "eb_min"} <= fields(spec, "y")
+    assert {"gamma_max", "rsi_max", "eb_max"} <= fields(spec, "y2")
+    assert "4 fixed minibatches" in " ".join(spec["title"]["subtitle"])
+    with pytest.raises(ValueError, match="fixed_batches table is empty"):
+        figures.fixed_batch_spread(table.clear())
+    with pytest.raises(ValueError, match=r"full_batch table lacks the columns \['gamma_wd'\]"):
+        figures.full_batch_geometry(make_point_table(fixed=False).drop("gamma_wd"))
+
+
+def test_save_writes_point_figures(tmp_path: Path) -> None:
+    for name, chart in (("full", figures.full_batch_geometry(make_point_table(fixed=False))),
+                        ("fixed", figures.fixed_batch_spread(make_point_table(fixed=True)))):
+        figures.save(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.svg")
+        assert (tmp_path / f"{name}.svg").read_text().startswith("<svg")

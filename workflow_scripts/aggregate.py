@@ -3,17 +3,18 @@ from pathgeo.atomic import write_parquet
 from pathgeo.logs import setup
 
 log = setup(snakemake.log[0])
-epochs, steps, matrices = experiment_tables(
+tables = experiment_tables(
     snakemake.wildcards.experiment,
     snakemake.input.replays,
     snakemake.input.matrices,
     snakemake.params.runs,
     snakemake.params.exclude_final_epoch,
+    snakemake.input.full_batch,
+    snakemake.input.fixed_batches,
 )
-write_parquet(snakemake.output.epochs, epochs)
-write_parquet(snakemake.output.steps, steps)
-write_parquet(snakemake.output.matrices, matrices)
+for name, table in tables.items():
+    write_parquet(snakemake.output[name], table)
 log.info(
-    "experiment %s: %d epoch rows, %d step rows, %d matrix entries",
-    snakemake.wildcards.experiment, len(epochs), len(steps), len(matrices),
+    "experiment %s: %s",
+    snakemake.wildcards.experiment, ", ".join(f"{len(table)} rows of {name}" for name, table in tables.items()),
 )
