@@ -17,8 +17,8 @@ launch, plus one per orthogonal lag measured (pathgeo.triton_kernels), and nothi
 the host until the epoch ends. Either way the products and sums are float64 arithmetic on the exact float32
 values.
 
-Memory: w_prev, h rolling gradients, and for the anchored lags one base G and w (h + 3 model-sized vectors
-for h = 5: 8); the every_step protocol keeps a ring of the last 51 gradients and weights instead.
+Memory, besides a copy of each w*: w_prev, h rolling gradients, and for the anchored lags one base G and w
+(h + 3 model-sized vectors, 8 for h = 5); the every_step protocol keeps the last 51 gradients and weights.
 
 A replay segment starts at a checkpoint, which holds no earlier gradients: a quantity that needs step
 t − k is null for the first k steps of each segment, an anchored lag is null until the segment's first
@@ -109,7 +109,6 @@ class Probe:
             raise ValueError(f"probe backend '{backend}' is not available on {device}; choose from {BACKENDS}")
         self.backend = backend
         self.weight_decay = weight_decay
-        self.lagged = lagged
         self.layout = Layout(window, len(self.names), tuple(sorted(set(lags))) if lagged != "off" else ())
         self.rings = rings_for(self.layout, lagged)
         self.window = window
@@ -184,24 +183,29 @@ class Probe:
         n = self._n
         if n == self.capacity:
             raise RuntimeError(f"more than steps_per_epoch={self.capacity} steps in one epoch; call end_epoch()")
+        self._pass(n)
         if self.backend == "fused":
-            kernels.step_pass(
-                *self._arrays, self._plan[n], self.layout.ring_lags, self.layout.geometry, self.layout.lag_block,
-                self._record_np[n], torch.get_num_threads(),
-            )
             self._losses[n] = loss.item()
         else:
             with torch.no_grad():
-                self._triton.step(n, active_lags(self.layout, self._plan[n]), self._main_rows[n], self._lag_view(n))
                 self._loss_rows[n].copy_(loss)
         self._lrs.append(lr)
         self._wds.append(self.weight_decay if weight_decay is None else weight_decay)
         self._n += 1
         self.step += 1
 
-    def _lag_view(self, n: int):
+    def _pass(self, n: int) -> None:
+        """Plan row n into record row n, on the probe's backend."""
+        if self.backend == "fused":
+            kernels.step_pass(
+                *self._arrays, self._plan[n], self.layout.ring_lags, self.layout.geometry, self.layout.lag_block,
+                self._record_np[n], torch.get_num_threads(),
+            )
+            return
         width = self.layout.lag_width
-        return lambda j: self._record[n, self.layout.lag(j) : self.layout.lag(j) + width]
+        with torch.no_grad():
+            self._triton.step(n, active_lags(self.layout, self._plan[n]), self._main_rows[n],
+                              lambda j: self._record[n, self.layout.lag(j) : self.layout.lag(j) + width])
 
     def end_epoch(self, epoch: int | None = None) -> None:
         """Move the epoch's records to the host (the one synchronisation), log a summary, plan the next."""
@@ -236,14 +240,7 @@ class Probe:
         if self._n:
             self.end_epoch()
         last = self.capacity
-        if self.backend == "fused":
-            kernels.step_pass(
-                *self._arrays, self._plan[last], self.layout.ring_lags, self.layout.geometry, self.layout.lag_block,
-                self._record_np[last], torch.get_num_threads(),
-            )
-        else:
-            with torch.no_grad():
-                self._triton.step(last, [], self._main_rows[last], self._lag_view(last))
+        self._pass(last)
         width = self.layout.width
         self.measured = Measured(
             records=np.concatenate(self._host_records) if self._host_records else np.zeros((0, width)),

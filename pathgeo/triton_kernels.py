@@ -27,7 +27,9 @@ from pathgeo.layout import (
     LAG_REF_WIDTH, PREV_VALID, W_WRITE,
 )
 
-BLOCK = 1024
+# 512 entries a block over 8 warps: two per thread, so the float64 accumulators (a few vectors and the
+# (h − 1) x BLOCK tiles of the ring lags) stay in registers.
+BLOCK = 512
 PROGRAMS = 1024
 NUM_WARPS = 8
 
