@@ -43,6 +43,8 @@ RUN_FIELDS = (
     "full_batch",
     "warmup_growth",
     "gawu_window",
+    "devices",
+    "sync_batchnorm",
 )
 
 # The probe's correlation settings when the config has no `correlations` section.
@@ -170,6 +172,7 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"full-batch training needs a finite resident training set ({', '.join(full_batch_kinds)}), "
             f"not dataset '{data.name}' (kind {data.kind})",
         )
+    _check_devices(fields, data, where)
     if fields["schedule"] in ("warmup_cosine", *EXPONENTIAL_WARMUPS) and fields["warmup_epochs"] >= fields["epochs"]:
         raise ConfigError(
             where("warmup_epochs"),
@@ -189,6 +192,35 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
     fields["lr"] = scaled_lr(fields["lr"], fields["batch_size"], base)
     fields.pop("dataset")
     return RunSpec(data=data, **fields)
+
+
+def _check_devices(fields: dict[str, Any], data: DataSpec, where) -> None:
+    """A run on several devices splits every minibatch by rank: its dataset kind must support that, each rank
+    needs a sample of every minibatch, and full batch (an accumulation over chunks) stays on one device."""
+    devices = fields.get("devices", 1)
+    if fields.get("sync_batchnorm") and devices == 1:
+        raise ConfigError(where("sync_batchnorm"), "synchronises batch norm across devices, but the run has devices: 1")
+    if devices == 1:
+        return
+    kind = kinds()[data.kind]
+    if not kind.data_parallel:
+        splittable = [name for name, entry in kinds().items() if entry.data_parallel]
+        raise ConfigError(
+            where("devices"),
+            f"dataset '{data.name}' (kind {data.kind}) has no minibatches to split across devices; runs on "
+            f"{devices} devices need one of the kinds {', '.join(splittable)}, or devices: 1",
+        )
+    if fields.get("full_batch"):
+        raise ConfigError(where("devices"), "full-batch runs train on one device; use devices: 1")
+    batch = fields["batch_size"]
+    last = kind.train_size(data.params) % batch if kind.train_size is not None else 0
+    smallest = min(batch, last) if last else batch
+    if smallest < devices:
+        raise ConfigError(
+            where("devices"),
+            f"every rank needs a sample of each minibatch, but the smallest minibatch of dataset '{data.name}' holds "
+            f"{smallest} samples (batch_size {batch}) for {devices} devices",
+        )
 
 
 def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment_epochs: int) -> tuple[int, ...]:

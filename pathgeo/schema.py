@@ -1,8 +1,8 @@
 """The config's JSON schema: the structure in config/schema/config.schema.yaml, completed by the registries.
 
 The registries add what they own, so that adding a model, an optimizer, a dataset kind or a plot never touches
-the schema file: the enums of `model`, `optimizer`, a dataset's `kind` and a figure's `plot`, and each dataset
-kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry).
+the schema file: the enums of `model`, `optimizer`, `precision`, a dataset's `kind` and a figure's `plot`, and each
+dataset kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry).
 `python -m pathgeo.schema` prints the completed schema.
 """
 
@@ -17,6 +17,7 @@ from pathgeo.data import DatasetKind, kinds
 from pathgeo.figures import Plot, plots
 from pathgeo.models import models
 from pathgeo.optimizers import OPTIMIZERS
+from pathgeo.precision import PRECISIONS
 
 STRUCTURE = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
 
@@ -44,6 +45,7 @@ def config_schema() -> dict[str, Any]:
     run_fields = schema["$defs"]["run_fields"]["properties"]
     run_fields["model"]["enum"] = list(models())
     run_fields["optimizer"]["enum"] = list(OPTIMIZERS)
+    run_fields["precision"]["enum"] = list(PRECISIONS)
     dataset = schema["properties"]["datasets"]["additionalProperties"]
     dataset["properties"]["kind"]["enum"] = list(kinds())
     dataset["allOf"] = [_kind_clause(kind) for kind in kinds().values()]

@@ -15,7 +15,6 @@ from typing import Any
 from pathgeo.models import model as model_entry
 
 SCHEDULES = ("constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu")
-PRECISIONS = ("float32", "float64")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
@@ -23,7 +22,15 @@ BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop", "exp_warm
 
 
 # Run fields added after the first runs existed: at these values they are left out of the canonical JSON.
-OPTIONAL_DEFAULTS = {"grad_clip": None, "model_options": {}, "full_batch": False, "warmup_growth": 0.0, "gawu_window": 5}
+OPTIONAL_DEFAULTS = {
+    "grad_clip": None,
+    "model_options": {},
+    "full_batch": False,
+    "warmup_growth": 0.0,
+    "gawu_window": 5,
+    "devices": 1,
+    "sync_batchnorm": False,
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,10 @@ class RunSpec:
     warmup_growth: float = 0.0
     # gawu: the window h of the mean gradient correlation whose turn from positive to negative ends the warm-up.
     gawu_window: int = 5
+    # Devices of one node the run trains on (DistributedDataParallel, one process each); `batch_size` stays the
+    # global minibatch, split by rank. Batch norm normalises each rank's part unless `sync_batchnorm`.
+    devices: int = 1
+    sync_batchnorm: bool = False
 
     def canonical(self) -> dict[str, Any]:
         spec = asdict(self)

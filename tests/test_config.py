@@ -368,6 +368,8 @@ CHANGES = {
     "full_batch": True,
     "warmup_growth": 0.1,
     "gawu_window": 3,
+    "devices": 2,
+    "sync_batchnorm": True,
 }
 
 
