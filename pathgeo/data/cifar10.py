@@ -178,11 +178,17 @@ def load_cifar10(
 
 
 class CropFlip(NamedTuple):
-    """Per-sample parameters of `augment_batch`: crop offsets into the padded image and horizontal flips."""
+    """Per-sample parameters of `apply_crop_flip`: crop offsets into the padded image and horizontal flips."""
 
     top: Tensor  # int64 (N,), in [0, 2 * pad]
     left: Tensor  # int64 (N,), in [0, 2 * pad]
     flip: Tensor  # bool (N,)
+
+    def select(self, index: Tensor) -> CropFlip:
+        return CropFlip(self.top[index], self.left[index], self.flip[index])
+
+    def to(self, device: torch.device) -> CropFlip:
+        return CropFlip(self.top.to(device), self.left.to(device), self.flip.to(device))
 
 
 def draw_crop_flip(n: int, generator: torch.Generator, pad: int = 4, flip: bool = False) -> CropFlip:
@@ -200,33 +206,22 @@ def apply_crop_flip(x: Tensor, params: CropFlip, pad: int = 4) -> Tensor:
 
     One gather on x's device for the whole batch: index tensors (N, 1, H, 1) for rows and (N, 1, 1, W) for
     columns select from the padded batch; a flipped sample reads its columns in reverse.
-    """
-    n, c, h, w = x.shape
-    device = x.device
-    padded = F.pad(x, (pad, pad, pad, pad))  # constant zeros: black in pixel space
-    rows = params.top[:, None] + torch.arange(h)  # (N, H)
-    cols = params.left[:, None] + torch.arange(w)  # (N, W)
-    cols = torch.where(params.flip[:, None], cols.flip(1), cols)
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    channel = torch.arange(c, device=device)[None, :, None, None]
-    return padded[batch, channel, rows.to(device)[:, None, :, None], cols.to(device)[:, None, None, :]]
-
-
-def augment_batch(
-    x: Tensor, generator: torch.Generator, pad: int = 4, flip: bool = False
-) -> Tensor:
-    """RandomCrop(H, padding=pad) (+ RandomHorizontalFlip if `flip`) for a whole batch at once, on x's device.
 
     Padding is with ZEROS, as torchvision's RandomCrop(32, padding=4) in pytorch/examples and the authors' code
     (airbench pads with reflection instead). Apply it to uint8 or [0, 1] float images BEFORE `normalize`: zeros
     are then black pixels, as in the reference pipeline (after normalization a zero is the mean colour).
-    The paper's code does not flip CIFAR-10, hence `flip=False` by default. Offsets and flips are drawn on the
-    CPU from `generator`, so the result is a pure function of (x, generator state) on any device.
     """
     if x.dim() != 4:
         raise ValueError(f"expected a batch N x C x H x W, got shape {tuple(x.shape)}")
-    params = draw_crop_flip(x.shape[0], generator, pad, flip)
-    return apply_crop_flip(x, params, pad)
+    n, c, h, w = x.shape
+    device = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))  # constant zeros: black in pixel space
+    rows = params.top[:, None] + torch.arange(h, device=params.top.device)  # (N, H)
+    cols = params.left[:, None] + torch.arange(w, device=params.left.device)  # (N, W)
+    cols = torch.where(params.flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(c, device=device)[None, :, None, None]
+    return padded[batch, channel, rows.to(device)[:, None, :, None], cols.to(device)[:, None, None, :]]
 
 
 def normalize(x: Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> Tensor:
@@ -240,8 +235,10 @@ def normalize(x: Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[flo
 
 
 class Cifar10(Classification):
-    """CIFAR-10 resident on the device as uint8; each minibatch is cropped (and flipped) there, with offsets
-    drawn from (seed, epoch, step), then normalized (airbench's data path, torchvision's augmentation)."""
+    """CIFAR-10 resident on the device as uint8; each minibatch is cropped (and flipped) there, then normalized
+    (airbench's data path, torchvision's augmentation). Each epoch draws one crop and flip per training sample
+    from (seed, epoch), in sample order, so sample i's augmentation in an epoch depends on (seed, epoch, i) only,
+    not on the minibatch or the rank it falls to. The paper's code does not flip CIFAR-10 (`flip: false`)."""
 
     num_classes = 10
 
@@ -253,11 +250,14 @@ class Cifar10(Classification):
         self.y_test = tensors["y_val"].to(self.device)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        for step, (x, y) in enumerate(super().batches(epoch)):
-            augmented = augment_batch(
-                x, seeded_generator(self.spec.seed, "cifar10-augment", epoch, step), flip=self.spec.data.params["flip"]
-            )
-            yield normalize(augmented).to(self.dtype), y
+        n = len(self.x_train)
+        # Offsets are drawn on the CPU (the same numbers on any device), once per epoch: 3 x 40k numbers.
+        crops = draw_crop_flip(
+            n, seeded_generator(self.spec.seed, "cifar10-augment", epoch), flip=self.spec.data.params["flip"]
+        ).to(self.device)
+        for index in self.index_batches(epoch, n, self.device):
+            augmented = apply_crop_flip(self.x_train[index], crops.select(index))
+            yield normalize(augmented).to(self.dtype), self.y_train[index]
 
     def full_batch_chunks(self) -> Iterator[Batch]:
         for x, y in super().full_batch_chunks():
@@ -300,4 +300,5 @@ KIND = DatasetKind(
     load=_load,
     fetch=_fetch,
     full_batch=True,
+    data_parallel=True,
 )
