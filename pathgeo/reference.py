@@ -19,6 +19,7 @@ import polars as pl
 import torch
 
 from pathgeo import checkpoints
+from pathgeo.distributed import SINGLE, Shard, broadcast
 from pathgeo.spec import RunSpec
 from pathgeo.training import build_trainer
 
@@ -32,20 +33,27 @@ def train_reference(
     checkpoint_epochs: tuple[int, ...],
     save_checkpoint: Callable[[int, dict], None],
     resume: dict | None = None,
+    shard: Shard = SINGLE,
 ) -> pl.DataFrame:
     """Train from the seed's initial weights (or from the checkpoint `resume`) to `spec.epochs`; returns the
-    per-epoch log."""
-    trainer = build_trainer(spec, data, device)
+    per-epoch log. On several devices every rank calls it with the same `resume`, and rank 0 alone saves."""
+    trainer = build_trainer(spec, data, device, shard)
+
+    def checkpoint(rows: list[dict]) -> None:
+        state = trainer.state()  # every rank takes part; rank 0 gets it
+        if state is not None:
+            save_checkpoint(trainer.epoch, {**state, "log": rows})
+
     rows: list[dict] = []
     if resume is not None:
         trainer.load_state(resume)
         rows = list(resume["log"])
         log.info("run %s resumes from its checkpoint at epoch %d", spec.run_id, trainer.epoch)
     elif 0 in checkpoint_epochs:
-        save_checkpoint(0, {**trainer.state(), "log": []})
+        checkpoint([])
     while trainer.epoch < spec.epochs:
         stats = trainer.train_epoch()
-        val = trainer.task.evaluate()
+        val = trainer.evaluate()
         rows.append(
             {
                 "epoch": stats.epoch,
@@ -56,27 +64,30 @@ def train_reference(
             }
         )
         log.info(
-            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s)",
+            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s, %.4g samples/s)",
             spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
             ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
+            stats.samples_per_second,
         )
         if trainer.epoch in checkpoint_epochs:
-            save_checkpoint(trainer.epoch, {**trainer.state(), "log": rows})
+            checkpoint(rows)
     if trainer.nondeterministic_ops:
         log.warning("run %s used nondeterministic ops: %s", spec.run_id, sorted(trainer.nondeterministic_ops))
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def resume_point(workspace: Path, epochs: tuple[int, ...]) -> dict | None:
+def resume_point(workspace: Path, epochs: tuple[int, ...], shard: Shard = SINGLE) -> dict | None:
     """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
     when training must start from the seed. Writes are atomic, so every file there is whole; files for other
-    epochs (an earlier segment length) are ignored."""
+    epochs (an earlier segment length) are ignored. On several devices rank 0 picks the epoch and every rank
+    loads that one."""
     present = {path.name for path in Path(workspace).glob("epoch*.pt")}
     usable = None
     for epoch in sorted(epochs):
         if checkpoints.checkpoint_path(workspace, epoch).name not in present:
             break
         usable = epoch
+    usable = broadcast(usable, shard)
     return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
 
 

@@ -15,6 +15,7 @@ import torch
 
 from pathgeo.columns import LAGS
 from pathgeo.config import CORRELATION_DEFAULTS
+from pathgeo.distributed import SINGLE, Shard
 from pathgeo.probe import Probe
 from pathgeo.spec import RunSpec
 from pathgeo.training import Trainer, build_trainer
@@ -46,7 +47,7 @@ class Fidelity:
 
 def flat_parameters_of(trainer: Trainer, model_state: dict[str, torch.Tensor]) -> torch.Tensor:
     """A checkpoint's parameters in the order of the trainer's flat buffer."""
-    names = [name for name, p in trainer.task.model.named_parameters() if p.requires_grad]
+    names = [name for name, p in trainer.module.named_parameters() if p.requires_grad]
     return torch.cat([model_state[name].reshape(-1) for name in names])
 
 
@@ -54,9 +55,9 @@ def measure_fidelity(trainer: Trainer, reference_state: dict) -> Fidelity:
     reference = flat_parameters_of(trainer, reference_state["model"]).to(trainer.flat.buffer.device).double()
     replayed = trainer.flat.weights.double()
     drift = (torch.linalg.vector_norm(replayed - reference) / torch.linalg.vector_norm(reference)).item()
-    param_names = {name for name, _ in trainer.task.model.named_parameters()}
+    param_names = {name for name, _ in trainer.module.named_parameters()}
     buffer_diff = 0.0
-    for name, value in trainer.task.model.state_dict().items():
+    for name, value in trainer.module.state_dict().items():
         if name not in param_names and value.is_floating_point():
             expected = reference_state["model"][name].to(value.device)
             buffer_diff = max(buffer_diff, (value - expected).abs().max().item() if value.numel() else 0.0)
@@ -72,13 +73,17 @@ def replay_segment(
     references: dict[str, tuple[int, dict]],
     tolerance: float,
     correlations: dict[str, Any] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, Fidelity]:
+    shard: Shard = SINGLE,
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None, Fidelity]:
     """The per-step table, the correlation matrices and the fidelity of one segment. `references` maps a
     reference name to (its epoch, its checkpoint state); `correlations` holds the config's correlation
-    settings (window, lagged, matrix_epochs)."""
+    settings (window, lagged, matrix_epochs). On several devices every rank calls it; the probe runs on rank 0
+    over the all-reduced gradient, only rank 0 needs `references`, and the other ranks get no tables."""
     settings = {**CORRELATION_DEFAULTS, **(correlations or {})}
-    trainer = build_trainer(spec, data, device)
+    trainer = build_trainer(spec, data, device, shard)
     trainer.load_state(start_state)
+    if not shard.lead:
+        return None, None, _replay_to(trainer, end_state, tolerance, None)
     steps_per_epoch = trainer.task.steps_per_epoch
     probe = Probe(
         trainer.flat,
@@ -91,27 +96,34 @@ def replay_segment(
         lags=LAGS if settings["lagged"] else (),
         matrix_epochs=None if settings["matrix_epochs"] == "all" else settings["matrix_epochs"],
     )
-    end_epoch = end_state["epoch"]
-    while trainer.epoch < end_epoch:
-        stats = trainer.train_epoch(probe)
-        probe.end_epoch(stats.epoch)
-        log.info(
-            "run %s replay epoch %d/%d: train loss %.4g (%.2f s)",
-            spec.run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds,
-        )
+    fidelity = _replay_to(trainer, end_state, tolerance, probe)
     table = probe.finish()
     matrices = probe.correlation_matrices().with_columns(pl.lit(spec.run_id).alias("run_id"))
-    fidelity = measure_fidelity(trainer, end_state)
-    log.info("run %s epoch %d: replay drift %.3g", spec.run_id, trainer.epoch, fidelity.relative_drift)
-    if not fidelity.relative_drift <= tolerance:
-        raise FidelityError(
-            f"run {spec.run_id}: replay drifted from the reference at epoch {trainer.epoch}: relative drift "
-            f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
-            + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
-        )
     budgets = {name: epoch for name, (epoch, _) in references.items()}
     table = table.with_columns(
         pl.lit(spec.run_id).alias("run_id"),
         pl.col("reference").replace_strict(budgets, return_dtype=pl.Int64).alias("budget"),
     ).with_columns((pl.col("budget") * steps_per_epoch - pl.col("step")).alias("steps_to_reference"))
     return table, matrices, fidelity
+
+
+def _replay_to(trainer: Trainer, end_state: dict, tolerance: float, probe: Probe | None) -> Fidelity:
+    """Train to the end state's epoch (with the probe, where given) and check the drift from it."""
+    run_id, end_epoch = trainer.run_id, end_state["epoch"]
+    while trainer.epoch < end_epoch:
+        stats = trainer.train_epoch(probe)
+        if probe is not None:
+            probe.end_epoch(stats.epoch)
+        log.info(
+            "run %s replay epoch %d/%d: train loss %.4g (%.2f s, %.4g samples/s)",
+            run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds, stats.samples_per_second,
+        )
+    fidelity = measure_fidelity(trainer, end_state)
+    log.info("run %s epoch %d: replay drift %.3g", run_id, trainer.epoch, fidelity.relative_drift)
+    if not fidelity.relative_drift <= tolerance:
+        raise FidelityError(
+            f"run {run_id}: replay drifted from the reference at epoch {trainer.epoch}: relative drift "
+            f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
+            + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
+        )
+    return fidelity

@@ -1,25 +1,15 @@
-from pathlib import Path
-
-from pathgeo import checkpoints
-from pathgeo.atomic import write_json, write_parquet
-from pathgeo.jobs import start_workflow_job
+from pathgeo.jobs import reference_job, run, workflow_request
 from pathgeo.logs import setup
-from pathgeo.reference import publish_checkpoints, resume_point, train_reference
 
 setup(snakemake.log[0])
-job = start_workflow_job(snakemake)
-# Snakemake deletes the outputs of a killed job before it runs again, so checkpoints are made in a
-# workspace beside them, which a restarted job resumes from, and linked into the output when the run is done.
-workspace = Path(snakemake.params.workspace)
-epochs = tuple(snakemake.params.checkpoint_epochs)
-table = train_reference(
-    job.spec,
-    job.data,
-    job.device,
-    epochs,
-    lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(workspace, epoch), state),
-    resume=resume_point(workspace, epochs),
+run(
+    reference_job,
+    workflow_request(
+        snakemake,
+        workspace=snakemake.params.workspace,
+        checkpoint_epochs=list(snakemake.params.checkpoint_epochs),
+        checkpoints=snakemake.output.checkpoints,
+        train_log=snakemake.output.train_log,
+        spec=snakemake.output.spec,
+    ),
 )
-publish_checkpoints(workspace, Path(snakemake.output.checkpoints), epochs)
-write_parquet(snakemake.output.train_log, table)
-write_json(snakemake.output.spec, {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "settings": job.settings})
