@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -80,14 +82,23 @@ def start_job(request: Request, shard: Shard = SINGLE) -> Job:
 
 
 def run(job: Callable[[dict, Shard], None], request: Request) -> None:
-    """`job(request, shard)` in this process (one device) or in one process per device of the run."""
+    """`job(request, shard)` in this process (one device) or in one process per device of the run; then the
+    job's wall time and peak memory go to the log, for sizing its resources."""
     spec = request.run
+    start = time.perf_counter()
     if spec.devices == 1:
         job(asdict(request), SINGLE)
-        return
-    environment = dict(distributed.DETERMINISTIC_NCCL) if request.deterministic else {}
-    log.info("run %s: starting %d ranks", spec.run_id, spec.devices)
-    distributed.launch(job, asdict(request), spec.devices, environment)
+    else:
+        environment = dict(distributed.DETERMINISTIC_NCCL) if request.deterministic else {}
+        log.info("run %s: starting %d ranks", spec.run_id, spec.devices)
+        distributed.launch(job, asdict(request), spec.devices, environment)
+    # ru_maxrss is in KiB on Linux; for the children, that of the largest rank (or DataLoader worker).
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    log.info(
+        "run %s: job done in %.1f s; peak resident memory %.0f MB%s", spec.run_id, time.perf_counter() - start, own,
+        f", largest of its {spec.devices} ranks {ranks:.0f} MB" if spec.devices > 1 else "",
+    )
 
 
 def workflow_request(smk, **values: Any) -> Request:

@@ -12,9 +12,13 @@ rule reference:
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],
-    threads: config["threads"]
+    threads: run_threads
     resources:
         gpu=gpus,
+        nodes=1,
+        cpus_per_gpu=cpus_per_gpu,
+        mem_mb=reference_mem_mb,
+        runtime=reference_runtime,
     log:
         "logs/reference/{run}.log",
     cache: "omit-software"
