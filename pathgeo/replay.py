@@ -16,6 +16,7 @@ import torch
 from pathgeo.columns import LAGS
 from pathgeo.config import CORRELATION_DEFAULTS
 from pathgeo.distributed import SINGLE, Shard
+from pathgeo.flat import relative_drift
 from pathgeo.probe import Probe
 from pathgeo.spec import RunSpec
 from pathgeo.training import Trainer, build_trainer
@@ -52,9 +53,7 @@ def flat_parameters_of(trainer: Trainer, model_state: dict[str, torch.Tensor]) -
 
 
 def measure_fidelity(trainer: Trainer, reference_state: dict) -> Fidelity:
-    reference = flat_parameters_of(trainer, reference_state["model"]).to(trainer.flat.buffer.device).double()
-    replayed = trainer.flat.weights.double()
-    drift = (torch.linalg.vector_norm(replayed - reference) / torch.linalg.vector_norm(reference)).item()
+    drift = relative_drift(trainer.flat.weights, flat_parameters_of(trainer, reference_state["model"]))
     param_names = {name for name, _ in trainer.module.named_parameters()}
     buffer_diff = 0.0
     for name, value in trainer.module.state_dict().items():

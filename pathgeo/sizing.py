@@ -55,7 +55,7 @@ ASSUMED_PROCESS_MB = {"cpu": 1500, "cuda": 4000}
 # ASSUMED: host memory of a dataset resident in one process, by kind (generated kinds are small), and of each
 # DataLoader worker (ImageNet's `workers`).
 ASSUMED_DATA_MB = {"cifar10": 400, "imagenet": 1000, "corpus": 1000, "vaihingen": 2000}
-ASSUMED_WORKER_MB = 600
+ASSUMED_WORKER_MB = 300
 # ASSUMED where the data decides them: classes of ImageNet-1K, the vocabulary of WikiText-2, training samples.
 ASSUMED_CLASSES = {"image224": 1000, "tokens": 33_278}
 IMAGENET_TRAIN_IMAGES = 1_281_167
