@@ -137,6 +137,14 @@ def test_config_refuses_what_cannot_run_on_several_devices():
     assert spec.devices == 2 and spec.canonical()["devices"] == 2
 
 
+def test_the_gpu_check_config_plans_runs_on_2_and_4_devices():
+    import yaml
+
+    plan = build_plan(yaml.safe_load((ROOT / "tests" / "configs" / "ddp.yaml").read_text()))
+    assert sorted((spec.model, spec.devices) for spec in plan.runs.values()) == [
+        ("mlp", 2), ("mlp", 4), ("resnet1d", 2), ("resnet1d", 4)]
+
+
 def test_one_device_runs_keep_their_ids():
     spec = mnist_spec()
     assert "devices" not in spec.canonical() and "sync_batchnorm" not in spec.canonical()
@@ -273,8 +281,9 @@ def ranks_of(pid: int) -> list[int]:
     found, frontier = [], [pid]
     while frontier:
         parent = frontier.pop()
-        children = Path(f"/proc/{parent}/task/{parent}/children")
-        for child in map(int, children.read_text().split()) if children.exists() else []:
+        # Each thread lists the children it started (Snakemake starts jobs from worker threads).
+        listed = " ".join(p.read_text() for p in Path(f"/proc/{parent}/task").glob("*/children"))
+        for child in map(int, listed.split()):
             frontier.append(child)
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             if b"pathgeo.distributed" in cmdline:
