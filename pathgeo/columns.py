@@ -29,4 +29,4 @@ METRICS = (
 
 # A run's factors: the columns figures facet and colour by (RunSpec.factors()).
 FACTORS = ("dataset", "model", "width", "optimizer", "peak_lr", "batch_size", "seed", "weight_decay", "schedule",
-           "warmup_epochs", "full_batch", "epochs")
+           "warmup_epochs", "full_batch", "epochs", "precision", "devices")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -72,6 +73,8 @@ def start_job(request: Request, shard: Shard = SINGLE) -> Job:
     if shard.world > 1:
         distributed.join(shard, chosen)
         settings.update(backend=distributed.backend(chosen), devices=shard.world)
+        if chosen.type == "cuda":
+            settings["nccl"] = {key: os.environ.get(key) for key in distributed.DETERMINISTIC_NCCL}
     settings.update(device=str(chosen), threads=threads, torch=torch.__version__)
     log.info(
         "run %s on %s (%d threads%s, deterministic=%s, precision %s)", spec.run_id, chosen, threads,
@@ -89,7 +92,9 @@ def run(job: Callable[[dict, Shard], None], request: Request) -> None:
     if spec.devices == 1:
         job(asdict(request), SINGLE)
     else:
-        environment = dict(distributed.DETERMINISTIC_NCCL) if request.deterministic else {}
+        # A site's own NCCL settings win over the deterministic defaults.
+        defaults = distributed.DETERMINISTIC_NCCL if request.deterministic else {}
+        environment = {key: value for key, value in defaults.items() if key not in os.environ}
         log.info("run %s: starting %d ranks", spec.run_id, spec.devices)
         distributed.launch(job, asdict(request), spec.devices, environment)
     # ru_maxrss is in KiB on Linux; for the children, that of the largest rank (or DataLoader worker).

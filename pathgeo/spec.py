@@ -120,6 +120,8 @@ class RunSpec:
             "warmup_epochs": self.warmup_epochs,
             "full_batch": self.full_batch,
             "epochs": self.epochs,
+            "precision": self.precision,
+            "devices": self.devices,
         }
 
     @classmethod
