@@ -17,9 +17,10 @@ Determinism: with 2 ranks an all-reduce sum has one rounding (a + b = b + a), so
 same bits; with more, the order must not change between the reference and its replay. DDP would rebuild its
 gradient buckets after the first step in the order gradients arrived, so a run resumed or replayed from a
 checkpoint would sum in another layout than the uninterrupted run at the first step after its start; with
-`find_unused_parameters=True` DDP keeps its construction-time layout for good. On CUDA, `deterministic_nccl`
-pins NCCL's algorithm and protocol (whose choice otherwise depends on the message size) and turns off NVLink
-SHARP, whose in-switch reductions are not deterministic.
+`find_unused_parameters=True` DDP keeps its construction-time layout for good. On CUDA, DETERMINISTIC_NCCL
+(which pathgeo.jobs.run sets for deterministic runs, where the site has not set them) pins NCCL's algorithm
+and protocol, whose choice otherwise depends on the message size, and turns off NVLink SHARP, whose in-switch
+reductions are not deterministic.
 """
 
 from __future__ import annotations
@@ -88,14 +89,17 @@ class Shard:
 SINGLE = Shard()
 
 
-def launch(target: Callable[[dict, Shard], None], request: dict[str, Any], world: int, environment: dict[str, str]) -> None:
+def launch(
+    target: Callable[[dict, Shard], None], request: dict[str, Any], world: int, environment: dict[str, str]
+) -> None:
     """Run `target(request, Shard(rank, world))` in `world` processes and wait for all of them; `target` must be a
     module-level function (each process imports it by name) and `request` JSON-serialisable. `environment` is
     added to each process's (deterministic NCCL settings, thread counts)."""
     folder = Path(tempfile.mkdtemp(prefix="pathgeo-ranks-"))
     try:
         request_path = folder / "request.json"
-        request_path.write_text(json.dumps({"target": f"{target.__module__}:{target.__qualname__}", "request": request}))
+        message = {"target": f"{target.__module__}:{target.__qualname__}", "request": request}
+        request_path.write_text(json.dumps(message))
         # The ranks import the same pathgeo as this process, wherever it was imported from.
         package_root = str(Path(__file__).resolve().parent.parent)
         python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))

@@ -77,14 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__} on {name}; deterministic settings {settings}")
     print(f"CIFAR ResNet-18 (width {args.width:g}), {args.images} synthetic images, batch {args.batch_size}")
-    print(f"{'precision':<10} {'img/s':>10} {'epoch s':>9} {'train loss':>11} {'replay drift':>13}  nondeterministic ops")
+    header = f"{'precision':<10} {'img/s':>10} {'epoch s':>9} {'train loss':>11} {'replay drift':>13}"
+    print(header + "  nondeterministic ops")
     data = synthetic_cifar10(args.images)
     began, exact = time.perf_counter(), True
     for precision in args.precisions:
         row = check(precision, data, device, args.batch_size, args.width)
         exact &= row["drift"] == 0.0
-        print(f"{row['precision']:<10} {row['images_per_second']:>10.1f} {row['seconds']:>9.2f} {row['train_loss']:>11.4f} "
-              f"{row['drift']:>13.3g}  {', '.join(row['nondeterministic_ops']) or '-'}", flush=True)
+        print(f"{row['precision']:<10} {row['images_per_second']:>10.1f} {row['seconds']:>9.2f} "
+              f"{row['train_loss']:>11.4f} {row['drift']:>13.3g}  {', '.join(row['nondeterministic_ops']) or '-'}",
+              flush=True)
     print(f"total {time.perf_counter() - began:.1f} s; every replay exact: {exact}")
     return 0 if exact else 1
 

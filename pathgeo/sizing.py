@@ -93,7 +93,8 @@ def model_size(spec: RunSpec) -> ModelSize:
     entry = model(spec.model)
     classes = kind(spec.data.kind).task.num_classes or ASSUMED_CLASSES.get(entry.input, 0)
     reads = tuple((key, spec.data.params[key]) for key in entry.reads)
-    return _model_size(spec.model, spec.width, reads, classes, tuple(sorted(spec.model_options.items())), _example(spec))
+    options = tuple(sorted(spec.model_options.items()))
+    return _model_size(spec.model, spec.width, reads, classes, options, _example(spec))
 
 
 @cache
@@ -121,8 +122,9 @@ def optimizer_slots(name: str) -> int:
     opt = optimizer(name).cls([weight], lr=0.1, **optimizer(name).settings)
     weight.grad = torch.ones(1)
     opt.step()
-    return sum(1 for state in opt.state.values() for value in state.values() if torch.is_tensor(value) and value.numel() == 1
-               and value.is_floating_point() and value.dim() > 0)
+    # Tensors of the parameter's shape (a 0-dim tensor is a step count).
+    return sum(1 for state in opt.state.values() for value in state.values()
+               if torch.is_tensor(value) and value.is_floating_point() and value.shape == weight.shape)
 
 
 def probe_copies(correlations: dict, references: int) -> int:
@@ -178,7 +180,8 @@ def throughput(spec: RunSpec, device: str, threads: int = 1) -> Throughput:
         return Throughput(measured[0] * devices, f"measured: {measured[1]}")
     if device == "cpu":
         rate = ASSUMED_CPU_THREAD_FLOPS * threads * (0.5 if spec.precision == "float64" else 1.0)
-        return Throughput(rate / size.flops_per_sample, f"assumed: {ASSUMED_CPU_THREAD_FLOPS / 1e9:g} GFLOP/s per thread")
+        source = f"assumed: {ASSUMED_CPU_THREAD_FLOPS / 1e9:g} GFLOP/s per thread"
+        return Throughput(rate / size.flops_per_sample, source)
     rate = A100_PEAK_FLOPS[spec.precision] * ASSUMED_A100_UTILIZATION
     return Throughput(
         rate * devices / size.flops_per_sample,

@@ -254,7 +254,8 @@ def build_trainer(spec: RunSpec, data: Any, device: torch.device, shard: Shard =
     process's rank of a run on several devices (its process group already joined)."""
     seed_global_generators(spec.seed, shard.rank)
     if spec.precision == "tf32" and device.type != "cuda":
-        log.warning("run %s: tf32 changes only CUDA matmuls and convolutions; on %s it computes in float32", spec.run_id, device)
+        log.warning("run %s: tf32 changes only CUDA matmuls and convolutions; on %s it computes in float32",
+                    spec.run_id, device)
     task = build_task(spec, data, device, shard)
     if spec.sync_batchnorm:
         if device.type != "cuda":

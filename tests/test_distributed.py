@@ -248,8 +248,8 @@ def test_a_failing_rank_fails_the_job_with_its_rank(tmp_path):
     assert "replay drifted from the reference" in (tmp_path / "replay.log").read_text()
 
 
-def test_trainer_state_of_two_ranks_matches_one_rank_layout():
-    """A one-device trainer's checkpoint has no per-rank RNG states; the format of one-device runs is unchanged."""
+def test_one_device_checkpoints_keep_their_format():
+    """A one-device trainer's checkpoint has no per-rank RNG states: the format of one-device runs is unchanged."""
     trainer = build_trainer(mnist_spec(), data.build(MNIST1D), CPU)
     state = trainer.state()
     assert "rank_rng" not in state and set(state) >= {"model", "optimizer", "rng", "epoch", "step"}

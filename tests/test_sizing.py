@@ -67,14 +67,16 @@ def test_runtime_grows_with_epochs_and_attempts_within_its_bounds():
     huge = spec(IMAGENET, "imagenet_resnet152", epochs=180)
     assert sizing.runtime_minutes(huge, 180, "a100", 1) == sizing.MAX_RUNTIME_MINUTES
     # More devices, tensor cores: faster.
-    assert sizing.training_hours(dataclasses.replace(huge, devices=4), 1, "a100") < sizing.training_hours(huge, 1, "a100") / 3
-    assert sizing.training_hours(dataclasses.replace(huge, precision="tf32"), 1, "a100") < sizing.training_hours(huge, 1, "a100") / 5
+    one_gpu = sizing.training_hours(huge, 1, "a100")
+    assert sizing.training_hours(dataclasses.replace(huge, devices=4), 1, "a100") < one_gpu / 3
+    assert sizing.training_hours(dataclasses.replace(huge, precision="tf32"), 1, "a100") < one_gpu / 5
 
 
 def test_throughput_says_whether_it_is_measured(monkeypatch):
     run = spec()
     assert sizing.throughput(run, "a100").source.startswith("assumed")
-    monkeypatch.setitem(sizing.MEASURED, ("cifar_resnet18", 1, "float32", "a100"), (5000.0, "python -m pathgeo.precision_check, A100-SXM4-80GB"))
+    entry = (5000.0, "python -m pathgeo.precision_check, A100-SXM4-80GB")
+    monkeypatch.setitem(sizing.MEASURED, ("cifar_resnet18", 1, "float32", "a100"), entry)
     measured = sizing.throughput(run, "a100")
     assert measured.samples_per_second == 5000.0 and measured.source.startswith("measured: python -m pathgeo.precision_check")
 

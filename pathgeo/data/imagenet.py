@@ -235,7 +235,12 @@ def imagenet_batches(
 
 
 def imagenet_loader(
-    dataset: ImageNetSplit, batches: Sequence[Tensor], epoch: int, seed: int, num_workers: int = 0, pin_memory: bool = False
+    dataset: ImageNetSplit,
+    batches: Sequence[Tensor],
+    epoch: int,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> OrderedBatches:
     """One batch per entry of `batches` (item indices). The batch sampler yields ItemKey(seed, epoch, index) for
     each index; each item's augmentation depends on its key only, and DataLoader returns batches in sampler
