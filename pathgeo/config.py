@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,9 @@ import jsonschema
 
 from pathgeo.data import kinds
 from pathgeo.figures import plot
-from pathgeo.models import Width, for_input, model
+from pathgeo.models import Model, Width, for_input, model
+from pathgeo.optimizers import Optimizer, optimizer
+from pathgeo.plugins import PluginError
 from pathgeo.schedules import EXPONENTIAL_WARMUPS
 from pathgeo.schema import config_schema
 from pathgeo.spec import DataSpec, RunSpec, scaled_lr
@@ -45,6 +48,7 @@ RUN_FIELDS = (
     "gawu_window",
     "devices",
     "sync_batchnorm",
+    "optimizer_options",
 )
 
 # The probe's correlation settings when the config has no `correlations` section.
@@ -76,6 +80,13 @@ def schema_error(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         return ConfigError(key, "is missing")
     if error.validator == "additionalProperties":
         return ConfigError(key, "is not a known key")
+    if error.validator == "anyOf":
+        # A registry name or a plug-in: say what each alternative expects, rather than "not valid under any".
+        expected = [
+            f"one of {alternative.validator_value}" if alternative.validator == "enum" else alternative.schema["description"]
+            for alternative in error.context
+        ]
+        return ConfigError(key, f"{error.instance!r} is not " + ", nor ".join(expected))
     return ConfigError(key, error.message)
 
 
@@ -153,11 +164,22 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
 
     data = data_spec(config, fields["dataset"], where("dataset"))
     kind = kinds()[data.kind]
-    allowed = for_input(kind.input)
-    if fields["model"] not in allowed:
+    entry: Model = _resolved(model, fields["model"], where("model"))
+    provided = kind.provides(data.params)
+    if entry.input is not None and entry.input != provided:
+        allowed = for_input(provided)
         raise ConfigError(
             where("model"),
-            f"model '{fields['model']}' cannot train on dataset '{data.name}' (kind {data.kind}); use one of {list(allowed)}",
+            f"model '{fields['model']}' cannot train on dataset '{data.name}' (kind {data.kind}); use one of "
+            f"{list(allowed)}, torchvision:<name> or a builder of your own (<module>:<callable>)",
+        )
+    chosen: Optimizer = _resolved(optimizer, fields["optimizer"], where("optimizer"))
+    problem = chosen.option_error(fields.get("optimizer_options", {}))
+    if problem:
+        raise ConfigError(where("optimizer_options"), f"optimizer '{fields['optimizer']}': {problem}")
+    if fields["weight_decay"] and not chosen.takes_weight_decay:
+        raise ConfigError(
+            where("weight_decay"), f"optimizer '{fields['optimizer']}' has no weight decay: set weight_decay to 0"
         )
     if kind.train_size is not None and fields["batch_size"] > kind.train_size(data.params):
         raise ConfigError(
@@ -184,7 +206,7 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"schedule '{fields['schedule']}' needs warmup_growth (omega > 0) and warmup_epochs > 0 (the switch "
             "epoch" + (", the latest one for gawu)" if fields["schedule"] == "gawu" else ")"),
         )
-    if model(fields["model"]).width is Width.NONE:
+    if entry.width is Width.NONE:
         fields["width"] = 0  # so that a change of the networks' default width does not rename these runs
     elif float(fields["width"]).is_integer():
         fields["width"] = int(fields["width"])  # 2 and 2.0 are the same run
@@ -221,6 +243,14 @@ def _check_devices(fields: dict[str, Any], data: DataSpec, where) -> None:
             f"every rank needs a sample of each minibatch, but the smallest minibatch of dataset '{data.name}' holds "
             f"{smallest} samples (batch_size {batch}) for {devices} devices",
         )
+
+
+def _resolved(lookup: Callable[[str], Any], name: str, key: str) -> Any:
+    """A model or optimizer by name; an unknown name or an unusable plug-in is a ConfigError naming the key."""
+    try:
+        return lookup(name)
+    except (KeyError, PluginError) as error:
+        raise ConfigError(key, error.args[0]) from None
 
 
 def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment_epochs: int) -> tuple[int, ...]:

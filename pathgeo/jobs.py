@@ -1,6 +1,7 @@
-"""The training and replay jobs of the workflow, from a Snakemake rule's values to their outputs.
+"""The jobs of the workflow, from a Snakemake rule's values to their outputs.
 
-A job is a `Request` (plain values: what the rule passes) and a job function (`reference_job`, `replay_job`)
+A job is a `Request` (plain values: what the rule passes) and a job function (`reference_job` here,
+`pathgeo.replay.replay_job` beside the replay it runs, so that a reference job imports no measurement code)
 that every process of the run calls with its `Shard`. `run` calls it in this process for a run on one device,
 or starts one process per device (pathgeo.distributed.launch) for a run on several. Each process first settles
 the device, determinism, threads and data (`start_job`); rank 0 alone writes outputs.
@@ -15,7 +16,6 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from pathgeo.devices import configure_determinism, select_device
 from pathgeo.distributed import SINGLE, Shard
 from pathgeo.logs import setup
 from pathgeo.reference import publish_checkpoints, resume_point, train_reference
-from pathgeo.replay import replay_segment
 from pathgeo.spec import RunSpec
 
 log = logging.getLogger("pathgeo")
@@ -122,7 +121,8 @@ def workflow_request(smk, **values: Any) -> Request:
     )
 
 
-def _begin(message: dict, shard: Shard) -> tuple[Request, Job]:
+def begin_job(message: dict, shard: Shard) -> tuple[Request, Job]:
+    """The Request a job function was called with, and its process set up (a rank logs to its own file)."""
     request = Request(**message)
     if shard.world > 1:
         setup(request.log, rank=shard.rank)
@@ -131,21 +131,23 @@ def _begin(message: dict, shard: Shard) -> tuple[Request, Job]:
 
 def reference_job(message: dict, shard: Shard) -> None:
     """Train the run (resuming from its workspace), publish its checkpoints, write its train log and spec.
-    `values`: workspace, checkpoint_epochs, checkpoints (the output folder), train_log, spec."""
-    request, job = _begin(message, shard)
+    `values`: workspace, checkpoint_epochs, checkpoints (the output folder), train_log, spec, code (the version of
+    the code that shapes a trajectory, pathgeo.provenance), which every checkpoint and the spec record."""
+    request, job = begin_job(message, shard)
     values = request.values
     # Snakemake deletes the outputs of a killed job before it runs again, so checkpoints are made in a
     # workspace beside them, which a restarted job resumes from, and linked into the output when the run is done.
     workspace = Path(values["workspace"])
     epochs = tuple(values["checkpoint_epochs"])
+    code = values["code"]
     try:
         table = train_reference(
             job.spec,
             job.data,
             job.device,
             epochs,
-            lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(workspace, epoch), state),
-            resume=resume_point(workspace, epochs, shard),
+            lambda epoch, state: checkpoints.save(checkpoints.checkpoint_path(workspace, epoch), {**state, "code": code}),
+            resume=resume_point(workspace, epochs, code, shard),
             shard=shard,
         )
     finally:
@@ -153,37 +155,8 @@ def reference_job(message: dict, shard: Shard) -> None:
     if shard.lead:
         publish_checkpoints(workspace, Path(values["checkpoints"]), epochs)
         write_parquet(values["train_log"], table)
-        write_json(values["spec"], {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "settings": job.settings})
-
-
-def replay_job(message: dict, shard: Shard) -> None:
-    """Replay one segment with the probe and write its tables and fidelity. `values`: checkpoints (the run's
-    folder), start, end, references ({name: epoch}), tolerance, correlations, steps, matrices, fidelity."""
-    request, job = _begin(message, shard)
-    values = request.values
-
-    @cache
-    def state(epoch: int) -> dict:
-        # The segment's end is usually a reference point too (always for the last segment): read it once.
-        return checkpoints.load(checkpoints.checkpoint_path(Path(values["checkpoints"]), epoch))
-
-    # Only rank 0 runs the probe, so only it holds the reference points.
-    references = {name: (epoch, state(epoch)) for name, epoch in values["references"].items()} if shard.lead else {}
-    try:
-        table, matrices, fidelity = replay_segment(
-            job.spec,
-            job.data,
-            job.device,
-            state(values["start"]),
-            state(values["end"]),
-            references,
-            values["tolerance"],
-            values["correlations"],
-            shard=shard,
+        write_json(
+            values["spec"],
+            {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "code": code, "settings": job.settings},
         )
-    finally:
-        distributed.leave()
-    if shard.lead:
-        write_parquet(values["steps"], table)
-        write_parquet(values["matrices"], matrices)
-        write_json(values["fidelity"], fidelity.as_dict())
+

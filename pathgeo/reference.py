@@ -76,19 +76,34 @@ def train_reference(
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def resume_point(workspace: Path, epochs: tuple[int, ...], shard: Shard = SINGLE) -> dict | None:
+def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = None, shard: Shard = SINGLE) -> dict | None:
     """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
     when training must start from the seed. Writes are atomic, so every file there is whole; files for other
-    epochs (an earlier segment length) are ignored. On several devices rank 0 picks the epoch and every rank
-    loads that one."""
-    present = {path.name for path in Path(workspace).glob("epoch*.pt")}
+    epochs (an earlier segment length) are ignored. Given the `code` version (pathgeo.provenance), checkpoints
+    made by other code are deleted instead: a run never continues another code's trajectory. On several devices
+    rank 0 decides and every rank loads the checkpoint it picked."""
+    usable = _usable_epoch(Path(workspace), epochs, code) if shard.lead else None
+    usable = broadcast(usable, shard)
+    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+
+
+def _usable_epoch(workspace: Path, epochs: tuple[int, ...], code: str | None) -> int | None:
+    present = {path.name for path in workspace.glob("epoch*.pt")}
     usable = None
     for epoch in sorted(epochs):
         if checkpoints.checkpoint_path(workspace, epoch).name not in present:
             break
         usable = epoch
-    usable = broadcast(usable, shard)
-    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+    if usable is None or code is None:
+        return usable
+    made_by = checkpoints.load(checkpoints.checkpoint_path(workspace, usable)).get("code")
+    if made_by != code:
+        log.info("%s: its checkpoints were made by other code (version %s, now %s); training from the start",
+                 workspace, made_by, code)
+        for path in workspace.glob("epoch*.pt"):
+            path.unlink()
+        return None
+    return usable
 
 
 def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import torch
 
+from pathgeo import checkpoints, distributed
+from pathgeo.atomic import write_json, write_parquet
 from pathgeo.columns import LAGS
 from pathgeo.config import CORRELATION_DEFAULTS
 from pathgeo.distributed import SINGLE, Shard
 from pathgeo.flat import relative_drift
+from pathgeo.jobs import begin_job
 from pathgeo.probe import Probe
+from pathgeo.provenance import check_code
 from pathgeo.spec import RunSpec
 from pathgeo.training import Trainer, build_trainer
 
@@ -126,3 +132,40 @@ def _replay_to(trainer: Trainer, end_state: dict, tolerance: float, probe: Probe
             + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
         )
     return fidelity
+
+
+def replay_job(message: dict, shard: Shard) -> None:
+    """Replay one segment with the probe and write its tables and fidelity. `values`: checkpoints (the run's
+    folder), start, end, references ({name: epoch}), tolerance, correlations, steps, matrices, fidelity, code
+    (a checkpoint made by other code is an error that says so, not a drift)."""
+    request, job = begin_job(message, shard)
+    values = request.values
+
+    @cache
+    def state(epoch: int) -> dict:
+        # The segment's end is usually a reference point too (always for the last segment): read it once.
+        path = checkpoints.checkpoint_path(Path(values["checkpoints"]), epoch)
+        loaded = checkpoints.load(path)
+        check_code(loaded, values["code"], str(path))
+        return loaded
+
+    # Only rank 0 runs the probe, so only it holds the reference points.
+    references = {name: (epoch, state(epoch)) for name, epoch in values["references"].items()} if shard.lead else {}
+    try:
+        table, matrices, fidelity = replay_segment(
+            job.spec,
+            job.data,
+            job.device,
+            state(values["start"]),
+            state(values["end"]),
+            references,
+            values["tolerance"],
+            values["correlations"],
+            shard=shard,
+        )
+    finally:
+        distributed.leave()
+    if shard.lead:
+        write_parquet(values["steps"], table)
+        write_parquet(values["matrices"], matrices)
+        write_json(values["fidelity"], fidelity.as_dict())

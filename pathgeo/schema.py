@@ -2,7 +2,8 @@
 
 The registries add what they own, so that adding a model, an optimizer, a dataset kind or a plot never touches
 the schema file: the enums of `model`, `optimizer`, `precision`, a dataset's `kind` and a figure's `plot`, and each
-dataset kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry).
+dataset kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry). A `model` or
+`optimizer` is either a registry name or a plug-in's `<module>:<name>` (pathgeo.plugins).
 `python -m pathgeo.schema` prints the completed schema.
 """
 
@@ -16,10 +17,15 @@ import yaml
 from pathgeo.data import DatasetKind, kinds
 from pathgeo.figures import Plot, plots
 from pathgeo.models import models
-from pathgeo.optimizers import OPTIMIZERS
+from pathgeo.optimizers import OPTIMIZERS, UNSUPPORTED
+from pathgeo.plugins import PATTERN
 from pathgeo.precision import PRECISIONS
 
 STRUCTURE = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
+
+
+def _plugin(example: str) -> dict[str, Any]:
+    return {"pattern": PATTERN, "description": f"a plug-in, <module>:<name> (e.g. {example})"}
 
 
 def _kind_clause(kind: DatasetKind) -> dict[str, Any]:
@@ -43,8 +49,10 @@ def _plot_clause(plot: Plot) -> dict[str, Any]:
 def config_schema() -> dict[str, Any]:
     schema = yaml.safe_load(STRUCTURE.read_text())
     run_fields = schema["$defs"]["run_fields"]["properties"]
-    run_fields["model"]["enum"] = list(models())
-    run_fields["optimizer"]["enum"] = list(OPTIMIZERS)
+    run_fields["model"]["anyOf"] = [{"enum": list(models())}, _plugin("torchvision:resnet18 or my_model:build")]
+    # torch.optim's optimizers that the loop cannot drive pass too, so that the plan says why it refuses them.
+    optimizers = sorted({*OPTIMIZERS, *UNSUPPORTED})
+    run_fields["optimizer"]["anyOf"] = [{"enum": optimizers}, _plugin("my_optimizer:Lion")]
     run_fields["precision"]["enum"] = list(PRECISIONS)
     dataset = schema["properties"]["datasets"]["additionalProperties"]
     dataset["properties"]["kind"]["enum"] = list(kinds())

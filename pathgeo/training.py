@@ -27,7 +27,7 @@ from torch import nn
 from pathgeo.data.task import StepLoss, Task, build_task, parameters
 from pathgeo.distributed import SINGLE, Shard, gather, replicate, sum_across
 from pathgeo.flat import FlatParameters
-from pathgeo.optimizers import build_optimizer
+from pathgeo.optimizers import build_optimizer, decay_in_gradient
 from pathgeo.precision import forward_context, numerics
 from pathgeo.randomness import capture_rng_state, restore_rng_state, seed_global_generators
 from pathgeo.schedules import Schedule, schedule_for
@@ -45,7 +45,9 @@ class DivergenceError(RuntimeError):
 
 
 class Observer(Protocol):
-    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None: ...
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None:
+        """`weight_decay` is the λ of the gradient the optimizer is fed, G + λw: the step's weight decay under
+        coupled decay, 0 under decoupled decay (pathgeo.optimizers)."""
 
 
 @dataclass
@@ -135,6 +137,7 @@ class Trainer:
         has_accuracy = False
         model.train()
         last_report = start
+        coupled = decay_in_gradient(self.optimizer)
         with _recording_nondeterminism(self.nondeterministic_ops), numerics(self.spec.precision):
             for i, batches in enumerate(self._steps()):
                 if time.perf_counter() - last_report > PROGRESS_SECONDS:
@@ -153,7 +156,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"], group["weight_decay"] = lr, weight_decay
                 if observer is not None:
-                    observer.after_backward(out.loss, lr, weight_decay)
+                    observer.after_backward(out.loss, lr, weight_decay if coupled else 0.0)
                 if self.spec.grad_clip is not None:
                     # After the observer: the probe measures the gradient before clipping, and the update
                     # actually taken through w_prev.

@@ -9,7 +9,8 @@ from pathgeo import sizing
 from pathgeo.config import ConfigError, build_plan, correlation_settings, figure_experiments, schema_error
 from pathgeo.data import kind
 from pathgeo.figures import plot
-from pathgeo.labels import describe, run_labels
+from pathgeo.labels import run_descriptions, run_labels
+from pathgeo.provenance import code_version, measurement_version, preparation_version
 from pathgeo.schema import write_config_schema
 
 
@@ -71,6 +72,12 @@ def dataset_spec_json(wildcards):
     return json.dumps(DATASETS[wildcards.dataset].canonical(), sort_keys=True)
 
 
+def run_code(wildcards):
+    """The version of the code that trains the run (pathgeo.provenance): a param, so that an edit re-runs the run
+    and the cache key changes with it."""
+    return code_version(PLAN.runs[wildcards.run])
+
+
 def checkpoint_epochs(wildcards):
     return list(PLAN.checkpoint_epochs(wildcards.run))
 
@@ -113,7 +120,8 @@ def experiment_runs(wildcards):
 
 def all_runs():
     """Every run with its factors and its one-line description as its label."""
-    return {run: {"factors": spec.factors(), "label": describe(spec)} for run, spec in PLAN.runs.items()}
+    descriptions = run_descriptions(PLAN.runs)
+    return {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in PLAN.runs.items()}
 
 
 def figure_tables(wildcards):

@@ -7,6 +7,7 @@ rule reference:
         spec="results/runs/{run}/spec.json",
     params:
         spec=run_spec_json,
+        code=run_code,
         checkpoint_epochs=checkpoint_epochs,
         workspace=lambda wildcards: f"results/runs/{wildcards.run}/partial",
         device=config["device"],

@@ -8,6 +8,8 @@ rule replay:
         fidelity="results/runs/{run}/replay/{start}-{end}.fidelity.json",
     params:
         spec=run_spec_json,
+        code=run_code,
+        measurement=measurement_version(),
         references=segment_references,
         tolerance=config["fidelity_tolerance"],
         correlations=correlation_settings(config),

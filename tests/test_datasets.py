@@ -133,9 +133,53 @@ def test_cifar10_fingerprint_changes_with_a_file(cifar_copy, tmp_path):
     moved = tmp_path / "moved"
     cifar_copy.root.rename(moved)
     assert cifar10.cifar10_fingerprint(moved) == here
-    with pytest.raises(DatasetError, match="batches.meta: expected a data file"):
+    with pytest.raises(DatasetError, match="batches.meta: missing; expected the CIFAR-10 python batch file"):
         (moved / "cifar-10-batches-py" / "batches.meta").unlink()
         cifar10.cifar10_fingerprint(moved)
+
+
+def test_cifar10_fingerprint_gives_the_layout_hints(cifar_copy, tmp_path):
+    # Prep fingerprints before any job loads: the hints must come from there, not a generic "no file here".
+    with pytest.raises(DatasetError, match=r"points at the batches folder itself"):
+        cifar10.cifar10_fingerprint(cifar_copy.folder)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(DatasetError, match=r"cifar-10-python.tar.gz is there but not extracted"):
+        cifar10.cifar10_fingerprint(packed)
+
+
+def test_a_bad_label_names_its_file_and_value(cifar_copy):
+    path = cifar_copy.folder / "data_batch_3"
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    entry["labels"][7] = 12
+    path.write_bytes(fake_data.py2_pickle(entry))
+    unchecked = dict.fromkeys(cifar_copy.checksums)
+    with pytest.raises(DatasetError) as caught:
+        cifar10.load_cifar10(cifar_copy.root, 1, checksums=unchecked)
+    assert str(caught.value) == (
+        f"{path}: label 12 at entry 7 is outside 0..9 (CIFAR-10 has 10 classes); 1 of its 20 labels are"
+    )
+
+
+def test_an_md5_mismatch_mentions_verify_md5(cifar):
+    with pytest.raises(DatasetError, match=r"extract it again\. A copy re-packed on purpose .* `verify_md5: false`"):
+        cifar10.load_cifar10(cifar.root, 1)
+
+
+def test_fingerprint_changes_name_each_file_and_class_folder():
+    old = {"files": [{"path": "a", "bytes": 3, "sha256": "x"}, {"path": "b", "bytes": 3, "sha256": "y"},
+                     {"path": "c", "bytes": 1, "sha256": "z"}],
+           "folders": [{"path": "train", "classes": {"n1": {"files": 2, "names_sha256": "p"},
+                                                     "n2": {"files": 1, "names_sha256": "q"}}}]}
+    new = {"files": [{"path": "a", "bytes": 4, "sha256": "x2"}, {"path": "b", "bytes": 3, "sha256": "y2"},
+                     {"path": "d", "bytes": 1, "sha256": "w"}],
+           "folders": [{"path": "train", "classes": {"n1": {"files": 3, "names_sha256": "r"}}}]}
+    assert data_files.fingerprint_changes(old, new) == [
+        "a changed (3 -> 4 bytes)", "b changed (same size, other content)", "c is gone", "d is new",
+        "train/n1/ changed (2 -> 3 files)", "train/n2/ is gone",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,7 +212,7 @@ def test_crop_offsets_and_flips_are_in_range_and_independent_of_flip():
     assert torch.equal(p.top, q.top) and torch.equal(p.left, q.left) and not q.flip.any()
 
 
-def test_augment_batch_matches_per_sample_crop_and_flip():
+def test_apply_crop_flip_matches_per_sample_crop_and_flip():
     x = _batch(32)
     p = cifar10.draw_crop_flip(32, generator(2, "augment"), pad=4, flip=True)
     out = cifar10.apply_crop_flip(x, p, pad=4)
@@ -308,6 +352,17 @@ def test_imagenet_layout_errors(imagenet_copy, tmp_path):
         imagenet_data.load_imagenet(root)
 
 
+def test_imagenet_fingerprint_gives_the_layout_hints(imagenet_copy):
+    root, _ = imagenet_copy
+    for path in (root / "val").rglob("*.JPEG"):
+        path.rename(root / "val" / path.name)
+    for folder in (root / "val").iterdir():
+        if folder.is_dir():
+            folder.rmdir()
+    with pytest.raises(DatasetError, match=r"val: no class folders.*holds 6 images directly.*valprep"):
+        imagenet_data.imagenet_fingerprint(root)
+
+
 def test_imagenet_empty_class_and_mismatched_classes(imagenet_copy):
     root, _ = imagenet_copy
     (root / "train" / "n09999999").mkdir()
@@ -388,6 +443,8 @@ def test_corpus_errors(tmp_path):
     (tmp_path / files["valid"]).unlink()
     with pytest.raises(DatasetError, match=r"wiki.valid.tokens: missing; expected the corpus files"):
         corpora.load_corpus(tmp_path)
+    with pytest.raises(DatasetError, match=r"wiki.valid.tokens: missing; expected the corpus files"):
+        corpora.corpus_fingerprint(tmp_path)
     (tmp_path / files["valid"]).write_bytes(b"caf\xe9 \xff\n")
     with pytest.raises(DatasetError, match=r"wiki.valid.tokens: not valid UTF-8"):
         corpora.load_corpus(tmp_path)
@@ -575,3 +632,6 @@ def test_vaihingen_fingerprint_changes_with_a_label_tile(tmp_path):
     path = tmp_path / "gts_for_participants" / "top_mosaic_09cm_area1.tif"
     Image.fromarray(fake_data.VAIHINGEN_PALETTE[labels], "RGB").save(path)
     assert vaihingen_data.vaihingen_fingerprint(tmp_path, [1])["digest"] != before["digest"]
+    path.unlink()
+    with pytest.raises(DatasetError, match=r"area1.tif: missing; expected the colour-coded ground truth of tile 1"):
+        vaihingen_data.vaihingen_fingerprint(tmp_path, [1])

@@ -24,8 +24,8 @@ from pathgeo import checkpoints, data
 from pathgeo.config import ConfigError, build_plan
 from pathgeo.data.task import build_task
 from pathgeo.distributed import SINGLE, RankFailed, Shard
-from pathgeo.jobs import Request, reference_job, replay_job, run
-from pathgeo.replay import flat_parameters_of
+from pathgeo.jobs import Request, reference_job, run
+from pathgeo.replay import flat_parameters_of, replay_job
 from pathgeo.spec import DataSpec, RunSpec
 from pathgeo.training import build_trainer
 
@@ -161,6 +161,9 @@ def yaml_config() -> dict:
 # Jobs on several ranks
 
 
+CODE = "test-version"
+
+
 def prepared(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     data.save(data.build(MNIST1D), MNIST1D, root / "tensors.pt", root / "manifest.json")
@@ -171,7 +174,7 @@ def prepared(root: Path) -> dict:
 def reference(spec: RunSpec, root: Path, epochs: list[int], **common) -> Path:
     run(reference_job, Request(spec=spec.canonical_json(), **common, log=str(root / "reference.log"), values={
         "workspace": str(root / "partial"), "checkpoint_epochs": epochs, "checkpoints": str(root / "checkpoints"),
-        "train_log": str(root / "train_log.parquet"), "spec": str(root / "spec.json")}))
+        "train_log": str(root / "train_log.parquet"), "spec": str(root / "spec.json"), "code": CODE}))
     return root / "checkpoints"
 
 
@@ -180,7 +183,7 @@ def replay(spec: RunSpec, root: Path, start: int, end: int, **common) -> dict:
         "checkpoints": str(root / "checkpoints"), "start": start, "end": end, "references": {"final": spec.epochs},
         "tolerance": 0.0, "correlations": {"window": 2, "lagged": True, "matrix_epochs": "all"},
         "steps": str(root / f"{start}-{end}.parquet"), "matrices": str(root / f"{start}-{end}.matrices.parquet"),
-        "fidelity": str(root / f"{start}-{end}.fidelity.json")}))
+        "fidelity": str(root / f"{start}-{end}.fidelity.json"), "code": CODE}))
     return json.loads((root / f"{start}-{end}.fidelity.json").read_text())
 
 

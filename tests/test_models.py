@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 from pathgeo import data, models
+from pathgeo.plugins import PluginError
 
 
 def count(model: nn.Module) -> int:
@@ -427,9 +428,11 @@ def test_segmentation_non_square(name):
 
 
 def test_registry():
-    # Every model trains on some dataset kind, and every kind trains some model.
-    provided = {kind.input for kind in data.kinds().values()}
-    assert {entry.input for entry in models.models().values()} == provided
+    # Every model trains on some dataset kind, and every kind trains some model (tensors: only plug-ins do; an
+    # image folder feeds the CIFAR-10 or the ImageNet models, by its crop).
+    provided = {kind.input for kind in data.kinds().values() if isinstance(kind.input, str)}
+    assert {entry.input for entry in models.models().values()} == provided - {"tensors"}
+    assert {data.kind("image_folder").provides({"crop": c}) for c in (32, 224)} <= provided
     assert models.for_input("mnist1d") == ("mlp", "resnet1d")
     assert set(models.for_input("image32")) >= {"cifar_resnet18", "cifar_cnn", "medium_mlp", "cifar_vgg16"}
     # What a width means: the paper's ResNets take a multiplier, the embedded default's models a size.
@@ -467,3 +470,63 @@ def test_deterministic_given_seed(name, num_classes):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plug-ins: torchvision's models and the user's own builders
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_any_torchvision_model_with_its_options():
+    entry = models.model("torchvision:resnet18")
+    assert (entry.input, entry.width, entry.slug(0)) == (None, models.Width.NONE, "torchvision.resnet18")
+    with torch.device("meta"):
+        ours = entry.build(num_classes=7, width=1, zero_init_residual=True)
+        theirs = torchvision.models.resnet18(num_classes=7, zero_init_residual=True)
+    assert count(ours) == count(theirs) and ours.fc.out_features == 7
+    a, b = (models.build_model("torchvision:mobilenet_v3_small", 0, {}, 3, 5, {"dropout": 0.1}) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))  # seeded
+    assert a.classifier[-1].out_features == 5 and a.classifier[2].p == 0.1
+
+
+def test_torchvision_errors_say_what_to_do():
+    with pytest.raises(PluginError, match=r"torchvision .* has no model 'resnet19'; use one of torchvision.models.list_models\(\)"):
+        models.model("torchvision:resnet19")
+    with pytest.raises(PluginError, match="remove model_options.weights; a run starts from its seed's initial weights"):
+        models.model("torchvision:resnet18").build(num_classes=3, width=1, weights="DEFAULT")
+
+
+BUILDER = """
+import torch
+from torch import nn
+
+
+def tiny(num_classes, hidden=4, activation="tanh"):
+    act = {"tanh": nn.Tanh(), "relu": nn.ReLU()}[activation]
+    return nn.Sequential(nn.Linear(3, hidden), act, nn.Linear(hidden, num_classes))
+
+
+def not_a_model(num_classes):
+    return 42
+"""
+
+
+def test_a_builder_of_your_own_from_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(BUILDER)
+    monkeypatch.chdir(tmp_path)
+    entry = models.model("my_models:tiny")
+    assert (entry.input, entry.width, models.slug("my_models:tiny", 0)) == (None, models.Width.NONE, "my_models.tiny")
+    net = models.build_model("my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"})
+    assert isinstance(net[1], nn.ReLU) and net[0].out_features == 6 and net[2].out_features == 5
+    again = models.build_model("my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"})
+    assert torch.equal(net[0].weight, again[0].weight)
+    with pytest.raises(PluginError, match="'my_models:not_a_model' returned a int, not a torch.nn.Module"):
+        models.build_model("my_models:not_a_model", 0, {}, seed=1, num_classes=5)
+    with pytest.raises(PluginError, match=r"module 'my_models' \(.*my_models.py\) has no 'huge'; it defines .*'tiny'"):
+        models.model("my_models:huge")
+    with pytest.raises(PluginError, match="cannot import module 'lab.nets' of 'lab.nets:big': put lab/nets.py in "
+                                          f"the working directory \\({tmp_path}\\)"):
+        models.model("lab.nets:big")
+    (tmp_path / "broken_models.py").write_text("import no_such_package\n")
+    with pytest.raises(PluginError, match="module 'broken_models' of 'broken_models:x' imports 'no_such_package', which is not installed"):
+        models.model("broken_models:x")

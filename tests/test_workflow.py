@@ -270,12 +270,16 @@ def test_a_second_run_has_nothing_to_do(finished):
     assert "Nothing to be done" in output_of(result)
 
 
-def _dry_run_after_editing(finished: Finished, module: str) -> list[Job]:
+COMMENT = b"\n# an edit\n"
+CODE = b"\nEDITED = True\n"
+
+
+def _dry_run_after_editing(finished: Finished, module: str, edit: bytes = COMMENT) -> list[Job]:
     """Which jobs an edit of a pathgeo module (in the workflow copy) would rerun; the edit is undone after."""
     path = finished.snakefile.parent / "pathgeo" / module
     original = path.read_bytes()
     try:
-        path.write_bytes(original + b"\n# an edit\n")
+        path.write_bytes(original + edit)
         result = check(finished.snakemake("-n"))
     finally:
         path.write_bytes(original)
@@ -321,6 +325,44 @@ def test_editing_aggregation_reruns_claims_which_imports_it(finished):
         pytest.skip("pathgeo.claims no longer imports pathgeo.aggregate")
     counts = job_counts(_dry_run_after_editing(finished, "aggregate.py"))
     assert counts["claims"] == 1, counts
+
+
+def _downstream_of_every_replay(config: dict) -> Counter:
+    return Counter(aggregate=len(aggregated_experiments(config)), claims=1, figure=len(config["figures"]), all=1)
+
+
+@pytest.mark.slow
+def test_editing_the_training_code_reruns_every_reference_and_replay(finished):
+    """The training loop shapes every trajectory (issue 10, item 4): its code version is a param of the
+    reference and replay rules. Prepared data does not depend on it."""
+    plan = finished.plan
+    jobs = _dry_run_after_editing(finished, "training.py", CODE)
+    assert job_counts(jobs) == Counter(
+        reference=len(plan.runs), replay=sum(len(plan.segments(run)) for run in plan.runs),
+    ) + _downstream_of_every_replay(finished.config)
+    assert {job.wildcards["run"] for job in jobs if job.rule == "reference"} == set(plan.runs)
+
+
+@pytest.mark.slow
+def test_editing_a_model_reruns_the_runs_and_editing_a_data_kind_reruns_its_prep(finished):
+    counts = job_counts(_dry_run_after_editing(finished, "models/mnist1d.py", CODE))
+    assert counts["reference"] == len(finished.plan.runs) and counts["prep"] == 0
+    counts = job_counts(_dry_run_after_editing(finished, "data/alm.py", CODE))
+    assert counts["prep"] == len({spec.data.name for spec in finished.plan.runs.values()})
+
+
+@pytest.mark.slow
+def test_editing_the_probe_reruns_the_replays_only(finished):
+    plan = finished.plan
+    jobs = _dry_run_after_editing(finished, "probe.py", CODE)
+    assert job_counts(jobs) == Counter(replay=sum(len(plan.segments(run)) for run in plan.runs)) + _downstream_of_every_replay(
+        finished.config
+    )
+
+
+@pytest.mark.slow
+def test_a_comment_in_the_training_code_reruns_nothing(finished):
+    assert _dry_run_after_editing(finished, "training.py", COMMENT) == []
 
 
 @pytest.mark.slow

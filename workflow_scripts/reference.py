@@ -11,5 +11,6 @@ run(
         checkpoints=snakemake.output.checkpoints,
         train_log=snakemake.output.train_log,
         spec=snakemake.output.spec,
+        code=snakemake.params.code,
     ),
 )

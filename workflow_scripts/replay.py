@@ -1,5 +1,6 @@
-from pathgeo.jobs import replay_job, run, workflow_request
+from pathgeo.jobs import run, workflow_request
 from pathgeo.logs import setup
+from pathgeo.replay import replay_job
 
 setup(snakemake.log[0])
 run(
@@ -15,5 +16,6 @@ run(
         steps=snakemake.output.steps,
         matrices=snakemake.output.matrices,
         fidelity=snakemake.output.fidelity,
+        code=snakemake.params.code,
     ),
 )

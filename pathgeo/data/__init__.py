@@ -15,6 +15,8 @@ External kinds stay where they are; prep records a fingerprint of their files, c
 - imagenet.py      ImageNet-1K (torchvision's ImageFolder)
 - corpus.py        word corpora: WikiText-2/103, Penn Treebank
 - vaihingen.py     Vaihingen (ISPRS 2D semantic labeling; TIFF tiles read with Pillow)
+- image_folder.py  the user's images in class folders (torchvision's ImageFolder), resized and cropped
+- tensors.py       the user's tensors: a .pt file holding x_train, y_train, x_test, y_test
 Shared: task.py (the Task base that each kind's Task extends), files.py (fingerprints of files, DatasetError).
 
 Nothing here downloads unless a kind's config asks for it (CIFAR-10's `download: true`): every loader reads files
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pathgeo.atomic import write_json, write_torch
-from pathgeo.data.files import sha256_file
+from pathgeo.data.files import fingerprint_changes, sha256_file
 from pathgeo.registry import discover, lookup
 from pathgeo.spec import DataSpec
 
@@ -56,7 +58,8 @@ class DatasetKind:
     """A kind of dataset, named by `datasets.<name>.kind` in the config.
 
     - `task`: the Task class a run on it trains (its batches, loss and evaluation);
-    - `input`: what it feeds a model; it trains the models whose `input` this is (pathgeo.models);
+    - `input`: what it feeds a model (or a function of its parameters that says, where they size the samples); it
+      trains the models whose `input` this is (pathgeo.models), and plug-in models;
     - `params`, `required`: the JSON schema of its parameters in the config (besides `kind`), and the required ones;
     - generated kinds: `build(params)`, the tensors that prep stores;
     - external kinds: `fingerprint(root, params)`, what identifies its files under the dataset's root;
@@ -70,7 +73,7 @@ class DatasetKind:
 
     name: str
     task: type[Task]
-    input: str
+    input: str | Callable[[dict], str]
     params: Mapping[str, Any]
     required: tuple[str, ...]
     build: Callable[[dict], dict[str, torch.Tensor]] | None = None
@@ -88,6 +91,10 @@ class DatasetKind:
     @property
     def external(self) -> bool:
         return self.build is None
+
+    def provides(self, params: dict) -> str:
+        """The input it feeds a model with these parameters."""
+        return self.input(params) if callable(self.input) else self.input
 
 
 @cache
@@ -174,9 +181,12 @@ def _load_external(data: DataSpec, data_root: str | Path, manifest_path: Path) -
     root = dataset_root(data, data_root)
     live = external_fingerprint(data, data_root)
     if live["digest"] != manifest["fingerprint"]["digest"]:
+        changes = fingerprint_changes(manifest["fingerprint"], live) or ["the fingerprint's digest"]
+        listed = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
         raise DataError(
-            f"{root}: the dataset changed since prep fingerprinted it in {manifest_path}; results computed "
-            "from the old data would not match: rerun from prep (snakemake --forcerun prep)"
+            f"{root}: the dataset changed since prep fingerprinted it in {manifest_path}: {listed}. Results "
+            "computed from the old data would not match the new. Put the old files back, or, if the change is "
+            f"meant, fingerprint it again and rerun what used it: snakemake --forcerun {manifest_path}"
         )
     return kind(data.kind).load(root, data.params)
 

@@ -40,7 +40,34 @@ def cifar10_files(root: Path) -> list[Path]:
 
 
 def cifar10_fingerprint(root: Path) -> dict:
+    error = _layout_error(Path(root))
+    if error is not None:
+        raise error
     return fingerprint(Path(root), cifar10_files(root))
+
+
+def _layout_error(root: Path) -> DatasetError | None:
+    """What is missing under `root`, with a hint for the usual mistakes (the batches folder itself given, the
+    tarball not extracted, the binary version); None when every file is there. The fingerprint (prep) and the
+    loader both ask, so the first job that meets a wrong layout says what is wrong."""
+    folder = root / CIFAR10_FOLDER
+    expected = f"the python version of CIFAR-10 ({CIFAR10_FOLDER}/ with {', '.join(CIFAR10_FILES)})"
+    if not root.is_dir():
+        return DatasetError(f"{root}: CIFAR-10 root not found; expected a folder holding {expected}")
+    if not folder.is_dir():
+        if (root / "data_batch_1").exists():
+            hint = f"; root points at the batches folder itself, give its parent (it must be named {CIFAR10_FOLDER})"
+        elif any(root.glob("cifar-10-python.tar.gz")):
+            hint = "; cifar-10-python.tar.gz is there but not extracted (tar xzf cifar-10-python.tar.gz)"
+        elif (root / "cifar-10-batches-bin").is_dir():
+            hint = "; cifar-10-batches-bin/ is the binary version, the loader needs the python version"
+        else:
+            hint = ""
+        return DatasetError(f"{folder}: missing; expected {expected}{hint}")
+    for name in CIFAR10_FILES:
+        if not (folder / name).is_file():
+            return DatasetError(f"{folder / name}: missing; expected the CIFAR-10 python batch file {name} here")
+    return None
 
 
 def _cifar10_class(checksums: Mapping[str, str | None] | None) -> type:
@@ -70,33 +97,23 @@ def _diagnose_cifar10(root: Path, cls: type, cause: BaseException) -> DatasetErr
     """Turn torchvision's 'Dataset not found or corrupted' (or an unpickling error) into an error naming a file."""
     from torchvision.datasets.utils import calculate_md5
 
+    layout = _layout_error(root)
+    if layout is not None:
+        return layout
     folder = root / CIFAR10_FOLDER
-    expected = f"the python version of CIFAR-10 ({CIFAR10_FOLDER}/ with {', '.join(CIFAR10_FILES)})"
-    if not root.is_dir():
-        return DatasetError(f"{root}: CIFAR-10 root not found; expected a folder holding {expected}")
-    if not folder.is_dir():
-        if (root / "data_batch_1").exists():
-            hint = f"; root points at the batches folder itself, give its parent (it must be named {CIFAR10_FOLDER})"
-        elif any(root.glob("cifar-10-python.tar.gz")):
-            hint = "; cifar-10-python.tar.gz is there but not extracted (tar xzf cifar-10-python.tar.gz)"
-        elif (root / "cifar-10-batches-bin").is_dir():
-            hint = "; cifar-10-batches-bin/ is the binary version, the loader needs the python version"
-        else:
-            hint = ""
-        return DatasetError(f"{folder}: missing; expected {expected}{hint}")
     checks = [(name, md5) for name, md5 in cls.train_list + cls.test_list] + [
         (cls.meta["filename"], cls.meta["md5"])
     ]
     for name, md5 in checks:
         path = folder / name
-        if not path.is_file():
-            return DatasetError(f"{path}: missing; expected the CIFAR-10 python batch file {name} here")
         if md5 is not None:
             actual = calculate_md5(path)
             if actual != md5:
                 return DatasetError(
-                    f"{path}: md5 {actual} differs from the expected {md5}; the file is truncated, corrupt or not "
-                    f"the python version of CIFAR-10 (size {path.stat().st_size} bytes): extract it again"
+                    f"{path}: md5 {actual} differs from the expected {md5} of the published archive; the file is "
+                    f"truncated, corrupt or not the python version of CIFAR-10 (size {path.stat().st_size} bytes): "
+                    "extract it again. A copy re-packed on purpose (same images, other bytes) is read with "
+                    "`verify_md5: false` on this dataset in the config (datasets.<name>.verify_md5)"
                 )
     for name, _ in checks:
         path = folder / name
@@ -134,11 +151,24 @@ def _read_cifar10(root: Path, train: bool, checksums: Mapping[str, str | None] |
     except Exception as exc:  # noqa: BLE001 — torchvision raises RuntimeError, pickle errors, EOFError, ValueError
         raise _diagnose_cifar10(root, cls, exc) from exc
     if targets.size and (targets.min() < 0 or targets.max() > 9):
-        files = CIFAR10_TRAIN_FILES if train else CIFAR10_TEST_FILES
-        raise DatasetError(f"{root / CIFAR10_FOLDER}: labels outside 0..9 in {', '.join(files)}")
+        raise _label_error(root / CIFAR10_FOLDER, CIFAR10_TRAIN_FILES if train else CIFAR10_TEST_FILES)
     # torchvision stores HWC for PIL; models want NCHW.
     x = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
     return x, torch.from_numpy(targets)
+
+
+def _label_error(folder: Path, names: Sequence[str]) -> DatasetError:
+    """The first batch file holding a label outside 0..9, with the label and its entry."""
+    for name in names:
+        with open(folder / name, "rb") as f:
+            labels = np.asarray(pickle.load(f, encoding="latin1")["labels"], dtype=np.int64)
+        bad = np.flatnonzero((labels < 0) | (labels > 9))
+        if bad.size:
+            return DatasetError(
+                f"{folder / name}: label {int(labels[bad[0]])} at entry {int(bad[0])} is outside 0..9 (CIFAR-10 has "
+                f"10 classes); {bad.size} of its {labels.size} labels are"
+            )
+    return DatasetError(f"{folder}: labels outside 0..9 in {', '.join(names)}")
 
 
 def load_cifar10(
@@ -234,13 +264,45 @@ def normalize(x: Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[flo
     return (x - m) / s
 
 
-class Cifar10(Classification):
-    """CIFAR-10 resident on the device as uint8; each minibatch is cropped (and flipped) there, then normalized
-    (airbench's data path, torchvision's augmentation). Each epoch draws one crop and flip per training sample
-    from (seed, epoch), in sample order, so sample i's augmentation in an epoch depends on (seed, epoch, i) only,
-    not on the minibatch or the rank it falls to. The paper's code does not flip CIFAR-10 (`flip: false`)."""
+class ResidentImages(Classification):
+    """Images resident on the device as uint8; each minibatch is cropped from the zero-padded images by `pad`
+    pixels (and flipped, with `flip`) there, then normalized by `mean` and `std` (airbench's data path,
+    torchvision's augmentation). Each epoch draws one crop and flip per training sample from (seed, `purpose`,
+    epoch), in sample order, so sample i's augmentation in an epoch depends on (seed, epoch, i) only, not on the
+    minibatch or the rank it falls to. A subclass's `load` sets the data and these."""
+
+    purpose: str
+    mean: Sequence[float]
+    std: Sequence[float]
+    pad: int
+    flip: bool
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        n = len(self.x_train)
+        # Offsets are drawn on the CPU (the same numbers on any device), once per epoch: 3 numbers a sample.
+        crops = draw_crop_flip(
+            n, seeded_generator(self.spec.seed, self.purpose, epoch), pad=self.pad, flip=self.flip
+        ).to(self.device)
+        for index in self.index_batches(epoch, n, self.device):
+            augmented = apply_crop_flip(self.x_train[index], crops.select(index), pad=self.pad)
+            yield normalize(augmented, self.mean, self.std).to(self.dtype), self.y_train[index]
+
+    def full_batch_chunks(self) -> Iterator[Batch]:
+        for x, y in super().full_batch_chunks():
+            yield normalize(x, self.mean, self.std).to(self.dtype), y
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return self._evaluate_batches((normalize(x, self.mean, self.std).to(self.dtype), y) for x, y in self._test_batches())
+
+
+class Cifar10(ResidentImages):
+    """CIFAR-10 with the paper's random crop (padding 4), flips where the config asks, and its normalization.
+    The paper's code does not flip CIFAR-10 (`flip: false`)."""
 
     num_classes = 10
+    purpose = "cifar10-augment"
+    mean, std, pad = CIFAR10_MEAN, CIFAR10_STD, 4
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         self.x_train = tensors["x_train"].to(self.device)
@@ -248,24 +310,7 @@ class Cifar10(Classification):
         # Validation is the held-out 20% of the training set, as in the paper; the test set stays untouched.
         self.x_test = tensors["x_val"].to(self.device)
         self.y_test = tensors["y_val"].to(self.device)
-
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        n = len(self.x_train)
-        # Offsets are drawn on the CPU (the same numbers on any device), once per epoch: 3 x 40k numbers.
-        crops = draw_crop_flip(
-            n, seeded_generator(self.spec.seed, "cifar10-augment", epoch), flip=self.spec.data.params["flip"]
-        ).to(self.device)
-        for index in self.index_batches(epoch, n, self.device):
-            augmented = apply_crop_flip(self.x_train[index], crops.select(index))
-            yield normalize(augmented).to(self.dtype), self.y_train[index]
-
-    def full_batch_chunks(self) -> Iterator[Batch]:
-        for x, y in super().full_batch_chunks():
-            yield normalize(x).to(self.dtype), y
-
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        return self._evaluate_batches((normalize(x).to(self.dtype), y) for x, y in self._test_batches())
+        self.flip = self.spec.data.params["flip"]
 
 
 def _load(root: Path, params: dict) -> dict[str, Tensor]:

@@ -71,15 +71,7 @@ def load_corpus(root: Path, files: Mapping[str, str] = WIKITEXT_FILES) -> Corpus
     Defaults: WikiText (`wiki.{train,valid,test}.tokens`); PTB_FILES for Penn Treebank.
     """
     root = Path(root)
-    if set(files) != {"train", "valid", "test"}:
-        raise ValueError(f"files must name train, valid and test, got {sorted(files)}")
-    paths = {split: root / name for split, name in files.items()}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise DatasetError(
-            f"{missing[0]}: missing; expected the corpus files {', '.join(files.values())} in {root}"
-            + (f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else "")
-        )
+    paths = _corpus_paths(root, files)
     word2idx: dict[str, int] = {}
     vocab: list[str] = []
     train_ids = array("q")
@@ -112,8 +104,22 @@ def load_corpus(root: Path, files: Mapping[str, str] = WIKITEXT_FILES) -> Corpus
     return Corpus(tuple(vocab), splits["train"], splits["valid"], splits["test"], unk, unseen)
 
 
+def _corpus_paths(root: Path, files: Mapping[str, str]) -> dict[str, Path]:
+    """The three split files, each of which must be there (the fingerprint and the loader both ask)."""
+    if set(files) != {"train", "valid", "test"}:
+        raise ValueError(f"files must name train, valid and test, got {sorted(files)}")
+    paths = {split: root / files[split] for split in ("train", "valid", "test")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise DatasetError(
+            f"{missing[0]}: missing; expected the corpus files {', '.join(files.values())} in {root}"
+            + (f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else "")
+        )
+    return paths
+
+
 def corpus_fingerprint(root: Path, files: Mapping[str, str] = WIKITEXT_FILES) -> dict:
-    return fingerprint(Path(root), [Path(root) / files[s] for s in ("train", "valid", "test")])
+    return fingerprint(Path(root), list(_corpus_paths(Path(root), files).values()))
 
 
 def batchify(tokens: Tensor, batch_size: int) -> Tensor:

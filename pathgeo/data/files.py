@@ -91,3 +91,32 @@ def fingerprint(
     body = {"files": entries, "folders": folder_entries}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return {**body, "digest": digest}
+
+
+def fingerprint_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two fingerprints, one phrase per file or class folder, in path order."""
+    changes = []
+    before = {e["path"]: e for e in old["files"]}
+    after = {e["path"]: e for e in new["files"]}
+    for path in sorted(before.keys() | after.keys()):
+        if path not in after:
+            changes.append(f"{path} is gone")
+        elif path not in before:
+            changes.append(f"{path} is new")
+        elif before[path] != after[path]:
+            a, b = before[path]["bytes"], after[path]["bytes"]
+            changes.append(f"{path} changed ({a} -> {b} bytes)" if a != b else f"{path} changed (same size, other content)")
+    folders_before = {f["path"]: f["classes"] for f in old["folders"]}
+    folders_after = {f["path"]: f["classes"] for f in new["folders"]}
+    for folder in sorted(folders_before.keys() | folders_after.keys()):
+        a, b = folders_before.get(folder, {}), folders_after.get(folder, {})
+        for name in sorted(a.keys() | b.keys()):
+            if a.get(name) == b.get(name):
+                continue
+            if name not in b:
+                changes.append(f"{folder}/{name}/ is gone")
+            elif name not in a:
+                changes.append(f"{folder}/{name}/ is new")
+            else:
+                changes.append(f"{folder}/{name}/ changed ({a[name]['files']} -> {b[name]['files']} files)")
+    return changes

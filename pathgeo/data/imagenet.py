@@ -140,40 +140,54 @@ class ImageNetSplit(torch.utils.data.Dataset):
         return imagenet_train_transform(img, seeded_generator(key.seed, "imagenet-augment", key.epoch, index)), target
 
 
-def _image_folder(path: Path, what: str):
-    from torchvision.datasets import ImageFolder
+def _layout(what: str) -> str:
+    return f"one sub-folder per class (n01440764/, ...) holding that class's images ({what})"
+
+
+def _folder_error(path: Path, what: str) -> DatasetError | None:
+    """What is wrong with a split folder's layout (missing, or images not sorted into class folders), or None.
+    The fingerprint (prep) asks as well as the loader, so the first job that meets it says what is wrong."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    layout = f"one sub-folder per class (n01440764/, ...) holding that class's images ({what})"
     if not path.is_dir():
-        raise DatasetError(f"{path}: missing; expected {layout}")
+        return DatasetError(f"{path}: missing; expected {_layout(what)}")
+    entries = list(os.scandir(path))
+    if any(e.is_dir() for e in entries):
+        return None
+    loose = [e.name for e in entries if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)]
+    hint = (
+        f"; it holds {len(loose)} images directly: sort them into class folders first (for ImageNet's val/, e.g. "
+        "with the valprep.sh script of pytorch/examples)"
+        if loose
+        else ""
+    )
+    return DatasetError(f"{path}: no class folders; expected {_layout(what)}{hint}")
+
+
+SPLITS = {"train": "training images", "val": "validation images, in the same class folders as train/"}
+
+
+def _image_folder(path: Path, what: str):
+    from torchvision.datasets import ImageFolder
+
+    error = _folder_error(path, what)
+    if error is not None:
+        raise error
     try:
         return ImageFolder(str(path))
     except FileNotFoundError as exc:
-        if "class folder" in str(exc):
-            loose = [e.name for e in os.scandir(path) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)]
-            hint = (
-                f"; it holds {len(loose)} images directly: sort them into class folders first (for ImageNet's "
-                "val/, e.g. with the valprep.sh script of pytorch/examples)"
-                if loose
-                else ""
-            )
-            raise DatasetError(f"{path}: no class folders; expected {layout}{hint}") from exc
         # "Found no valid file for the classes a, b. Supported extensions are: ..."
         raise DatasetError(f"{path}: empty class folder(s): {exc}") from exc
 
 
-def load_imagenet(root: Path, num_classes: int | None = None) -> tuple[ImageNetSplit, ImageNetSplit]:
-    """ImageNet-1K from `root/train` and `root/val` (class sub-folders in both): (train, val) with paper transforms.
-
-    The two splits must have the same class folders, since ImageFolder numbers classes by sorted folder name.
-    `num_classes` (1000 for ImageNet-1K) is checked when given.
-    """
+def train_val_folders(root: Path, name: str = "ImageNet"):
+    """`root/train` and `root/val` as torchvision ImageFolders (no transform), checked: both there, class folders
+    in both, the same classes (ImageFolder numbers classes by sorted folder name). `name` says whose root."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: ImageNet root not found; expected a folder holding train/ and val/")
-    train = _image_folder(root / "train", "training images")
-    val = _image_folder(root / "val", "validation images, in the same class folders as train/")
+        raise DatasetError(f"{root}: {name} root not found; expected a folder holding train/ and val/")
+    train = _image_folder(root / "train", SPLITS["train"])
+    val = _image_folder(root / "val", SPLITS["val"])
     if train.classes != val.classes:
         only_train = sorted(set(train.classes) - set(val.classes))[:5]
         only_val = sorted(set(val.classes) - set(train.classes))[:5]
@@ -181,13 +195,29 @@ def load_imagenet(root: Path, num_classes: int | None = None) -> tuple[ImageNetS
             f"{root / 'val'}: its class folders differ from {root / 'train'}'s (only in train: {only_train}, "
             f"only in val: {only_val}); both must hold the same classes"
         )
+    return train, val
+
+
+def load_imagenet(root: Path, num_classes: int | None = None) -> tuple[ImageNetSplit, ImageNetSplit]:
+    """ImageNet-1K from `root/train` and `root/val` (class sub-folders in both): (train, val) with paper transforms.
+    `num_classes` (1000 for ImageNet-1K) is checked when given."""
+    root = Path(root)
+    train, val = train_val_folders(root)
     if num_classes is not None and len(train.classes) != num_classes:
         raise DatasetError(f"{root / 'train'}: {len(train.classes)} class folders, expected {num_classes}")
     return ImageNetSplit(train, train=True), ImageNetSplit(val, train=False)
 
 
-def imagenet_fingerprint(root: Path) -> dict:
-    return fingerprint(Path(root), [], [Path(root) / "train", Path(root) / "val"])
+def imagenet_fingerprint(root: Path, name: str = "ImageNet") -> dict:
+    """The class folders of train/ and val/ (names only), after the layout checks the loader makes too."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: {name} root not found; expected a folder holding train/ and val/")
+    for split, what in SPLITS.items():
+        error = _folder_error(root / split, what)
+        if error is not None:
+            raise error
+    return fingerprint(root, [], [root / split for split in SPLITS])
 
 
 class OrderedBatches:

@@ -124,8 +124,8 @@ def load_vaihingen(
     images, labels, paths = [], [], []
     for tile_id in ids:
         top_path, gt_path = vaihingen_paths(root, tile_id, gt)
-        img = _read_rgb_tiff(top_path, f"the 3-channel tile {tile_id} ({VAIHINGEN_TOP})")
-        gt_rgb = _read_rgb_tiff(gt_path, f"the colour-coded ground truth of tile {tile_id} ({gt})")
+        img = _read_rgb_tiff(top_path, _tile_what(tile_id))
+        gt_rgb = _read_rgb_tiff(gt_path, _truth_what(tile_id, gt))
         if img.shape != gt_rgb.shape:
             raise DatasetError(f"{gt_path}: ground truth {gt_rgb.shape[:2]} differs from {top_path} {img.shape[:2]}")
         images.append(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))))
@@ -135,8 +135,25 @@ def load_vaihingen(
 
 
 def vaihingen_fingerprint(root: Path, ids: Sequence[int], gt: str = VAIHINGEN_GT) -> dict:
-    files = [p for tile_id in ids for p in vaihingen_paths(root, tile_id, gt)]
-    return fingerprint(Path(root), files)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: Vaihingen root not found; expected top/ and gts_for_participants/ in it")
+    files = []
+    for tile_id in ids:
+        top_path, gt_path = vaihingen_paths(root, tile_id, gt)
+        for path, what in ((top_path, _tile_what(tile_id)), (gt_path, _truth_what(tile_id, gt))):
+            if not path.is_file():
+                raise DatasetError(f"{path}: missing; expected {what}")
+            files.append(path)
+    return fingerprint(root, files)
+
+
+def _tile_what(tile_id: int) -> str:
+    return f"the 3-channel tile {tile_id} ({VAIHINGEN_TOP})"
+
+
+def _truth_what(tile_id: int, gt: str) -> str:
+    return f"the colour-coded ground truth of tile {tile_id} ({gt})"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,13 @@ A model's `input` says what it takes; a dataset kind trains exactly the models w
 - tokens         (N, T) int64 token ids; the number of classes is the vocabulary size
 - segmentation   3 x H x W images, a class per pixel
 - alm, sm, random_walk   a synthetic objective's own parameter vector, sized by the dataset's `dim`
+
+Besides the registry, a run can name a model that pathgeo does not hold (`plugin`), with its `model_options`
+as keyword arguments and the number of classes from its task, built without pretrained weights:
+- `torchvision:<name>`   any name in `torchvision.models.list_models()` (`torchvision.models.get_model`)
+- `<module>:<callable>`  the user's own builder, `callable(num_classes=..., **model_options)` returning an
+                         `nn.Module`, from a module importable from the working directory (pathgeo.plugins)
+Such a model has one size (its options size it) and takes any input: the user knows what it fits.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pathgeo import plugins
 from pathgeo.registry import discover, lookup
 
 
@@ -69,21 +77,19 @@ class Model:
 
     `build(num_classes=..., width=..., **reads, **options)` returns a freshly initialised CPU float32 model whose
     initial weights depend only on torch's global RNG; `reads` names the dataset parameters it is sized by,
-    `options` are the run's `model_options`. `parameter_counts` are checked exactly by the tests.
+    `options` are the run's `model_options`. `parameter_counts` are checked exactly by the tests. An `input` of
+    None (a plug-in) takes whatever the dataset provides.
     """
 
     name: str
     build: Callable[..., nn.Module]
-    input: str
+    input: str | None
     width: Width
     parameter_counts: tuple[ParameterCount, ...]
     reads: tuple[str, ...] = ()
 
     def slug(self, width: float) -> str:
-        """The model as a run id names it: cifar_resnet18x2 for a multiplier, mlp64 for a size, else its name."""
-        if self.width is Width.MULTIPLIER:
-            return f"{self.name}x{width:g}"
-        return f"{self.name}{width:g}" if width else self.name
+        return slug(self.name, width)
 
 
 @cache
@@ -93,7 +99,63 @@ def models() -> dict[str, Model]:
 
 
 def model(name: str) -> Model:
+    """The registry's model of this name, or the plug-in it spells; an unknown name or a plug-in that cannot be
+    used is a KeyError or a PluginError that says what to do."""
+    if name.startswith(TORCHVISION):
+        return _torchvision_model(name.removeprefix(TORCHVISION))
+    if plugins.is_plugin(name):
+        return _user_model(name)
     return lookup(models(), name, "model")
+
+
+def slug(name: str, width: float) -> str:
+    """A model as a run id names it, without importing a plug-in: cifar_resnet18x2 for a multiplier, mlp64 for a
+    size, my_model.build for `my_model:build`, else its name."""
+    if plugins.is_plugin(name):
+        return plugins.slug(name)
+    if model(name).width is Width.MULTIPLIER:
+        return f"{name}x{width:g}"
+    return f"{name}{width:g}" if width else name
+
+
+TORCHVISION = "torchvision:"
+
+
+@cache
+def _torchvision_model(architecture: str) -> Model:
+    import torchvision
+
+    known = torchvision.models.list_models()
+    if architecture not in known:
+        raise plugins.PluginError(
+            f"torchvision {torchvision.__version__} has no model '{architecture}'; use one of "
+            "torchvision.models.list_models() (e.g. resnet18, mobilenet_v3_small, vit_b_16)"
+        )
+
+    def build(num_classes: int, width: float, **options: Any) -> nn.Module:
+        if "weights" in options:
+            raise plugins.PluginError(
+                f"torchvision:{architecture}: remove model_options.weights; a run starts from its seed's initial "
+                "weights (the randomness contract), never from pretrained ones"
+            )
+        return torchvision.models.get_model(architecture, weights=None, num_classes=num_classes, **options)
+
+    return Model(f"{TORCHVISION}{architecture}", build, None, Width.NONE, ())
+
+
+@cache
+def _user_model(reference: str) -> Model:
+    builder = plugins.resolve(reference)
+    if not callable(builder):
+        raise plugins.PluginError(f"'{reference}' is a {type(builder).__name__}, not a function that builds a model")
+
+    def build(num_classes: int, width: float, **options: Any) -> nn.Module:
+        built = builder(num_classes=num_classes, **options)
+        if not isinstance(built, nn.Module):
+            raise plugins.PluginError(f"'{reference}' returned a {type(built).__name__}, not a torch.nn.Module")
+        return built
+
+    return Model(reference, build, None, Width.NONE, ())
 
 
 def for_input(name: str) -> tuple[str, ...]:
