@@ -4,6 +4,17 @@
 #   snakemake -n | --dag | --rulegraph             inspect the plan
 
 
+from pathgeo.config_files import ConfigFileError, check_config_files
+
+# Snakemake's reading of a config file names no line for a syntax error and keeps the last of two equal
+# keys without a word; read each one strictly first. (A --configfile with a syntax error is read by
+# Snakemake's command line before this runs: `python -m pathgeo.config_files FILE` names its line.)
+try:
+    check_config_files(workflow.overwrite_configfiles or ["config/config.yaml"])
+except ConfigFileError as error:
+    raise WorkflowError(str(error)) from None
+
+
 # A --configfile (a preset, a test's config) is complete in itself: it replaces the embedded default
 # rather than being merged into it, so its experiments are the only ones planned.
 if not workflow.overwrite_configfiles:

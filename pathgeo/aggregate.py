@@ -1,4 +1,4 @@
-"""Polars aggregation: per-step replay files to tidy per-epoch tables with each run's factors as columns.
+"""Polars aggregation: per-step replay files to tidy per-epoch tables with each run's factors and label as columns.
 
 Everything is a lazy scan until the one collect, so an experiment of thousands of steps per epoch and many
 runs never holds more than the aggregated table in memory.
@@ -13,7 +13,6 @@ from typing import Any
 import polars as pl
 
 from pathgeo.columns import FACTORS, METRICS, POINT_METRICS
-from pathgeo.spec import WIDTH_MODELS
 
 STATS = {
     "mean": lambda c: c.mean(),
@@ -28,28 +27,9 @@ STATS = {
 }
 
 
-def describe(f: dict[str, Any]) -> str:
-    """A run in one line, e.g. 'mnist1d mlp64 momentum lr=0.01 bs=64 seed=0'."""
-    model = f"{f['model']}{f['width']}" if f["model"] in WIDTH_MODELS else f["model"]
-    return f"{f['dataset']} {model} {f['optimizer']} lr={format_value(f['peak_lr'])} bs={f['batch_size']} seed={f['seed']}"
-
-
-def run_labels(factors: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Short labels naming only what differs between the runs (e.g. 'optimizer=adam')."""
-    varying = [f for f in FACTORS if len({str(v[f]) for v in factors.values()}) > 1]
-    if not varying:
-        return {run_id: describe(f) for run_id, f in factors.items()}
-    return {run_id: " ".join(f"{k}={format_value(f[k])}" for k in varying) for run_id, f in factors.items()}
-
-
-def format_value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def factor_frame(runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
-    factors = {run_id: run["factors"] for run_id, run in runs.items()}
-    labels = run_labels(factors)
-    rows = [{"run_id": run_id, "label": labels[run_id], **f} for run_id, f in factors.items()]
+    """Each run's factors and label (pathgeo.labels, made with the plan)."""
+    rows = [{"run_id": run_id, "label": run["label"], **run["factors"]} for run_id, run in runs.items()]
     return pl.LazyFrame(rows).select("run_id", "label", *FACTORS)
 
 

@@ -36,7 +36,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from pathgeo.flat import FlatParameters
-from pathgeo.models import MLP, MNIST1D_CLASSES, MNIST1D_LENGTH, ResNet1d, build_model
+from pathgeo.models import build_model
+from pathgeo.models.mnist1d import MLP, MNIST1D_CLASSES, MNIST1D_LENGTH, ResNet1d
 from pathgeo.probe import Probe
 
 WEIGHT_DECAY = 1e-5

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from pathgeo.atomic import write_with
+from pathgeo.atomic import write_torch
 
 
 def save(path: Path, state: dict) -> None:
-    write_with(path, lambda tmp: torch.save(state, tmp))
+    write_torch(path, state)
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict:

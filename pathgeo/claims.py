@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import describe, scan_steps
+from pathgeo.aggregate import scan_steps
 from pathgeo.columns import FACTORS
 
 
@@ -51,7 +51,7 @@ def claims_table(
         _cv("eb_mean").alias("eb_epoch_cv"),
     )
     factors = pl.LazyFrame(
-        [{"run_id": run_id, "label": describe(run["factors"]), **run["factors"]} for run_id, run in runs.items()]
+        [{"run_id": run_id, "label": run["label"], **run["factors"]} for run_id, run in runs.items()]
     ).select("run_id", "label", *FACTORS)
     t = thresholds
 
@@ -71,6 +71,8 @@ def claims_table(
             holds_trend=predictable("rsi") & predictable("eb"),
         )
         .with_columns(pl.col("^holds_.*$").fill_null(False))
-        .sort("dataset", "model", "width", "optimizer", "batch_size", "seed")
+        # Every factor and then the run id: runs that differ in a factor not listed first (the schedule, say)
+        # still come out in one order, so identical runs write identical bytes.
+        .sort(*FACTORS, "run_id")
     )
     return table.collect()

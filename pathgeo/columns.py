@@ -41,4 +41,4 @@ W_STAR_FREE = ("lr", "loss", "grad_norm", "grad_corr", "mean_grad_corr", "sign_f
 
 # A run's factors: the columns figures facet and colour by (RunSpec.factors()).
 FACTORS = ("dataset", "model", "width", "optimizer", "peak_lr", "batch_size", "seed", "weight_decay", "schedule",
-           "warmup_epochs", "full_batch", "epochs")
+           "warmup_epochs", "full_batch", "epochs", "precision", "devices")

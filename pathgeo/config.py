@@ -1,23 +1,30 @@
 """From a validated config to a plan: which runs exist, which experiments use them, which reference points.
 
-The JSON schema (config/schema/config.schema.yaml) checks types, enums and ranges. The checks here are the
-ones a schema cannot express: they need two keys at once (a batch size against its dataset's size, a
-reference epoch against the schedule). Every error names the config key to fix.
+The JSON schema (config/schema/config.schema.yaml, completed by the registries: pathgeo.schema) checks types,
+enums and ranges. The checks here are the ones a schema cannot express: they need two keys at once (a batch
+size against its dataset's size, a model against its dataset's kind, a reference epoch against the schedule).
+Every error names the config key to fix.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from pathgeo.data import kinds
+from pathgeo.figures import plot, plots
+from pathgeo.models import Model, Width, for_input, model
+from pathgeo.optimizers import Optimizer, optimizer
+from pathgeo.plugins import PluginError
 from pathgeo.schedules import EXPONENTIAL_WARMUPS
-from pathgeo.spec import MULTIPLIER_MODELS, WIDTH_MODELS, DataSpec, RunSpec, scaled_lr
+from pathgeo.schema import config_schema
+from pathgeo.spec import DataSpec, RunSpec, scaled_lr
 
 RUN_FIELDS = (
     "dataset",
@@ -39,50 +46,16 @@ RUN_FIELDS = (
     "full_batch",
     "warmup_growth",
     "gawu_window",
+    "devices",
+    "sync_batchnorm",
+    "optimizer_options",
 )
 
-# Which models can train on which kind of data; synthetic objectives come with their own "model".
-MODELS_FOR_KIND = {
-    "mnist1d": ("mlp", "resnet1d"),
-    "alm": ("linear",),
-    "sm": ("sinusoid",),
-    "random_walk": ("walk",),
-    "cifar10": (
-        "cifar_resnet18", "cifar_resnet34", "medium_mlp", "cifar_cnn", "cifar_vgg11", "cifar_vgg16", "cifar_vgg19",
-        "cifar_mobilenet_v2",
-    ),
-    "imagenet": ("imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152", "imagenet_mobilenet_v2"),
-    "corpus": ("transformer_lm",),
-    "vaihingen": ("unet", "segnet"),
-}
-KINDS_WITH_SAMPLES = ("mnist1d", "alm")
-# Datasets resident as one finite training set, whose full-batch gradient is a sum over chunks.
-FULL_BATCH_KINDS = ("mnist1d", "alm", "cifar10")
-
-# Which table each plot draws from: per-epoch aggregates, per-step rows, or the claims of every run.
-PLOT_TABLES = {
-    "gamma_band": "epochs",
-    "rsi_eb_gamma": "epochs",
-    "lolr": "epochs",
-    "distance": "epochs",
-    "synthetic": "steps",
-    "random_walk": "steps",
-    "claims": "claims",
-    "grad_correlation": "epochs",
-    "correlation_matrices": "matrices",
-    "sign_flip": "epochs",
-    "gamma_correlation": "epochs",
-    "warmup": "steps",
-    "full_batch_geometry": "full_batch",
-    "fixed_batch_spread": "fixed_batches",
-}
 # Measurements an experiment may ask the replays of its runs for (pathgeo.point_geometry).
 POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
 # What an experiment measures: everything (its runs are replayed against w*), or only what needs no w*,
 # which reference training takes itself (pathgeo.w_star_free); such an experiment plans no replay.
 MEASURES = ("all", "w_star_free")
-# The plots an experiment that measures only w*-free quantities can draw.
-W_STAR_FREE_PLOTS = ("grad_correlation", "correlation_matrices", "sign_flip", "warmup")
 
 # The probe's correlation settings when the config has no `correlations` section.
 CORRELATION_DEFAULTS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"}
@@ -96,12 +69,10 @@ class ConfigError(ValueError):
         self.key = key
 
 
-SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
-
-
-def schema_error(config: dict[str, Any], schema_path: Path = SCHEMA) -> ConfigError | None:
-    """The most relevant JSON-schema violation as a one-line ConfigError naming the key, or None."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+def schema_error(config: dict[str, Any], schema: dict[str, Any] | None = None) -> ConfigError | None:
+    """The most relevant violation of the schema (by default the config's, `config_schema()`) as a one-line
+    ConfigError naming the key, or None."""
+    schema = config_schema() if schema is None else schema
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
@@ -115,6 +86,13 @@ def schema_error(config: dict[str, Any], schema_path: Path = SCHEMA) -> ConfigEr
         return ConfigError(key, "is missing")
     if error.validator == "additionalProperties":
         return ConfigError(key, "is not a known key")
+    if error.validator == "anyOf":
+        # A registry name or a plug-in: say what each alternative expects, rather than "not valid under any".
+        expected = [
+            f"one of {alternative.validator_value}" if alternative.validator == "enum" else alternative.schema["description"]
+            for alternative in error.context
+        ]
+        return ConfigError(key, f"{error.instance!r} is not " + ", nor ".join(expected))
     return ConfigError(key, error.message)
 
 
@@ -208,24 +186,38 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
         return _field_source(exp_name, exp, case_index, field)
 
     data = data_spec(config, fields["dataset"], where("dataset"))
-    allowed = MODELS_FOR_KIND[data.kind]
-    if fields["model"] not in allowed:
+    kind = kinds()[data.kind]
+    entry: Model = _resolved(model, fields["model"], where("model"))
+    provided = kind.provides(data.params)
+    if entry.input is not None and entry.input != provided:
+        allowed = for_input(provided)
         raise ConfigError(
             where("model"),
-            f"model '{fields['model']}' cannot train on dataset '{data.name}' (kind {data.kind}); use one of {list(allowed)}",
+            f"model '{fields['model']}' cannot train on dataset '{data.name}' (kind {data.kind}); use one of "
+            f"{list(allowed)}, torchvision:<name> or a builder of your own (<module>:<callable>)",
         )
-    if data.kind in KINDS_WITH_SAMPLES and fields["batch_size"] > data.params["n_train"]:
+    chosen: Optimizer = _resolved(optimizer, fields["optimizer"], where("optimizer"))
+    problem = chosen.option_error(fields.get("optimizer_options", {}))
+    if problem:
+        raise ConfigError(where("optimizer_options"), f"optimizer '{fields['optimizer']}': {problem}")
+    if fields["weight_decay"] and not chosen.takes_weight_decay:
+        raise ConfigError(
+            where("weight_decay"), f"optimizer '{fields['optimizer']}' has no weight decay: set weight_decay to 0"
+        )
+    if kind.train_size is not None and fields["batch_size"] > kind.train_size(data.params):
         raise ConfigError(
             where("batch_size"),
             f"batch size {fields['batch_size']} is larger than dataset '{data.name}' "
-            f"({data.params['n_train']} training samples)",
+            f"({kind.train_size(data.params)} training samples)",
         )
-    if fields.get("full_batch") and data.kind not in FULL_BATCH_KINDS:
+    if fields.get("full_batch") and not kind.full_batch:
+        full_batch_kinds = [name for name, entry in kinds().items() if entry.full_batch]
         raise ConfigError(
             where("full_batch"),
-            f"full-batch training needs a finite resident training set ({', '.join(FULL_BATCH_KINDS)}), "
+            f"full-batch training needs a finite resident training set ({', '.join(full_batch_kinds)}), "
             f"not dataset '{data.name}' (kind {data.kind})",
         )
+    _check_devices(fields, data, where)
     if fields["schedule"] in ("warmup_cosine", *EXPONENTIAL_WARMUPS) and fields["warmup_epochs"] >= fields["epochs"]:
         raise ConfigError(
             where("warmup_epochs"),
@@ -237,7 +229,7 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"schedule '{fields['schedule']}' needs warmup_growth (omega > 0) and warmup_epochs > 0 (the switch "
             "epoch" + (", the latest one for gawu)" if fields["schedule"] == "gawu" else ")"),
         )
-    if fields["model"] not in WIDTH_MODELS + MULTIPLIER_MODELS:
+    if entry.width is Width.NONE:
         fields["width"] = 0  # so that a change of the networks' default width does not rename these runs
     elif float(fields["width"]).is_integer():
         fields["width"] = int(fields["width"])  # 2 and 2.0 are the same run
@@ -247,11 +239,50 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
     return RunSpec(data=data, **fields)
 
 
+def _check_devices(fields: dict[str, Any], data: DataSpec, where) -> None:
+    """A run on several devices splits every minibatch by rank: its dataset kind must support that, each rank
+    needs a sample of every minibatch, and full batch (an accumulation over chunks) stays on one device."""
+    devices = fields.get("devices", 1)
+    if fields.get("sync_batchnorm") and devices == 1:
+        raise ConfigError(where("sync_batchnorm"), "synchronises batch norm across devices, but the run has devices: 1")
+    if devices == 1:
+        return
+    kind = kinds()[data.kind]
+    if not kind.data_parallel:
+        splittable = [name for name, entry in kinds().items() if entry.data_parallel]
+        raise ConfigError(
+            where("devices"),
+            f"dataset '{data.name}' (kind {data.kind}) has no minibatches to split across devices; runs on "
+            f"{devices} devices need one of the kinds {', '.join(splittable)}, or devices: 1",
+        )
+    if fields.get("full_batch"):
+        raise ConfigError(where("devices"), "full-batch runs train on one device; use devices: 1")
+    batch = fields["batch_size"]
+    last = kind.train_size(data.params) % batch if kind.train_size is not None else 0
+    smallest = min(batch, last) if last else batch
+    if smallest < devices:
+        raise ConfigError(
+            where("devices"),
+            f"every rank needs a sample of each minibatch, but the smallest minibatch of dataset '{data.name}' holds "
+            f"{smallest} samples (batch_size {batch}) for {devices} devices",
+        )
+
+
+def _resolved(lookup: Callable[[str], Any], name: str, key: str) -> Any:
+    """A model or optimizer by name; an unknown name or an unusable plug-in is a ConfigError naming the key."""
+    try:
+        return lookup(name)
+    except (KeyError, PluginError) as error:
+        raise ConfigError(key, error.args[0]) from None
+
+
 def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment_epochs: int) -> tuple[int, ...]:
     key = f"experiments.{exp_name}.references"
     epochs = []
     for ref in exp.get("references", ["final"]):
         epoch = spec.epochs if ref == "final" else ref
+        if epoch <= 0:
+            raise ConfigError(key, f"reference epoch {epoch} is not ahead of the starting point (epoch 0); a reference must lie ahead")
         if epoch > spec.epochs:
             raise ConfigError(key, f"reference epoch {epoch} is past the run's end (epochs = {spec.epochs})")
         if epoch < spec.epochs and epoch % segment_epochs:
@@ -260,8 +291,6 @@ def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment
                 f"reference epoch {epoch} is not a checkpoint; reference epochs must be multiples of "
                 f"segment_epochs ({segment_epochs}) or the final epoch",
             )
-        if epoch == 0:
-            raise ConfigError(key, "reference epoch 0 is the starting point; a reference must lie ahead")
         epochs.append(epoch)
     if spec.budget_dependent and any(e != spec.epochs for e in epochs):
         raise ConfigError(
@@ -277,7 +306,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
     if error is not None:
         raise error
     runs: dict[str, RunSpec] = {}
-    run_segment_epochs: dict[str, int] = {}
+    spacings: dict[str, dict[str, int]] = {}
     run_measurements: dict[str, dict[str, dict]] = {}
     replayed_runs: set[str] = set()
     experiments: dict[str, tuple[str, ...]] = {}
@@ -288,12 +317,7 @@ def build_plan(config: dict[str, Any]) -> Plan:
         for case_index, overrides in _expand(exp):
             spec = _run_spec(config, exp_name, exp, case_index, overrides)
             runs[spec.run_id] = spec
-            if run_segment_epochs.setdefault(spec.run_id, segment_epochs) != segment_epochs:
-                raise ConfigError(
-                    f"experiments.{exp_name}.segment_epochs",
-                    f"run {spec.run_id} is shared with an experiment that checkpoints it every "
-                    f"{run_segment_epochs[spec.run_id]} epochs, not {segment_epochs}; a run has one checkpoint spacing",
-                )
+            spacings.setdefault(spec.run_id, {})[exp_name] = segment_epochs
             if spec.run_id not in run_ids:
                 run_ids.append(spec.run_id)
             _add_measurements(run_measurements, exp_name, exp, spec)
@@ -302,9 +326,9 @@ def build_plan(config: dict[str, Any]) -> Plan:
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
         _check_w_star_free(exp_name, exp)
-    correlation_settings(config)
+    run_segment_epochs = {run_id: _one_spacing(config, run_id, by_exp) for run_id, by_exp in spacings.items()}
     for fig_name, fig in config.get("figures", {}).items():
-        needs_experiment = PLOT_TABLES[fig["plot"]] != "claims"
+        needs_experiment = plot(fig["plot"]).table != "claims"
         if needs_experiment != ("experiment" in fig):
             raise ConfigError(
                 f"figures.{fig_name}.experiment",
@@ -315,14 +339,17 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 raise ConfigError(
                     f"figures.{fig_name}.experiment", f"unknown experiment '{exp_name}'; defined: {sorted(experiments)}"
                 )
-            if config["experiments"][exp_name].get("measure") == "w_star_free" and fig["plot"] not in W_STAR_FREE_PLOTS:
+            if config["experiments"][exp_name].get("measure") == "w_star_free" and plot(fig["plot"]).needs_w_star:
+                drawable = sorted(name for name, entry in plots().items() if not entry.needs_w_star)
                 raise ConfigError(
                     f"figures.{fig_name}.experiment",
                     f"plot '{fig['plot']}' needs measurements against w*, but experiment '{exp_name}' has measure: "
                     f"w_star_free (no replay); draw it from an experiment that measures all, or plot one of "
-                    f"{list(W_STAR_FREE_PLOTS)}",
+                    f"{drawable}",
                 )
-    return Plan(runs, experiments, experiment_references, run_segment_epochs, run_measurements, frozenset(replayed_runs))
+    plan = Plan(runs, experiments, experiment_references, run_segment_epochs, run_measurements, frozenset(replayed_runs))
+    _check_correlations(config, plan)
+    return plan
 
 
 def _check_w_star_free(exp_name: str, exp: dict[str, Any]) -> None:
@@ -358,11 +385,18 @@ def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: st
         if kind not in exp:
             continue
         key = f"experiments.{exp_name}.{kind}"
-        if kind == "full_batch_geometry" and spec.data.kind not in FULL_BATCH_KINDS:
+        if kind == "full_batch_geometry" and not kinds()[spec.data.kind].full_batch:
+            resident = sorted(name for name, entry in kinds().items() if entry.full_batch)
             raise ConfigError(
                 key,
-                f"the full-batch gradient needs a finite resident training set ({', '.join(FULL_BATCH_KINDS)}), "
+                f"the full-batch gradient needs a finite resident training set ({', '.join(resident)}), "
                 f"not dataset '{spec.data.name}' (kind {spec.data.kind})",
+            )
+        if spec.devices > 1:
+            raise ConfigError(
+                key,
+                f"{kind} runs passes of its own on one device, but run {spec.run_id} trains on {spec.devices}; "
+                "measure it in an experiment whose runs have devices: 1",
             )
         settings = run_measurements.setdefault(spec.run_id, {})
         if settings.setdefault(kind, exp[kind]) != exp[kind]:
@@ -371,6 +405,91 @@ def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: st
                 f"run {spec.run_id} is shared with an experiment that measures it with {settings[kind]}, not "
                 f"{exp[kind]}; a run has one setting per measurement",
             )
+
+
+def _segment_epochs_key(config: dict[str, Any], exp_name: str) -> str:
+    """The key that set an experiment's checkpoint spacing: its own, or the top-level one it inherits."""
+    return f"experiments.{exp_name}.segment_epochs" if "segment_epochs" in config["experiments"][exp_name] else "segment_epochs"
+
+
+def _one_spacing(config: dict[str, Any], run_id: str, by_experiment: dict[str, int]) -> int:
+    """A run shared by experiments is checkpointed once, so they must agree on its spacing. The message names
+    every experiment and the key each takes its spacing from, in the same words whatever their order."""
+    if len(set(by_experiment.values())) == 1:
+        return next(iter(by_experiment.values()))
+    names = sorted(by_experiment)
+    keys = [_segment_epochs_key(config, name) for name in names]
+    own = [key for key in keys if key != "segment_epochs"]
+    listed = "; ".join(
+        f"experiment {name}: every {by_experiment[name]} epochs (from {key})" for name, key in zip(names, keys)
+    )
+    raise ConfigError(
+        own[0] if len(own) == 1 else ", ".join(keys),
+        f"run {run_id} is planned by experiments that checkpoint it at different spacings ({listed}); a run has one "
+        "checkpoint spacing: give these experiments the same segment_epochs",
+    )
+
+
+def planned_steps_per_epoch(spec: RunSpec) -> int | None:
+    """Steps per epoch as far as the config tells (None for external datasets, whose size is not known
+    before they are read)."""
+    if spec.full_batch:
+        return 1
+    params = spec.data.params
+    if "steps_per_epoch" in params:
+        return params["steps_per_epoch"]
+    train_size = kinds()[spec.data.kind].train_size
+    if train_size is not None:
+        return math.ceil(train_size(params) / spec.batch_size)
+    return None
+
+
+def _check_correlations(config: dict[str, Any], plan: Plan) -> None:
+    """Refuse correlation settings and figure epochs that would yield no value at all: a window longer than
+    every segment of a run (a window must lie inside one segment), matrix or figure epochs past the end."""
+    settings = correlation_settings(config)
+    window = settings["window"]
+    for run_id, spec in plan.runs.items():
+        per_epoch = planned_steps_per_epoch(spec)
+        if per_epoch is None:
+            continue
+        longest = max(end - start for start, end in plan.checkpoint_segments(run_id)) * per_epoch
+        if window > longest:
+            raise ConfigError(
+                "correlations.window",
+                f"a window of {window} steps does not fit in any replay segment of run {run_id} (at most {longest} "
+                f"steps: segment_epochs {plan.run_segment_epochs[run_id]} x {per_epoch} steps per epoch), so it would "
+                "measure no window mean and no matrix: make the window shorter or the run's segment_epochs larger",
+            )
+    longest_run = max(plan.runs.values(), key=lambda spec: (spec.epochs, spec.run_id))
+    if settings["matrix_epochs"] != "all":
+        past = [e for e in settings["matrix_epochs"] if e >= longest_run.epochs]
+        if past:
+            raise ConfigError(
+                "correlations.matrix_epochs",
+                f"epoch {past[0]} is past the end of every run (epochs count from 0; the longest run, "
+                f"{longest_run.run_id}, has {longest_run.epochs}), so no matrix would start there",
+            )
+    for fig_name, fig in config.get("figures", {}).items():
+        wanted = fig.get("epochs")
+        if wanted is None:
+            continue
+        drawn = [plan.runs[run_id] for exp in figure_experiments(fig) for run_id in plan.experiments[exp]]
+        last = max(spec.epochs for spec in drawn)
+        past = [e for e in wanted if e >= last]
+        if past:
+            raise ConfigError(
+                f"figures.{fig_name}.epochs",
+                f"epoch {past[0]} is past the end of the runs drawn (epochs count from 0; the longest has {last})",
+            )
+        if settings["matrix_epochs"] != "all":
+            unmeasured = [e for e in wanted if e not in settings["matrix_epochs"]]
+            if unmeasured:
+                raise ConfigError(
+                    f"figures.{fig_name}.epochs",
+                    f"epoch {unmeasured[0]} has no matrix: correlations.matrix_epochs lists "
+                    f"{settings['matrix_epochs']}; add it there or draw another epoch",
+                )
 
 
 def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:

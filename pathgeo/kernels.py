@@ -14,8 +14,20 @@ import numba
 import numpy as np
 
 from pathgeo.layout import (
-    BASE_WRITE, G_SLOTS, G_WRITE, GEO_GW, GEO_REF, GEO_REF_WIDTH, GEO_SS, GEO_WW, LAG_DW, LAG_GG, LAG_REF,
-    LAG_REF_WIDTH, PREV_VALID, W_WRITE,
+    BASE_WRITE,
+    G_SLOTS,
+    G_WRITE,
+    GEO_GW,
+    GEO_REF,
+    GEO_REF_WIDTH,
+    GEO_SS,
+    GEO_WW,
+    LAG_DW,
+    LAG_GG,
+    LAG_REF,
+    LAG_REF_WIDTH,
+    PREV_VALID,
+    W_WRITE,
 )
 
 # 64 KiB of float32 per vector: the block of the four vectors the geometry loop reads stays in a core's

@@ -53,8 +53,20 @@ from pathgeo import kernels
 from pathgeo.columns import LAG_PROTOCOLS, LAGS, METRICS
 from pathgeo.flat import FlatParameters
 from pathgeo.layout import (
-    GEO_GW, GEO_SS, GEO_WW, LAG_DW, LAG_GG, LAG_REF, LAG_REF_WIDTH, Layout, active_lags, final_plan, plan_rows,
-    plan_width, rings_for, vectors_moved,
+    GEO_GW,
+    GEO_SS,
+    GEO_WW,
+    LAG_DW,
+    LAG_GG,
+    LAG_REF,
+    LAG_REF_WIDTH,
+    Layout,
+    active_lags,
+    final_plan,
+    plan_rows,
+    plan_width,
+    rings_for,
+    vectors_moved,
 )
 
 if TYPE_CHECKING:  # polars is imported where the tables are built: the GPU device check runs without it

@@ -2,13 +2,15 @@
 
 A job killed by a time limit, a preemption or `kill -9` and started again resumes from its last checkpoint:
 each checkpoint carries the log of the epochs before it, so the resumed run ends with the same weights and
-the same log as an uninterrupted one.
+the same log as an uninterrupted one. Wall-clock times go to the job's log, not into the checkpoints or
+the train log: identical runs write identical bytes, so their sha256 sums can be compared.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import polars as pl
 import torch
 
 from pathgeo import checkpoints
+from pathgeo.distributed import SINGLE, Shard, broadcast
 from pathgeo.spec import RunSpec
 from pathgeo.training import build_trainer
 from pathgeo.w_star_free import STATE_KEY, TrainingCorrelations
@@ -32,26 +35,35 @@ def train_reference(
     save_checkpoint: Callable[[int, dict], None],
     resume: dict | None = None,
     correlations: dict[str, Any] | None = None,
+    shard: Shard = SINGLE,
 ) -> pl.DataFrame:
     """Train from the seed's initial weights (or from the checkpoint `resume`) to `spec.epochs`; returns the
     per-epoch log. With `correlations` (window, matrix_epochs) training also takes the measurements that
-    need no w*, segment by segment (pathgeo.w_star_free); each checkpoint carries their tables so far."""
-    trainer = build_trainer(spec, data, device)
+    need no w*, segment by segment (pathgeo.w_star_free); each checkpoint carries their tables so far. On
+    several devices every rank calls it with the same `resume`; rank 0 alone measures, as in a replay, and
+    saves."""
+    trainer = build_trainer(spec, data, device, shard)
     rows: list[dict] = []
     if resume is not None:
         trainer.load_state(resume)
         rows = list(resume["log"])
         log.info("run %s resumes from its checkpoint at epoch %d", spec.run_id, trainer.epoch)
     measured = None
-    if correlations is not None:
+    if correlations is not None and shard.lead:
         measured = TrainingCorrelations(trainer, correlations, (resume or {}).get(STATE_KEY))
+
+    def checkpoint(rows: list[dict]) -> None:
+        state = trainer.state()  # every rank takes part; rank 0 gets it
+        if state is not None:
+            save_checkpoint(trainer.epoch, {**state, "log": rows, **(measured.checkpoint() if measured else {})})
+
     if resume is None and 0 in checkpoint_epochs:
-        save_checkpoint(0, {**trainer.state(), "log": [], **(measured.checkpoint() if measured else {})})
+        checkpoint([])
     while trainer.epoch < spec.epochs:
         stats = trainer.train_epoch(measured)
         if measured is not None:
             measured.end_epoch(stats.epoch)
-        val = trainer.task.evaluate()
+        val = trainer.evaluate()
         rows.append(
             {
                 "epoch": stats.epoch,
@@ -59,31 +71,60 @@ def train_reference(
                 "train_accuracy": stats.train_accuracy,
                 **val,
                 "lr": trainer.optimizer.param_groups[0]["lr"],
-                "seconds": stats.seconds,
             }
         )
         log.info(
-            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s)",
+            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s, %.4g samples/s)",
             spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
             ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
+            stats.samples_per_second,
         )
         if trainer.epoch in checkpoint_epochs:
-            save_checkpoint(trainer.epoch, {**trainer.state(), "log": rows, **(measured.checkpoint() if measured else {})})
+            checkpoint(rows)
     if trainer.nondeterministic_ops:
         log.warning("run %s used nondeterministic ops: %s", spec.run_id, sorted(trainer.nondeterministic_ops))
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def latest_checkpoint(folder: Path) -> dict | None:
-    """The newest readable checkpoint in `folder`, if any (writes are atomic, so every file there is whole)."""
-    paths = sorted(Path(folder).glob("epoch*.pt"))
-    return checkpoints.load(paths[-1]) if paths else None
+def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = None, shard: Shard = SINGLE) -> dict | None:
+    """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
+    when training must start from the seed. Writes are atomic, so every file there is whole; files for other
+    epochs (an earlier segment length) are ignored. Given the `code` version (pathgeo.provenance), checkpoints
+    made by other code are deleted instead: a run never continues another code's trajectory. On several devices
+    rank 0 decides and every rank loads the checkpoint it picked."""
+    usable = _usable_epoch(Path(workspace), epochs, code) if shard.lead else None
+    usable = broadcast(usable, shard)
+    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+
+
+def _usable_epoch(workspace: Path, epochs: tuple[int, ...], code: str | None) -> int | None:
+    present = {path.name for path in workspace.glob("epoch*.pt")}
+    usable = None
+    for epoch in sorted(epochs):
+        if checkpoints.checkpoint_path(workspace, epoch).name not in present:
+            break
+        usable = epoch
+    if usable is None or code is None:
+        return usable
+    made_by = checkpoints.load(checkpoints.checkpoint_path(workspace, usable)).get("code")
+    if made_by != code:
+        log.info("%s: its checkpoints were made by other code (version %s, now %s); training from the start",
+                 workspace, made_by, code)
+        for path in workspace.glob("epoch*.pt"):
+            path.unlink()
+        return None
+    return usable
 
 
 def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:
-    """Make the finished run's workspace its checkpoint folder by one rename, so a job killed at any moment
-    leaves either a resumable workspace or a complete folder. Files for other epochs (from an earlier
-    segment length) and leftovers of interrupted writes are dropped first."""
+    """Give the finished run's checkpoints their output folder in one rename, so that a job killed at any
+    moment leaves either no folder or a complete one.
+
+    The workspace keeps its files: the folder holds hard links to them (no second copy on disk). Snakemake
+    deletes the outputs of a job it counts as incomplete, e.g. one that finished after `kill -9` of
+    Snakemake itself; the rerun then resumes at the last epoch and publishes again within seconds instead of
+    training from the start. Files for other epochs and leftovers of interrupted writes are dropped first."""
+    workspace, destination = Path(workspace), Path(destination)
     keep = {checkpoints.checkpoint_path(workspace, epoch).name for epoch in epochs}
     missing = keep - {path.name for path in workspace.iterdir()}
     if missing:
@@ -91,6 +132,15 @@ def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, .
     for path in workspace.iterdir():
         if path.name not in keep:
             path.unlink()
+    staging = destination.with_name(f".{destination.name}.publishing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in sorted(keep):
+        try:
+            os.link(workspace / name, staging / name)
+        except OSError:
+            # A file system without hard links: a copy costs disk, not correctness.
+            shutil.copy2(workspace / name, staging / name)
     if destination.exists():
         destination.rmdir()
-    os.replace(workspace, destination)
+    os.replace(staging, destination)

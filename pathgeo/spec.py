@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+from pathgeo import models, plugins
+
 SCHEDULES = ("constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu")
-PRECISIONS = ("float32", "float64")
-# Networks sized by a run's `width` in channels, and the paper's ResNets that take it as a multiplier of every
-# stage; every other model has no width (0 in its spec).
-WIDTH_MODELS = ("mlp", "resnet1d")
-MULTIPLIER_MODELS = ("cifar_resnet18", "cifar_resnet34", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
@@ -26,7 +23,32 @@ BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop", "exp_warm
 
 
 # Run fields added after the first runs existed: at these values they are left out of the canonical JSON.
-OPTIONAL_DEFAULTS = {"grad_clip": None, "model_options": {}, "full_batch": False, "warmup_growth": 0.0, "gawu_window": 5}
+OPTIONAL_DEFAULTS = {
+    "grad_clip": None,
+    "model_options": {},
+    "full_batch": False,
+    "warmup_growth": 0.0,
+    "gawu_window": 5,
+    "devices": 1,
+    "sync_batchnorm": False,
+    "optimizer_options": {},
+}
+
+# The usual value of each field that a run's name (its slug, its description) leaves out where it has it.
+USUAL_VALUES = {
+    **OPTIONAL_DEFAULTS,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "data_order_seed": 0,
+    "precision": "float32",
+}
+
+# How a run id names a schedule; the constant one goes unnamed.
+SCHEDULE_SLUGS = {"constant": None, "warmup_cosine": "wucos", "final_drop": "drop", "exp_warmup_cosine": "expwucos",
+                  "gawu": "gawu"}
+# A slug is a directory name: it is cut here (the hash still tells runs apart).
+MAX_SLUG = 160
 
 
 @dataclass(frozen=True)
@@ -67,11 +89,18 @@ class RunSpec:
     warmup_growth: float = 0.0
     # gawu: the window h of the mean gradient correlation whose turn from positive to negative ends the warm-up.
     gawu_window: int = 5
+    # Devices of one node the run trains on (DistributedDataParallel, one process each); `batch_size` stays the
+    # global minibatch, split by rank. Batch norm normalises each rank's part unless `sync_batchnorm`.
+    devices: int = 1
+    sync_batchnorm: bool = False
+    # The optimizer's keyword arguments besides lr and weight_decay (betas, eps, nesterov, ...).
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
 
     def canonical(self) -> dict[str, Any]:
         spec = asdict(self)
         spec["data"] = self.data.canonical()
         spec["model_options"] = dict(sorted(self.model_options.items()))
+        spec["optimizer_options"] = dict(sorted(self.optimizer_options.items()))
         # Optional fields at their default are left out, so adding one does not rename existing runs.
         for optional, default in OPTIONAL_DEFAULTS.items():
             if spec[optional] == default:
@@ -88,13 +117,37 @@ class RunSpec:
 
     @property
     def slug(self) -> str:
-        model = self.model
-        if self.model in MULTIPLIER_MODELS:
-            model = f"{self.model}x{self.width:g}"
-        elif self.width:
-            model = f"{self.model}{self.width:g}"
-        batch = "full" if self.full_batch else f"bs{self.batch_size}"
-        return f"{self.data.name}-{model}-{self.optimizer}-lr{self.lr:.3g}-{batch}-e{self.epochs}-s{self.seed}"
+        """The run's fields in a name, leaving out those at their usual value (no weight decay, constant LR,
+        float32, one device, no options, data order seed 0), so that runs shown side by side differ in their names wherever
+        they differ: `mnist1d-mlp64-momentum-lr0.01-wd1e-05-bs64-e30-s0`,
+        `mnist1d-mlp64-sgd-lr0.001-bs1000-gawu-wu25-g0.1-e40-s0`, `mnist1d-mlp64-sgd-lr0.5-full-chunk1000-e300-s0`."""
+        optimizer = plugins.slug(self.optimizer) if plugins.is_plugin(self.optimizer) else self.optimizer
+        parts = [self.data.name, models.slug(self.model, self.width), optimizer, *_option_slugs(self.optimizer_options)]
+        parts.append(f"lr{self.lr:.3g}")
+        if self.weight_decay:
+            parts.append(f"wd{self.weight_decay:.3g}")
+        parts += ["full", f"chunk{self.batch_size}"] if self.full_batch else [f"bs{self.batch_size}"]
+        if SCHEDULE_SLUGS[self.schedule]:
+            parts.append(SCHEDULE_SLUGS[self.schedule])
+        if self.warmup_epochs:
+            parts.append(f"wu{self.warmup_epochs}")
+        if self.warmup_growth:
+            parts.append(f"g{self.warmup_growth:.3g}")
+        if self.gawu_window != USUAL_VALUES["gawu_window"]:
+            parts.append(f"h{self.gawu_window}")
+        parts += [f"e{self.epochs}", f"s{self.seed}"]
+        if self.data_order_seed:
+            parts.append(f"o{self.data_order_seed}")
+        if self.precision != USUAL_VALUES["precision"]:
+            parts.append(self.precision)
+        if self.devices != USUAL_VALUES["devices"]:
+            parts.append(f"dev{self.devices}")
+        if self.sync_batchnorm:
+            parts.append("syncbn")
+        if self.grad_clip is not None:
+            parts.append(f"clip{self.grad_clip:.3g}")
+        parts += _option_slugs(self.model_options)
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))[:MAX_SLUG]
 
     @property
     def budget_dependent(self) -> bool:
@@ -116,6 +169,8 @@ class RunSpec:
             "warmup_epochs": self.warmup_epochs,
             "full_batch": self.full_batch,
             "epochs": self.epochs,
+            "precision": self.precision,
+            "devices": self.devices,
         }
 
     @classmethod
@@ -123,6 +178,19 @@ class RunSpec:
         fields = dict(spec)
         fields["data"] = DataSpec(**fields["data"])
         return cls(**fields)
+
+
+def _option_slugs(options: dict[str, Any]) -> list[str]:
+    """Options as slug parts: `nesterov`, `nonesterov`, `betas0.9_0.95`, `heads4`."""
+    return [_option_slug(key, value) for key, value in sorted(options.items())]
+
+
+def _option_slug(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return key if value else f"no{key}"
+    if isinstance(value, (list, tuple)):
+        return key + "_".join(_option_slug("", v) for v in value)
+    return f"{key}{value:.3g}" if isinstance(value, float) else f"{key}{value}"
 
 
 def scaled_lr(lr: float, batch_size: int, base_batch_size: int | None) -> float:

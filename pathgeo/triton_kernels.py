@@ -23,8 +23,20 @@ import triton
 import triton.language as tl
 
 from pathgeo.layout import (
-    BASE_WRITE, G_SLOTS, G_WRITE, GEO_GW, GEO_REF, GEO_REF_WIDTH, GEO_SS, GEO_WW, LAG_DW, LAG_GG, LAG_REF,
-    LAG_REF_WIDTH, PREV_VALID, W_WRITE,
+    BASE_WRITE,
+    G_SLOTS,
+    G_WRITE,
+    GEO_GW,
+    GEO_REF,
+    GEO_REF_WIDTH,
+    GEO_SS,
+    GEO_WW,
+    LAG_DW,
+    LAG_GG,
+    LAG_REF,
+    LAG_REF_WIDTH,
+    PREV_VALID,
+    W_WRITE,
 )
 
 # 512 entries a block over 8 warps: two per thread, so the float64 accumulators (a few vectors and the

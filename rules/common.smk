@@ -1,18 +1,24 @@
 import json
 import os
+import tempfile
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from pathgeo import sizing
 from pathgeo.config import (
     ConfigError,
-    PLOT_TABLES,
     build_plan,
     correlation_settings,
     figure_experiments,
     schema_error,
     training_correlations,
 )
-from pathgeo.data import EXTERNAL_KINDS
+from pathgeo.data import kind
+from pathgeo.figures import plot
+from pathgeo.labels import run_descriptions, run_labels
+from pathgeo.provenance import code_version, measurement_version, preparation_version
+from pathgeo.schema import write_config_schema
 
 
 min_version("9.0")
@@ -21,11 +27,14 @@ min_version("9.0")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 
-try:
-    validate(config, "../config/schema/config.schema.yaml")
-except WorkflowError:
-    # Snakemake's message prints the whole config; say which key is wrong instead.
-    raise WorkflowError(str(schema_error(config))) from None
+# The schema file holds the config's structure; the registries complete it (pathgeo.schema), and Snakemake's
+# validate reads a file.
+with tempfile.TemporaryDirectory() as folder:
+    try:
+        validate(config, write_config_schema(Path(folder) / "config.schema.yaml"))
+    except WorkflowError:
+        # Snakemake's message prints the whole config; say which key is wrong instead.
+        raise WorkflowError(str(schema_error(config))) from None
 
 try:
     PLAN = build_plan(config)
@@ -34,7 +43,7 @@ except ConfigError as error:
 
 
 DATASETS = {spec.data.name: spec.data for spec in PLAN.runs.values()}
-EXTERNAL = [name for name, data in DATASETS.items() if data.kind in EXTERNAL_KINDS]
+EXTERNAL = [name for name, data in DATASETS.items() if kind(data.kind).external]
 GENERATED = [name for name in DATASETS if name not in EXTERNAL]
 DATA_ROOT = config.get("data_root", "data")
 
@@ -68,6 +77,12 @@ def run_spec_json(wildcards):
 
 def dataset_spec_json(wildcards):
     return json.dumps(DATASETS[wildcards.dataset].canonical(), sort_keys=True)
+
+
+def run_code(wildcards):
+    """The version of the code that trains the run (pathgeo.provenance): a param, so that an edit re-runs the run
+    and the cache key changes with it."""
+    return code_version(PLAN.runs[wildcards.run])
 
 
 def checkpoint_epochs(wildcards):
@@ -109,25 +124,39 @@ def experiment_fixed_batches(wildcards):
 
 
 def experiment_runs(wildcards):
-    """Each run of the experiment with its factors and the references this experiment looks at."""
+    """Each run of the experiment with its factors, its label and the references this experiment looks at."""
     exp = wildcards.experiment
+    labels = run_labels({run: PLAN.runs[run] for run in PLAN.experiments[exp]})
     return {
         run: {
             "factors": PLAN.runs[run].factors(),
+            "label": labels[run],
             "references": list(PLAN.experiment_references[(exp, run)]),
         }
         for run in PLAN.experiments[exp]
     }
 
 
+def reference_measurement(wildcards):
+    """The measurement code's version for a run whose reference training takes its w*-free measurements
+    (pathgeo.w_star_free), so that editing the probe re-runs it; None for a run that is replayed."""
+    return measurement_version() if training_correlations(PLAN, wildcards.run, config) is not None else None
+
+
 def replayed_runs():
-    """The runs measured against w* (the claims are about those)."""
-    return {run: {"factors": spec.factors()} for run, spec in PLAN.runs.items() if PLAN.replayed(run)}
+    """The runs measured against w* (the claims are about those), each with its factors and its one-line
+    description as its label."""
+    descriptions = run_descriptions(PLAN.runs)
+    return {
+        run: {"factors": spec.factors(), "label": descriptions[run]}
+        for run, spec in PLAN.runs.items()
+        if PLAN.replayed(run)
+    }
 
 
 def figure_tables(wildcards):
     fig = config["figures"][wildcards.name]
-    table = PLOT_TABLES[fig["plot"]]
+    table = plot(fig["plot"]).table
     if table == "claims":
         return ["results/tables/claims.parquet"]
     return [f"results/tables/{exp}/{table}.parquet" for exp in figure_experiments(fig)]
@@ -138,10 +167,54 @@ def all_figures():
 
 
 def library(*modules):
-    """pathgeo modules as inputs, so that editing one re-runs the rules that use it and no others."""
+    """pathgeo modules (paths below pathgeo/) as inputs, so that editing one re-runs the rules that use it and no
+    others."""
     return [os.path.join(workflow.basedir, "pathgeo", module) for module in modules]
 
 
+def figure_library(wildcards):
+    """The modules a figure is drawn with: its plot's own and the ones every plot shares."""
+    return library(*plot(config["figures"][wildcards.name]["plot"]).modules)
+
+
+# Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/sizing.py). A run
+# on N devices is one job on one node; the job starts its N processes itself.
+SIZED_FOR = "cpu" if config["device"] == "cpu" else "a100"
+
+
 def gpus(wildcards):
-    """Training and replay ask for one GPU unless the config pins them to the CPU."""
-    return 0 if config["device"] == "cpu" else 1
+    """The run's devices as GPUs, unless the config pins the jobs to the CPU."""
+    return 0 if config["device"] == "cpu" else PLAN.runs[wildcards.run].devices
+
+
+def run_threads(wildcards):
+    """The config's threads are per device; a job on N devices gets N times as many."""
+    return config["threads"] * PLAN.runs[wildcards.run].devices
+
+
+def cpus_per_gpu(wildcards):
+    return sizing.cpus_per_device(PLAN.runs[wildcards.run], config["threads"])
+
+
+def reference_mem_mb(wildcards, attempt):
+    # Rank 0 holds one checkpoint in memory while it writes it, and the one it resumed from.
+    return sizing.host_memory_mb(PLAN.runs[wildcards.run], SIZED_FOR, checkpoints_held=2, attempt=attempt)
+
+
+def reference_runtime(wildcards, attempt):
+    spec = PLAN.runs[wildcards.run]
+    return sizing.runtime_minutes(spec, spec.epochs, SIZED_FOR, config["threads"], attempt, data_root=DATA_ROOT)
+
+
+def replay_mem_mb(wildcards, attempt):
+    # Every rank reads the segment's start and end; rank 0 the reference points too, and runs the probe.
+    spec, references = PLAN.runs[wildcards.run], len(segment_references(wildcards))
+    vectors = sizing.probe_copies(correlation_settings(config), references)
+    return sizing.host_memory_mb(spec, SIZED_FOR, 2 * spec.devices + references, vectors, attempt)
+
+
+def replay_runtime(wildcards, attempt):
+    epochs = int(wildcards.end) - int(wildcards.start)
+    return sizing.runtime_minutes(
+        PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT
+    )

@@ -1,7 +1,7 @@
 rule figure:
     input:
         tables=figure_tables,
-        library=library("figures.py"),
+        library=figure_library,
     output:
         html="results/figures/{name}.html",
         image="results/figures/{name}.svg",

@@ -6,6 +6,7 @@ rule prep:
         manifest="results/data/{dataset}/manifest.json",
     params:
         data=dataset_spec_json,
+        code=preparation_version(),
     log:
         "logs/prep/{dataset}.log",
     cache: "omit-software"
@@ -23,6 +24,7 @@ rule fingerprint:
     params:
         data=dataset_spec_json,
         data_root=DATA_ROOT,
+        code=preparation_version(),
     log:
         "logs/prep/{dataset}.log",
     conda:

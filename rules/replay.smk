@@ -10,6 +10,8 @@ rule replay:
         fixed_batches="results/runs/{run}/replay/{start}-{end}.fixed_batches.parquet",
     params:
         spec=run_spec_json,
+        code=run_code,
+        measurement=measurement_version(),
         references=segment_references,
         tolerance=config["fidelity_tolerance"],
         correlations=correlation_settings(config),
@@ -17,11 +19,17 @@ rule replay:
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],
-    threads: config["threads"]
+    threads: run_threads
     resources:
         gpu=gpus,
+        nodes=1,
+        cpus_per_gpu=cpus_per_gpu,
+        mem_mb=replay_mem_mb,
+        runtime=replay_runtime,
     log:
         "logs/replay/{run}/{start}-{end}.log",
+    benchmark:
+        "benchmarks/replay/{run}/{start}-{end}.tsv"
     conda:
         "../environment.yml"
     script:

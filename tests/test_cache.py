@@ -1,9 +1,13 @@
 """Snakemake's between-workflow cache: a second workflow in another directory that shares the cache trains
-nothing; it takes the prepared data and the reference run from the cache and replays to the same numbers."""
+nothing; it takes the prepared data and the reference run from the cache and replays to the same numbers. A
+workflow whose training code differs takes nothing trained by the other code from the cache, and a replay against
+a reference of other code fails by that cause, not as drift."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from test_workflow import copy_workflow
 
 from pathgeo.config import build_plan
 
@@ -18,23 +23,35 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-@pytest.mark.slow
-def test_second_workflow_trains_nothing(tmp_path):
+def baseline_config(tmp_path: Path) -> tuple[Path, str]:
     cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
     cfg["experiments"] = {"baseline": {}}
     cfg["figures"] = {}
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     (run_id,) = build_plan(cfg).runs
+    return config_path, run_id
+
+
+def run(snakefile: Path, workdir: Path, config_path: Path, cache: Path | None, *targets: str) -> subprocess.CompletedProcess:
+    """Snakemake in `workdir`, with the between-workflow cache in `cache` (None: without it)."""
+    env = dict(os.environ)
+    if cache is not None:
+        cache.mkdir(exist_ok=True)
+        env["SNAKEMAKE_OUTPUT_CACHE"] = str(cache)
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir), "--configfile", str(config_path),
+         "--cores", "2", *(["--cache"] if cache is not None else []), *targets],
+        capture_output=True, text=True, env=env,
+    )
+
+
+@pytest.mark.slow
+def test_second_workflow_trains_nothing(tmp_path):
+    config_path, run_id = baseline_config(tmp_path)
     cache = tmp_path / "cache"
-    cache.mkdir()
-    env = {**os.environ, "SNAKEMAKE_OUTPUT_CACHE": str(cache)}
     for name in ("first", "second"):
-        result = subprocess.run(
-            [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / name),
-             "--configfile", str(config_path), "--cores", "2", "--cache"],
-            capture_output=True, text=True, env=env,
-        )
+        result = run(ROOT / "Snakefile", tmp_path / name, config_path, cache)
         assert result.returncode == 0, result.stderr[-3000:]
 
     first, second = tmp_path / "first", tmp_path / "second"
@@ -47,3 +64,45 @@ def test_second_workflow_trains_nothing(tmp_path):
     for replay in sorted((first / f"results/runs/{run_id}/replay").glob("*.parquet")):
         twin = second / replay.relative_to(first)
         assert pl.read_parquet(replay).equals(pl.read_parquet(twin))
+
+
+@pytest.mark.slow
+def test_other_training_code_takes_no_reference_from_the_cache(tmp_path):
+    """Issue 10, item 4: the same run trained by a training loop that doubles the loss. The code version is in
+    the reference rule's params, so the cache key differs: the second workflow trains (and replays with drift
+    0.0) instead of taking the first one's reference, whose replay would drift. A replay that is handed the old
+    code's checkpoints all the same fails naming the code, not the drift."""
+    config_path, run_id = baseline_config(tmp_path)
+    cache = tmp_path / "cache"
+    assert run(ROOT / "Snakefile", tmp_path / "first", config_path, cache).returncode == 0
+
+    edited = copy_workflow(tmp_path / "edited")
+    training = edited.parent / "pathgeo" / "training.py"
+    source = training.read_text()
+    assert source.count("out.loss.backward()") == 1
+    training.write_text(source.replace("out.loss.backward()", "(2 * out.loss).backward()"))
+    second = tmp_path / "second"
+    result = run(edited, second, config_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "run " in (second / f"logs/reference/{run_id}.log").read_text()  # it trained
+    checkpoints = list((second / f"results/runs/{run_id}/checkpoints").glob("epoch*.pt"))
+    assert checkpoints and not any(p.is_symlink() for p in checkpoints)
+    for fidelity in (second / f"results/runs/{run_id}/replay").glob("*.fidelity.json"):
+        assert json.loads(fidelity.read_text())["relative_drift"] == 0.0
+    first_spec = json.loads((tmp_path / f"first/results/runs/{run_id}/spec.json").read_text())
+    second_spec = json.loads((second / f"results/runs/{run_id}/spec.json").read_text())
+    assert first_spec["spec"] == second_spec["spec"] and first_spec["code"] != second_spec["code"]
+
+    # The old code's results in a workflow of the new code (no metadata says they are stale): the replays
+    # that must be made again refuse the old checkpoints.
+    third = tmp_path / "third"
+    shutil.copytree(tmp_path / "first" / "results", third / "results", symlinks=True)
+    replays = sorted((third / f"results/runs/{run_id}/replay").glob("*[0-9].parquet"))
+    for path in (third / f"results/runs/{run_id}/replay").iterdir():
+        path.unlink()
+    targets = [str(path.relative_to(third)) for path in replays]
+    result = run(edited, third, config_path, None, *targets)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr + "".join(p.read_text() for p in (third / "logs/replay").rglob("*.log"))
+    assert f"run {run_id}: " in text and f"was made by code version {first_spec['code']}, not by this code" in text
+    assert "replay drifted" not in text

@@ -22,18 +22,29 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pathgeo.config import ConfigError, build_plan
+from pathgeo.config import ConfigError, build_plan, schema_error
+from pathgeo.data import kinds
+from pathgeo.figures import plots
+from pathgeo.models import models
+from pathgeo.optimizers import OPTIMIZERS, UNSUPPORTED
+from pathgeo.plugins import PATTERN
+from pathgeo.schema import STRUCTURE, config_schema, write_config_schema
 from pathgeo.spec import DataSpec, RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
-SCHEMA = REPO / "config" / "schema" / "config.schema.yaml"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 
 def tiny() -> dict:
     return yaml.safe_load(TINY.read_text())
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory) -> str:
+    """The config's schema as the workflow validates against it: the schema file completed by the registries."""
+    return write_config_schema(tmp_path_factory.mktemp("schema") / "config.schema.yaml")
 
 
 def snakemake_dry_run(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -102,7 +113,7 @@ def _reference_between_checkpoints(config):
 
 
 SCHEMA_ERRORS = [
-    ("unknown optimizer", _set("experiments", "optimizers", "cases", 0, "optimizer", "adamw"),
+    ("unknown optimizer", _set("experiments", "optimizers", "cases", 0, "optimizer", "adamx"),
      "experiments.optimizers.cases[0].optimizer"),
     ("negative lr", _set("defaults", "lr", -0.1), "defaults.lr"),
     ("zero lr in a grid", _set("experiments", "batch_sizes", "grid", "lr", [0.01, 0.0]),
@@ -137,7 +148,49 @@ PLAN_ERRORS = [
      "experiments.gawu.set.warmup_epochs"),
     ("one run with two checkpoint spacings", _set("experiments", "optimizers", "segment_epochs", 2),
      "experiments.optimizers.segment_epochs"),
+    ("reference at epoch 0", _set("experiments", "budgets", "references", [0, "final"]),
+     "experiments.budgets.references"),
+    ("a window longer than every segment", _set("correlations", {"window": 5}), "correlations.window"),
+    ("matrix epochs past every run's end", _set("correlations", {"window": 2, "matrix_epochs": [0, 3, 40]}),
+     "correlations.matrix_epochs"),
+    ("figure epochs past the end of its runs", _set("figures", "correlation_matrices", "epochs", [0, 40]),
+     "figures.correlation_matrices.epochs"),
+    ("figure epochs without a matrix", _set("correlations", {"window": 2, "matrix_epochs": [0]}),
+     "figures.correlation_matrices.epochs"),
+    ("a torchvision model torchvision lacks", _set("experiments", "architectures", "grid", "model", ["torchvision:resnet19"]),
+     "experiments.architectures.grid.model"),
+    ("a model module that cannot be imported", _set("experiments", "baseline", "set", {"model": "no_such_module:build"}),
+     "experiments.baseline.set.model"),
+    ("an optimizer module that cannot be imported", _set("defaults", "optimizer", "no_such_module:Lion"),
+     "defaults.optimizer"),
+    ("an option the optimizer does not take", _set("experiments", "baseline", "set",
+                                                   {"optimizer": "adamw", "optimizer_options": {"beta": 0.9}}),
+     "experiments.baseline.set.optimizer_options"),
+    ("weight decay for an optimizer without", _set("experiments", "baseline", "set", {"optimizer": "rprop"}),
+     "defaults.weight_decay"),
+    ("an optimizer the loop cannot drive", _set("experiments", "baseline", "set", {"optimizer": "lbfgs"}),
+     "experiments.baseline.set.optimizer"),
 ]
+
+
+def test_reference_epoch_0_gets_the_plan_s_message_not_the_schema_s():
+    with pytest.raises(ConfigError, match="reference epoch 0 is not ahead of the starting point"):
+        build_plan(broken(_set("experiments", "budgets", "references", [0, "final"])))
+
+
+def test_two_spacings_name_both_experiments_and_their_keys_in_any_order():
+    config = broken(_set("experiments", "optimizers", "segment_epochs", 2))
+    messages = []
+    for order in (list(config["experiments"]), list(reversed(config["experiments"]))):
+        shuffled = copy.deepcopy(config)
+        shuffled["experiments"] = {name: config["experiments"][name] for name in order}
+        with pytest.raises(ConfigError) as error:
+            build_plan(shuffled)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("config key 'experiments.optimizers.segment_epochs': run ")
+    assert "experiment baseline: every 1 epochs (from segment_epochs)" in messages[0]
+    assert "experiment optimizers: every 2 epochs (from experiments.optimizers.segment_epochs)" in messages[0]
 
 
 def broken(edit) -> dict:
@@ -146,24 +199,24 @@ def broken(edit) -> dict:
     return config
 
 
-def test_the_tiny_and_default_configs_are_valid():
+def test_the_tiny_and_default_configs_are_valid(schema):
     for path in (TINY, DEFAULT_CONFIG):
         config = yaml.safe_load(path.read_text())
-        validate(copy.deepcopy(config), str(SCHEMA))
+        validate(copy.deepcopy(config), schema)
         build_plan(config)
 
 
 @pytest.mark.parametrize("name,edit,key", SCHEMA_ERRORS, ids=[c[0] for c in SCHEMA_ERRORS])
-def test_schema_rejects(name, edit, key):
+def test_schema_rejects(schema, name, edit, key):
     with pytest.raises(WorkflowError) as error:
-        validate(broken(edit), str(SCHEMA))
+        validate(broken(edit), schema)
     assert names_key(str(error.value), key), str(error.value)
 
 
 @pytest.mark.parametrize("name,edit,key", PLAN_ERRORS, ids=[c[0] for c in PLAN_ERRORS])
-def test_plan_rejects(name, edit, key):
+def test_plan_rejects(schema, name, edit, key):
     config = broken(edit)
-    validate(copy.deepcopy(config), str(SCHEMA))  # well-typed: only the plan can tell it is wrong
+    validate(copy.deepcopy(config), schema)  # well-typed: only the plan can tell it is wrong
     with pytest.raises(ConfigError) as error:
         build_plan(config)
     assert error.value.key == key
@@ -181,6 +234,52 @@ def test_snakemake_names_the_key(tmp_path, name, edit, key):
     assert names_key(text, key), text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert not (tmp_path / "work" / "results").exists()
+
+
+# The registries' parts of the schema: (name, how to break the tiny config, the key, the start of the message)
+REGISTRY_ERRORS = [
+    ("unknown model", _set("experiments", "architectures", "grid", "model", ["mlp", "resnet9"]),
+     "experiments.architectures.grid.model[1]", "'resnet9' is not one of ['cifar_cnn', 'cifar_mobilenet_v2', "),
+    ("unknown dataset kind", _set("datasets", "alm", "kind", "alms"), "datasets.alm.kind", "'alms' is not one of"),
+    ("a parameter another kind has", _set("datasets", "mnist1d", "dim", 5), "datasets.mnist1d.dim", "is not a known key"),
+    ("a kind's parameter out of range", _set("datasets", "walk", "dim", 1), "datasets.walk.dim", "1 is less than"),
+    ("unknown plot", _set("figures", "rsi_eb_gamma", "plot", "rsi"), "figures.rsi_eb_gamma.plot", "'rsi' is not one of"),
+    ("an option another plot has", _set("figures", "rsi_eb_gamma", "color", "label"), "figures.rsi_eb_gamma.color",
+     "is not a known key"),
+    ("a plot option's value", _set("figures", "gamma_by_budget", "metric", "rsi"), "figures.gamma_by_budget.metric",
+     "'rsi' is not one of"),
+]
+
+
+@pytest.mark.parametrize("name,edit,key,message", REGISTRY_ERRORS, ids=[c[0] for c in REGISTRY_ERRORS])
+def test_registry_schema_errors_name_the_key(schema, name, edit, key, message):
+    config = broken(edit)
+    with pytest.raises(WorkflowError):
+        validate(copy.deepcopy(config), schema)
+    error = schema_error(config)
+    assert error.key == key, str(error)
+    assert str(error).startswith(f"config key '{key}': {message}"), str(error)
+
+
+def test_schema_enums_are_the_registries():
+    completed = config_schema()
+    run_fields = completed["$defs"]["run_fields"]["properties"]
+    assert run_fields["model"]["anyOf"][0]["enum"] == list(models())
+    assert run_fields["optimizer"]["anyOf"][0]["enum"] == sorted({*OPTIMIZERS, *UNSUPPORTED})
+    assert run_fields["model"]["anyOf"][1]["pattern"] == run_fields["optimizer"]["anyOf"][1]["pattern"] == PATTERN
+    dataset = completed["properties"]["datasets"]["additionalProperties"]
+    assert dataset["properties"]["kind"]["enum"] == list(kinds())
+    assert [clause["if"]["properties"]["kind"]["const"] for clause in dataset["allOf"]] == list(kinds())
+    figure = completed["properties"]["figures"]["additionalProperties"]
+    assert figure["properties"]["plot"]["enum"] == list(plots())
+    # The schema file keeps no list of its own: those parts live in the registries only.
+    structure = yaml.safe_load(STRUCTURE.read_text())
+    run_fields = structure["$defs"]["run_fields"]["properties"]
+    dataset = structure["properties"]["datasets"]["additionalProperties"]
+    figure = structure["properties"]["figures"]["additionalProperties"]
+    for owned in (run_fields["model"], run_fields["optimizer"], dataset["properties"]["kind"], figure["properties"]["plot"]):
+        assert "enum" not in owned and "anyOf" not in owned
+    assert "allOf" not in dataset and "allOf" not in figure
 
 
 def test_plan_errors_are_reported_once(tmp_path):
@@ -284,6 +383,9 @@ CHANGES = {
     "full_batch": True,
     "warmup_growth": 0.1,
     "gawu_window": 3,
+    "devices": 2,
+    "sync_batchnorm": True,
+    "optimizer_options": {"nesterov": True},
 }
 
 
@@ -297,6 +399,26 @@ def test_changing_any_field_changes_the_run_id(field):
     changed = dataclasses.replace(spec, **{field: CHANGES[field]})
     assert getattr(changed, field) != getattr(spec, field)
     assert changed.run_id != spec.run_id
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+def test_the_slug_names_every_field(field):
+    """Not only the hash: runs that differ in any field read differently in results/runs/ (issue 10, item 3)."""
+    spec = _baseline_spec()
+    assert dataclasses.replace(spec, **{field: CHANGES[field]}).slug != spec.slug
+
+
+def test_slugs_of_the_schedules_and_options():
+    spec = _baseline_spec()
+    gawu = dataclasses.replace(spec, schedule="gawu", warmup_epochs=25, warmup_growth=0.1, weight_decay=0.0)
+    assert gawu.slug == "mnist1d-mlp8-momentum-lr0.01-bs50-gawu-wu25-g0.1-e2-s0"
+    full = dataclasses.replace(spec, full_batch=True, batch_size=100, precision="float64")
+    assert full.slug == "mnist1d-mlp8-momentum-lr0.01-wd1e-05-full-chunk100-e2-s0-float64"
+    adamw = dataclasses.replace(spec, optimizer="adamw", optimizer_options={"betas": [0.9, 0.95], "amsgrad": False})
+    assert adamw.slug == "mnist1d-mlp8-adamw-noamsgrad-betas0.9_0.95-lr0.01-wd1e-05-bs50-e2-s0"
+    own = dataclasses.replace(spec, model="lab.nets:tiny", width=0, optimizer="lab.optim:Lion")
+    assert own.slug == "mnist1d-nets.tiny-optim.Lion-lr0.01-wd1e-05-bs50-e2-s0"
+    assert re.fullmatch(r"[A-Za-z0-9_.+-]+", own.run_id)
 
 
 @pytest.mark.parametrize(
@@ -339,3 +461,41 @@ def test_run_ids_do_not_depend_on_key_order():
 
 def test_run_ids_are_stable_across_plans():
     assert list(build_plan(tiny()).runs) == list(build_plan(tiny()).runs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Plug-ins: models and optimizers that pathgeo does not hold
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_plug_ins_plan_with_options_of_any_type(schema, tmp_path, monkeypatch):
+    (tmp_path / "lab_models.py").write_text(
+        "from torch import nn\n"
+        "def mlp(num_classes, sizes=(8,), activation='relu'):\n"
+        "    return nn.Sequential(nn.Linear(40, sizes[0]), nn.ReLU(), nn.Linear(sizes[0], num_classes))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    config = tiny()
+    config["experiments"] = {
+        "own": {"set": {"model": "lab_models:mlp", "model_options": {"sizes": [16], "activation": "gelu"},
+                        "optimizer": "adamw", "optimizer_options": {"betas": [0.9, 0.95], "amsgrad": True}}},
+        "vision": {"set": {"model": "torchvision:resnet18", "optimizer": "nadam"}},
+    }
+    config["figures"] = {}
+    validate(copy.deepcopy(config), schema)
+    plan = build_plan(config)
+    own, vision = (plan.runs[plan.experiments[name][0]] for name in ("own", "vision"))
+    assert (own.model, own.width, own.model_options) == ("lab_models:mlp", 0, {"sizes": [16], "activation": "gelu"})
+    assert own.optimizer_options == {"betas": [0.9, 0.95], "amsgrad": True}
+    assert own.canonical()["optimizer_options"] == {"amsgrad": True, "betas": [0.9, 0.95]}
+    assert (vision.model, vision.width, vision.optimizer) == ("torchvision:resnet18", 0, "nadam")
+    assert "optimizer_options" not in vision.canonical()  # at its default: existing run ids stay
+
+
+def test_snakemake_names_the_key_of_a_module_it_cannot_import(tmp_path):
+    result = snakemake_dry_run(broken(_set("experiments", "baseline", "set", {"model": "my_nets:tiny"})), tmp_path)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config key 'experiments.baseline.set.model': cannot import module 'my_nets' of 'my_nets:tiny': put " \
+           "my_nets.py in the working directory" in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]

@@ -1,4 +1,4 @@
-"""Dataset preparation: builders, the saved tensors and their manifest."""
+"""The dataset-kind registry and dataset preparation: builders, the saved tensors and their manifest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pathgeo import data
-from pathgeo.data import DataError
+from pathgeo.data import DataError, DatasetKind
+from pathgeo.data.task import Task
 from pathgeo.spec import DataSpec
 
 MNIST = DataSpec("mnist1d", "mnist1d", {"n_train": 120, "n_test": 30, "seed": 42})
@@ -149,3 +150,29 @@ def test_tensors_of_another_dataset_are_rejected(tmp_path, mnist):
     tensors_path.write_bytes(other_tensors.read_bytes())
     with pytest.raises(DataError, match="checksum"):
         data.load(tensors_path, manifest_path, MNIST)
+
+
+def test_every_kind_declares_itself_completely():
+    for name, kind in data.kinds().items():
+        assert kind.name == name and issubclass(kind.task, Task), name
+        assert set(kind.required) <= set(kind.params), name
+        if kind.external:
+            assert "path" in kind.required, name  # its files live at data_root / path
+            assert kind.fingerprint is not None and kind.load is not None, name
+        else:
+            assert kind.fetch is None, name
+    assert {name for name, kind in data.kinds().items() if not kind.external} >= {"mnist1d", "alm", "sm", "random_walk"}
+    assert data.kind("mnist1d").full_batch and not data.kind("sm").full_batch
+    assert data.kind("alm").train_size(ALM.params) == 2000
+
+
+def test_a_kind_is_generated_or_external():
+    walk = data.kind("random_walk")
+    with pytest.raises(ValueError, match="either build"):
+        DatasetKind("both", walk.task, "x", {}, (), build=walk.build, fingerprint=lambda r, p: {}, load=lambda r, p: 0)
+    with pytest.raises(ValueError, match="either build"):
+        DatasetKind("neither", walk.task, "x", {}, ())
+    with pytest.raises(ValueError, match="external"):
+        data.build(DataSpec("cifar", "cifar10", {"path": "cifar"}))
+    with pytest.raises(KeyError, match="unknown dataset kind 'mnist2d'"):
+        data.kind("mnist2d")

@@ -1,7 +1,8 @@
-"""Tests of pathgeo.figures on small synthetic tables shaped like the real ones."""
+"""Tests of pathgeo.figures, the plot registry and its plots, on small synthetic tables shaped like the real ones."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import random
@@ -12,7 +13,23 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pathgeo import figures
+from pathgeo.figures import TABLES, plot, plots
+from pathgeo.figures.claims import CLAIM_CELLS, FAILS, HOLDS, UNDETERMINED, claims
+from pathgeo.figures.correlation_matrices import correlation_matrices
+from pathgeo.figures.distance import distance
+from pathgeo.figures.fixed_batch_spread import fixed_batch_spread
+from pathgeo.figures.full_batch_geometry import full_batch_geometry
+from pathgeo.figures.gamma_band import gamma_band
+from pathgeo.figures.gamma_correlation import CORRELATION_SERIES, GAMMA_SERIES, gamma_correlation
+from pathgeo.figures.grad_correlation import grad_correlation
+from pathgeo.figures.lolr import lolr
+from pathgeo.figures.random_walk import ANALYTIC, MEASURED, random_walk
+from pathgeo.figures.rsi_eb_gamma import rsi_eb_gamma
+from pathgeo.figures.save import save
+from pathgeo.figures.sign_flip import RANDOM_SIGN_FLIPS, sign_flip
+from pathgeo.figures.style import BAND_OPACITY, SERIES, Figure, metric_title
+from pathgeo.figures.synthetic import synthetic
+from pathgeo.figures.warmup import warmup
 
 EPOCH_METRICS = [
     "rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "loss", "lr",
@@ -204,42 +221,51 @@ def steps() -> pl.DataFrame:
 
 def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl.DataFrame) -> None:
     built = {
-        "gamma_band": figures.gamma_band(epochs, color="optimizer"),
-        "rsi_eb_gamma": figures.rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")),
-        "lolr": figures.lolr(epochs, color="batch_size"),
-        "distance": figures.distance(epochs, color="optimizer"),
-        "synthetic": figures.synthetic(steps),
-        "random_walk": figures.random_walk(steps),
-        "claims": figures.claims(make_claims()),
-        "grad_correlation": figures.grad_correlation(epochs),
-        "correlation_matrices": figures.correlation_matrices(make_matrices()),
-        "sign_flip": figures.sign_flip(epochs),
-        "gamma_correlation": figures.gamma_correlation(epochs),
-        "warmup": figures.warmup(make_warmup_steps()),
-        "full_batch_geometry": figures.full_batch_geometry(make_point_table(fixed=False)),
-        "fixed_batch_spread": figures.fixed_batch_spread(make_point_table(fixed=True)),
+        "gamma_band": gamma_band(epochs, color="optimizer"),
+        "rsi_eb_gamma": rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")),
+        "lolr": lolr(epochs, color="batch_size"),
+        "distance": distance(epochs, color="optimizer"),
+        "synthetic": synthetic(steps),
+        "random_walk": random_walk(steps),
+        "claims": claims(make_claims()),
+        "grad_correlation": grad_correlation(epochs),
+        "correlation_matrices": correlation_matrices(make_matrices()),
+        "sign_flip": sign_flip(epochs),
+        "gamma_correlation": gamma_correlation(epochs),
+        "warmup": warmup(make_warmup_steps()),
+        "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
+        "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
     }
-    assert set(built) == set(figures.FIGURES)
+    assert set(built) == set(plots())
     for name, chart in built.items():
         spec = chart.to_dict(validate=True)
         assert spec["title"]["text"], name
         assert "config" in spec, name
 
 
+def test_every_plot_declares_itself_completely() -> None:
+    for name, entry in plots().items():
+        assert entry.name == name and entry.table in TABLES
+        parameters = inspect.signature(entry.draw).parameters
+        assert set(entry.options) == set(list(parameters)[1:]), name  # its options are draw's keyword arguments
+        assert entry.modules[-1] == f"figures/{name}.py"
+        assert all((Path(__file__).parents[1] / "pathgeo" / module).is_file() for module in entry.modules)
+
+
 def test_gamma_band_colours_by_factor_and_bands_min_max(epochs: pl.DataFrame) -> None:
-    spec = figures.gamma_band(epochs, color="optimizer").to_dict()
+    spec = gamma_band(epochs, color="optimizer").to_dict()
     assert fields(spec, "color") == {"optimizer"}
     assert "gamma_min" in fields(spec, "y") and fields(spec, "y2") == {"gamma_max"}
     assert "gamma_mean" in fields(spec, "y")
-    assert fields(spec, "detail") == {figures.SERIES}
-    area = [node for node in walk(spec) if node.get("mark", {}) == {"type": "area", "opacity": figures.BAND_OPACITY}]
+    assert fields(spec, "detail") == {SERIES}
+    area = [node for node in walk(spec) if node.get("mark", {}) == {"type": "area", "opacity": BAND_OPACITY}]
     assert area, "the min–max band is an area mark"
     # NaN is not JSON: it must reach the spec as null.
     assert any(row["gamma_max"] is None for row in dataset_rows(spec))
 
 
 def test_gamma_band_numeric_factor_sorts_numerically_and_facets(epochs: pl.DataFrame) -> None:
-    spec = figures.gamma_band(epochs, color="batch_size", facet="optimizer", metric="gamma_wd").to_dict()
+    spec = gamma_band(epochs, color="batch_size", facet="optimizer", metric="gamma_wd").to_dict()
     assert fields(spec, "color") == {"batch_size"}
     assert all(color["sort"] == ["64", "128", "1024"] for color in encodings(spec, "color"))
     assert {row["batch_size"] for row in dataset_rows(spec)} == {"64", "128", "1024"}
@@ -249,22 +275,22 @@ def test_gamma_band_numeric_factor_sorts_numerically_and_facets(epochs: pl.DataF
 
 def test_gamma_band_seed_is_unordered_and_numeric_facet_sorts_numerically(epochs: pl.DataFrame) -> None:
     widths = epochs.with_columns(pl.col("batch_size").alias("width"))
-    spec = figures.gamma_band(widths, color="seed", facet="width").to_dict()
+    spec = gamma_band(widths, color="seed", facet="width").to_dict()
     assert {color["type"] for color in encodings(spec, "color")} == {"nominal"}
     assert spec["facet"]["column"]["sort"] == ["64", "128", "1024"]
-    ordered = figures.gamma_band(epochs, color="batch_size").to_dict()
+    ordered = gamma_band(epochs, color="batch_size").to_dict()
     assert {color["type"] for color in encodings(ordered, "color")} == {"ordinal"}
 
 
 def test_gamma_band_one_line_per_run_and_reference() -> None:
     epochs = make_epochs(RUNS[:1], references=("final", "epoch3"))
-    spec = figures.gamma_band(epochs, color="budget").to_dict()
-    assert {row[figures.SERIES] for row in dataset_rows(spec)} == {"r1 · final", "r1 · epoch3"}
+    spec = gamma_band(epochs, color="budget").to_dict()
+    assert {row[SERIES] for row in dataset_rows(spec)} == {"r1 · final", "r1 · epoch3"}
     assert all(color["sort"] == ["3", str(N_EPOCHS)] for color in encodings(spec, "color"))
 
 
 def test_rsi_eb_gamma_stacks_three_panels_with_log_eb(epochs: pl.DataFrame) -> None:
-    spec = figures.rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")).to_dict()
+    spec = rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")).to_dict()
     assert len(spec["vconcat"]) == 3
     y_fields = [fields(panel, "y") for panel in spec["vconcat"]]
     assert y_fields == [{"rsi_min", "rsi_mean"}, {"eb_min", "eb_mean"}, {"gamma_min", "gamma_mean"}]
@@ -276,7 +302,7 @@ def test_rsi_eb_gamma_stacks_three_panels_with_log_eb(epochs: pl.DataFrame) -> N
 
 
 def test_lolr_log_scale_and_actual_lr(epochs: pl.DataFrame) -> None:
-    spec = figures.lolr(epochs, color="optimizer").to_dict()
+    spec = lolr(epochs, color="optimizer").to_dict()
     assert {"lolr_mean", "lolr_q25", "lr_mean"} <= fields(spec, "y")
     assert all(encoding["scale"]["type"] == "log" for encoding in encodings(spec, "y"))
     assert fields(spec, "strokeDash") == {"quantity"}
@@ -287,13 +313,13 @@ def test_lolr_log_scale_and_actual_lr(epochs: pl.DataFrame) -> None:
 
 
 def test_distance_log_scale(epochs: pl.DataFrame) -> None:
-    spec = figures.distance(epochs, color="batch_size").to_dict()
+    spec = distance(epochs, color="batch_size").to_dict()
     (y,) = encodings(spec, "y")
     assert y["field"] == "dist_mean" and y["scale"]["type"] == "log"
 
 
 def test_synthetic_grid_has_rsi_and_gamma_rows_per_objective(steps: pl.DataFrame) -> None:
-    spec = figures.synthetic(steps).to_dict()
+    spec = synthetic(steps).to_dict()
     assert spec["facet"]["row"]["field"] == "quantity"
     assert spec["facet"]["column"]["field"] == "dataset"
     assert spec["resolve"]["scale"]["y"] == "independent"
@@ -305,49 +331,49 @@ def test_synthetic_grid_has_rsi_and_gamma_rows_per_objective(steps: pl.DataFrame
 
 
 def test_random_walk_analytic_curve_is_inverse_square_root(steps: pl.DataFrame) -> None:
-    spec = figures.random_walk(steps).to_dict()
+    spec = random_walk(steps).to_dict()
     rows = dataset_rows(spec)
-    analytic = {row["steps_to_reference"]: row["gamma"] for row in rows if row["source"] == figures.ANALYTIC}
+    analytic = {row["steps_to_reference"]: row["gamma"] for row in rows if row["source"] == ANALYTIC}
     assert set(analytic) == set(steps.get_column("steps_to_reference").to_list())
     for remaining, gamma in analytic.items():
         assert gamma == pytest.approx(remaining**-0.5)
-    measured = [row for row in rows if row["source"] == figures.MEASURED]
+    measured = [row for row in rows if row["source"] == MEASURED]
     assert measured and all(row["gamma"] > 0 for row in measured)
     assert all(encoding["scale"]["type"] == "log" for encoding in encodings(spec, "x") + encodings(spec, "y"))
     (color_scale,) = {str(encoding["scale"]["domain"]) for encoding in encodings(spec, "color")}
-    assert figures.MEASURED in color_scale and figures.ANALYTIC in color_scale
+    assert MEASURED in color_scale and ANALYTIC in color_scale
     # The negative γ of the test steps cannot be drawn on a log axis, and the figure says so.
     assert "not drawn" in str(spec["title"]["subtitle"])
 
 
 def test_random_walk_handles_more_rows_than_altairs_default_limit() -> None:
     steps = make_steps(datasets=("random_walk",), total=6000)
-    spec = figures.random_walk(steps).to_dict()
+    spec = random_walk(steps).to_dict()
     assert len(dataset_rows(spec)) > 5000
 
 
 def test_claims_cells_show_value_and_verdict() -> None:
-    spec = figures.claims(make_claims()).to_dict()
+    spec = claims(make_claims()).to_dict()
     rows = dataset_rows(spec)
-    assert len(rows) == len(RUNS) * len(figures.CLAIM_CELLS)
+    assert len(rows) == len(RUNS) * len(CLAIM_CELLS)
     cell = {(row["run"], row["property"]): row for row in rows}
     first = cell[("mlp sgd bs64", "γ > 0 · share of steps")]
-    assert first["value"] == "99.0%" and first["verdict"] == figures.HOLDS
-    assert cell[("mlp adam bs1024", "RSI / EB trend · Spearman ρ")]["verdict"] == figures.UNDETERMINED
-    assert cell[("mlp momentum bs128", "γ stable · CV of epoch means")]["verdict"] == figures.FAILS
+    assert first["value"] == "99.0%" and first["verdict"] == HOLDS
+    assert cell[("mlp adam bs1024", "RSI / EB trend · Spearman ρ")]["verdict"] == UNDETERMINED
+    assert cell[("mlp momentum bs128", "γ stable · CV of epoch means")]["verdict"] == FAILS
     assert fields(spec, "color") == {"verdict"}
     assert fields(spec, "text") == {"value"}
 
 
 def test_new_metrics_have_titles() -> None:
-    assert figures.metric_title("grad_corr").startswith("cos(G(t−1), G(t))")
-    assert figures.metric_title("perp_corr_lag20") == "cos(G(t−20), G(t)), components orthogonal to w − w*"
-    assert figures.metric_title("perp_corr_lag") == "perp_corr_lag"
+    assert metric_title("grad_corr").startswith("cos(G(t−1), G(t))")
+    assert metric_title("perp_corr_lag20") == "cos(G(t−20), G(t)), components orthogonal to w − w*"
+    assert metric_title("perp_corr_lag") == "perp_corr_lag"
 
 
 def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
     epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
-    spec = figures.grad_correlation(epochs).to_dict()
+    spec = grad_correlation(epochs).to_dict()
     loss, correlation = spec["hconcat"]
     assert fields(loss, "y") == {"loss_mean"} and y_scales(loss) == [{"type": "log"}]
     assert fields(correlation, "y") == {"mean_grad_corr_mean"}
@@ -360,7 +386,7 @@ def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
     assert sorted((row["run_id"], row["epoch"]) for row in rows) == [
         (run["run_id"], epoch) for run in RUNS[:2] for epoch in range(N_EPOCHS)
     ]
-    by_optimizer = figures.grad_correlation(epochs, color="batch_size").to_dict()
+    by_optimizer = grad_correlation(epochs, color="batch_size").to_dict()
     assert fields(by_optimizer, "color") == {"batch_size"}
     assert "batch size" in by_optimizer["title"]["text"]
 
@@ -370,7 +396,7 @@ def matrix_panels(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
 
 
 def test_correlation_matrices_default_first_middle_last_per_run() -> None:
-    spec = figures.correlation_matrices(make_matrices()).to_dict()
+    spec = correlation_matrices(make_matrices()).to_dict()
     assert [row["title"]["text"] for row in spec["vconcat"]] == sorted(run["label"] for run in RUNS[:2])
     for row, run in zip(matrix_panels(spec), sorted(RUNS[:2], key=lambda run: run["label"])):
         assert [panel["title"]["text"] for panel in row] == ["epoch 0", "epoch 2", "epoch 4"]
@@ -396,28 +422,28 @@ def test_correlation_matrices_default_first_middle_last_per_run() -> None:
 
 
 def test_correlation_matrices_replace_missing_epochs_by_the_nearest() -> None:
-    spec = figures.correlation_matrices(make_matrices(RUNS[:1]), epochs=[1, 4, 10]).to_dict()
+    spec = correlation_matrices(make_matrices(RUNS[:1]), epochs=[1, 4, 10]).to_dict()
     (row,) = matrix_panels(spec)
     # 1 lies between 0 and 2 (ties go to the earlier); 10 lies beyond the last, 4.
     assert [panel["title"]["text"] for panel in row] == ["epoch 0 (nearest to 1)", "epoch 4 (nearest to 10)"]
     assert [{cell["epoch"] for cell in spec["datasets"][panel["data"]["name"]]} for panel in row] == [{0}, {4}]
     with pytest.raises(ValueError, match="epochs is empty"):
-        figures.correlation_matrices(make_matrices(), epochs=[])
+        correlation_matrices(make_matrices(), epochs=[])
 
 
 def test_correlation_matrices_keep_runs_sharing_a_label_apart() -> None:
     matrices = make_matrices().with_columns(pl.lit("same label").alias("label"))
-    spec = figures.correlation_matrices(matrices).to_dict()
+    spec = correlation_matrices(matrices).to_dict()
     assert [row["title"]["text"] for row in spec["vconcat"]] == ["same label · r1", "same label · r2"]
 
 
 def test_sign_flip_band_in_percent_once_per_run() -> None:
     epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
-    spec = figures.sign_flip(epochs, color="optimizer").to_dict()
+    spec = sign_flip(epochs, color="optimizer").to_dict()
     assert fields(spec, "y") == {"sign_flip_q05", "sign_flip_mean"}
     assert fields(spec, "y2") == {"sign_flip_q95"}
     assert fields(spec, "color") == {"optimizer"}
-    assert any(encoding.get("datum") == figures.RANDOM_SIGN_FLIPS for encoding in encodings(spec, "y"))
+    assert any(encoding.get("datum") == RANDOM_SIGN_FLIPS for encoding in encodings(spec, "y"))
     assert {encoding["title"] for encoding in encodings(spec, "y") if "field" in encoding} == {
         "gradient entries flipping sign (%)"
     }
@@ -430,34 +456,34 @@ def test_sign_flip_band_in_percent_once_per_run() -> None:
 
 def test_gamma_correlation_two_series_per_run_panel() -> None:
     epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
-    spec = figures.gamma_correlation(epochs).to_dict()
+    spec = gamma_correlation(epochs).to_dict()
     assert spec["facet"]["field"] == "run" and spec["columns"] == 3
     rows = dataset_rows(spec)
     assert {row["run"] for row in rows} == {run["label"] for run in RUNS[:2]}
-    assert {row["quantity"] for row in rows} == {figures.GAMMA_SERIES, figures.CORRELATION_SERIES}
+    assert {row["quantity"] for row in rows} == {GAMMA_SERIES, CORRELATION_SERIES}
     assert {row["reference"] for row in rows} == {"final"}
     assert len(rows) == 2 * 2 * N_EPOCHS
     correlation = {
-        (row["run"], row["epoch"]): row["value"] for row in rows if row["quantity"] == figures.CORRELATION_SERIES
+        (row["run"], row["epoch"]): row["value"] for row in rows if row["quantity"] == CORRELATION_SERIES
     }
     # The per-epoch mean of grad_corr, not that of the window mean mean_grad_corr.
     assert correlation[(RUNS[0]["label"], 0)] == pytest.approx(0.8)
     (color,) = [encoding for encoding in encodings(spec, "color") if "field" in encoding]
     assert color["field"] == "quantity"
-    assert color["scale"]["domain"] == [figures.GAMMA_SERIES, figures.CORRELATION_SERIES]
+    assert color["scale"]["domain"] == [GAMMA_SERIES, CORRELATION_SERIES]
     assert y_scales(spec) == [{"domain": [-1, 1]}]
     assert any(encoding.get("datum") == 0 for encoding in encodings(spec, "y"))
     assert "not the window mean" in str(spec["title"]["subtitle"])
 
 
 def test_gamma_correlation_single_run_is_one_panel_naming_the_run(epochs: pl.DataFrame) -> None:
-    spec = figures.gamma_correlation(epochs.filter(pl.col("run_id") == "r2")).to_dict()
+    spec = gamma_correlation(epochs.filter(pl.col("run_id") == "r2")).to_dict()
     assert "facet" not in spec and "layer" in spec
     assert f"run: {RUNS[1]['label']}" in spec["title"]["subtitle"]
 
 
 def test_warmup_loss_and_lr_with_switch_points() -> None:
-    spec = figures.warmup(make_warmup_steps()).to_dict()
+    spec = warmup(make_warmup_steps()).to_dict()
     loss, lr = spec["hconcat"]
     assert fields(loss, "y") == {"loss"} and fields(lr, "y") == {"lr"}
     assert all(scale == {"type": "log"} for scale in y_scales(spec))
@@ -496,12 +522,12 @@ def test_empty_table_raises(name: str, table: str, kwargs: dict[str, Any]) -> No
         "matrices": make_matrices(), "warmup": make_warmup_steps(),
     }[table]
     with pytest.raises(ValueError, match=f"{table.replace('warmup', 'steps')} table is empty"):
-        figures.FIGURES[name](full.clear(), **kwargs)
+        plot(name).draw(full.clear(), **kwargs)
 
 
 def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
     with pytest.raises(ValueError, match="gamma_max"):
-        figures.gamma_band(epochs.drop("gamma_max"), color="optimizer")
+        gamma_band(epochs.drop("gamma_max"), color="optimizer")
 
 
 @pytest.mark.parametrize(
@@ -520,12 +546,12 @@ def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
 def test_gradient_correlation_figures_name_a_missing_column(name: str, table: str, column: str) -> None:
     full = {"epochs": make_epochs(), "matrices": make_matrices(), "steps": make_warmup_steps()}[table]
     with pytest.raises(ValueError, match=f"the {table} table lacks the columns \\['{column}'\\]"):
-        figures.FIGURES[name](full.drop(column))
+        plot(name).draw(full.drop(column))
 
 
 def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) -> None:
     html, svg = tmp_path / "out" / "fig.html", tmp_path / "out" / "fig.svg"
-    figures.save(figures.gamma_band(epochs, color="optimizer"), html, svg)
+    save(gamma_band(epochs, color="optimizer"), html, svg)
     text = html.read_text()
     assert "https://cdn" not in text and "<script src" not in text.replace(" ", "")
     assert "vegaEmbed" in text
@@ -536,18 +562,18 @@ def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) 
 @pytest.mark.parametrize(
     "build",
     [
-        lambda: figures.grad_correlation(make_epochs()),
-        lambda: figures.correlation_matrices(make_matrices(), epochs=[1, 4]),
-        lambda: figures.sign_flip(make_epochs()),
-        lambda: figures.gamma_correlation(make_epochs()),
-        lambda: figures.warmup(make_warmup_steps()),
+        lambda: grad_correlation(make_epochs()),
+        lambda: correlation_matrices(make_matrices(), epochs=[1, 4]),
+        lambda: sign_flip(make_epochs()),
+        lambda: gamma_correlation(make_epochs()),
+        lambda: warmup(make_warmup_steps()),
     ],
     ids=["grad_correlation", "correlation_matrices", "sign_flip", "gamma_correlation", "warmup"],
 )
-def test_save_writes_gradient_correlation_figures(tmp_path: Path, build: Callable[[], figures.Figure]) -> None:
+def test_save_writes_gradient_correlation_figures(tmp_path: Path, build: Callable[[], Figure]) -> None:
     html, svg = tmp_path / "fig.html", tmp_path / "fig.svg"
     chart = build()
-    figures.save(chart, html, svg)
+    save(chart, html, svg)
     assert "vegaEmbed" in html.read_text()
     image = svg.read_text()
     assert image.startswith("<svg")
@@ -557,7 +583,7 @@ def test_save_writes_gradient_correlation_figures(tmp_path: Path, build: Callabl
 
 def test_save_writes_png(tmp_path: Path, epochs: pl.DataFrame) -> None:
     png = tmp_path / "fig.png"
-    figures.save(figures.distance(epochs, color="optimizer"), tmp_path / "fig.html", png)
+    save(distance(epochs, color="optimizer"), tmp_path / "fig.html", png)
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -569,7 +595,7 @@ def test_failing_save_leaves_no_file(tmp_path: Path, epochs: pl.DataFrame, monke
 
     monkeypatch.setattr(vl_convert, "vegalite_to_svg", broken)
     with pytest.raises(RuntimeError, match="renderer crashed"):
-        figures.save(figures.gamma_band(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.svg")
+        save(gamma_band(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.svg")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -583,14 +609,14 @@ def test_failing_write_keeps_previous_figure(tmp_path: Path, epochs: pl.DataFram
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        figures.save(figures.gamma_band(epochs, color="optimizer"), html, svg)
+        save(gamma_band(epochs, color="optimizer"), html, svg)
     assert html.read_text() == "old html" and svg.read_text() == "old svg"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["fig.html", "fig.svg"]
 
 
 def test_save_rejects_unknown_image_format(tmp_path: Path, epochs: pl.DataFrame) -> None:
     with pytest.raises(ValueError, match="svg or .png"):
-        figures.save(figures.distance(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.pdf")
+        save(distance(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.pdf")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -626,7 +652,7 @@ def make_point_table(fixed: bool) -> pl.DataFrame:
 
 
 def test_full_batch_geometry_panels_and_weight_decay_dashes() -> None:
-    spec = figures.full_batch_geometry(make_point_table(fixed=False)).to_dict()
+    spec = full_batch_geometry(make_point_table(fixed=False)).to_dict()
     assert fields(spec, "y") == {"gamma", "gamma_wd", "rsi", "rsi_wd", "eb", "eb_wd"}
     assert {s.get("type") for s in y_scales(spec)} == {"log", None}
     assert any(node.get("mark", {}).get("strokeDash") == [5, 3] for node in walk(spec) if isinstance(node.get("mark"), dict))
@@ -636,18 +662,18 @@ def test_full_batch_geometry_panels_and_weight_decay_dashes() -> None:
 
 def test_fixed_batch_spread_bands_min_max_over_batches() -> None:
     table = make_point_table(fixed=True)
-    spec = figures.fixed_batch_spread(table).to_dict()
+    spec = fixed_batch_spread(table).to_dict()
     assert {"gamma_min", "rsi_min", "eb_min"} <= fields(spec, "y")
     assert {"gamma_max", "rsi_max", "eb_max"} <= fields(spec, "y2")
     assert "4 fixed minibatches" in " ".join(spec["title"]["subtitle"])
     with pytest.raises(ValueError, match="fixed_batches table is empty"):
-        figures.fixed_batch_spread(table.clear())
+        fixed_batch_spread(table.clear())
     with pytest.raises(ValueError, match=r"full_batch table lacks the columns \['gamma_wd'\]"):
-        figures.full_batch_geometry(make_point_table(fixed=False).drop("gamma_wd"))
+        full_batch_geometry(make_point_table(fixed=False).drop("gamma_wd"))
 
 
 def test_save_writes_point_figures(tmp_path: Path) -> None:
-    for name, chart in (("full", figures.full_batch_geometry(make_point_table(fixed=False))),
-                        ("fixed", figures.fixed_batch_spread(make_point_table(fixed=True)))):
-        figures.save(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.svg")
+    for name, chart in (("full", full_batch_geometry(make_point_table(fixed=False))),
+                        ("fixed", fixed_batch_spread(make_point_table(fixed=True)))):
+        save(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.svg").read_text().startswith("<svg")

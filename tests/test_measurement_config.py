@@ -17,7 +17,7 @@ TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
 
 def with_correlations(**settings) -> dict:
     config = copy.deepcopy(TINY)
-    config["correlations"] = settings
+    config["correlations"] = {**TINY.get("correlations", {}), **settings}
     return config
 
 

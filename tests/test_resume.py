@@ -4,13 +4,13 @@ bit-identical to an uninterrupted run; nothing half-written is taken for a finis
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 import yaml
@@ -65,7 +65,11 @@ def test_killed_reference_job_resumes_and_ends_bit_identical(tmp_path):
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     resumed_at = int(log_text.split("resumes from its checkpoint at epoch ")[1].split()[0])
     assert 3 <= resumed_at < cfg["defaults"]["epochs"], log_text
-    assert not partial.exists()
+    # The workspace stays, as hard links to the published files: no second copy on disk.
+    published = run_dir / "checkpoints"
+    files = sorted(published.glob("epoch*.pt"))
+    assert [p.name for p in sorted(partial.iterdir())] == [p.name for p in files]
+    assert all((partial / p.name).samefile(p) for p in files)
 
     clean = tmp_path / "clean"
     subprocess.run(command(clean, config_path, target), check=True, capture_output=True)
@@ -74,5 +78,52 @@ def test_killed_reference_job_resumes_and_ends_bit_identical(tmp_path):
         a, b = (torch.load(d / name, weights_only=True) for d in (killed, clean))
         assert a["epoch"] == b["epoch"] == epoch
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"]), f"epoch {epoch} differs"
-    logs = [pl.read_parquet(d / target).drop("seconds") for d in (killed, clean)]
-    assert logs[0].equals(logs[1])
+    assert_same_bytes(killed, clean, run_id, cfg["defaults"]["epochs"])
+
+
+def assert_same_bytes(a: Path, b: Path, run_id: str, epochs: int) -> None:
+    """Identical runs write identical files: every checkpoint and the train log, byte for byte."""
+    run = Path("results/runs") / run_id
+    for name in [*(f"checkpoints/epoch{e:04d}.pt" for e in range(epochs + 1)), "train_log.parquet"]:
+        assert (a / run / name).read_bytes() == (b / run / name).read_bytes(), f"{name} differs"
+
+
+@pytest.mark.slow
+def test_a_run_finished_after_snakemake_was_killed_is_kept(tmp_path):
+    """kill -9 of Snakemake alone: the orphaned job finishes and publishes its outputs, which Snakemake then
+    counts as incomplete (after `--unlock` of the lock it left). The rerun with --rerun-incomplete takes the
+    finished checkpoints instead of training again."""
+    cfg = config()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    (run_id,) = build_plan(cfg).runs
+    target = f"results/runs/{run_id}/train_log.parquet"
+    workdir = tmp_path / "orphaned"
+    parent = subprocess.Popen(command(workdir, config_path, target), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = workdir / "results/runs" / run_id / "partial"
+    deadline = time.monotonic() + 300
+    while not (partial / "epoch0002.pt").exists():
+        assert parent.poll() is None, "the workflow ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(parent.pid, signal.SIGKILL)  # Snakemake only: its job goes on as an orphan
+    parent.wait()
+    while not (workdir / target).exists():
+        assert time.monotonic() < deadline, "the orphaned job did not finish"
+        time.sleep(0.1)
+    time.sleep(1.0)  # its last writes (spec.json) follow the train log
+
+    subprocess.run([*command(workdir, config_path), "--unlock"], check=True, capture_output=True)
+    stopped = subprocess.run(command(workdir, config_path, target), capture_output=True, text=True)
+    assert stopped.returncode != 0 and "IncompleteFilesException" in stopped.stdout + stopped.stderr
+
+    again = subprocess.run(command(workdir, config_path, target, "--rerun-incomplete"), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log_text = (workdir / "logs/reference" / f"{run_id}.log").read_text()
+    assert f"resumes from its checkpoint at epoch {cfg['defaults']['epochs']}" in log_text, log_text
+    assert not re.search(r"epoch \d+/\d+: train loss", log_text), "the rerun trained again"
+
+    clean = tmp_path / "clean"
+    subprocess.run(command(clean, config_path, target), check=True, capture_output=True)
+    assert_same_bytes(workdir, clean, run_id, cfg["defaults"]["epochs"])

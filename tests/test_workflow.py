@@ -27,7 +27,8 @@ import polars as pl
 import pytest
 import yaml
 
-from pathgeo.config import PLOT_TABLES, Plan, build_plan, figure_experiments
+from pathgeo.config import Plan, build_plan, figure_experiments
+from pathgeo.figures import plot, plots
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -131,7 +132,7 @@ def aggregated_experiments(config: dict) -> set[str]:
     return {
         exp
         for fig in config["figures"].values()
-        if PLOT_TABLES[fig["plot"]] != "claims"
+        if plot(fig["plot"]).table != "claims"
         for exp in figure_experiments(fig)
     }
 
@@ -181,7 +182,7 @@ def finished(tmp_path_factory, tiny_config, tiny_plan) -> Finished:
 
 
 def test_tiny_config_covers_every_plot_kind(tiny_config):
-    assert {fig["plot"] for fig in tiny_config["figures"].values()} == set(PLOT_TABLES)
+    assert {fig["plot"] for fig in tiny_config["figures"].values()} == set(plots())
 
 
 def test_tiny_config_shares_runs_between_experiments(tiny_plan):
@@ -271,12 +272,16 @@ def test_a_second_run_has_nothing_to_do(finished):
     assert "Nothing to be done" in output_of(result)
 
 
-def _dry_run_after_editing(finished: Finished, module: str) -> list[Job]:
+COMMENT = b"\n# an edit\n"
+CODE = b"\nEDITED = True\n"
+
+
+def _dry_run_after_editing(finished: Finished, module: str, edit: bytes = COMMENT) -> list[Job]:
     """Which jobs an edit of a pathgeo module (in the workflow copy) would rerun; the edit is undone after."""
     path = finished.snakefile.parent / "pathgeo" / module
     original = path.read_bytes()
     try:
-        path.write_bytes(original + b"\n# an edit\n")
+        path.write_bytes(original + edit)
         result = check(finished.snakemake("-n"))
     finally:
         path.write_bytes(original)
@@ -284,13 +289,23 @@ def _dry_run_after_editing(finished: Finished, module: str) -> list[Job]:
 
 
 def _figures_drawing(config: dict, tables: set[str]) -> set[str]:
-    return {name for name, fig in config["figures"].items() if PLOT_TABLES[fig["plot"]] in tables}
+    return {name for name, fig in config["figures"].items() if plot(fig["plot"]).table in tables}
 
 
 @pytest.mark.slow
 def test_editing_figures_reruns_only_figures(finished):
-    jobs = _dry_run_after_editing(finished, "figures.py")
+    jobs = _dry_run_after_editing(finished, "figures/style.py")
     assert job_counts(jobs) == Counter(figure=len(finished.config["figures"]), all=1)
+
+
+@pytest.mark.slow
+def test_editing_one_plot_reruns_only_its_figures(finished):
+    config = finished.config
+    jobs = _dry_run_after_editing(finished, "figures/gamma_band.py")
+    drawn = {name for name, fig in config["figures"].items() if fig["plot"] == "gamma_band"}
+    assert drawn and len(drawn) < len(config["figures"])
+    assert job_counts(jobs) == Counter(figure=len(drawn), all=1)
+    assert {job.wildcards["name"] for job in jobs if job.rule == "figure"} == drawn
 
 
 @pytest.mark.slow
@@ -315,9 +330,47 @@ def test_editing_aggregation_reruns_claims_which_imports_it(finished):
     assert counts["claims"] == 1, counts
 
 
+def _downstream_of_every_replay(config: dict) -> Counter:
+    return Counter(aggregate=len(aggregated_experiments(config)), claims=1, figure=len(config["figures"]), all=1)
+
+
+@pytest.mark.slow
+def test_editing_the_training_code_reruns_every_reference_and_replay(finished):
+    """The training loop shapes every trajectory (issue 10, item 4): its code version is a param of the
+    reference and replay rules. Prepared data does not depend on it."""
+    plan = finished.plan
+    jobs = _dry_run_after_editing(finished, "training.py", CODE)
+    assert job_counts(jobs) == Counter(
+        reference=len(plan.runs), replay=sum(len(plan.segments(run)) for run in plan.runs),
+    ) + _downstream_of_every_replay(finished.config)
+    assert {job.wildcards["run"] for job in jobs if job.rule == "reference"} == set(plan.runs)
+
+
+@pytest.mark.slow
+def test_editing_a_model_reruns_the_runs_and_editing_a_data_kind_reruns_its_prep(finished):
+    counts = job_counts(_dry_run_after_editing(finished, "models/mnist1d.py", CODE))
+    assert counts["reference"] == len(finished.plan.runs) and counts["prep"] == 0
+    counts = job_counts(_dry_run_after_editing(finished, "data/alm.py", CODE))
+    assert counts["prep"] == len({spec.data.name for spec in finished.plan.runs.values()})
+
+
+@pytest.mark.slow
+def test_editing_the_probe_reruns_the_replays_only(finished):
+    plan = finished.plan
+    jobs = _dry_run_after_editing(finished, "probe.py", CODE)
+    assert job_counts(jobs) == Counter(replay=sum(len(plan.segments(run)) for run in plan.runs)) + _downstream_of_every_replay(
+        finished.config
+    )
+
+
+@pytest.mark.slow
+def test_a_comment_in_the_training_code_reruns_nothing(finished):
+    assert _dry_run_after_editing(finished, "training.py", COMMENT) == []
+
+
 @pytest.mark.slow
 def test_undoing_an_edit_leaves_nothing_to_do(finished):
-    _dry_run_after_editing(finished, "figures.py")
+    _dry_run_after_editing(finished, "figures/style.py")
     assert planned_jobs(output_of(check(finished.snakemake("-n")))) == []
 
 
@@ -348,7 +401,7 @@ def test_graphs_print_dot(tmp_path, flag):
 
 def _figure_cases():
     config = load_tiny()
-    return [name for name, fig in config["figures"].items() if PLOT_TABLES[fig["plot"]] != "claims"]
+    return [name for name, fig in config["figures"].items() if plot(fig["plot"]).table != "claims"]
 
 
 @pytest.mark.parametrize("name", _figure_cases())

@@ -1,15 +1,12 @@
-"""Models of the embedded default and the synthetic objectives' parameter holders.
-
-MNIST-1D samples are 40 values; the MLP and the residual 1-D CNN are the paper's MLP-versus-ResNet
-contrast at laptop scale.
-"""
+"""The models of the embedded default: MNIST-1D's samples are 40 values, and the MLP and the residual 1-D CNN
+are the paper's MLP-versus-ResNet contrast at laptop scale."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from pathgeo import zoo
+from pathgeo.models import Model, ParameterCount, Width
 
 MNIST1D_LENGTH = 40
 MNIST1D_CLASSES = 10
@@ -66,34 +63,15 @@ class ResNet1d(nn.Module):
         return self.head(out.mean(dim=2))
 
 
-class Point(nn.Module):
-    """A bare parameter vector, for objectives defined directly on w (SM, the random walk)."""
-
-    def __init__(self, initial: torch.Tensor):
-        super().__init__()
-        self.w = nn.Parameter(initial.clone())
+def mlp(num_classes: int, width: int, hidden_layers: int = 3) -> nn.Module:
+    return MLP(MNIST1D_LENGTH, width, num_classes, hidden_layers)
 
 
-def build_model(
-    name: str, width: float, data_params: dict, seed: int, num_classes: int = 0, options: dict | None = None
-) -> nn.Module:
-    """Initial weights are a pure function of the seed (randomness contract).
+def resnet1d(num_classes: int, width: int) -> nn.Module:
+    return ResNet1d(width, num_classes)
 
-    `width` sizes the networks; the synthetic objectives take their dimension from the dataset instead.
-    The paper's models come from pathgeo.zoo with the task's number of classes (or vocabulary size).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if name in zoo.ZOO:
-            return zoo.build(name, num_classes=num_classes, width=width or 1, **(options or {}))
-        if name == "mlp":
-            return MLP(MNIST1D_LENGTH, width, MNIST1D_CLASSES)
-        if name == "resnet1d":
-            return ResNet1d(width, MNIST1D_CLASSES)
-        if name == "linear":
-            return nn.Linear(data_params["dim"], 1, bias=False)
-        if name == "sinusoid":
-            return Point(data_params["init_scale"] * torch.randn(data_params["dim"]))
-        if name == "walk":
-            return Point(torch.zeros(data_params["dim"]))
-    raise ValueError(f"unknown model '{name}'")
+
+MODELS = (
+    Model("mlp", mlp, "mnist1d", Width.HIDDEN, (ParameterCount(11_594, MNIST1D_CLASSES, 64),)),
+    Model("resnet1d", resnet1d, "mnist1d", Width.CHANNELS, (ParameterCount(28_010, MNIST1D_CLASSES, 32),)),
+)

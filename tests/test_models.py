@@ -1,4 +1,5 @@
-"""Tests of pathgeo.zoo, the paper's architectures.
+"""Tests of pathgeo.models, the model registry: the papers' architectures, the embedded default's models and the
+synthetic objectives' parameters.
 
 Parameter counts are checked three ways: against literal integers (public figures where they exist: torchvision's
 resnet18/50/152 and mobilenet_v2, the standard CIFAR ResNet-18/34 and VGG-BN figures), against closed-form counts
@@ -14,7 +15,8 @@ import torch
 import torchvision
 from torch import nn
 
-from pathgeo import zoo
+from pathgeo import data, models
+from pathgeo.plugins import PluginError
 
 
 def count(model: nn.Module) -> int:
@@ -23,7 +25,7 @@ def count(model: nn.Module) -> int:
 
 def meta_count(name: str, num_classes: int, width: float = 1.0, **options) -> int:
     with torch.device("meta"):
-        return count(zoo.build(name, num_classes=num_classes, width=width, **options))
+        return count(models.build(name, num_classes=num_classes, width=width, **options))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -139,11 +141,38 @@ def test_parameter_count(key):
     assert meta_count(*key) == literal
 
 
-def test_expected_parameters_table_is_right():
-    for (name, num_classes, width), expected in zoo.EXPECTED_PARAMETERS.items():
-        assert meta_count(name, num_classes, width) == expected, (name, width)
+def mlp_formula(width: int, classes: int = 10, hidden_layers: int = 3) -> int:
+    return linear(40, width) + (hidden_layers - 1) * linear(width, width) + linear(width, classes)
+
+
+def resnet1d_formula(width: int, classes: int = 10) -> int:
+    w = width
+    stem = 5 * w + bn(w)
+    stage1 = 2 * (3 * w * w + bn(w))
+    stage2 = 3 * w * 2 * w + bn(2 * w) + 3 * 2 * w * 2 * w + bn(2 * w) + w * 2 * w + bn(2 * w)  # with the 1x1 shortcut
+    return stem + stage1 + stage2 + linear(2 * w, classes)
+
+
+def test_every_registered_parameter_count_is_right():
+    """Each model's counts as its registry entry states them, against a real (meta) construction, and against
+    the literal of COUNTS where there is one."""
+    for entry in models.models().values():
+        assert entry.parameter_counts, f"{entry.name} states no parameter count"
+        for expected in entry.parameter_counts:
+            assert meta_count(entry.name, expected.num_classes, expected.width, **expected.data) == expected.parameters
+    stated = {
+        (e.name, c.num_classes, c.width): c.parameters for e in models.models().values() for c in e.parameter_counts
+    }
     for key, (literal, _) in COUNTS.items():
-        assert zoo.EXPECTED_PARAMETERS[key] == literal
+        assert stated[key] == literal
+
+
+def test_default_and_objective_parameter_counts():
+    assert meta_count("mlp", 10, 64) == mlp_formula(64) == 11_594
+    assert meta_count("mlp", 10, 16, hidden_layers=2) == mlp_formula(16, hidden_layers=2)
+    assert meta_count("resnet1d", 10, 32) == resnet1d_formula(32) == 28_010
+    assert meta_count("linear", 0, dim=7) == 7
+    assert meta_count("sinusoid", 0, dim=7, init_scale=3.0) == meta_count("walk", 0, dim=7) == 7
 
 
 def test_medium_mlp_formula_written_out():
@@ -164,7 +193,7 @@ def test_option_variants():
 @pytest.mark.parametrize("depth,width", [(18, 1.0), (50, 1.0), (152, 1.0)])
 def test_imagenet_resnet_width1_is_torchvision(depth, width):
     with torch.device("meta"):
-        ours = zoo.build(f"imagenet_resnet{depth}", num_classes=1000, width=width)
+        ours = models.build(f"imagenet_resnet{depth}", num_classes=1000, width=width)
         theirs = getattr(torchvision.models, f"resnet{depth}")()
     assert count(ours) == count(theirs)
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
@@ -174,7 +203,7 @@ def test_imagenet_resnet18_matches_torchvision_function():
     """Same state_dict layout and the same function: load torchvision's weights, compare outputs."""
     torch.manual_seed(0)
     theirs = torchvision.models.resnet18(num_classes=7).eval()
-    ours = zoo.build("imagenet_resnet18", num_classes=7).eval()
+    ours = models.build("imagenet_resnet18", num_classes=7).eval()
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -187,8 +216,8 @@ def test_width_scales_every_stage():
     assert wide == 44_662_922
     assert 3.95 < wide / base < 4.0  # ~4x: convs scale by 4, BN and the head's bias do not
     with torch.device("meta"):
-        w2 = zoo.build("imagenet_resnet18", num_classes=1000, width=2.0)
-        half = zoo.build("imagenet_resnet152", num_classes=1000, width=0.5)
+        w2 = models.build("imagenet_resnet18", num_classes=1000, width=2.0)
+        half = models.build("imagenet_resnet152", num_classes=1000, width=0.5)
     assert w2.conv1.out_channels == 128 and w2.layer4[-1].conv2.out_channels == 1024 and w2.fc.in_features == 1024
     # bottleneck expansion stays 4: 0.5 * 512 planes -> 1024 output channels
     assert half.conv1.out_channels == 32 and half.layer4[-1].conv3.out_channels == 1024
@@ -197,8 +226,8 @@ def test_width_scales_every_stage():
 
 def test_cifar_resnet34_is_resnet18_with_more_blocks():
     with torch.device("meta"):
-        r18 = zoo.build("cifar_resnet18", num_classes=10)
-        r34 = zoo.build("cifar_resnet34", num_classes=10, width=2.0)
+        r18 = models.build("cifar_resnet18", num_classes=10)
+        r34 = models.build("cifar_resnet34", num_classes=10, width=2.0)
     assert type(r34) is type(r18)
     assert [len(getattr(r34, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
     assert r34.conv1.kernel_size == (3, 3) and r34.conv1.stride == (1, 1) and isinstance(r34.maxpool, nn.Identity)
@@ -220,8 +249,8 @@ def test_mobilenet_v2_counts_and_strides():
     assert meta_count("imagenet_mobilenet_v2", 1000) == tv1000 == 3_504_872
     assert meta_count("cifar_mobilenet_v2", 10) == tv10 == 2_236_682
 
-    cifar = zoo.build("cifar_mobilenet_v2", num_classes=10).eval()
-    imagenet = zoo.build("imagenet_mobilenet_v2", num_classes=10).eval()
+    cifar = models.build("cifar_mobilenet_v2", num_classes=10).eval()
+    imagenet = models.build("imagenet_mobilenet_v2", num_classes=10).eval()
     with torch.no_grad():
         assert cifar.features(torch.zeros(1, 3, 32, 32)).shape == (1, 1280, 4, 4)  # 32 / 8
         assert imagenet.features(torch.zeros(1, 3, 32, 32)).shape == (1, 1280, 1, 1)  # 32 / 32
@@ -231,11 +260,11 @@ def test_mobilenet_v2_counts_and_strides():
 
 
 def test_vgg_uses_batch_norm_and_single_head():
-    model = zoo.build("cifar_vgg11", num_classes=10)
+    model = models.build("cifar_vgg11", num_classes=10)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 8
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 5
     assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 512
-    vgg16 = zoo.build("cifar_vgg16", num_classes=10)
+    vgg16 = models.build("cifar_vgg16", num_classes=10)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in vgg16.modules()) == 13
     assert [m.out_channels for m in vgg16.modules() if isinstance(m, nn.Conv2d)] == VGG16
     assert sum(isinstance(m, nn.MaxPool2d) for m in vgg16.modules()) == 5
@@ -243,7 +272,7 @@ def test_vgg_uses_batch_norm_and_single_head():
 
 
 def test_cifar_cnn_layout():
-    model = zoo.build("cifar_cnn", num_classes=10)
+    model = models.build("cifar_cnn", num_classes=10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
         (3, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1)), (64, 128, (3, 3), (1, 1))]
@@ -261,14 +290,14 @@ def test_cifar_cnn_layout():
 
 def test_medium_mlp_outputs_logits_not_probabilities():
     torch.manual_seed(0)
-    model = zoo.build("medium_mlp", num_classes=10, hidden=64)  # the structure at a cheap size
+    model = models.build("medium_mlp", num_classes=10, hidden=64)  # the structure at a cheap size
     assert not any(isinstance(m, (nn.Softmax, nn.LogSoftmax)) for m in model.modules())
     out = model(torch.randn(4, 3, 32, 32))
     assert out.shape == (4, 10)
     assert (out < 0).any()  # not softmax probabilities
     assert not torch.allclose(out.sum(dim=1), torch.ones(4), atol=1e-3)  # rows are not normalized
     assert not torch.allclose(torch.logsumexp(out, dim=1), torch.zeros(4), atol=1e-3)  # nor log-probabilities
-    assert sum(isinstance(m, nn.Linear) for m in zoo.build("medium_mlp", num_classes=10, hidden=8).modules()) == 5
+    assert sum(isinstance(m, nn.Linear) for m in models.build("medium_mlp", num_classes=10, hidden=8).modules()) == 5
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -281,7 +310,7 @@ VOCAB = 50
 @pytest.fixture(scope="module")
 def lm():
     torch.manual_seed(0)
-    return zoo.build("transformer_lm", num_classes=VOCAB)
+    return models.build("transformer_lm", num_classes=VOCAB)
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -326,10 +355,10 @@ def test_transformer_is_batch_first_and_positional(lm):
 
 
 def test_transformer_defaults_and_options():
-    model = zoo.build("transformer_lm", num_classes=VOCAB, heads=4, layers=3, dropout=0.1)
+    model = models.build("transformer_lm", num_classes=VOCAB, heads=4, layers=3, dropout=0.1)
     layers = model.transformer_encoder.layers
     assert len(layers) == 3 and layers[0].self_attn.num_heads == 4 and layers[0].dropout.p == 0.1
-    default = zoo.build("transformer_lm", num_classes=VOCAB)
+    default = models.build("transformer_lm", num_classes=VOCAB)
     assert len(default.transformer_encoder.layers) == 2
     assert default.transformer_encoder.layers[0].self_attn.num_heads == 2
     assert default.encoder.embedding_dim == 128 and default.transformer_encoder.layers[0].linear1.out_features == 128
@@ -363,7 +392,7 @@ SMOKE = [
 @pytest.mark.parametrize("name,num_classes,width,shape,out_shape", SMOKE, ids=lambda v: str(v))
 def test_forward_backward(name, num_classes, width, shape, out_shape):
     torch.manual_seed(0)
-    model = zoo.build(name, num_classes=num_classes, width=width)
+    model = models.build(name, num_classes=num_classes, width=width)
     model.train()
     x = torch.randn(*shape)
     out = model(x)
@@ -377,7 +406,7 @@ def test_forward_backward(name, num_classes, width, shape, out_shape):
 
 def test_transformer_forward_backward():
     torch.manual_seed(0)
-    model = zoo.build("transformer_lm", num_classes=VOCAB, dropout=0.2)
+    model = models.build("transformer_lm", num_classes=VOCAB, dropout=0.2)
     tokens = torch.randint(0, VOCAB, (2, 8))
     out = model(tokens[:, :-1])
     assert out.shape == (2, 7, VOCAB) and out.dtype == torch.float32
@@ -388,7 +417,7 @@ def test_transformer_forward_backward():
 
 @pytest.mark.parametrize("name", ["segnet", "unet"])
 def test_segmentation_non_square(name):
-    model = zoo.build(name, num_classes=6).eval()
+    model = models.build(name, num_classes=6).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 32, 96)).shape == (1, 6, 32, 96)
 
@@ -399,20 +428,34 @@ def test_segmentation_non_square(name):
 
 
 def test_registry():
-    assert set(zoo.ZOO) == {
-        "cifar_resnet18", "cifar_resnet34", "cifar_cnn", "medium_mlp", "cifar_vgg11", "cifar_vgg16", "cifar_vgg19",
-        "cifar_mobilenet_v2",
-        "imagenet_mobilenet_v2", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152",
-        "transformer_lm", "segnet", "unet",
+    # Every model trains on some dataset kind, and every kind trains some model (tensors: only plug-ins do; an
+    # image folder feeds the CIFAR-10 or the ImageNet models, by its crop).
+    provided = {kind.input for kind in data.kinds().values() if isinstance(kind.input, str)}
+    assert {entry.input for entry in models.models().values()} == provided - {"tensors"}
+    assert {data.kind("image_folder").provides({"crop": c}) for c in (32, 224)} <= provided
+    assert models.for_input("mnist1d") == ("mlp", "resnet1d")
+    assert set(models.for_input("image32")) >= {"cifar_resnet18", "cifar_cnn", "medium_mlp", "cifar_vgg16"}
+    # What a width means: the paper's ResNets take a multiplier, the embedded default's models a size.
+    assert {e.name for e in models.models().values() if e.width is models.Width.MULTIPLIER} == {
+        "cifar_resnet18", "cifar_resnet34", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152"
     }
-    assert {name for name, _, _ in zoo.EXPECTED_PARAMETERS} == set(zoo.ZOO)
-    with pytest.raises(KeyError):
-        zoo.build("resnet18", num_classes=10)
+    assert models.model("mlp").slug(64) == "mlp64" and models.model("cifar_resnet18").slug(2) == "cifar_resnet18x2"
+    assert models.model("linear").slug(0) == "linear"
+    with pytest.raises(KeyError, match="unknown model 'resnet18'"):
+        models.build("resnet18", num_classes=10)
     for name in ("cifar_vgg11", "cifar_vgg16", "cifar_vgg19", "segnet", "transformer_lm"):
         with pytest.raises(ValueError):
-            zoo.build(name, num_classes=10, width=2.0)
+            models.build(name, num_classes=10, width=2.0)
     with pytest.raises(ValueError):
-        zoo.build("imagenet_resnet18", num_classes=10, width=0.3)  # 64 * 0.3 is not a whole channel count
+        models.build("imagenet_resnet18", num_classes=10, width=0.3)  # 64 * 0.3 is not a whole channel count
+
+
+def test_build_model_is_seeded_and_reads_its_dataset_parameters():
+    params = {"dim": 6, "init_scale": 3.0, "steps_per_epoch": 2, "seed": 0}
+    a, b, c = (models.build_model("sinusoid", 0, params, seed) for seed in (5, 5, 6))
+    assert a.w.shape == (6,) and torch.equal(a.w, b.w) and not torch.equal(a.w, c.w)
+    assert models.build_model("mlp", 16, {}, 0, 10).net[-1].out_features == 10
+    assert models.build_model("cifar_cnn", 0, {}, 0, 10).classifier.in_features == 128 * 4 * 4  # width 0 is 1
 
 
 @pytest.mark.parametrize("name,num_classes", [("cifar_resnet18", 10), ("cifar_resnet34", 10), ("cifar_cnn", 10),
@@ -421,9 +464,69 @@ def test_registry():
 def test_deterministic_given_seed(name, num_classes):
     def weights(seed):
         torch.manual_seed(seed)
-        return zoo.build(name, num_classes=num_classes).state_dict()
+        return models.build(name, num_classes=num_classes).state_dict()
 
     a, b, c = weights(0), weights(0), weights(1)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plug-ins: torchvision's models and the user's own builders
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_any_torchvision_model_with_its_options():
+    entry = models.model("torchvision:resnet18")
+    assert (entry.input, entry.width, entry.slug(0)) == (None, models.Width.NONE, "torchvision.resnet18")
+    with torch.device("meta"):
+        ours = entry.build(num_classes=7, width=1, zero_init_residual=True)
+        theirs = torchvision.models.resnet18(num_classes=7, zero_init_residual=True)
+    assert count(ours) == count(theirs) and ours.fc.out_features == 7
+    a, b = (models.build_model("torchvision:mobilenet_v3_small", 0, {}, 3, 5, {"dropout": 0.1}) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))  # seeded
+    assert a.classifier[-1].out_features == 5 and a.classifier[2].p == 0.1
+
+
+def test_torchvision_errors_say_what_to_do():
+    with pytest.raises(PluginError, match=r"torchvision .* has no model 'resnet19'; use one of torchvision.models.list_models\(\)"):
+        models.model("torchvision:resnet19")
+    with pytest.raises(PluginError, match="remove model_options.weights; a run starts from its seed's initial weights"):
+        models.model("torchvision:resnet18").build(num_classes=3, width=1, weights="DEFAULT")
+
+
+BUILDER = """
+import torch
+from torch import nn
+
+
+def tiny(num_classes, hidden=4, activation="tanh"):
+    act = {"tanh": nn.Tanh(), "relu": nn.ReLU()}[activation]
+    return nn.Sequential(nn.Linear(3, hidden), act, nn.Linear(hidden, num_classes))
+
+
+def not_a_model(num_classes):
+    return 42
+"""
+
+
+def test_a_builder_of_your_own_from_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(BUILDER)
+    monkeypatch.chdir(tmp_path)
+    entry = models.model("my_models:tiny")
+    assert (entry.input, entry.width, models.slug("my_models:tiny", 0)) == (None, models.Width.NONE, "my_models.tiny")
+    net = models.build_model("my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"})
+    assert isinstance(net[1], nn.ReLU) and net[0].out_features == 6 and net[2].out_features == 5
+    again = models.build_model("my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"})
+    assert torch.equal(net[0].weight, again[0].weight)
+    with pytest.raises(PluginError, match="'my_models:not_a_model' returned a int, not a torch.nn.Module"):
+        models.build_model("my_models:not_a_model", 0, {}, seed=1, num_classes=5)
+    with pytest.raises(PluginError, match=r"module 'my_models' \(.*my_models.py\) has no 'huge'; it defines .*'tiny'"):
+        models.model("my_models:huge")
+    with pytest.raises(PluginError, match="cannot import module 'lab.nets' of 'lab.nets:big': put lab/nets.py in "
+                                          f"the working directory \\({tmp_path}\\)"):
+        models.model("lab.nets:big")
+    (tmp_path / "broken_models.py").write_text("import no_such_package\n")
+    with pytest.raises(PluginError, match="module 'broken_models' of 'broken_models:x' imports 'no_such_package', which is not installed"):
+        models.model("broken_models:x")

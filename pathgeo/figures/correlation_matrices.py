@@ -1,0 +1,94 @@
+"""Pairwise gradient-correlation matrices of h-step windows: the second paper's Figures 1 and 8."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import polars as pl
+
+from pathgeo.figures import EPOCHS, Plot
+from pathgeo.figures.style import Figure, distinct_runs, finish, inline_values, require_columns
+
+
+def _nearest_epochs(available: list[int], requested: Sequence[int] | None) -> dict[int, list[int]]:
+    """Each epoch to draw, mapped to the requested epochs it stands in for because
+    they have no matrix (empty when it was itself requested or chosen by default)."""
+    if requested is None:
+        requested = [available[0], available[len(available) // 2], available[-1]]
+    chosen: dict[int, list[int]] = {}
+    for wanted in requested:
+        # Ties go to the earlier epoch.
+        epoch = min(available, key=lambda candidate: (abs(candidate - wanted), candidate))
+        stand_in_for = chosen.setdefault(epoch, [])
+        if wanted != epoch and wanted not in stand_in_for:
+            stand_in_for.append(wanted)
+    return dict(sorted(chosen.items()))
+
+
+def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = None) -> Figure:
+    """Pairwise gradient-correlation matrices of an h-step window, one row of panels per run.
+
+    `epochs` picks the windows (the epoch whose first step starts each); by default
+    each run's first, middle and last.  A requested epoch without a matrix is replaced
+    by the nearest one, and the panel title says so.  Second paper, Figures 1 and 8.
+    """
+    columns = ["run_id", "label", "epoch", "start_step", "i", "j", "corr", "sign_flip"]
+    require_columns(matrices, "matrices", columns)
+    if epochs is not None and len(epochs) == 0:
+        raise ValueError("epochs is empty: name the epochs to draw, or leave it out for the first, middle and last")
+    data = distinct_runs(matrices.select(columns)).with_columns(
+        step_i=pl.col("start_step") + pl.col("i"), step_j=pl.col("start_step") + pl.col("j")
+    )
+    base = alt.Chart().encode(
+        x=alt.X("j:O", title="step j in window", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("i:O", title="step i in window"),
+    )
+    cells = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color(
+            "corr:Q",
+            title=["gradient", "correlation"],
+            # Red for aligned, blue for opposed gradients; fixed so panels compare.
+            scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True),
+        ),
+        tooltip=[
+            alt.Tooltip("run:N", title="run"),
+            alt.Tooltip("epoch:Q", title="epoch"),
+            alt.Tooltip("step_i:Q", title="step i"),
+            alt.Tooltip("step_j:Q", title="step j"),
+            alt.Tooltip("corr:Q", title="cos(G(i), G(j))", format=".3f"),
+            alt.Tooltip("sign_flip:Q", title="entries of opposite sign", format=".1%"),
+        ],
+    )
+    # Dark text would vanish on the saturated ends of the colour scale.
+    text_color = alt.when(alt.expr.abs(alt.datum.corr) > 0.6).then(alt.value("white")).otherwise(alt.value("black"))
+    values = base.mark_text(fontSize=10).encode(text=alt.Text("corr:Q", format=".2f"), color=text_color)
+    rows = []
+    for run in data.get_column("run").unique().sort().to_list():
+        windows = data.filter(pl.col("run") == run)
+        available = windows.get_column("epoch").unique().sort().to_list()
+        panels = []
+        for epoch, stand_in_for in _nearest_epochs(available, epochs).items():
+            title = f"epoch {epoch}"
+            if stand_in_for:
+                title += f" (nearest to {', '.join(str(wanted) for wanted in stand_in_for)})"
+            panels.append(
+                alt.layer(cells, values, data=inline_values(windows.filter(pl.col("epoch") == epoch))).properties(
+                    title=alt.TitleParams(title, fontSize=12, fontWeight="normal"),
+                    width=alt.Step(28),
+                    height=alt.Step(28),
+                )
+            )
+        rows.append(alt.hconcat(*panels, title=alt.TitleParams(run, fontSize=13, anchor="start")))
+    chart = alt.vconcat(*rows, spacing=18).resolve_scale(color="shared")
+    return finish(
+        chart,
+        "Pairwise gradient correlation within a window of steps",
+        [
+            "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window starting at the epoch's first step",
+            "hover a cell for the share of gradient entries with opposite sign",
+        ],
+    )
+
+
+PLOT = Plot("correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS}, needs_w_star=False)

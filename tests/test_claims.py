@@ -1,0 +1,51 @@
+"""The claims table: one row per run, in one total order however often it is computed."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pathgeo.claims import claims_table
+from pathgeo.columns import FACTORS
+
+THRESHOLDS = {
+    "min_frac_steps_gamma_positive": 0.95,
+    "max_gamma_epoch_cv": 0.5,
+    "min_frac_epochs_min_gamma_positive": 0.9,
+    "min_abs_trend": 0.7,
+}
+
+
+def factors(schedule: str, warmup_epochs: int) -> dict:
+    return {
+        "dataset": "mnist1d", "model": "mlp", "width": 64, "optimizer": "sgd", "peak_lr": 0.001, "batch_size": 1000,
+        "seed": 0, "weight_decay": 0.0, "schedule": schedule, "warmup_epochs": warmup_epochs, "full_batch": False,
+        "epochs": 4, "precision": "float32", "devices": 1,
+    }
+
+
+def replay_file(path, run_id: str, offset: float) -> str:
+    rows = [
+        {"run_id": run_id, "reference": "final", "budget": 4, "epoch": epoch, "step": 3 * epoch + i,
+         "gamma": 0.1 + offset + 0.01 * i, "rsi": 1.0 + epoch, "eb": 2.0 + epoch}
+        for epoch in range(4)
+        for i in range(3)
+    ]
+    pl.DataFrame(rows).write_parquet(path)
+    return str(path)
+
+
+def test_runs_that_tie_on_the_leading_factors_come_out_in_one_total_order(tmp_path):
+    # The default's GAWU experiment: four runs that differ only in schedule and warm-up epochs. Their ids
+    # are listed in an order that is neither sorted by id nor by factors.
+    cases = [("gawu", 25), ("exp_warmup_cosine", 20), ("exp_warmup_cosine", 10), ("exp_warmup_cosine", 15),
+             ("constant", 0), ("warmup_cosine", 2)]
+    runs, paths = {}, []
+    for i, (schedule, warmup) in enumerate(cases):
+        run_id = f"run-{(7 * i) % len(cases)}"
+        runs[run_id] = {"factors": factors(schedule, warmup), "label": f"{schedule} {warmup}"}
+        paths.append(replay_file(tmp_path / f"{run_id}.parquet", run_id, 0.01 * i))
+
+    tables = [claims_table(paths, runs, THRESHOLDS) for _ in range(30)]
+    assert all(table.equals(tables[0]) for table in tables[1:])
+    expected = sorted(runs, key=lambda run_id: (*(runs[run_id]["factors"][f] for f in FACTORS), run_id))
+    assert tables[0]["run_id"].to_list() == expected
