@@ -34,4 +34,4 @@ dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph
 
 clean:
-	rm -rf results logs .snakemake
+	rm -rf results logs benchmarks .snakemake

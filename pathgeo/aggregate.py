@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.columns import FACTORS, METRICS
+from pathgeo.columns import FACTORS, METRICS, POINT_METRICS
 
 STATS = {
     "mean": lambda c: c.mean(),
@@ -118,6 +118,32 @@ def experiment_train(
     )
 
 
+def experiment_points(
+    experiment: str, paths: Sequence[str | Path], runs: dict[str, dict[str, Any]], keys: Sequence[str]
+) -> pl.LazyFrame:
+    """Rows of a point measurement (pathgeo.point_geometry) of an experiment's runs at the references it
+    looks at, factors joined on; none where the experiment's runs are not replayed."""
+    leading = ["experiment", "run_id", "label", *DESCRIPTORS, "reference", "budget", *keys]
+    if not paths:
+        typed = [pl.lit(None, dtype=pl.String).alias("reference"), pl.lit(None, dtype=pl.Int64).alias("budget")]
+        typed += [pl.lit(None, dtype=pl.Int64).alias(k) for k in keys]
+        typed += [pl.lit(None, dtype=pl.Float64).alias(m) for m in POINT_METRICS]
+        return factor_frame(runs).head(0).select(
+            pl.lit(experiment).alias("experiment"), "run_id", "label", *DESCRIPTORS, *typed, *FACTORS
+        ).select(*leading, *FACTORS, *POINT_METRICS)
+    return experiment_steps(experiment, paths, runs).select(*leading, *FACTORS, *POINT_METRICS).sort("run_id", "budget", *keys)
+
+
+def fixed_batch_spread(points: pl.LazyFrame) -> pl.LazyFrame:
+    """Per run, reference and measured step: how each metric spreads over the fixed minibatches."""
+    keys = ["experiment", "run_id", "label", *DESCRIPTORS, "reference", "budget", "epoch", "step", *FACTORS]
+    aggs = [fn(pl.col(m)).alias(f"{m}_{name}") for m in POINT_METRICS for name, fn in SPREAD.items()]
+    return points.group_by(keys).agg(pl.len().cast(pl.Int64).alias("batches"), *aggs).sort("run_id", "budget", "step")
+
+
+SPREAD = {name: STATS[name] for name in ("mean", "min", "max", "std")}
+
+
 def experiment_tables(
     experiment: str,
     paths: Sequence[str | Path],
@@ -125,8 +151,11 @@ def experiment_tables(
     train_logs: Sequence[str | Path],
     runs: dict[str, dict[str, Any]],
     exclude_final_epoch: bool,
+    full_batch_paths: Sequence[str | Path] = (),
+    fixed_batch_paths: Sequence[str | Path] = (),
 ) -> dict[str, pl.DataFrame]:
-    """The experiment's tables by name: epochs, steps, matrices, train."""
+    """The tables of an experiment: per epoch, per step, the matrices, and (where its replays measured
+    them) the full-batch geometry per epoch and the fixed-batch spread per measured step."""
     steps = experiment_steps(experiment, paths, runs)
     epochs = per_epoch(steps, exclude_final_epoch)
     leading = [
@@ -146,5 +175,9 @@ def experiment_tables(
         "steps": steps_table,
         "matrices": experiment_matrices(experiment, matrix_paths, runs),
         "train": experiment_train(experiment, train_logs, runs),
+        "full_batch": experiment_points(experiment, full_batch_paths, runs, ["epoch", "step"]),
+        "fixed_batches": fixed_batch_spread(
+            experiment_points(experiment, fixed_batch_paths, runs, ["epoch", "step", "batch"])
+        ),
     }
     return dict(zip(tables, pl.collect_all(list(tables.values()))))

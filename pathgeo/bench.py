@@ -1,16 +1,25 @@
 """Benchmarks of the measurement engine.
 
     python -m pathgeo.bench overhead [--models mlp,resnet1d,resnet18] [--steps 50] [--rounds 5]
+    python -m pathgeo.bench device [--device cuda] [--models cifar_resnet18,imagenet_resnet50] [--steps 30]
 
-times, in one process and on the same model and batches:
+`overhead` times, in one process and on the same model and batches:
   (a) plain training steps,
-  (b) the same steps with the probe observing (pathgeo's replay, every measurement on),
-  (b') the probe without the lagged orthogonal correlations (`correlations: {lagged: false}`),
+  (b) the same steps with the probe observing (pathgeo's replay, every default measurement on),
   (c) the same steps with the metrics computed as the authors' code does: concatenate every parameter and
       gradient into new tensors each step, then norms and dot products read back with `.item()` (five
       host synchronisations per step: three for RSI/EB/gamma, two more for the weight-decay variant).
 Modes are interleaved round by round so drifts in machine speed hit all three alike; the reported time
-per step is the median over rounds. Ratios b/a, b'/a and c/a are what the README quotes.
+per step is the median over rounds. Ratios b/a and c/a are what the README quotes. Beside them: the bytes
+the probe must move per step (pathgeo.layout.vectors_moved), this machine's read bandwidth (a pass that
+reads four float32 vectors of ResNet-18's size, best of several), the floor that gives, (bytes moved) /
+(bandwidth), and the probe's added time (b − a) over that floor.
+
+`device` is the check prepared for a GPU (under 5 minutes on one): the same three timings for CIFAR
+ResNet-18 at batch 128 and ImageNet ResNet-50 at batch 64 on synthetic data on the device, then the Triton
+kernels against the fused CPU pass on the same vectors, then a short replay on the device and its drift
+from the reference trajectory. It imports neither polars nor altair nor snakemake (GPU nodes may lack
+them); `--device cpu` with small models runs the same code anywhere.
 """
 
 from __future__ import annotations
@@ -21,11 +30,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from pathgeo.flat import FlatParameters
+from pathgeo.models import build_model
 from pathgeo.models.mnist1d import MLP, MNIST1D_CLASSES, MNIST1D_LENGTH, ResNet1d
 from pathgeo.probe import Probe
 
@@ -51,7 +62,15 @@ MODELS = {
     "mlp": BenchModel("mlp", lambda: MLP(MNIST1D_LENGTH, 64, MNIST1D_CLASSES), (MNIST1D_LENGTH,), 10, 32),
     "resnet1d": BenchModel("resnet1d", lambda: ResNet1d(32, MNIST1D_CLASSES), (MNIST1D_LENGTH,), 10, 32),
     "resnet18": BenchModel("resnet18", _resnet18, (3, 32, 32), 10, 32),
+    "cifar_resnet18": BenchModel(
+        "cifar_resnet18", lambda: build_model("cifar_resnet18", 1, {}, 0, 10), (3, 32, 32), 10, 128
+    ),
+    "imagenet_resnet50": BenchModel(
+        "imagenet_resnet50", lambda: build_model("imagenet_resnet50", 1, {}, 0, 1000), (3, 224, 224), 1000, 64
+    ),
 }
+CPU_MODELS = "mlp,resnet1d,resnet18"
+DEVICE_MODELS = "cifar_resnet18,imagenet_resnet50"
 
 
 class AuthorsMetrics:
@@ -76,22 +95,24 @@ class AuthorsMetrics:
 
 
 class Setup:
-    """One model, its optimizer and a fixed list of batches, shared by every mode."""
+    """One model on `device`, its optimizer and a fixed list of batches, shared by every mode."""
 
-    def __init__(self, spec: BenchModel, steps: int, seed: int = 0):
+    def __init__(self, spec: BenchModel, steps: int, device: torch.device = torch.device("cpu"), seed: int = 0):
         torch.manual_seed(seed)
-        self.model = spec.build()
+        self.device = device
+        self.model = spec.build().to(device)
         self.flat = FlatParameters([p for p in self.model.parameters() if p.requires_grad])
         self.optimizer = torch.optim.SGD(self.flat.params, lr=0.01, momentum=0.9, weight_decay=WEIGHT_DECAY)
         generator = torch.Generator().manual_seed(seed)
         self.batches = [
             (
-                torch.randn(spec.batch_size, *spec.input_shape, generator=generator),
-                torch.randint(0, spec.classes, (spec.batch_size,), generator=generator),
+                torch.randn(spec.batch_size, *spec.input_shape, generator=generator).to(device),
+                torch.randint(0, spec.classes, (spec.batch_size,), generator=generator).to(device),
             )
             for _ in range(8)
         ]
-        self.w_star = self.flat.weights.detach() + 0.01 * torch.randn(self.flat.numel, generator=generator)
+        noise = 0.01 * torch.randn(self.flat.numel, generator=generator).to(device)
+        self.w_star = self.flat.weights.detach() + noise
         self.steps = steps
 
     def observer(self, mode: str):
@@ -99,17 +120,24 @@ class Setup:
             return None
         if mode == "probe":
             return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps)
-        if mode == "probe_unlagged":
-            return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps, lags=())
         if mode == "authors":
             return AuthorsMetrics(self.flat.params, self.w_star)
         raise ValueError(mode)
 
+    def probe_bytes_per_step(self) -> float:
+        """The floor traffic of a probe epoch of `steps` steps (one observed run, untimed)."""
+        probe = self.observer("probe")
+        self.run_with(probe)
+        return probe.vectors_moved / self.steps * self.flat.numel * self.flat.buffer.element_size()
+
     def run(self, mode: str) -> float:
         """Seconds per step over `steps` steps, including the observer's end-of-epoch work but not its
         construction (once per replay segment, not per step)."""
-        observer = self.observer(mode)
+        return self.run_with(self.observer(mode))
+
+    def run_with(self, observer) -> float:
         self.model.train()
+        synchronize(self.device)
         start = time.perf_counter()
         for i in range(self.steps):
             x, y = self.batches[i % len(self.batches)]
@@ -121,73 +149,239 @@ class Setup:
             self.optimizer.step()
         if observer is not None:
             observer.end_epoch()
+        synchronize(self.device)
         return (time.perf_counter() - start) / self.steps
 
 
-MODES = ("plain", "probe", "probe_unlagged", "authors")
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def overhead(model_names: list[str], steps: int, rounds: int) -> list[dict]:
+MODES = ("plain", "probe", "authors")
+BANDWIDTH_FLOATS = 11_181_642  # torchvision ResNet-18 with 10 classes: a vector far larger than the caches
+
+
+def read_bandwidth(numel: int = BANDWIDTH_FLOATS, repeats: int = 10) -> float:
+    """Bytes per second of the best of `repeats` passes that read four float32 vectors of `numel` entries,
+    on torch's thread count."""
+    from pathgeo import kernels
+
+    generator = torch.Generator().manual_seed(0)
+    vectors = [torch.randn(numel, generator=generator).numpy() for _ in range(4)]
+    out = np.zeros(1)
+    threads = torch.get_num_threads()
+    kernels.read_pass(*vectors, out, threads)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        kernels.read_pass(*vectors, out, threads)
+        best = min(best, time.perf_counter() - start)
+    return 4 * numel * 4 / best
+
+
+def timings(setup: Setup, rounds: int) -> dict[str, float]:
+    """Median seconds per step of each mode, after one untimed run of each (compilation, allocation)."""
+    for mode in MODES:
+        setup.run(mode)
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(rounds):
+        for mode in MODES:
+            times[mode].append(setup.run(mode))
+    return {mode: statistics.median(t) for mode, t in times.items()}
+
+
+def overhead(model_names: list[str], steps: int, rounds: int) -> tuple[list[dict], float]:
+    bandwidth = read_bandwidth()
     results = []
     for name in model_names:
         setup = Setup(MODELS[name], steps)
-        for mode in MODES:
-            setup.run(mode)
-        times: dict[str, list[float]] = {mode: [] for mode in MODES}
-        for _ in range(rounds):
-            for mode in MODES:
-                times[mode].append(setup.run(mode))
-        median = {mode: statistics.median(t) for mode, t in times.items()}
+        median = timings(setup, rounds)
+        moved = setup.probe_bytes_per_step()
+        floor = moved / bandwidth
         results.append(
             {
                 "model": name,
                 "parameters": setup.flat.numel,
                 "plain_ms": 1e3 * median["plain"],
                 "probe_ms": 1e3 * median["probe"],
-                "unlagged_ms": 1e3 * median["probe_unlagged"],
                 "authors_ms": 1e3 * median["authors"],
                 "probe_ratio": median["probe"] / median["plain"],
-                "unlagged_ratio": median["probe_unlagged"] / median["plain"],
                 "authors_ratio": median["authors"] / median["plain"],
+                "probe_mb": moved / 1e6,
+                "floor_ms": 1e3 * floor,
+                "over_floor": (median["probe"] - median["plain"]) / floor,
             }
         )
-    return results
+    return results, bandwidth
 
 
-def format_table(results: list[dict]) -> str:
-    unlagged, unlagged_ratio = "(b') unlagged", "b'/a"
+def format_table(results: list[dict], bandwidth: float) -> str:
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, median over rounds",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, median over rounds; "
+        f"read bandwidth {bandwidth / 1e9:.1f} GB/s",
         (
-            f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {unlagged:>13} {'(c) authors':>12} "
-            f"{'b/a':>6} {unlagged_ratio:>6} {'c/a':>6}"
+            f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} "
+            f"{'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12}"
         ),
     ]
     for r in results:
         lines.append(
             f"{r['model']:<10} {r['parameters']:>11,} {r['plain_ms']:>9.2f}ms {r['probe_ms']:>9.2f}ms "
-            f"{r['unlagged_ms']:>11.2f}ms {r['authors_ms']:>10.2f}ms {r['probe_ratio']:>6.3f} "
-            f"{r['unlagged_ratio']:>6.3f} {r['authors_ratio']:>6.3f}"
+            f"{r['authors_ms']:>10.2f}ms {r['probe_ratio']:>6.3f} {r['authors_ratio']:>6.3f} {r['probe_mb']:>8.2f} "
+            f"{r['floor_ms']:>7.3f}ms {r['over_floor']:>12.2f}"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The device check
+# ---------------------------------------------------------------------------------------------------------
+
+
+def device_timings(model_names: list[str], device: torch.device, steps: int, rounds: int) -> list[str]:
+    lines = [f"{'model':<18} {'batch':>5} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} {'c/a':>6}"]
+    for name in model_names:
+        spec = MODELS[name]
+        median = timings(Setup(spec, steps, device), rounds)
+        lines.append(
+            f"{name:<18} {spec.batch_size:>5} {1e3 * median['plain']:>9.2f}ms {1e3 * median['probe']:>9.2f}ms "
+            f"{1e3 * median['authors']:>10.2f}ms {median['probe'] / median['plain']:>6.3f} "
+            f"{median['authors'] / median['plain']:>6.3f}"
+        )
+    return lines
+
+
+def kernel_check(device: torch.device, numel: int = 1_000_003, steps: int = 60) -> str:
+    """The device's probe against the fused CPU pass on the same float32 vectors, two references, every
+    default measurement: the largest difference of any record entry, relative to the largest entry of its
+    kind (a cosine's rounding is relative to the product of the norms, not to the value)."""
+    from pathgeo import triton_kernels
+
+    if device.type == "cpu" and not triton_kernels.interpreting():
+        return "kernel check: skipped (the Triton kernels run on the CPU only under TRITON_INTERPRET=1)"
+    generator = torch.Generator().manual_seed(1)
+    start = torch.randn(numel, generator=generator)
+    references = {"final": torch.randn(numel, generator=generator), "far": torch.zeros(numel)}
+    grads = [torch.randn(numel, generator=generator) for _ in range(steps)]
+    records = []
+    for where, backend in ((device, "triton"), (torch.device("cpu"), "fused")):
+        w = nn.Parameter(start.clone().to(where))
+        flat = FlatParameters([w])
+        probe = Probe(flat, {k: v.to(where) for k, v in references.items()}, 1e-4, steps_per_epoch=steps, backend=backend)
+        for g in grads:
+            with torch.no_grad():
+                flat.grads.copy_(g)
+            probe.after_backward(torch.tensor(1.0, device=where), 0.1)
+            with torch.no_grad():
+                w.sub_(0.01 * w.grad)
+        records.append(probe.close().records)
+    device_record, cpu_record = records
+    same_nan = np.array_equal(np.isnan(device_record), np.isnan(cpu_record))
+    scale = np.nanmax(np.abs(cpu_record), axis=0)
+    difference = np.nanmax(np.abs(device_record - cpu_record) / np.where(scale > 0, scale, 1.0))
+    return (
+        f"kernel check: Triton on {device} against the fused CPU pass, {numel:,} parameters, {steps} steps: "
+        f"largest scaled difference {difference:.2e}, NaN pattern {'equal' if same_nan else 'DIFFERENT'}"
+    )
+
+
+REPLAYS = {
+    # A CIFAR-10 task on synthetic uint8 images: batch norm, the device's crop, cuDNN convolutions.
+    "cifar_resnet18": ("cifar10", "cifar_resnet18", (3, 32, 32), 10, 128),
+    # An MNIST-1D-shaped task: the small version that runs anywhere.
+    "mlp": ("mnist1d", "mlp", (MNIST1D_LENGTH,), 10, 32),
+}
+
+
+def replay_check(name: str, device: torch.device, epochs: int, samples: int) -> str:
+    """A reference run of `epochs` epochs on `device`, then its replay with the probe from the first
+    checkpoint: the relative drift of the replayed weights from the reference's (0.0 where every op is
+    deterministic)."""
+    from pathgeo.devices import configure_determinism
+    from pathgeo.spec import DataSpec, RunSpec
+    from pathgeo.training import build_trainer
+
+    kind, model, shape, classes, batch = REPLAYS[name]
+    configure_determinism(True)
+    generator = torch.Generator().manual_seed(0)
+    if kind == "cifar10":
+        images = torch.randint(0, 256, (samples, *shape), generator=generator, dtype=torch.uint8)
+        data = {"x_train": images, "x_val": images[:batch]}
+        params = {"path": "synthetic", "split_seed": 0, "val_fraction": 0.1, "flip": False}
+    else:
+        data = {"x_train": torch.randn(samples, *shape, generator=generator), "x_test": torch.randn(batch, *shape)}
+        params = {"n_train": samples, "n_test": batch, "seed": 0}
+    labels = torch.randint(0, classes, (samples,), generator=generator)
+    data |= {"y_train": labels, "y_val": labels[:batch], "y_test": labels[:batch]}
+    spec = RunSpec(data=DataSpec("synthetic", kind, params), model=model, width=1 if kind == "cifar10" else 16,
+                   optimizer="momentum", lr=0.01, weight_decay=5e-4, schedule="constant", warmup_epochs=0,
+                   batch_size=batch, epochs=epochs, seed=0, data_order_seed=0, precision="float32")
+    reference = build_trainer(spec, data, device)
+    start_state = reference.state()
+    for _ in range(epochs):
+        reference.train_epoch()
+    replayed = build_trainer(spec, data, device)
+    replayed.load_state(start_state)
+    probe = Probe(replayed.flat, {"final": reference.flat.weights.detach().clone()}, spec.weight_decay,
+                  steps_per_epoch=replayed.task.steps_per_epoch)
+    for _ in range(epochs):
+        stats = replayed.train_epoch(probe)
+        probe.end_epoch(stats.epoch)
+    expected, got = reference.flat.weights.double(), replayed.flat.weights.double()
+    drift = (torch.linalg.vector_norm(got - expected) / torch.linalg.vector_norm(expected)).item()
+    ops = sorted(reference.nondeterministic_ops | replayed.nondeterministic_ops)
+    return (
+        f"replay: {model} on {device}, {epochs} epochs of {replayed.task.steps_per_epoch} steps, probe backend "
+        f"{probe.backend}: relative drift {drift:.3g}; nondeterministic ops: {', '.join(ops) or 'none'}"
+    )
+
+
+def device_check(device: torch.device, model_names: list[str], steps: int, rounds: int, kernel_parameters: int,
+                 replay: str, replay_epochs: int, replay_samples: int) -> list[str]:
+    if device.type == "cuda":
+        header = f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    else:
+        header = f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    lines = [header, *device_timings(model_names, device, steps, rounds)]
+    lines.append(kernel_check(device, kernel_parameters))
+    lines.append(replay_check(replay, device, replay_epochs, replay_samples))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pathgeo.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("overhead", help="probe cost next to a training step")
-    cmd.add_argument("--models", default="mlp,resnet1d,resnet18")
+    cmd = sub.add_parser("overhead", help="probe cost next to a training step, on the CPU")
+    cmd.add_argument("--models", default=CPU_MODELS)
     cmd.add_argument("--steps", type=int, default=50, help="steps per timed block (one probe epoch)")
     cmd.add_argument("--rounds", type=int, default=5)
     cmd.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    dev = sub.add_parser("device", help="the prepared GPU check: timings, kernels against the CPU, a replay")
+    dev.add_argument("--device", default="cuda")
+    dev.add_argument("--models", default=DEVICE_MODELS)
+    dev.add_argument("--steps", type=int, default=30)
+    dev.add_argument("--rounds", type=int, default=5)
+    dev.add_argument("--kernel-parameters", type=int, default=1_000_003)
+    dev.add_argument("--replay", default="cifar_resnet18", choices=sorted(REPLAYS))
+    dev.add_argument("--replay-epochs", type=int, default=2)
+    dev.add_argument("--replay-samples", type=int, default=1024)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     models = args.models.split(",")
     unknown = set(models) - set(MODELS)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from {sorted(MODELS)}")
-    print(format_table(overhead(models, args.steps, args.rounds)), flush=True)
+    if args.command == "overhead":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(format_table(*overhead(models, args.steps, args.rounds)), flush=True)
+        return
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here")
+    for line in device_check(device, models, args.steps, args.rounds, args.kernel_parameters, args.replay,
+                             args.replay_epochs, args.replay_samples):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from pathgeo.data import kinds
-from pathgeo.figures import plot
+from pathgeo.figures import plot, plots
 from pathgeo.models import Model, Width, for_input, model
 from pathgeo.optimizers import Optimizer, optimizer
 from pathgeo.plugins import PluginError
@@ -46,11 +46,19 @@ RUN_FIELDS = (
     "full_batch",
     "warmup_growth",
     "gawu_window",
+    "devices",
+    "sync_batchnorm",
     "optimizer_options",
 )
 
+# Measurements an experiment may ask the replays of its runs for (pathgeo.point_geometry).
+POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
+# What an experiment measures: everything (its runs are replayed against w*), or only what needs no w*,
+# which reference training takes itself (pathgeo.w_star_free); such an experiment plans no replay.
+MEASURES = ("all", "w_star_free")
+
 # The probe's correlation settings when the config has no `correlations` section.
-CORRELATION_DEFAULTS = {"window": 5, "lagged": True, "matrix_epochs": "all"}
+CORRELATION_DEFAULTS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"}
 
 
 class ConfigError(ValueError):
@@ -106,6 +114,16 @@ class Plan:
     experiments: dict[str, tuple[str, ...]]
     experiment_references: dict[tuple[str, str], tuple[int, ...]]
     run_segment_epochs: dict[str, int]
+    run_measurements: dict[str, dict[str, dict]]
+    replayed_runs: frozenset[str]
+
+    def replayed(self, run_id: str) -> bool:
+        """Whether some experiment needs the run's replay (one that measures against w*)."""
+        return run_id in self.replayed_runs
+
+    def measurements(self, run_id: str) -> dict[str, dict]:
+        """The point measurements the replays of a run take, over every experiment that uses it."""
+        return self.run_measurements.get(run_id, {})
 
     def references(self, run_id: str) -> tuple[Reference, ...]:
         """All reference points of a run over every experiment that uses it: one replay measures them all."""
@@ -120,6 +138,13 @@ class Plan:
         return tuple(sorted({*range(0, final, self.run_segment_epochs[run_id]), final}))
 
     def segments(self, run_id: str) -> tuple[tuple[int, int], ...]:
+        """The replay jobs of a run, one per pair of adjacent checkpoints; none if no experiment needs its
+        replay (its w*-free measurements come from reference training, in the same segments)."""
+        if not self.replayed(run_id):
+            return ()
+        return self.checkpoint_segments(run_id)
+
+    def checkpoint_segments(self, run_id: str) -> tuple[tuple[int, int], ...]:
         bounds = self.checkpoint_epochs(run_id)
         return tuple(zip(bounds[:-1], bounds[1:]))
 
@@ -192,6 +217,7 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"full-batch training needs a finite resident training set ({', '.join(full_batch_kinds)}), "
             f"not dataset '{data.name}' (kind {data.kind})",
         )
+    _check_devices(fields, data, where)
     if fields["schedule"] in ("warmup_cosine", *EXPONENTIAL_WARMUPS) and fields["warmup_epochs"] >= fields["epochs"]:
         raise ConfigError(
             where("warmup_epochs"),
@@ -211,6 +237,35 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
     fields["lr"] = scaled_lr(fields["lr"], fields["batch_size"], base)
     fields.pop("dataset")
     return RunSpec(data=data, **fields)
+
+
+def _check_devices(fields: dict[str, Any], data: DataSpec, where) -> None:
+    """A run on several devices splits every minibatch by rank: its dataset kind must support that, each rank
+    needs a sample of every minibatch, and full batch (an accumulation over chunks) stays on one device."""
+    devices = fields.get("devices", 1)
+    if fields.get("sync_batchnorm") and devices == 1:
+        raise ConfigError(where("sync_batchnorm"), "synchronises batch norm across devices, but the run has devices: 1")
+    if devices == 1:
+        return
+    kind = kinds()[data.kind]
+    if not kind.data_parallel:
+        splittable = [name for name, entry in kinds().items() if entry.data_parallel]
+        raise ConfigError(
+            where("devices"),
+            f"dataset '{data.name}' (kind {data.kind}) has no minibatches to split across devices; runs on "
+            f"{devices} devices need one of the kinds {', '.join(splittable)}, or devices: 1",
+        )
+    if fields.get("full_batch"):
+        raise ConfigError(where("devices"), "full-batch runs train on one device; use devices: 1")
+    batch = fields["batch_size"]
+    last = kind.train_size(data.params) % batch if kind.train_size is not None else 0
+    smallest = min(batch, last) if last else batch
+    if smallest < devices:
+        raise ConfigError(
+            where("devices"),
+            f"every rank needs a sample of each minibatch, but the smallest minibatch of dataset '{data.name}' holds "
+            f"{smallest} samples (batch_size {batch}) for {devices} devices",
+        )
 
 
 def _resolved(lookup: Callable[[str], Any], name: str, key: str) -> Any:
@@ -252,6 +307,8 @@ def build_plan(config: dict[str, Any]) -> Plan:
         raise error
     runs: dict[str, RunSpec] = {}
     spacings: dict[str, dict[str, int]] = {}
+    run_measurements: dict[str, dict[str, dict]] = {}
+    replayed_runs: set[str] = set()
     experiments: dict[str, tuple[str, ...]] = {}
     experiment_references: dict[tuple[str, str], tuple[int, ...]] = {}
     for exp_name, exp in config["experiments"].items():
@@ -263,8 +320,12 @@ def build_plan(config: dict[str, Any]) -> Plan:
             spacings.setdefault(spec.run_id, {})[exp_name] = segment_epochs
             if spec.run_id not in run_ids:
                 run_ids.append(spec.run_id)
+            _add_measurements(run_measurements, exp_name, exp, spec)
+            if exp.get("measure", "all") == "all":
+                replayed_runs.add(spec.run_id)
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
+        _check_w_star_free(exp_name, exp)
     run_segment_epochs = {run_id: _one_spacing(config, run_id, by_exp) for run_id, by_exp in spacings.items()}
     for fig_name, fig in config.get("figures", {}).items():
         needs_experiment = plot(fig["plot"]).table != "claims"
@@ -278,9 +339,72 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 raise ConfigError(
                     f"figures.{fig_name}.experiment", f"unknown experiment '{exp_name}'; defined: {sorted(experiments)}"
                 )
-    plan = Plan(runs, experiments, experiment_references, run_segment_epochs)
+            if config["experiments"][exp_name].get("measure") == "w_star_free" and plot(fig["plot"]).needs_w_star:
+                drawable = sorted(name for name, entry in plots().items() if not entry.needs_w_star)
+                raise ConfigError(
+                    f"figures.{fig_name}.experiment",
+                    f"plot '{fig['plot']}' needs measurements against w*, but experiment '{exp_name}' has measure: "
+                    f"w_star_free (no replay); draw it from an experiment that measures all, or plot one of "
+                    f"{drawable}",
+                )
+    plan = Plan(runs, experiments, experiment_references, run_segment_epochs, run_measurements, frozenset(replayed_runs))
     _check_correlations(config, plan)
     return plan
+
+
+def _check_w_star_free(exp_name: str, exp: dict[str, Any]) -> None:
+    """An experiment without replays has no reference points beyond the run's end, nor point measurements."""
+    if exp.get("measure") != "w_star_free":
+        return
+    if exp.get("references", ["final"]) != ["final"]:
+        raise ConfigError(
+            f"experiments.{exp_name}.references",
+            "an experiment with measure: w_star_free measures nothing against w*; remove its references",
+        )
+    for kind in POINT_MEASUREMENTS:
+        if kind in exp:
+            raise ConfigError(
+                f"experiments.{exp_name}.{kind}",
+                f"{kind} measures against w*, which an experiment with measure: w_star_free does not replay",
+            )
+
+
+def training_correlations(plan: Plan, run_id: str, config: dict[str, Any]) -> dict[str, Any] | None:
+    """What reference training measures of a run itself: the w*-free correlation settings when no
+    experiment replays it (its w*-free experiments then read the training's tables), else nothing."""
+    if plan.replayed(run_id):
+        return None
+    settings = correlation_settings(config)
+    return {"window": settings["window"], "matrix_epochs": settings["matrix_epochs"]}
+
+
+def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: str, exp: dict[str, Any], spec: RunSpec) -> None:
+    """The experiment's point measurements join those its run already has; two experiments asking for the
+    same measurement of one run with different settings are refused."""
+    for kind in POINT_MEASUREMENTS:
+        if kind not in exp:
+            continue
+        key = f"experiments.{exp_name}.{kind}"
+        if kind == "full_batch_geometry" and not kinds()[spec.data.kind].full_batch:
+            resident = sorted(name for name, entry in kinds().items() if entry.full_batch)
+            raise ConfigError(
+                key,
+                f"the full-batch gradient needs a finite resident training set ({', '.join(resident)}), "
+                f"not dataset '{spec.data.name}' (kind {spec.data.kind})",
+            )
+        if spec.devices > 1:
+            raise ConfigError(
+                key,
+                f"{kind} runs passes of its own on one device, but run {spec.run_id} trains on {spec.devices}; "
+                "measure it in an experiment whose runs have devices: 1",
+            )
+        settings = run_measurements.setdefault(spec.run_id, {})
+        if settings.setdefault(kind, exp[kind]) != exp[kind]:
+            raise ConfigError(
+                key,
+                f"run {spec.run_id} is shared with an experiment that measures it with {settings[kind]}, not "
+                f"{exp[kind]}; a run has one setting per measurement",
+            )
 
 
 def _segment_epochs_key(config: dict[str, Any], exp_name: str) -> str:
@@ -329,7 +453,7 @@ def _check_correlations(config: dict[str, Any], plan: Plan) -> None:
         per_epoch = planned_steps_per_epoch(spec)
         if per_epoch is None:
             continue
-        longest = max(end - start for start, end in plan.segments(run_id)) * per_epoch
+        longest = max(end - start for start, end in plan.checkpoint_segments(run_id)) * per_epoch
         if window > longest:
             raise ConfigError(
                 "correlations.window",
@@ -369,8 +493,19 @@ def _check_correlations(config: dict[str, Any], plan: Plan) -> None:
 
 
 def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The probe's correlation settings: window h, whether the lagged measure runs, the matrix epochs."""
-    return {**CORRELATION_DEFAULTS, **config.get("correlations", {})}
+    """The probe's correlation settings: window h, the protocol of the lagged measure, the matrix epochs.
+    YAML reads an unquoted `off` as false, so false means off; true, which meant every step before the
+    anchored protocol existed, is refused rather than silently reinterpreted."""
+    settings = {**CORRELATION_DEFAULTS, **config.get("correlations", {})}
+    if settings["lagged"] is True:
+        raise ConfigError(
+            "correlations.lagged",
+            "true is no longer a value: write anchored (the authors' protocol: a base every 51 steps, six "
+            "lags from it, the default) or every_step (every lag at every step, 102 copies of the model)",
+        )
+    if settings["lagged"] is False:
+        settings["lagged"] = "off"
+    return settings
 
 
 def figure_experiments(fig: dict[str, Any]) -> list[str]:

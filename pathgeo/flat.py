@@ -48,3 +48,9 @@ class FlatParameters:
         for p in self.params:
             if p.untyped_storage().data_ptr() != base or p.grad is None or p.grad.untyped_storage().data_ptr() != base:
                 raise RuntimeError("a parameter or its gradient no longer lives in the flat buffer")
+
+
+def relative_drift(replayed: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖replayed − reference‖ / ‖reference‖ in float64: how far a replay's weights are from the reference's."""
+    replayed, reference = replayed.double(), reference.to(replayed.device).double()
+    return (torch.linalg.vector_norm(replayed - reference) / torch.linalg.vector_norm(reference)).item()

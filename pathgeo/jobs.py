@@ -1,19 +1,55 @@
-"""What every training or replay job does first: settle the device, determinism, threads and data."""
+"""The jobs of the workflow, from a Snakemake rule's values to their outputs.
+
+A job is a `Request` (plain values: what the rule passes) and a job function (`reference_job` here,
+`pathgeo.replay.replay_job` beside the replay it runs, so that a reference job imports no measurement code)
+that every process of the run calls with its `Shard`. `run` calls it in this process for a run on one device,
+or starts one process per device (pathgeo.distributed.launch) for a run on several. Each process first settles
+the device, determinism, threads and data (`start_job`); rank 0 alone writes outputs.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from pathgeo import data
+from pathgeo import checkpoints, data, distributed, w_star_free
+from pathgeo.atomic import write_json, write_parquet
 from pathgeo.devices import configure_determinism, select_device
+from pathgeo.distributed import SINGLE, Shard
+from pathgeo.logs import setup
+from pathgeo.reference import publish_checkpoints, resume_point, train_reference
 from pathgeo.spec import RunSpec
 
 log = logging.getLogger("pathgeo")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a rule hands its job: the run, where its data is, how to compute, and the rule's own values
+    (`values`: outputs, checkpoint epochs, references, ...)."""
+
+    spec: str  # the canonical JSON
+    device: str
+    deterministic: bool
+    threads: int
+    manifest: str
+    tensors: str | None = None
+    data_root: str = "."
+    log: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> RunSpec:
+        return RunSpec.from_canonical(json.loads(self.spec))
 
 
 @dataclass
@@ -22,34 +58,114 @@ class Job:
     device: torch.device
     data: Any
     settings: dict[str, object]
+    shard: Shard = SINGLE
 
 
-def start_job(
-    spec_json: str,
-    device: str,
-    deterministic: bool,
-    threads: int,
-    manifest_path: str,
-    tensors_path: str | None = None,
-    data_root: str = ".",
-) -> Job:
-    spec = RunSpec.from_canonical(json.loads(spec_json))
-    settings = configure_determinism(deterministic)
+def start_job(request: Request, shard: Shard = SINGLE) -> Job:
+    """Settle the device, determinism, threads and data of one process of the run. On several devices it joins
+    the run's process group, and the job's threads are shared among the ranks."""
+    spec = request.run
+    settings = configure_determinism(request.deterministic)
+    threads = max(1, request.threads // shard.world)
     torch.set_num_threads(threads)
-    chosen = select_device(device)
+    chosen = distributed.rank_device(select_device(request.device), shard)
+    if shard.world > 1:
+        distributed.join(shard, chosen)
+        settings.update(backend=distributed.backend(chosen), devices=shard.world)
+        if chosen.type == "cuda":
+            settings["nccl"] = {key: os.environ.get(key) for key in distributed.DETERMINISTIC_NCCL}
     settings.update(device=str(chosen), threads=threads, torch=torch.__version__)
-    log.info("run %s on %s (%d threads, deterministic=%s)", spec.run_id, chosen, threads, deterministic)
-    return Job(spec, chosen, data.load_for_run(spec.data, data_root, tensors_path, manifest_path), settings)
-
-
-def start_workflow_job(smk) -> Job:
-    """`start_job` from a Snakemake rule's params, threads and inputs (reference and replay share them)."""
-    return start_job(
-        smk.params.spec,
-        smk.params.device,
-        smk.params.deterministic,
-        smk.threads,
-        smk.input.manifest,
-        smk.input.get("tensors"),
-        smk.params.data_root,
+    log.info(
+        "run %s on %s (%d threads%s, deterministic=%s, precision %s)", spec.run_id, chosen, threads,
+        f" per rank, {shard.world} ranks" if shard.world > 1 else "", request.deterministic, spec.precision,
     )
+    loaded = data.load_for_run(spec.data, request.data_root, request.tensors, request.manifest)
+    return Job(spec, chosen, loaded, settings, shard)
+
+
+def run(job: Callable[[dict, Shard], None], request: Request) -> None:
+    """`job(request, shard)` in this process (one device) or in one process per device of the run; then the
+    job's wall time and peak memory go to the log, for sizing its resources."""
+    spec = request.run
+    start = time.perf_counter()
+    if spec.devices == 1:
+        job(asdict(request), SINGLE)
+    else:
+        # A site's own NCCL settings win over the deterministic defaults.
+        defaults = distributed.DETERMINISTIC_NCCL if request.deterministic else {}
+        environment = {key: value for key, value in defaults.items() if key not in os.environ}
+        log.info("run %s: starting %d ranks", spec.run_id, spec.devices)
+        distributed.launch(job, asdict(request), spec.devices, environment)
+    # ru_maxrss is in KiB on Linux; for the children, that of the largest rank (or DataLoader worker).
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    log.info(
+        "run %s: job done in %.1f s; peak resident memory %.0f MB%s", spec.run_id, time.perf_counter() - start, own,
+        f", largest of its {spec.devices} ranks {ranks:.0f} MB" if spec.devices > 1 else "",
+    )
+
+
+def workflow_request(smk, **values: Any) -> Request:
+    """The Request of a Snakemake rule's job: its params, threads, inputs and log (reference and replay share
+    them), and the rule's own `values`."""
+    return Request(
+        spec=smk.params.spec,
+        device=smk.params.device,
+        deterministic=smk.params.deterministic,
+        threads=smk.threads,
+        manifest=smk.input.manifest,
+        tensors=smk.input.get("tensors"),
+        data_root=smk.params.data_root,
+        log=smk.log[0] if smk.log else None,
+        values=values,
+    )
+
+
+def begin_job(message: dict, shard: Shard) -> tuple[Request, Job]:
+    """The Request a job function was called with, and its process set up (a rank logs to its own file)."""
+    request = Request(**message)
+    if shard.world > 1:
+        setup(request.log, rank=shard.rank)
+    return request, start_job(request, shard)
+
+
+def reference_job(message: dict, shard: Shard) -> None:
+    """Train the run (resuming from its workspace), publish its checkpoints, write its train log, its spec and
+    the tables of the measurements that need no w* (pathgeo.w_star_free; empty where its replay measures).
+    `values`: workspace, checkpoint_epochs, checkpoints (the output folder), train_log, spec, correlations (the
+    w*-free settings, or None), train_correlations and train_correlation_matrices (their tables), code (the
+    version of the code that shapes a trajectory, pathgeo.provenance), which every checkpoint and the spec
+    record."""
+    request, job = begin_job(message, shard)
+    values = request.values
+    # Snakemake deletes the outputs of a killed job before it runs again, so checkpoints are made in a
+    # workspace beside them, which a restarted job resumes from, and linked into the output when the run is done.
+    workspace = Path(values["workspace"])
+    epochs = tuple(values["checkpoint_epochs"])
+    code = values["code"]
+    resume = resume_point(workspace, epochs, code, shard)
+    # The last state saved holds the w*-free tables (a run resumed after its last checkpoint saves none).
+    last = {"state": resume}
+
+    def save(epoch: int, state: dict) -> None:
+        state = {**state, "code": code}
+        checkpoints.save(checkpoints.checkpoint_path(workspace, epoch), state)
+        last["state"] = state
+
+    try:
+        table = train_reference(
+            job.spec, job.data, job.device, epochs, save, resume=resume, correlations=values["correlations"],
+            shard=shard,
+        )
+    finally:
+        distributed.leave()
+    if shard.lead:
+        steps, matrices = w_star_free.tables(last["state"], job.spec.run_id, job.spec.epochs)
+        publish_checkpoints(workspace, Path(values["checkpoints"]), epochs)
+        write_parquet(values["train_log"], table)
+        write_parquet(values["train_correlations"], steps)
+        write_parquet(values["train_correlation_matrices"], matrices)
+        write_json(
+            values["spec"],
+            {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "code": code, "settings": job.settings},
+        )

@@ -2,10 +2,10 @@
 dozen tensor kernels each.
 
 On a CPU the probe is bound by memory traffic: every separate kernel reads the 11M-float vectors of a
-ResNet-18 again. The Gram pass reads w, G, w_prev and each w*_r once, accumulates every dot product the
-metrics need in float64, and stores w into w_prev on the way; the correlation pass does the same for the
-products with earlier steps kept in a ring. The sums run over fixed blocks whose partial results are added
-in a fixed order, so the result does not depend on the number of threads.
+ResNet-18 again. The step pass reads w, G, w_prev, each w*_r and the ring slots the step's plan names once,
+accumulates in float64 every product that plan asks for (pathgeo.layout), and stores w and G into the
+probe's copies on the way. The sums run over fixed blocks whose partial results are added in a fixed order,
+so the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -13,126 +13,152 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-BLOCK = 1 << 16
+from pathgeo.layout import (
+    BASE_WRITE,
+    G_SLOTS,
+    G_WRITE,
+    GEO_GW,
+    GEO_REF,
+    GEO_REF_WIDTH,
+    GEO_SS,
+    GEO_WW,
+    LAG_DW,
+    LAG_GG,
+    LAG_REF,
+    LAG_REF_WIDTH,
+    PREV_VALID,
+    W_WRITE,
+)
+
+# 64 KiB of float32 per vector: the block of the four vectors the geometry loop reads stays in a core's
+# L2 cache while the later loops re-read it.
+BLOCK = 1 << 14
 
 # Reassociation lets LLVM vectorise the float64 sums; no-NaN/no-inf flags are left out on purpose so a
 # diverging run still shows NaN in its metrics.
 FASTMATH = {"reassoc", "contract"}
 
 
-def _gram_pass(w, g, w_prev, w_star, out):  # pragma: no cover - compiled
-    """Fill `out` (K x K, K = 3 + R) with the Gram entries of rows (w, G, s = w_prev - w, d_r = w - w*_r)
-    that the metrics use, and set w_prev = w. Entries between two d rows, and (w, s), (G, s), stay 0."""
+def _step_pass(w, g, w_prev, w_star, ring_g, ring_w, plan, ring_lags, geometry, lag_block, out):  # pragma: no cover - compiled
+    """One probe step (pathgeo.layout): fill the record `out` with this step's products as the plan row
+    `plan` says, then store w into w_prev (with references) and G, and at an anchor w, into the rings.
+
+    Each group of products has a loop of its own, always the same loop, so the bits of a product do not
+    depend on which other products a step takes (a replay segment then equals the uninterrupted pass).
+    Within a block the later loops re-read w and G from cache; memory sees each vector once."""
     n = w.shape[0]
     refs = w_star.shape[0]
+    lags = (plan.shape[0] - G_SLOTS - ring_lags) // 2
+    lag_width = LAG_REF + LAG_REF_WIDTH * refs
     blocks = (n + BLOCK - 1) // BLOCK
-    partial = np.zeros((blocks, 4 + 4 * refs))
+    partial = np.zeros((blocks, out.shape[0]))
     for b in numba.prange(blocks):
         start = b * BLOCK
         end = min(start + BLOCK, n)
         # 1-D views of the block: indexing the full arrays inside the loop keeps LLVM from vectorising it.
-        wb = w[start:end]
         gb = g[start:end]
-        pb = w_prev[start:end]
+        pg = ring_g[plan[G_SLOTS], start:end]
+        gg = gp = flips = 0.0
+        for i in range(gb.shape[0]):
+            gi = np.float64(gb[i])
+            product = gi * np.float64(pg[i])
+            gg += gi * gi
+            gp += product
+            flips += 1.0 if product < 0.0 else 0.0
+        partial[b, 0] = gg
+        partial[b, 1] = gp
+        partial[b, 2] = flips
+        for k in range(2, ring_lags + 1):
+            slot = plan[G_SLOTS + k - 1]
+            if slot < 0:
+                continue
+            pg = ring_g[slot, start:end]
+            gp = flips = 0.0
+            for i in range(gb.shape[0]):
+                product = np.float64(gb[i]) * np.float64(pg[i])
+                gp += product
+                flips += 1.0 if product < 0.0 else 0.0
+            partial[b, 2 * k - 1] = gp
+            partial[b, 2 * k] = flips
+        wb = w[start:end]
         for r in range(refs):
             # The reference-independent sums are recomputed for each reference: the block is in cache by
             # then, and one loop shape vectorises where a second, narrower one did not.
+            pb = w_prev[start:end]
             rb = w_star[r, start:end]
-            ww = gg = gw = ss = gd = dd = wd = sd = 0.0
+            ww = gw = ss = gd = dd = wd = sd = 0.0
             for i in range(wb.shape[0]):
                 wi = np.float64(wb[i])
                 gi = np.float64(gb[i])
                 si = np.float64(pb[i]) - wi
                 di = wi - np.float64(rb[i])
                 ww += wi * wi
-                gg += gi * gi
                 gw += gi * wi
                 ss += si * si
                 gd += gi * di
                 dd += di * di
                 wd += wi * di
                 sd += si * di
-            partial[b, 0] = ww
-            partial[b, 1] = gg
-            partial[b, 2] = gw
-            partial[b, 3] = ss
-            partial[b, 4 + 4 * r] = gd
-            partial[b, 5 + 4 * r] = dd
-            partial[b, 6 + 4 * r] = wd
-            partial[b, 7 + 4 * r] = sd
-        pb[:] = wb
-    sums = partial.sum(axis=0)
-    out[:, :] = 0.0
-    out[0, 0] = sums[0]
-    out[1, 1] = sums[1]
-    out[0, 1] = out[1, 0] = sums[2]
-    out[2, 2] = sums[3]
-    for r in range(refs):
-        d = 3 + r
-        out[1, d] = out[d, 1] = sums[4 + 4 * r]
-        out[d, d] = sums[5 + 4 * r]
-        out[0, d] = out[d, 0] = sums[6 + 4 * r]
-        out[2, d] = out[d, 2] = sums[7 + 4 * r]
-
-
-def _correlation_pass(w, g, ring_w, ring_g, slots, perp, write_slot, w_star, out):  # pragma: no cover - compiled
-    """Products of this step's (G_t, d_t) with earlier steps' (G_{t−k}, d_{t−k}), d = w − w*_r, for each
-    lag j whose ring slot `slots[j]` holds step t − k (−1: not in this segment, left 0). Row j of `out`
-    (J x (2 + 3R)) gets G_t·G_{t−k}, then per reference G_t·d_{t−k}, d_t·G_{t−k}, d_t·d_{t−k}, and last the
-    number of entries where G_t and G_{t−k} have opposite signs. Lags with perp[j] == 0 (those only the
-    correlation window needs) get G_t·G_{t−k} and the sign flips alone and do not read the weight ring.
-    Then w and G are stored in `write_slot`."""
-    n = w.shape[0]
-    refs = w_star.shape[0]
-    lags = slots.shape[0]
-    width = 2 + 3 * refs
-    blocks = (n + BLOCK - 1) // BLOCK
-    partial = np.zeros((blocks, lags, width))
-    for b in numba.prange(blocks):
-        start = b * BLOCK
-        end = min(start + BLOCK, n)
-        wb = w[start:end]
-        gb = g[start:end]
+            partial[b, geometry + GEO_WW] = ww
+            partial[b, geometry + GEO_GW] = gw
+            partial[b, geometry + GEO_SS] = ss
+            at = geometry + GEO_REF + GEO_REF_WIDTH * r
+            partial[b, at] = gd
+            partial[b, at + 1] = dd
+            partial[b, at + 2] = wd
+            partial[b, at + 3] = sd
         for j in range(lags):
-            if slots[j] < 0:
+            slot_g = plan[G_SLOTS + ring_lags + j]
+            if slot_g < 0:
                 continue
-            pg = ring_g[slots[j], start:end]
-            if not perp[j]:
-                gg = flips = 0.0
-                for i in range(wb.shape[0]):
-                    product = np.float64(gb[i]) * np.float64(pg[i])
-                    gg += product
-                    flips += 1.0 if product < 0.0 else 0.0
-                partial[b, j, 0] = gg
-                partial[b, j, width - 1] = flips
-                continue
-            pw = ring_w[slots[j], start:end]
+            bg = ring_g[slot_g, start:end]
+            bw = ring_w[plan[G_SLOTS + ring_lags + lags + j], start:end]
+            at = lag_block + j * lag_width
             for r in range(refs):
-                # As in _gram_pass, the reference-independent sums are recomputed per reference: one
-                # loop shape over data in cache beats a second pass over the ring.
                 rb = w_star[r, start:end]
-                gg = flips = gd = dg = dd = 0.0
+                ggb = dw = gdb = dgb = ddb = 0.0
                 for i in range(wb.shape[0]):
                     gi = np.float64(gb[i])
-                    pgi = np.float64(pg[i])
+                    wi = np.float64(wb[i])
+                    bgi = np.float64(bg[i])
+                    bwi = np.float64(bw[i])
                     ri = np.float64(rb[i])
-                    di = np.float64(wb[i]) - ri
-                    pdi = np.float64(pw[i]) - ri
-                    product = gi * pgi
-                    gg += product
-                    flips += 1.0 if product < 0.0 else 0.0
-                    gd += gi * pdi
-                    dg += di * pgi
-                    dd += di * pdi
-                partial[b, j, 0] = gg
-                partial[b, j, width - 1] = flips
-                partial[b, j, 1 + 3 * r] = gd
-                partial[b, j, 2 + 3 * r] = dg
-                partial[b, j, 3 + 3 * r] = dd
-        # After the reads: the lag that reaches furthest back lives in the slot written now.
-        ring_w[write_slot, start:end] = wb
-        ring_g[write_slot, start:end] = gb
-    out[:, :] = partial.sum(axis=0)
+                    di = wi - ri
+                    bdi = bwi - ri
+                    step = wi - bwi
+                    ggb += gi * bgi
+                    dw += step * step
+                    gdb += gi * bdi
+                    dgb += di * bgi
+                    ddb += di * bdi
+                partial[b, at + LAG_GG] = ggb
+                partial[b, at + LAG_DW] = dw
+                partial[b, at + LAG_REF + LAG_REF_WIDTH * r] = gdb
+                partial[b, at + LAG_REF + LAG_REF_WIDTH * r + 1] = dgb
+                partial[b, at + LAG_REF + LAG_REF_WIDTH * r + 2] = ddb
+        # Stores last (the rings never have a step write a slot it reads; see pathgeo.layout.Rings).
+        if refs:
+            w_prev[start:end] = wb
+        ring_g[plan[G_WRITE], start:end] = gb
+        if plan[BASE_WRITE] >= 0:
+            ring_g[plan[BASE_WRITE], start:end] = gb
+        if plan[W_WRITE] >= 0:
+            ring_w[plan[W_WRITE], start:end] = wb
+    sums = partial.sum(axis=0)
+    out[0] = sums[0]
+    if plan[PREV_VALID]:
+        out[1] = sums[1]
+        out[2] = sums[2]
+    for k in range(2, ring_lags + 1):
+        if plan[G_SLOTS + k - 1] >= 0:
+            out[2 * k - 1] = sums[2 * k - 1]
+            out[2 * k] = sums[2 * k]
+    if refs:
+        out[geometry:lag_block] = sums[geometry:lag_block]
+    for j in range(lags):
+        if plan[G_SLOTS + ring_lags + j] >= 0:
+            at = lag_block + j * lag_width
+            out[at : at + lag_width] = sums[at : at + lag_width]
 
 
 def _adjacent_pass(g, previous, out):  # pragma: no cover - compiled
@@ -159,6 +185,23 @@ def _adjacent_pass(g, previous, out):  # pragma: no cover - compiled
     out[:] = partial.sum(axis=0)
 
 
+def _read_pass(a, b, c, d, out):  # pragma: no cover - compiled
+    """Σ a·b + c·d in float64 over fixed blocks: a pass that reads four float32 vectors and nothing else,
+    the bench's measure of this machine's read bandwidth."""
+    n = a.shape[0]
+    blocks = (n + BLOCK - 1) // BLOCK
+    partial = np.zeros(blocks)
+    for blk in numba.prange(blocks):
+        start = blk * BLOCK
+        end = min(start + BLOCK, n)
+        ab, bb, cb, db = a[start:end], b[start:end], c[start:end], d[start:end]
+        total = 0.0
+        for i in range(ab.shape[0]):
+            total += np.float64(ab[i]) * np.float64(bb[i]) + np.float64(cb[i]) * np.float64(db[i])
+        partial[blk] = total
+    out[0] = partial.sum()
+
+
 # Waking a thread pool costs more than a small model's whole pass, and a job pinned to one core gains
 # nothing from it: the serial variant serves those.
 PARALLEL_MIN_SIZE = 1 << 20
@@ -182,6 +225,6 @@ def _dispatching(kernel):
     return run
 
 
-gram_pass = _dispatching(_gram_pass)
-correlation_pass = _dispatching(_correlation_pass)
+step_pass = _dispatching(_step_pass)
+read_pass = _dispatching(_read_pass)
 adjacent_pass = _dispatching(_adjacent_pass)

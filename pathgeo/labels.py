@@ -44,6 +44,8 @@ def facets(spec: RunSpec) -> dict[str, str]:
         "seed": spec.seed,
         "data_order_seed": spec.data_order_seed,
         "precision": spec.precision,
+        "devices": spec.devices,
+        "sync_batchnorm": spec.sync_batchnorm,
         "grad_clip": spec.grad_clip,
     }
     shown |= spec.model_options

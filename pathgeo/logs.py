@@ -7,14 +7,16 @@ import sys
 from pathlib import Path
 
 
-def setup(log_path: str | Path | None = None) -> logging.Logger:
+def setup(log_path: str | Path | None = None, rank: int | None = None) -> logging.Logger:
+    """Log to stderr and to `log_path` (started afresh). A rank of a run on several devices appends to the job's
+    log instead, each line marked with its rank: rank 0 logs progress, the others only warnings and errors."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        handlers.append(logging.FileHandler(log_path, mode="w" if rank is None else "a"))
     logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        level=logging.INFO if not rank else logging.WARNING,
+        format="%(asctime)s %(levelname)s " + ("" if rank is None else f"[rank {rank}] ") + "%(message)s",
         datefmt="%H:%M:%S",
         handlers=handlers,
         force=True,

@@ -35,12 +35,15 @@ TRAJECTORY = (
     "checkpoints.py",
     "data",
     "devices.py",
+    "distributed.py",
     "flat.py",
     "jobs.py",
     "kernels.py",
+    "logs.py",
     "models",
     "optimizers.py",
     "plugins.py",
+    "precision.py",
     "randomness.py",
     "reference.py",
     "registry.py",
@@ -49,7 +52,9 @@ TRAJECTORY = (
     "training.py",
     "warmup.py",
 )
-MEASUREMENT = ("columns.py", "probe.py", "replay.py")
+MEASUREMENT = (
+    "columns.py", "layout.py", "point_geometry.py", "probe.py", "replay.py", "triton_kernels.py", "w_star_free.py",
+)
 
 
 class CodeVersionError(RuntimeError):

@@ -23,12 +23,15 @@ def generator(*parts: object) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 
-def seed_global_generators(seed: int) -> None:
+def seed_global_generators(seed: int, rank: int = 0) -> None:
     """Seed Python's, NumPy's and torch's global generators from the run's seed, so that anything drawing
-    from them (dropout) is a function of the seed too; checkpoints carry their state from there on."""
-    random.seed(derive_seed(seed, "global-python"))
-    np.random.seed(derive_seed(seed, "global-numpy") % (1 << 32))
-    torch.manual_seed(derive_seed(seed, "global-torch"))
+    from them (dropout) is a function of the seed too; checkpoints carry their state from there on. Each rank of
+    a run on several devices draws its own stream (its dropout masks differ from the other ranks'); rank 0's is
+    the one-device run's."""
+    ranked = () if rank == 0 else (rank,)
+    random.seed(derive_seed(seed, "global-python", *ranked))
+    np.random.seed(derive_seed(seed, "global-numpy", *ranked) % (1 << 32))
+    torch.manual_seed(derive_seed(seed, "global-torch", *ranked))
 
 
 def _numpy_state_as_tensors() -> tuple:

@@ -19,8 +19,10 @@ import polars as pl
 import torch
 
 from pathgeo import checkpoints
+from pathgeo.distributed import SINGLE, Shard, broadcast
 from pathgeo.spec import RunSpec
 from pathgeo.training import build_trainer
+from pathgeo.w_star_free import STATE_KEY, TrainingCorrelations
 
 log = logging.getLogger("pathgeo")
 
@@ -32,20 +34,36 @@ def train_reference(
     checkpoint_epochs: tuple[int, ...],
     save_checkpoint: Callable[[int, dict], None],
     resume: dict | None = None,
+    correlations: dict[str, Any] | None = None,
+    shard: Shard = SINGLE,
 ) -> pl.DataFrame:
     """Train from the seed's initial weights (or from the checkpoint `resume`) to `spec.epochs`; returns the
-    per-epoch log."""
-    trainer = build_trainer(spec, data, device)
+    per-epoch log. With `correlations` (window, matrix_epochs) training also takes the measurements that
+    need no w*, segment by segment (pathgeo.w_star_free); each checkpoint carries their tables so far. On
+    several devices every rank calls it with the same `resume`; rank 0 alone measures, as in a replay, and
+    saves."""
+    trainer = build_trainer(spec, data, device, shard)
     rows: list[dict] = []
     if resume is not None:
         trainer.load_state(resume)
         rows = list(resume["log"])
         log.info("run %s resumes from its checkpoint at epoch %d", spec.run_id, trainer.epoch)
-    elif 0 in checkpoint_epochs:
-        save_checkpoint(0, {**trainer.state(), "log": []})
+    measured = None
+    if correlations is not None and shard.lead:
+        measured = TrainingCorrelations(trainer, correlations, (resume or {}).get(STATE_KEY))
+
+    def checkpoint(rows: list[dict]) -> None:
+        state = trainer.state()  # every rank takes part; rank 0 gets it
+        if state is not None:
+            save_checkpoint(trainer.epoch, {**state, "log": rows, **(measured.checkpoint() if measured else {})})
+
+    if resume is None and 0 in checkpoint_epochs:
+        checkpoint([])
     while trainer.epoch < spec.epochs:
-        stats = trainer.train_epoch()
-        val = trainer.task.evaluate()
+        stats = trainer.train_epoch(measured)
+        if measured is not None:
+            measured.end_epoch(stats.epoch)
+        val = trainer.evaluate()
         rows.append(
             {
                 "epoch": stats.epoch,
@@ -56,38 +74,46 @@ def train_reference(
             }
         )
         log.info(
-            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s)",
+            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s, %.4g samples/s)",
             spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
             ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
+            stats.samples_per_second,
         )
         if trainer.epoch in checkpoint_epochs:
-            save_checkpoint(trainer.epoch, {**trainer.state(), "log": rows})
+            checkpoint(rows)
     if trainer.nondeterministic_ops:
         log.warning("run %s used nondeterministic ops: %s", spec.run_id, sorted(trainer.nondeterministic_ops))
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = None) -> dict | None:
+def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = None, shard: Shard = SINGLE) -> dict | None:
     """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
     when training must start from the seed. Writes are atomic, so every file there is whole; files for other
     epochs (an earlier segment length) are ignored. Given the `code` version (pathgeo.provenance), checkpoints
-    made by other code are deleted instead: a run never continues another code's trajectory."""
-    present = {path.name for path in Path(workspace).glob("epoch*.pt")}
+    made by other code are deleted instead: a run never continues another code's trajectory. On several devices
+    rank 0 decides and every rank loads the checkpoint it picked."""
+    usable = _usable_epoch(Path(workspace), epochs, code) if shard.lead else None
+    usable = broadcast(usable, shard)
+    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+
+
+def _usable_epoch(workspace: Path, epochs: tuple[int, ...], code: str | None) -> int | None:
+    present = {path.name for path in workspace.glob("epoch*.pt")}
     usable = None
     for epoch in sorted(epochs):
         if checkpoints.checkpoint_path(workspace, epoch).name not in present:
             break
         usable = epoch
-    if usable is None:
-        return None
-    state = checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
-    if code is not None and state.get("code") != code:
+    if usable is None or code is None:
+        return usable
+    made_by = checkpoints.load(checkpoints.checkpoint_path(workspace, usable)).get("code")
+    if made_by != code:
         log.info("%s: its checkpoints were made by other code (version %s, now %s); training from the start",
-                 workspace, state.get("code"), code)
-        for path in Path(workspace).glob("epoch*.pt"):
+                 workspace, made_by, code)
+        for path in workspace.glob("epoch*.pt"):
             path.unlink()
         return None
-    return state
+    return usable
 
 
 def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:

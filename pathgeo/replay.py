@@ -7,19 +7,40 @@ drift is exactly 0.0 on CPU; a drift over the tolerance means the measurements a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import torch
 
-from pathgeo.columns import LAGS
+from pathgeo import checkpoints, distributed
+from pathgeo.atomic import write_json, write_parquet
 from pathgeo.config import CORRELATION_DEFAULTS
+from pathgeo.distributed import SINGLE, Shard
+from pathgeo.flat import relative_drift
+from pathgeo.jobs import begin_job
+from pathgeo.point_geometry import PointGeometry, measurements_from
 from pathgeo.probe import Probe
+from pathgeo.provenance import check_code
 from pathgeo.spec import RunSpec
-from pathgeo.training import Trainer, build_trainer
+from pathgeo.training import Observer, Trainer, build_trainer
 
 log = logging.getLogger("pathgeo")
+
+
+class Observers:
+    """Several observers of one training loop, in order: the probe first, so that it reads each step's
+    state before any measurement runs passes of its own (which restore it)."""
+
+    def __init__(self, *observers: Observer):
+        self.observers = observers
+
+    def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float) -> None:
+        for observer in self.observers:
+            observer.after_backward(loss, lr, weight_decay)
 
 
 class FidelityError(RuntimeError):
@@ -46,17 +67,15 @@ class Fidelity:
 
 def flat_parameters_of(trainer: Trainer, model_state: dict[str, torch.Tensor]) -> torch.Tensor:
     """A checkpoint's parameters in the order of the trainer's flat buffer."""
-    names = [name for name, p in trainer.task.model.named_parameters() if p.requires_grad]
+    names = [name for name, p in trainer.module.named_parameters() if p.requires_grad]
     return torch.cat([model_state[name].reshape(-1) for name in names])
 
 
 def measure_fidelity(trainer: Trainer, reference_state: dict) -> Fidelity:
-    reference = flat_parameters_of(trainer, reference_state["model"]).to(trainer.flat.buffer.device).double()
-    replayed = trainer.flat.weights.double()
-    drift = (torch.linalg.vector_norm(replayed - reference) / torch.linalg.vector_norm(reference)).item()
-    param_names = {name for name, _ in trainer.task.model.named_parameters()}
+    drift = relative_drift(trainer.flat.weights, flat_parameters_of(trainer, reference_state["model"]))
+    param_names = {name for name, _ in trainer.module.named_parameters()}
     buffer_diff = 0.0
-    for name, value in trainer.task.model.state_dict().items():
+    for name, value in trainer.module.state_dict().items():
         if name not in param_names and value.is_floating_point():
             expected = reference_state["model"][name].to(value.device)
             buffer_diff = max(buffer_diff, (value - expected).abs().max().item() if value.numel() else 0.0)
@@ -72,46 +91,111 @@ def replay_segment(
     references: dict[str, tuple[int, dict]],
     tolerance: float,
     correlations: dict[str, Any] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, Fidelity]:
+    measurements: Sequence[PointGeometry] = (),
+    shard: Shard = SINGLE,
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None, Fidelity]:
     """The per-step table, the correlation matrices and the fidelity of one segment. `references` maps a
     reference name to (its epoch, its checkpoint state); `correlations` holds the config's correlation
-    settings (window, lagged, matrix_epochs)."""
+    settings (window, lagged, matrix_epochs), as pathgeo.config.correlation_settings gives them;
+    `measurements` (pathgeo.point_geometry) observe the segment beside the probe, and keep their tables. On
+    several devices every rank calls it; the probe runs on rank 0 over the all-reduced gradient, only rank 0
+    needs `references`, and the other ranks get no tables (runs with `measurements` train on one device)."""
     settings = {**CORRELATION_DEFAULTS, **(correlations or {})}
-    trainer = build_trainer(spec, data, device)
+    trainer = build_trainer(spec, data, device, shard)
     trainer.load_state(start_state)
+    if not shard.lead:
+        return None, None, _replay_to(trainer, end_state, tolerance, None, ())
     steps_per_epoch = trainer.task.steps_per_epoch
+    reference_weights = {name: flat_parameters_of(trainer, state["model"]) for name, (_, state) in references.items()}
+    budgets = {name: epoch for name, (epoch, _) in references.items()}
+    for measurement in measurements:
+        measurement.start(trainer, reference_weights, budgets)
     probe = Probe(
         trainer.flat,
-        {name: flat_parameters_of(trainer, state["model"]) for name, (_, state) in references.items()},
+        reference_weights,
         weight_decay=spec.weight_decay,
         steps_per_epoch=steps_per_epoch,
         start_step=trainer.step,
         start_epoch=trainer.epoch,
         window=settings["window"],
-        lags=LAGS if settings["lagged"] else (),
+        lagged=settings["lagged"],
         matrix_epochs=None if settings["matrix_epochs"] == "all" else settings["matrix_epochs"],
     )
-    end_epoch = end_state["epoch"]
-    while trainer.epoch < end_epoch:
-        stats = trainer.train_epoch(probe)
-        probe.end_epoch(stats.epoch)
-        log.info(
-            "run %s replay epoch %d/%d: train loss %.4g (%.2f s)",
-            spec.run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds,
-        )
+    fidelity = _replay_to(trainer, end_state, tolerance, probe, measurements)
     table = probe.finish()
     matrices = probe.correlation_matrices().with_columns(pl.lit(spec.run_id).alias("run_id"))
-    fidelity = measure_fidelity(trainer, end_state)
-    log.info("run %s epoch %d: replay drift %.3g", spec.run_id, trainer.epoch, fidelity.relative_drift)
-    if not fidelity.relative_drift <= tolerance:
-        raise FidelityError(
-            f"run {spec.run_id}: replay drifted from the reference at epoch {trainer.epoch}: relative drift "
-            f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
-            + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
-        )
-    budgets = {name: epoch for name, (epoch, _) in references.items()}
     table = table.with_columns(
         pl.lit(spec.run_id).alias("run_id"),
         pl.col("reference").replace_strict(budgets, return_dtype=pl.Int64).alias("budget"),
     ).with_columns((pl.col("budget") * steps_per_epoch - pl.col("step")).alias("steps_to_reference"))
     return table, matrices, fidelity
+
+
+def _replay_to(
+    trainer: Trainer, end_state: dict, tolerance: float, probe: Probe | None, measurements: Sequence[PointGeometry]
+) -> Fidelity:
+    """Train to the end state's epoch (with the probe and the measurements, where given) and check the drift
+    from it."""
+    run_id, end_epoch = trainer.run_id, end_state["epoch"]
+    observer = Observers(probe, *measurements) if probe is not None else None
+    while trainer.epoch < end_epoch:
+        stats = trainer.train_epoch(observer)
+        if probe is not None:
+            probe.end_epoch(stats.epoch)
+        for measurement in measurements:
+            measurement.end_epoch()
+        log.info(
+            "run %s replay epoch %d/%d: train loss %.4g (%.2f s, %.4g samples/s)",
+            run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds, stats.samples_per_second,
+        )
+    fidelity = measure_fidelity(trainer, end_state)
+    log.info("run %s epoch %d: replay drift %.3g", run_id, trainer.epoch, fidelity.relative_drift)
+    if not fidelity.relative_drift <= tolerance:
+        raise FidelityError(
+            f"run {run_id}: replay drifted from the reference at epoch {trainer.epoch}: relative drift "
+            f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
+            + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
+        )
+    return fidelity
+
+
+def replay_job(message: dict, shard: Shard) -> None:
+    """Replay one segment with the probe and write its tables and fidelity. `values`: checkpoints (the run's
+    folder), start, end, references ({name: epoch}), tolerance, correlations, steps, matrices, fidelity,
+    measurements (pathgeo.config.Plan.measurements) and their tables full_batch and fixed_batches, code (a
+    checkpoint made by other code is an error that says so, not a drift)."""
+    request, job = begin_job(message, shard)
+    values = request.values
+
+    @cache
+    def state(epoch: int) -> dict:
+        # The segment's end is usually a reference point too (always for the last segment): read it once.
+        path = checkpoints.checkpoint_path(Path(values["checkpoints"]), epoch)
+        loaded = checkpoints.load(path)
+        check_code(loaded, values["code"], str(path))
+        return loaded
+
+    # Only rank 0 runs the probe, so only it holds the reference points.
+    references = {name: (epoch, state(epoch)) for name, epoch in values["references"].items()} if shard.lead else {}
+    full_batch, fixed_batches = measurements_from(values["measurements"])
+    try:
+        table, matrices, fidelity = replay_segment(
+            job.spec,
+            job.data,
+            job.device,
+            state(values["start"]),
+            state(values["end"]),
+            references,
+            values["tolerance"],
+            values["correlations"],
+            (full_batch, fixed_batches),
+            shard=shard,
+        )
+    finally:
+        distributed.leave()
+    if shard.lead:
+        write_parquet(values["steps"], table)
+        write_parquet(values["matrices"], matrices)
+        write_parquet(values["full_batch"], full_batch.table(job.spec.run_id))
+        write_parquet(values["fixed_batches"], fixed_batches.table(job.spec.run_id))
+        write_json(values["fidelity"], fidelity.as_dict())

@@ -1,8 +1,8 @@
 """The config's JSON schema: the structure in config/schema/config.schema.yaml, completed by the registries.
 
 The registries add what they own, so that adding a model, an optimizer, a dataset kind or a plot never touches
-the schema file: the enums of `model`, `optimizer`, a dataset's `kind` and a figure's `plot`, and each dataset
-kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry). A `model` or
+the schema file: the enums of `model`, `optimizer`, `precision`, a dataset's `kind` and a figure's `plot`, and each
+dataset kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry). A `model` or
 `optimizer` is either a registry name or a plug-in's `<module>:<name>` (pathgeo.plugins).
 `python -m pathgeo.schema` prints the completed schema.
 """
@@ -19,6 +19,7 @@ from pathgeo.figures import Plot, plots
 from pathgeo.models import models
 from pathgeo.optimizers import OPTIMIZERS, UNSUPPORTED
 from pathgeo.plugins import PATTERN
+from pathgeo.precision import PRECISIONS
 
 STRUCTURE = Path(__file__).resolve().parent.parent / "config" / "schema" / "config.schema.yaml"
 
@@ -53,6 +54,7 @@ def config_schema() -> dict[str, Any]:
     # torch.optim's optimizers that the loop cannot drive pass too, so that the plan says why it refuses them.
     optimizers = sorted({*OPTIMIZERS, *UNSUPPORTED})
     run_fields["optimizer"]["anyOf"] = [{"enum": optimizers}, _plugin("my_optimizer:Lion")]
+    run_fields["precision"]["enum"] = list(PRECISIONS)
     dataset = schema["properties"]["datasets"]["additionalProperties"]
     dataset["properties"]["kind"]["enum"] = list(kinds())
     dataset["allOf"] = [_kind_clause(kind) for kind in kinds().values()]

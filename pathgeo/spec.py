@@ -16,7 +16,6 @@ from typing import Any
 from pathgeo import models, plugins
 
 SCHEDULES = ("constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu")
-PRECISIONS = ("float32", "float64")
 
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
@@ -30,6 +29,8 @@ OPTIONAL_DEFAULTS = {
     "full_batch": False,
     "warmup_growth": 0.0,
     "gawu_window": 5,
+    "devices": 1,
+    "sync_batchnorm": False,
     "optimizer_options": {},
 }
 
@@ -88,6 +89,10 @@ class RunSpec:
     warmup_growth: float = 0.0
     # gawu: the window h of the mean gradient correlation whose turn from positive to negative ends the warm-up.
     gawu_window: int = 5
+    # Devices of one node the run trains on (DistributedDataParallel, one process each); `batch_size` stays the
+    # global minibatch, split by rank. Batch norm normalises each rank's part unless `sync_batchnorm`.
+    devices: int = 1
+    sync_batchnorm: bool = False
     # The optimizer's keyword arguments besides lr and weight_decay (betas, eps, nesterov, ...).
     optimizer_options: dict[str, Any] = field(default_factory=dict)
 
@@ -113,7 +118,7 @@ class RunSpec:
     @property
     def slug(self) -> str:
         """The run's fields in a name, leaving out those at their usual value (no weight decay, constant LR,
-        float32, no options, data order seed 0), so that runs shown side by side differ in their names wherever
+        float32, one device, no options, data order seed 0), so that runs shown side by side differ in their names wherever
         they differ: `mnist1d-mlp64-momentum-lr0.01-wd1e-05-bs64-e30-s0`,
         `mnist1d-mlp64-sgd-lr0.001-bs1000-gawu-wu25-g0.1-e40-s0`, `mnist1d-mlp64-sgd-lr0.5-full-chunk1000-e300-s0`."""
         optimizer = plugins.slug(self.optimizer) if plugins.is_plugin(self.optimizer) else self.optimizer
@@ -135,6 +140,10 @@ class RunSpec:
             parts.append(f"o{self.data_order_seed}")
         if self.precision != USUAL_VALUES["precision"]:
             parts.append(self.precision)
+        if self.devices != USUAL_VALUES["devices"]:
+            parts.append(f"dev{self.devices}")
+        if self.sync_batchnorm:
+            parts.append("syncbn")
         if self.grad_clip is not None:
             parts.append(f"clip{self.grad_clip:.3g}")
         parts += _option_slugs(self.model_options)
@@ -160,6 +169,8 @@ class RunSpec:
             "warmup_epochs": self.warmup_epochs,
             "full_batch": self.full_batch,
             "epochs": self.epochs,
+            "precision": self.precision,
+            "devices": self.devices,
         }
 
     @classmethod

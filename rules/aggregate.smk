@@ -3,12 +3,16 @@ rule aggregate:
         replays=experiment_replays,
         matrices=experiment_matrices,
         train_logs=experiment_train_logs,
+        full_batch=experiment_full_batch,
+        fixed_batches=experiment_fixed_batches,
         library=library("aggregate.py", "columns.py"),
     output:
         epochs="results/tables/{experiment}/epochs.parquet",
         steps="results/tables/{experiment}/steps.parquet",
         matrices="results/tables/{experiment}/matrices.parquet",
         train="results/tables/{experiment}/train.parquet",
+        full_batch="results/tables/{experiment}/full_batch.parquet",
+        fixed_batches="results/tables/{experiment}/fixed_batches.parquet",
     params:
         runs=experiment_runs,
         exclude_final_epoch=config["exclude_final_epoch"],
@@ -22,7 +26,7 @@ rule aggregate:
 
 rule claims:
     input:
-        replays=replay_files(PLAN.runs),
+        replays=replay_files(list(PLAN.runs)),
         library=library("claims.py", "aggregate.py", "columns.py"),
     output:
         parquet="results/tables/claims.parquet",
@@ -34,7 +38,7 @@ rule claims:
             labels={"table": "claims", "view": "table (CSV)"},
         ),
     params:
-        runs=all_runs(),
+        runs=replayed_runs(),
         thresholds=config["claims"],
         exclude_final_epoch=config["exclude_final_epoch"],
     log:

@@ -5,7 +5,15 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from pathgeo.config import ConfigError, build_plan, correlation_settings, figure_experiments, schema_error
+from pathgeo import sizing
+from pathgeo.config import (
+    ConfigError,
+    build_plan,
+    correlation_settings,
+    figure_experiments,
+    schema_error,
+    training_correlations,
+)
 from pathgeo.data import kind
 from pathgeo.figures import plot
 from pathgeo.labels import run_descriptions, run_labels
@@ -99,7 +107,11 @@ def replay_files(run_ids):
 
 
 def experiment_replays(wildcards):
-    return replay_files(PLAN.experiments[wildcards.experiment])
+    """The per-step tables of an experiment's runs: their replays' or, for a run that no experiment
+    replays, the w*-free table its reference training wrote."""
+    runs = PLAN.experiments[wildcards.experiment]
+    trained_only = [f"results/runs/{run}/train_correlations.parquet" for run in runs if not PLAN.replayed(run)]
+    return replay_files(runs) + trained_only
 
 
 def experiment_matrices(wildcards):
@@ -119,6 +131,14 @@ def run_descriptors(spec):
     }
 
 
+def experiment_full_batch(wildcards):
+    return [path.replace(".parquet", ".full_batch.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])]
+
+
+def experiment_fixed_batches(wildcards):
+    return [path.replace(".parquet", ".fixed_batches.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])]
+
+
 def experiment_runs(wildcards):
     """Each run of the experiment with its factors, label, descriptors and the references this experiment looks
     at."""
@@ -135,10 +155,21 @@ def experiment_runs(wildcards):
     }
 
 
-def all_runs():
-    """Every run with its factors and its one-line description as its label."""
+def reference_measurement(wildcards):
+    """The measurement code's version for a run whose reference training takes its w*-free measurements
+    (pathgeo.w_star_free), so that editing the probe re-runs it; None for a run that is replayed."""
+    return measurement_version() if training_correlations(PLAN, wildcards.run, config) is not None else None
+
+
+def replayed_runs():
+    """The runs measured against w* (the claims are about those), each with its factors and its one-line
+    description as its label."""
     descriptions = run_descriptions(PLAN.runs)
-    return {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in PLAN.runs.items()}
+    return {
+        run: {"factors": spec.factors(), "label": descriptions[run]}
+        for run, spec in PLAN.runs.items()
+        if PLAN.replayed(run)
+    }
 
 
 def table_files(table, experiments):
@@ -188,6 +219,44 @@ def figure_library(wildcards):
     return library(*plot(config["figures"][wildcards.name]["plot"]).modules)
 
 
+# Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/sizing.py). A run
+# on N devices is one job on one node; the job starts its N processes itself.
+SIZED_FOR = "cpu" if config["device"] == "cpu" else "a100"
+
+
 def gpus(wildcards):
-    """Training and replay ask for one GPU unless the config pins them to the CPU."""
-    return 0 if config["device"] == "cpu" else 1
+    """The run's devices as GPUs, unless the config pins the jobs to the CPU."""
+    return 0 if config["device"] == "cpu" else PLAN.runs[wildcards.run].devices
+
+
+def run_threads(wildcards):
+    """The config's threads are per device; a job on N devices gets N times as many."""
+    return config["threads"] * PLAN.runs[wildcards.run].devices
+
+
+def cpus_per_gpu(wildcards):
+    return sizing.cpus_per_device(PLAN.runs[wildcards.run], config["threads"])
+
+
+def reference_mem_mb(wildcards, attempt):
+    # Rank 0 holds one checkpoint in memory while it writes it, and the one it resumed from.
+    return sizing.host_memory_mb(PLAN.runs[wildcards.run], SIZED_FOR, checkpoints_held=2, attempt=attempt)
+
+
+def reference_runtime(wildcards, attempt):
+    spec = PLAN.runs[wildcards.run]
+    return sizing.runtime_minutes(spec, spec.epochs, SIZED_FOR, config["threads"], attempt, data_root=DATA_ROOT)
+
+
+def replay_mem_mb(wildcards, attempt):
+    # Every rank reads the segment's start and end; rank 0 the reference points too, and runs the probe.
+    spec, references = PLAN.runs[wildcards.run], len(segment_references(wildcards))
+    vectors = sizing.probe_copies(correlation_settings(config), references)
+    return sizing.host_memory_mb(spec, SIZED_FOR, 2 * spec.devices + references, vectors, attempt)
+
+
+def replay_runtime(wildcards, attempt):
+    epochs = int(wildcards.end) - int(wildcards.start)
+    return sizing.runtime_minutes(
+        PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT
+    )

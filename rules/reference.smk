@@ -5,17 +5,25 @@ rule reference:
         checkpoints=directory("results/runs/{run}/checkpoints"),
         train_log="results/runs/{run}/train_log.parquet",
         spec="results/runs/{run}/spec.json",
+        correlations="results/runs/{run}/train_correlations.parquet",
+        correlation_matrices="results/runs/{run}/train_correlations.matrices.parquet",
     params:
         spec=run_spec_json,
         code=run_code,
         checkpoint_epochs=checkpoint_epochs,
+        correlations=lambda wildcards: training_correlations(PLAN, wildcards.run, config),
+        measurement=reference_measurement,
         workspace=lambda wildcards: f"results/runs/{wildcards.run}/partial",
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],
-    threads: config["threads"]
+    threads: run_threads
     resources:
         gpu=gpus,
+        nodes=1,
+        cpus_per_gpu=cpus_per_gpu,
+        mem_mb=reference_mem_mb,
+        runtime=reference_runtime,
     log:
         "logs/reference/{run}.log",
     cache: "omit-software"

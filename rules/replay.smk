@@ -6,6 +6,8 @@ rule replay:
         steps="results/runs/{run}/replay/{start}-{end}.parquet",
         matrices="results/runs/{run}/replay/{start}-{end}.matrices.parquet",
         fidelity="results/runs/{run}/replay/{start}-{end}.fidelity.json",
+        full_batch="results/runs/{run}/replay/{start}-{end}.full_batch.parquet",
+        fixed_batches="results/runs/{run}/replay/{start}-{end}.fixed_batches.parquet",
     params:
         spec=run_spec_json,
         code=run_code,
@@ -13,14 +15,21 @@ rule replay:
         references=segment_references,
         tolerance=config["fidelity_tolerance"],
         correlations=correlation_settings(config),
+        measurements=lambda wildcards: PLAN.measurements(wildcards.run),
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],
-    threads: config["threads"]
+    threads: run_threads
     resources:
         gpu=gpus,
+        nodes=1,
+        cpus_per_gpu=cpus_per_gpu,
+        mem_mb=replay_mem_mb,
+        runtime=replay_runtime,
     log:
         "logs/replay/{run}/{start}-{end}.log",
+    benchmark:
+        "benchmarks/replay/{run}/{start}-{end}.tsv"
     conda:
         "../environment.yml"
     script:

@@ -1,7 +1,13 @@
-import pytest
-import torch
+import os
 
-from pathgeo import devices
+# The probe's GPU path (Triton kernels) runs on the CPU under Triton's interpreter, which is chosen when
+# the kernels are defined: before any test imports them.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from pathgeo import devices  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from test_workflow import copy_workflow
 
 from pathgeo.config import build_plan

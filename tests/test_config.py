@@ -151,9 +151,9 @@ PLAN_ERRORS = [
     ("reference at epoch 0", _set("experiments", "budgets", "references", [0, "final"]),
      "experiments.budgets.references"),
     ("a window longer than every segment", _set("correlations", {"window": 5}), "correlations.window"),
-    ("matrix epochs past every run's end", _set("correlations", {"window": 2, "matrix_epochs": [0, 8]}),
+    ("matrix epochs past every run's end", _set("correlations", {"window": 2, "matrix_epochs": [0, 3, 40]}),
      "correlations.matrix_epochs"),
-    ("figure epochs past the end of its runs", _set("figures", "correlation_matrices", "epochs", [0, 8]),
+    ("figure epochs past the end of its runs", _set("figures", "correlation_matrices", "epochs", [0, 40]),
      "figures.correlation_matrices.epochs"),
     ("figure epochs without a matrix", _set("correlations", {"window": 2, "matrix_epochs": [0]}),
      "figures.correlation_matrices.epochs"),
@@ -383,6 +383,8 @@ CHANGES = {
     "full_batch": True,
     "warmup_growth": 0.1,
     "gawu_window": 3,
+    "devices": 2,
+    "sync_batchnorm": True,
     "optimizer_options": {"nesterov": True},
 }
 

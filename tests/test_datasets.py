@@ -191,11 +191,15 @@ def _batch(n: int = 64) -> torch.Tensor:
     return torch.randint(1, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
 
 
-def test_augment_batch_is_deterministic_given_the_generator():
+def augment(x: torch.Tensor, gen: torch.Generator, flip: bool = True) -> torch.Tensor:
+    return cifar10.apply_crop_flip(x, cifar10.draw_crop_flip(len(x), gen, flip=flip))
+
+
+def test_augmentation_is_deterministic_given_the_generator():
     x = _batch()
-    a = cifar10.augment_batch(x, generator(0, "augment", 1, 5), flip=True)
-    b = cifar10.augment_batch(x, generator(0, "augment", 1, 5), flip=True)
-    c = cifar10.augment_batch(x, generator(0, "augment", 1, 6), flip=True)
+    a = augment(x, generator(0, "augment", 1))
+    b = augment(x, generator(0, "augment", 1))
+    c = augment(x, generator(0, "augment", 2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.dtype == torch.uint8 and a.shape == x.shape
 
@@ -208,7 +212,7 @@ def test_crop_offsets_and_flips_are_in_range_and_independent_of_flip():
     assert torch.equal(p.top, q.top) and torch.equal(p.left, q.left) and not q.flip.any()
 
 
-def test_augment_batch_matches_per_sample_crop_and_flip():
+def test_apply_crop_flip_matches_per_sample_crop_and_flip():
     x = _batch(32)
     p = cifar10.draw_crop_flip(32, generator(2, "augment"), pad=4, flip=True)
     out = cifar10.apply_crop_flip(x, p, pad=4)
@@ -231,23 +235,24 @@ def test_padding_is_zero_and_flip_flips():
     assert torch.equal(out[0], y[0].flip(-1)) and torch.equal(out[1], y[1])
 
 
-def test_augment_batch_on_float_and_normalize():
+def test_augmentation_on_float_and_normalize():
     x = _batch(8)
-    a = cifar10.augment_batch(x, generator(3, "a"), flip=True)
-    b = cifar10.augment_batch(x.float() / 255, generator(3, "a"), flip=True)
+    a = augment(x, generator(3, "a"))
+    b = augment(x.float() / 255, generator(3, "a"))
     assert torch.allclose(a.float() / 255, b)
     assert torch.allclose(cifar10.normalize(a), cifar10.normalize(b))
     mean = torch.tensor(cifar10.CIFAR10_MEAN).view(1, 3, 1, 1).expand(1, 3, 32, 32)
     assert cifar10.normalize(mean).abs().max() < 1e-6
     with pytest.raises(ValueError, match="N x C x H x W"):
-        cifar10.augment_batch(x[0], generator(0))
+        augment(x[0], generator(0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_augment_batch_on_cuda_equals_cpu():
+def test_augmentation_on_cuda_equals_cpu():
     x = _batch()
-    cpu = cifar10.augment_batch(x, generator(0, "augment"), flip=True)
-    gpu = cifar10.augment_batch(x.cuda(), generator(0, "augment"), flip=True)
+    crops = cifar10.draw_crop_flip(len(x), generator(0, "augment"), flip=True)
+    cpu = cifar10.apply_crop_flip(x, crops)
+    gpu = cifar10.apply_crop_flip(x.cuda(), crops.to(torch.device("cuda")))
     assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
 
 

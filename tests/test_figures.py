@@ -20,6 +20,8 @@ from pathgeo.figures.accuracy import accuracy
 from pathgeo.figures.claims import CLAIM_CELLS, FAILS, HOLDS, VERDICT_COLORS, claims
 from pathgeo.figures.correlation_matrices import correlation_matrices
 from pathgeo.figures.distance import distance
+from pathgeo.figures.fixed_batch_spread import fixed_batch_spread
+from pathgeo.figures.full_batch_geometry import full_batch_geometry
 from pathgeo.figures.gamma_band import gamma_band
 from pathgeo.figures.gamma_correlation import CORRELATION_SERIES, GAMMA_SERIES, gamma_correlation
 from pathgeo.figures.grad_correlation import grad_correlation
@@ -418,6 +420,8 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
         "accuracy": accuracy(make_train()),
         "level_sets": level_sets(make_landscape()),
         "mu_lr": mu_lr(make_warmup_steps()),
+        "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
+        "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
     }
     assert set(built) == set(plots())
     for name, chart in built.items():
@@ -1040,6 +1044,8 @@ def every_figure() -> dict[str, Figure]:
         "accuracy": accuracy(make_train()),
         "level_sets": level_sets(make_landscape()),
         "mu_lr": mu_lr(make_warmup_steps()),
+        "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
+        "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
     }
 
 
@@ -1063,6 +1069,8 @@ FIGURES = [
     "accuracy",
     "level_sets",
     "mu_lr",
+    "full_batch_geometry",
+    "fixed_batch_spread",
 ]
 
 
@@ -1402,3 +1410,62 @@ def test_the_keys_every_figure_has_are_the_schemas() -> None:
 
     figure = yaml.safe_load(STRUCTURE.read_text())["properties"]["figures"]["additionalProperties"]
     assert tuple(figure["properties"]) == FIGURE_KEYS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The full-batch geometry and the fixed-batch spread (pathgeo.point_geometry's aggregated tables)
+# ---------------------------------------------------------------------------------------------------------
+
+POINT_METRICS = ("loss", "grad_norm", "dist", "rsi", "eb", "gamma", "lolr", "grad_norm_wd", "rsi_wd", "eb_wd",
+                 "gamma_wd", "lolr_wd")
+
+
+def make_point_table(fixed: bool) -> pl.DataFrame:
+    """The aggregated full_batch table (one row per run, reference, measured epoch) or fixed_batches table
+    (one row per run, reference, measured step, with mean/min/max/std over 4 batches)."""
+    rng = random.Random(2)
+    rows = []
+    for run in RUNS[:2]:
+        for reference, budget in (("final", N_EPOCHS), ("epoch3", 3)):
+            for point in range(1, budget + 1):
+                row: dict[str, Any] = {
+                    "experiment": "test", "run_id": run["run_id"], "label": run["label"], "reference": reference,
+                    "budget": budget, "epoch": point - 1, "step": STEPS_PER_EPOCH * point, **run_factors(run),
+                }
+                values = {m: rng.uniform(0.01, 1.0) for m in POINT_METRICS}
+                if fixed:
+                    row["batches"] = 4
+                    for m, v in values.items():
+                        row |= {f"{m}_mean": v, f"{m}_min": 0.5 * v, f"{m}_max": 1.5 * v, f"{m}_std": 0.2 * v}
+                else:
+                    row |= values
+                rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def test_full_batch_geometry_panels_and_weight_decay_dashes() -> None:
+    spec = full_batch_geometry(make_point_table(fixed=False)).to_dict()
+    assert fields(spec, "y") == {"gamma", "gamma_wd", "rsi", "rsi_wd", "eb", "eb_wd"}
+    assert {s.get("type") for s in y_scales(spec)} == {"log", None}
+    assert any(node.get("mark", {}).get("strokeDash") == [5, 3] for node in walk(spec) if isinstance(node.get("mark"), dict))
+    # One line per run and reference point.
+    assert {row["series"] for row in dataset_rows(spec)} == {f"{r} · {ref}" for r in ("r1", "r2") for ref in ("final", "epoch3")}
+
+
+def test_fixed_batch_spread_bands_min_max_over_batches() -> None:
+    table = make_point_table(fixed=True)
+    spec = fixed_batch_spread(table).to_dict()
+    assert {"gamma_min", "rsi_min", "eb_min"} <= fields(spec, "y")
+    assert {"gamma_max", "rsi_max", "eb_max"} <= fields(spec, "y2")
+    assert "4 fixed minibatches" in " ".join(spec["title"]["subtitle"])
+    with pytest.raises(ValueError, match="fixed_batches table is empty"):
+        fixed_batch_spread(table.clear())
+    with pytest.raises(ValueError, match=r"full_batch table lacks the columns \['gamma_wd'\]"):
+        full_batch_geometry(make_point_table(fixed=False).drop("gamma_wd"))
+
+
+def test_save_writes_point_figures(tmp_path: Path) -> None:
+    for name, chart in (("full", full_batch_geometry(make_point_table(fixed=False))),
+                        ("fixed", fixed_batch_spread(make_point_table(fixed=True)))):
+        save(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.svg")
+        assert (tmp_path / f"{name}.svg").read_text().startswith("<svg")

@@ -34,7 +34,7 @@ STEPS_PER_EPOCH = math.ceil(200 / BATCH)  # 7, the last batch is short (200 = 6�
 
 # Metrics whose value is a dot product divided by norms: their floating-point error is bounded relative to
 # the product of the norms, not to the (possibly tiny) value, so they are compared on that scale.
-CORRELATIONS = [m for m in METRICS if "corr" in m or m == "sign_flip"]
+CORRELATIONS = [m for m in METRICS if "corr" in m or m == "sign_flip" or m.startswith("dist_lag")]
 GEOMETRY = ("rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "rsi_wd", "eb_wd", "gamma_wd", "lolr_wd",
             "grad_norm_wd", "upd_norm", "upd_rsi", "upd_gamma")
 
@@ -145,20 +145,24 @@ def quadratic_oracle(lam: float) -> tuple[dict[str, np.ndarray], np.ndarray, np.
     return expected, loss, W, a
 
 
-def backend_args(chunk_size: int | None) -> dict:
-    return {"backend": "fused"} if chunk_size is None else {"backend": "torch", "chunk_size": chunk_size}
+# The fused numba pass (CPU), and the Triton kernels of the GPU path under the interpreter, with one
+# program, and with small blocks shared out over a few programs (each then loops over several blocks).
+BACKENDS = {
+    "fused": {"backend": "fused"},
+    "triton": {"backend": "triton", "programs": 1},
+    "triton_small_blocks": {"backend": "triton", "block": 16, "programs": 3},
+}
 
 
-def run_quadratic(dtype: torch.dtype, lam: float, chunk_size: int | None) -> tuple[pl.DataFrame, torch.Tensor]:
+def run_quadratic(dtype: torch.dtype, lam: float, backend: str) -> tuple[pl.DataFrame, torch.Tensor]:
     """The probe in a plain torch loop, exactly as its docstring shows."""
     _, _, W, a_np = quadratic_oracle(lam)
     w = torch.nn.Parameter(torch.tensor(W[0], dtype=dtype))
     a = torch.tensor(a_np, dtype=dtype)
     flat = FlatParameters([w])
     optimizer = torch.optim.SGD(flat.params, lr=QUAD_LR, weight_decay=lam)
-    # chunk_size None: the fused CPU kernel; a number: the chunked tensor path that GPUs use.
     probe = Probe(flat, {"final": torch.from_numpy(W[-1])}, weight_decay=lam, steps_per_epoch=QUAD_K,
-                  **backend_args(chunk_size))
+                  **BACKENDS[backend])
     for epoch in range(QUAD_EPOCHS):
         for _ in range(QUAD_K):
             flat.zero_grad()
@@ -181,10 +185,10 @@ QUAD_TOL = {torch.float64: 1e-10, torch.float32: 1e-3}
 
 @pytest.mark.parametrize("lam", [0.0, 0.05], ids=["no_wd", "wd"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("chunk_size", [None, 1 << 17, 7], ids=["fused", "one_chunk", "chunks_of_7"])
-def test_quadratic_gd_matches_closed_forms(dtype, lam, chunk_size):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quadratic_gd_matches_closed_forms(dtype, lam, backend):
     expected, loss, W, _ = quadratic_oracle(lam)
-    table, w_end = run_quadratic(dtype, lam, chunk_size)
+    table, w_end = run_quadratic(dtype, lam, backend)
     T = QUAD_K * QUAD_EPOCHS
     tol = QUAD_TOL[dtype]
 
@@ -218,8 +222,9 @@ def test_quadratic_gd_matches_closed_forms(dtype, lam, chunk_size):
 def test_probe_rejects_wrong_reference_and_too_many_steps():
     w = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
     flat = FlatParameters([w])
-    with pytest.raises(ValueError, match="at least one reference"):
+    with pytest.raises(ValueError, match=r"need a reference point w\*"):
         Probe(flat, {})
+    Probe(flat, {}, lagged="off")  # without w*: the gradient's own measurements only
     with pytest.raises(ValueError, match="4 parameters, the model 5"):
         Probe(flat, {"final": torch.zeros(4)})
     probe = Probe(flat, {"final": torch.ones(5)}, steps_per_epoch=1)
@@ -300,10 +305,10 @@ def test_random_walk_gamma_follows_inverse_sqrt_of_remaining_steps():
 OPTIMIZERS = [("sgd", 0.05, 0.0), ("momentum", 0.05, 1e-3), ("adam", 1e-3, 1e-3)]
 
 
-@pytest.mark.parametrize("chunk_size", [None, 257], ids=["fused", "chunks_of_257"])
+@pytest.mark.parametrize("backend", ["fused", "triton"])
 @pytest.mark.parametrize("model", ["mlp", "resnet1d"])
 @pytest.mark.parametrize("optimizer,lr,weight_decay", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
-def test_probe_does_not_change_the_trajectory(mnist, model, optimizer, lr, weight_decay, chunk_size):
+def test_probe_does_not_change_the_trajectory(mnist, model, optimizer, lr, weight_decay, backend):
     spec = mnist_spec(model=model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=2)
     plain = build_trainer(spec, mnist, CPU)
     start = plain.flat.weights.clone()
@@ -312,9 +317,9 @@ def test_probe_does_not_change_the_trajectory(mnist, model, optimizer, lr, weigh
 
     observed = build_trainer(spec, mnist, CPU)
     assert torch.equal(observed.flat.weights, start)
-    # The fused kernel and the chunked path (small chunks, so several run); the reference is arbitrary here.
+    # The fused kernel and the Triton kernels (several programs); the reference is arbitrary here.
     probe = Probe(observed.flat, {"far": torch.zeros_like(start)}, weight_decay=weight_decay,
-                  steps_per_epoch=observed.task.steps_per_epoch, **backend_args(chunk_size))
+                  steps_per_epoch=observed.task.steps_per_epoch, backend=backend, block=256, programs=3)
     for _ in range(spec.epochs):
         stats = observed.train_epoch(probe)
         probe.end_epoch(stats.epoch)
@@ -359,8 +364,8 @@ class Recorder:
         self.probe.after_backward(loss, lr, weight_decay)
 
 
-@pytest.mark.parametrize("chunk_size", [None, 1 << 17, 100], ids=["fused", "one_chunk", "chunks_of_100"])
-def test_probe_matches_numpy_on_mlp_momentum_weight_decay(mnist, chunk_size):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_probe_matches_numpy_on_mlp_momentum_weight_decay(mnist, backend):
     wd = 1e-3
     spec = mnist_spec(optimizer="momentum", lr=0.05, weight_decay=wd, epochs=3, schedule="warmup_cosine",
                       warmup_epochs=1)
@@ -371,7 +376,7 @@ def test_probe_matches_numpy_on_mlp_momentum_weight_decay(mnist, chunk_size):
 
     trainer = build_trainer(spec, mnist, CPU)
     probe = Probe(trainer.flat, {"final": w_star}, weight_decay=wd, steps_per_epoch=trainer.task.steps_per_epoch,
-                  **backend_args(chunk_size))
+                  **BACKENDS[backend])
     recorder = Recorder(trainer.flat, probe)
     for _ in range(spec.epochs):
         stats = trainer.train_epoch(recorder)
@@ -451,10 +456,16 @@ def test_replay_from_a_middle_checkpoint_equals_the_uninterrupted_run(mnist, ref
     tail = whole.filter(pl.col("step") >= split)
     assert_frame_equal(second.select(pl.exclude(CORRELATIONS)), tail.select(pl.exclude(CORRELATIONS)), check_exact=True)
     assert_frame_equal(pl.concat([first, second]).drop(CORRELATIONS), whole.drop(CORRELATIONS), check_exact=True)
-    for column, needs in [("grad_corr", 1), ("sign_flip", 1), ("mean_grad_corr", 4)] + [(f"perp_corr_lag{k}", k) for k in (1, 2, 5, 10)]:
+    for column, needs in [("grad_corr", 1), ("sign_flip", 1), ("mean_grad_corr", 4)]:
         assert second[column].null_count() == needs, column
         assert whole[column].null_count() == needs, column
         assert second[column][needs:].to_list() == tail[column][needs:].to_list(), column
+    # The anchored lags: the whole run's only anchor is step 0, so lag k is measured at step k alone; the
+    # second segment (steps 14..27) holds no anchor, so nothing.
+    for k in (1, 2, 5, 10, 20):
+        for column in (f"perp_corr_lag{k}", f"dist_lag{k}"):
+            assert whole.filter(pl.col(column).is_not_null())["step"].to_list() == [k], column
+            assert second[column].null_count() == second.height, column
     assert whole["lr"].n_unique() > 2
 
 
@@ -556,9 +567,10 @@ def test_replay_leaves_its_start_checkpoint_untouched(mnist, reference_run):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
-    """The parallel kernel (large vectors, several threads) and the serial one give the Gram entries the
-    metrics use, equal to numpy float64, independently of the thread count."""
-    from pathgeo import kernels
+    """The parallel kernel (large vectors, several threads) and the serial one give the geometry block and
+    G·G, G·G_{t−1} of the record, equal to numpy float64, independently of the thread count; the entries
+    of the window lags this plan does not take stay NaN."""
+    from pathgeo import kernels, layout
 
     n = kernels.PARALLEL_MIN_SIZE + 12345
     rng = np.random.default_rng(0)
@@ -566,20 +578,34 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     g = rng.standard_normal(n).astype(np.float32)
     w_prev = (w + 1e-3 * rng.standard_normal(n)).astype(np.float32)
     w_star = np.stack([w + 1e-2 * rng.standard_normal(n), w + rng.standard_normal(n)]).astype(np.float32)
-    out = np.zeros((5, 5))
-    prev_before = w_prev.copy()
-    kernels.gram_pass(w, g, w_prev, w_star, out, threads)
+    ring_g = rng.standard_normal((5, n)).astype(np.float32)
+    ring_w = np.zeros((0, n), dtype=np.float32)
+    lay = layout.Layout(window=5, refs=2, lags=())
+    plan = np.full(layout.plan_width(lay), -1, dtype=np.int64)
+    plan[[layout.PREV_VALID, layout.G_WRITE, layout.G_SLOTS]] = 1, 4, 3
+    prev_before, ring_before = w_prev.copy(), ring_g.copy()
+    out = np.full(lay.width, np.nan)
+    kernels.step_pass(w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads)
     assert np.array_equal(w_prev, w)  # w_prev advanced to the current weights
+    assert np.array_equal(ring_g[4], g) and np.array_equal(ring_g[:4], ring_before[:4])
 
     W, G, S = w.astype(np.float64), g.astype(np.float64), prev_before.astype(np.float64) - w
-    expected = {(0, 0): W @ W, (1, 1): G @ G, (0, 1): W @ G, (2, 2): S @ S}
+    P = ring_before[3].astype(np.float64)
+    geo = lay.geometry
+    expected = {0: (G @ G, G, G), lay.g_dot(1): (G @ P, G, P), geo + layout.GEO_WW: (W @ W, W, W),
+                geo + layout.GEO_GW: (G @ W, G, W), geo + layout.GEO_SS: (S @ S, S, S)}
     for r in range(2):
         D = W - w_star[r].astype(np.float64)
-        expected |= {(1, 3 + r): G @ D, (3 + r, 3 + r): D @ D, (0, 3 + r): W @ D, (2, 3 + r): S @ D}
-    for (i, j), value in expected.items():
-        assert out[i, j] == out[j, i]
-        assert out[i, j] == pytest.approx(value, rel=1e-12, abs=1e-9 * np.sqrt(out[i, i] * out[j, j]))
+        at = lay.ref(r)
+        expected |= {at: (G @ D, G, D), at + 1: (D @ D, D, D), at + 2: (W @ D, W, D), at + 3: (S @ D, S, D)}
+    for index, (value, x, y) in expected.items():
+        assert out[index] == pytest.approx(value, rel=1e-12, abs=1e-9 * np.linalg.norm(x) * np.linalg.norm(y)), index
+    assert out[lay.g_flips(1)] == np.count_nonzero(G * P < 0)
+    untaken = [lay.g_dot(k) for k in range(2, 5)] + [lay.g_flips(k) for k in range(2, 5)]
+    assert np.isnan(out[untaken]).all()
+    assert not np.isnan(np.delete(out, untaken)).any()
 
-    again = np.zeros((5, 5))
-    kernels.gram_pass(w, g, prev_before.copy(), w_star, again, 3 - threads)
-    assert np.array_equal(out, again)  # fixed blocks: the same bits whatever the thread count
+    again = np.full(lay.width, np.nan)
+    kernels.step_pass(w, g, prev_before.copy(), w_star, ring_before.copy(), ring_w, plan, lay.ring_lags, lay.geometry,
+                      lay.lag_block, again, 3 - threads)
+    np.testing.assert_array_equal(out, again)  # fixed blocks: the same bits whatever the thread count

@@ -1,15 +1,18 @@
 """The `cluster` profile: Snakemake's SLURM executor plugin, GPU rules on A100s, status through squeue.
 
 Without SLURM (quick): the profile's keys are settings the installed plugin knows, `snakemake -n --profile
-cluster` typed in the repository root plans GPU rules as `gpu=1, gpu_model=a100`, the multi-GPU override
-stays in step with the profile, and the largest preset plans in seconds.
+cluster` typed in the repository root plans GPU rules as `gpu=N, gpu_model=a100, nodes=1` with the CPUs per
+GPU, memory and time the rules derive from the run (pathgeo.sizing), the multi-GPU override stays in step
+with the profile, and the largest preset plans in seconds.
 
 Marked `slurm`: a real one-node SLURM cluster (cluster_tools/local_slurm.sh, in a temporary directory, on
-free ports) runs a small workflow through the profile. The override a site would write changes only the
-partition names (the test cluster's are `local` and `local_gpu`, not the profile's placeholders) and, for
-the test's speed, the plugin's first status check. Then: reference and replay went to SLURM with
-`--gpus=a100:1` on the GPU partition, aggregation/claims/figures did not go through SLURM, the results
-equal a local run's bit for bit, and a GPU model the cluster lacks fails at once with SLURM's refusal.
+free ports) runs a small workflow through the profile: one run on one device and one on two. The override a
+site would write changes only the partition names (the test cluster's are `local` and `local_gpu`, not the
+profile's placeholders) and, for the test's speed, the plugin's first status check. Then: reference and
+replay went to SLURM with `--gpus=a100:1`, or `--gpus=a100:2` on one node for the 2-device run (whose job ran
+2 gloo processes on the CPU: the fake GPUs have no driver), on the GPU partition; aggregation/claims/figures
+did not go through SLURM, the results equal a local run's bit for bit, and a GPU model the cluster lacks
+fails at once with SLURM's refusal.
 Skipped, with the reason, where the cluster cannot start (not root, packages missing, no mount namespace);
 .ci/run installs the packages.
 """
@@ -116,10 +119,9 @@ def test_profile_keys_are_plugin_settings():
     assert {"slurm_partition", "runtime", "mem_mb"} <= set(defaults)
     for rule in GPU_RULES:
         resources = profile["set-resources"][rule]
-        assert resources["gpu_model"] == "a100"
-        assert {"cpus_per_gpu", "slurm_partition", "mem_mb", "runtime"} <= set(resources)
-        # The rules declare how many GPUs they need; the profile only says which kind and where.
-        assert "gpu" not in resources
+        assert resources["gpu_model"] == "a100" and "slurm_partition" in resources
+        # The rules derive what a job needs from its run; the profile only says which kind and where.
+        assert not {"gpu", "nodes", "cpus_per_gpu", "mem_mb", "runtime"} & set(resources)
     assert set(profile["set-resources"]) <= CLUSTER_RULES
 
 
@@ -137,8 +139,9 @@ def test_profile_typed_in_the_repository_root(tmp_path):
         assert jobs[rule], rule
         for resources in jobs[rule]:
             assert resources["gpu"] == "1" and resources["gpu_model"] == "a100", resources
+            assert resources["nodes"] == "1" and resources["cpus_per_gpu"] == "1", resources
             assert resources["slurm_partition"] == profile["set-resources"][rule]["slurm_partition"]
-            assert int(resources["cpus_per_gpu"]) >= 8
+            assert int(resources["mem_mb"]) > 1000 and int(resources["runtime"]) >= 15, resources
     for resources in jobs["prep"]:
         assert "gpu" not in resources and "gpu_model" not in resources
         assert resources["slurm_partition"] == profile["default-resources"]["slurm_partition"]
@@ -152,7 +155,7 @@ def test_multi_gpu_override_stays_in_step(tmp_path):
         assert multi[rule] == main[rule], rule
     for rule in GPU_RULES:
         assert multi[rule]["gpu_model"] == "a100"
-        assert multi[rule]["cpus_per_gpu"] * 8 <= 128 and multi[rule]["mem_mb"] * 8 <= 1_000_000
+        assert multi[rule]["cpus_per_gpu"] * 8 <= 128 and "mem_mb" not in multi[rule]
     result = subprocess.run(
         [snakemake_exe(), "-n", "--profile", "cluster", "--profile", "cluster/a100x8",
          "--directory", str(tmp_path), "--configfile", str(TINY)],
@@ -160,7 +163,34 @@ def test_multi_gpu_override_stays_in_step(tmp_path):
     )
     assert result.returncode == 0, output_of(result)[-4000:]
     for resources in planned_resources(output_of(result))["replay"]:
-        assert resources["cpus_per_gpu"] == "16" and resources["mem_mb"] == "120000", resources
+        assert resources["cpus_per_gpu"] == "16" and int(resources["mem_mb"]) > 1000, resources
+
+
+def test_a_run_on_several_gpus_asks_for_them_on_one_node(tmp_path):
+    """devices: 2 asks SLURM for 2 GPUs on one node, with the run's memory and time (pathgeo.sizing) and twice
+    the threads of a one-device job."""
+    from pathgeo import sizing
+    from pathgeo.config import build_plan
+
+    config = small_config()
+    config["defaults"]["devices"] = 2
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path / "work"), "--configfile",
+         str(path), "--cores", "8"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, output_of(result)[-4000:]
+    (spec,) = build_plan(config).runs.values()
+    jobs = planned_resources(output_of(result))
+    (reference,) = jobs["reference"]
+    assert reference["gpu"] == "2" and reference["nodes"] == "1" and reference["gpu_model"] == "a100", reference
+    assert int(reference["mem_mb"]) == sizing.host_memory_mb(spec, "a100", 2)
+    assert int(reference["runtime"]) == sizing.runtime_minutes(spec, spec.epochs, "a100", config["threads"])
+    threads = re.search(r"^rule reference:\n(?:    .*\n)*?    threads: (\d+)$", output_of(result), re.M)
+    assert threads and threads.group(1) == "2", output_of(result)[-3000:]
+    assert all(job["gpu"] == "2" for job in jobs["replay"])
 
 
 def test_largest_preset_plans_in_seconds(tmp_path):
@@ -215,14 +245,17 @@ def slurm_env(tmp_path_factory):
         assert stopped.returncode == 0, stopped.stderr
 
 
-def small_config() -> dict:
-    """tiny.yaml cut down to one MNIST-1D MLP run of 2 epochs (2 replay segments) and one figure."""
+def small_config(two_gpus: bool = False) -> dict:
+    """tiny.yaml cut down to one MNIST-1D MLP run of 2 epochs (2 replay segments) and one figure; with
+    `two_gpus`, the same run on 2 devices besides it."""
     config = yaml.safe_load(TINY.read_text())
     config["device"] = "auto"  # so that training and replay ask for a GPU (and use the CPU here)
     config["segment_epochs"] = 1
     config["datasets"] = {"mnist1d": config["datasets"]["mnist1d"]}
     config["defaults"]["epochs"] = 2
     config["experiments"] = {"baseline": {"description": "one run"}}
+    if two_gpus:
+        config["experiments"]["two_gpus"] = {"description": "the run on 2 devices", "set": {"devices": 2}}
     config["figures"] = {"rsi_eb_gamma": {"plot": "rsi_eb_gamma", "experiment": "baseline"}}
     return config
 
@@ -271,7 +304,7 @@ def slurm_runs(slurm_env, tmp_path_factory):
     """The small workflow twice: locally (--cores 2) and on SLURM through the profile."""
     base = tmp_path_factory.mktemp("slurm_runs")
     config = base / "config.yaml"
-    config.write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    config.write_text(yaml.safe_dump(small_config(two_gpus=True), sort_keys=False))
     override = site_override(base / "site")
     common = [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(config)]
     # The local run goes on beside the SLURM run; both are small.
@@ -304,19 +337,25 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
     output = slurm_runs["output"]
     jobs = slurm_jobs(slurm_env, run_id_of(output))
     rules = Counter(re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", job["Comment"]).group(1) for job in jobs)
-    # One dataset, one run, two replay segments; nothing else went through SLURM.
-    assert rules == Counter(prep=1, reference=1, replay=2), jobs
+    # One dataset, two runs (one on 1 GPU, one on 2), two replay segments each; nothing else went through SLURM.
+    assert rules == Counter(prep=1, reference=2, replay=4), jobs
+    gpus = Counter()
     for job in jobs:
         rule = re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", job["Comment"]).group(1)
         assert job["State"] == "COMPLETED", job
         if rule in GPU_RULES:
-            # sbatch --gpus=a100:1 --cpus-per-gpu=8, on the site's GPU partition
-            assert job["tres-per-job"] == "gres:gpu:a100:1", job
-            assert job["cpus-per-tres"] == "gres:gpu:8", job
+            # sbatch --gpus=a100:N --nodes=1 --cpus-per-gpu=1 (the config's threads), on the site's GPU partition
+            assert re.fullmatch(r"gres:gpu:a100:[12]", job["tres-per-job"]), job
+            gpus[rule, job["tres-per-job"][-1]] += 1
+            assert job["cpus-per-tres"] == "gres:gpu:1", job
             assert job["Partition"] == LOCAL_GPU_PARTITION, job
         else:
             assert job["tres-per-job"] == "N/A", job
             assert job["Partition"] == LOCAL_CPU_PARTITION, job
+    assert gpus == Counter({("reference", "1"): 1, ("reference", "2"): 1, ("replay", "1"): 2, ("replay", "2"): 2})
+    # The 2-GPU jobs ran 2 ranks (gloo on the CPU: the fake GPUs have no driver).
+    logs = sorted((slurm_runs["slurm"] / "logs" / "reference").glob("*.log"))
+    assert sum("starting 2 ranks" in path.read_text() and "[rank 0]" in path.read_text() for path in logs) == 1
     # The local rules ran in this process (Snakemake prints them as `localrule`), not as SLURM jobs.
     for rule in ("aggregate", "claims", "figure", "all"):
         assert re.search(rf"^localrule {rule}:$", output, re.M), rule
@@ -328,7 +367,19 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
 @pytest.mark.slurm
 def test_slurm_results_equal_local_results(slurm_runs):
     local, slurm = slurm_runs["local"] / "results", slurm_runs["slurm"] / "results"
-    (run,) = [p.name for p in (local / "runs").iterdir()]
+    runs = sorted(p.name for p in (local / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert_run_equal(local, slurm, run)
+    data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
+    other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
+    assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)
+    for table in ["tables/baseline/epochs.parquet", "tables/baseline/steps.parquet", "tables/baseline/matrices.parquet",
+                  "tables/claims.parquet"]:
+        assert pl.read_parquet(local / table).equals(pl.read_parquet(slurm / table)), table
+
+
+def assert_run_equal(local: Path, slurm: Path, run: str) -> None:
     replays = sorted((local / "runs" / run / "replay").glob("*[0-9].parquet"))
     assert len(replays) == 2
     for path in replays:
@@ -344,12 +395,6 @@ def test_slurm_results_equal_local_results(slurm_runs):
     assert len(checkpoints) == 3
     for path in [*checkpoints, local / "runs" / run / "train_log.parquet"]:
         assert path.read_bytes() == (slurm / path.relative_to(local)).read_bytes(), path.name
-    data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
-    other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
-    assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)
-    for table in ["tables/baseline/epochs.parquet", "tables/baseline/steps.parquet", "tables/baseline/matrices.parquet",
-                  "tables/claims.parquet"]:
-        assert pl.read_parquet(local / table).equals(pl.read_parquet(slurm / table)), table
 
 
 @pytest.mark.slurm
@@ -368,7 +413,7 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
     seconds = time.monotonic() - start
     output = output_of(result)
     assert result.returncode != 0, output[-4000:]
-    assert "SLURM sbatch failed" in output and "--gpus=h100:1" in output, output[-4000:]
+    assert "SLURM sbatch failed" in output and re.search(r"--gpus=h100:[12]\b", output), output[-4000:]
     assert "Requested node configuration is not available" in output, output[-4000:]
     # SLURM keeps a record of each refused submission (FAILED, BadConstraints); none of them ran.
     jobs = slurm_jobs(slurm_env, run_id_of(output))

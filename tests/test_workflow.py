@@ -129,7 +129,7 @@ def write_config(config: dict, path: Path) -> Path:
 
 
 # The tables the aggregate rule writes (the others: a run's landscape, the claims of every run).
-AGGREGATED = {"epochs", "steps", "matrices", "train"}
+AGGREGATED = {"epochs", "steps", "matrices", "train", "full_batch", "fixed_batches"}
 
 
 def aggregated_experiments(config: dict) -> set[str]:
@@ -233,9 +233,11 @@ def test_claims_table_has_one_row_per_planned_run(finished):
     tables = finished.workdir / "results" / "tables"
     parquet = pl.read_parquet(tables / "claims.parquet")
     csv = pl.read_csv(tables / "claims.csv")
+    # The claims are about the runs measured against w*: all but those only w*-free experiments use.
+    assert finished.plan.replayed_runs < set(finished.plan.runs)
     for table in (parquet, csv):
-        assert table.height == len(finished.plan.runs)
-        assert sorted(table["run_id"].to_list()) == sorted(finished.plan.runs)
+        assert table.height == len(finished.plan.replayed_runs)
+        assert sorted(table["run_id"].to_list()) == sorted(finished.plan.replayed_runs)
     assert parquet.columns == csv.columns
 
 
@@ -475,7 +477,7 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     references = [j.wildcards["run"] for j in by_rule.get("reference", [])]
     assert len(references) == len(runs)
     assert set(references) == runs
-    replayed = runs if AGGREGATED & tables else set()
+    replayed = runs & tiny_plan.replayed_runs if AGGREGATED & tables else set()
     assert {j.wildcards["run"] for j in by_rule.get("replay", [])} == replayed
     assert len(by_rule.get("replay", [])) == sum(len(tiny_plan.segments(run)) for run in replayed)
     aggregated = experiments if AGGREGATED & tables else set()
@@ -485,10 +487,10 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     assert not (tmp_path / "results").exists()
 
 
-def test_claims_figure_plans_every_run_and_no_aggregate(tmp_path, tiny_plan):
+def test_claims_figure_plans_every_replayed_run_and_no_aggregate(tmp_path, tiny_plan):
     result = check(snakemake(tmp_path, "-n", "figure_claims"))
     counts = job_counts(planned_jobs(output_of(result)))
-    assert counts["reference"] == len(tiny_plan.runs)
+    assert counts["reference"] == len(tiny_plan.replayed_runs)
     assert counts["claims"] == 1
     assert counts["figure"] == 1
     assert counts["aggregate"] == 0
@@ -582,3 +584,24 @@ def test_one_replay_segment_rebuilds_alone_and_identically(finished):
     # Identical content: nothing downstream needs to run again.
     jobs = planned_jobs(output_of(check(finished.snakemake("-n"))))
     assert jobs == [], job_counts(jobs)
+
+
+@pytest.mark.slow
+def test_a_w_star_free_experiment_trains_once_and_reads_the_training_tables(finished):
+    """The tiny full_batch experiment (measure: w_star_free): its run has no replay job and no replay
+    file; its tables hold the gradient correlations its reference training measured, nothing against w*."""
+    plan = finished.plan
+    run = plan.experiments["full_batch"][0]
+    assert not plan.replayed(run) and plan.segments(run) == ()
+    runs = finished.workdir / "results" / "runs" / run
+    assert not (runs / "replay").exists()
+    assert not (finished.workdir / "logs" / "replay" / run).exists()
+    training = pl.read_parquet(runs / "train_correlations.parquet")
+    assert training["step"].to_list() == list(range(12))
+    # Two segments (checkpoints every 6 epochs of one step): each starts without G_{t−1}.
+    assert training["grad_corr"].is_null().to_list() == [True, False, False, False, False, False] * 2
+    steps = pl.read_parquet(finished.workdir / "results" / "tables" / "full_batch" / "steps.parquet")
+    assert steps["grad_corr"].to_list() == training["grad_corr"].to_list()
+    assert steps["gamma"].null_count() == steps.height
+    matrices = pl.read_parquet(finished.workdir / "results" / "tables" / "full_batch" / "matrices.parquet")
+    assert matrices.height > 0 and set(matrices["run_id"]) == {run}

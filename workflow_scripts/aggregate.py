@@ -10,6 +10,8 @@ tables = experiment_tables(
     snakemake.input.train_logs,
     snakemake.params.runs,
     snakemake.params.exclude_final_epoch,
+    snakemake.input.full_batch,
+    snakemake.input.fixed_batches,
 )
 for name, table in tables.items():
     write_parquet(snakemake.output[name], table)

@@ -66,7 +66,9 @@ class DatasetKind:
       `load(root, params)`, what its task is built from; `fetch(root, params)` (optional), which prep calls first
       to make missing files present;
     - `full_batch`: its training set is finite and resident, so full-batch gradient descent applies;
-    - `train_size(params)`: its number of training samples, where the config gives it, for the batch-size check.
+    - `train_size(params)`: its number of training samples, where the config gives it, for the batch-size check;
+    - `data_parallel`: its Task splits each minibatch by rank (`Task.shard`), so a run on it can train on several
+      devices.
     """
 
     name: str
@@ -80,6 +82,7 @@ class DatasetKind:
     fetch: Callable[[Path, dict], None] | None = None
     full_batch: bool = False
     train_size: Callable[[dict], int] | None = None
+    data_parallel: bool = False
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.fingerprint is None or self.load is None):

@@ -208,11 +208,17 @@ def load_cifar10(
 
 
 class CropFlip(NamedTuple):
-    """Per-sample parameters of `augment_batch`: crop offsets into the padded image and horizontal flips."""
+    """Per-sample parameters of `apply_crop_flip`: crop offsets into the padded image and horizontal flips."""
 
     top: Tensor  # int64 (N,), in [0, 2 * pad]
     left: Tensor  # int64 (N,), in [0, 2 * pad]
     flip: Tensor  # bool (N,)
+
+    def select(self, index: Tensor) -> CropFlip:
+        return CropFlip(self.top[index], self.left[index], self.flip[index])
+
+    def to(self, device: torch.device) -> CropFlip:
+        return CropFlip(self.top.to(device), self.left.to(device), self.flip.to(device))
 
 
 def draw_crop_flip(n: int, generator: torch.Generator, pad: int = 4, flip: bool = False) -> CropFlip:
@@ -230,33 +236,22 @@ def apply_crop_flip(x: Tensor, params: CropFlip, pad: int = 4) -> Tensor:
 
     One gather on x's device for the whole batch: index tensors (N, 1, H, 1) for rows and (N, 1, 1, W) for
     columns select from the padded batch; a flipped sample reads its columns in reverse.
-    """
-    n, c, h, w = x.shape
-    device = x.device
-    padded = F.pad(x, (pad, pad, pad, pad))  # constant zeros: black in pixel space
-    rows = params.top[:, None] + torch.arange(h)  # (N, H)
-    cols = params.left[:, None] + torch.arange(w)  # (N, W)
-    cols = torch.where(params.flip[:, None], cols.flip(1), cols)
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    channel = torch.arange(c, device=device)[None, :, None, None]
-    return padded[batch, channel, rows.to(device)[:, None, :, None], cols.to(device)[:, None, None, :]]
-
-
-def augment_batch(
-    x: Tensor, generator: torch.Generator, pad: int = 4, flip: bool = False
-) -> Tensor:
-    """RandomCrop(H, padding=pad) (+ RandomHorizontalFlip if `flip`) for a whole batch at once, on x's device.
 
     Padding is with ZEROS, as torchvision's RandomCrop(32, padding=4) in pytorch/examples and the authors' code
     (airbench pads with reflection instead). Apply it to uint8 or [0, 1] float images BEFORE `normalize`: zeros
     are then black pixels, as in the reference pipeline (after normalization a zero is the mean colour).
-    The paper's code does not flip CIFAR-10, hence `flip=False` by default. Offsets and flips are drawn on the
-    CPU from `generator`, so the result is a pure function of (x, generator state) on any device.
     """
     if x.dim() != 4:
         raise ValueError(f"expected a batch N x C x H x W, got shape {tuple(x.shape)}")
-    params = draw_crop_flip(x.shape[0], generator, pad, flip)
-    return apply_crop_flip(x, params, pad)
+    n, c, h, w = x.shape
+    device = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))  # constant zeros: black in pixel space
+    rows = params.top[:, None] + torch.arange(h, device=params.top.device)  # (N, H)
+    cols = params.left[:, None] + torch.arange(w, device=params.left.device)  # (N, W)
+    cols = torch.where(params.flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(c, device=device)[None, :, None, None]
+    return padded[batch, channel, rows.to(device)[:, None, :, None], cols.to(device)[:, None, None, :]]
 
 
 def normalize(x: Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> Tensor:
@@ -271,9 +266,10 @@ def normalize(x: Tensor, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[flo
 
 class ResidentImages(Classification):
     """Images resident on the device as uint8; each minibatch is cropped from the zero-padded images by `pad`
-    pixels (and flipped, with `flip`) there, with offsets drawn from (seed, `purpose`, epoch, step), then
-    normalized by `mean` and `std` (airbench's data path, torchvision's augmentation). A subclass's `load` sets
-    the data and these."""
+    pixels (and flipped, with `flip`) there, then normalized by `mean` and `std` (airbench's data path,
+    torchvision's augmentation). Each epoch draws one crop and flip per training sample from (seed, `purpose`,
+    epoch), in sample order, so sample i's augmentation in an epoch depends on (seed, epoch, i) only, not on the
+    minibatch or the rank it falls to. A subclass's `load` sets the data and these."""
 
     purpose: str
     mean: Sequence[float]
@@ -282,11 +278,14 @@ class ResidentImages(Classification):
     flip: bool
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        for step, (x, y) in enumerate(super().batches(epoch)):
-            augmented = augment_batch(
-                x, seeded_generator(self.spec.seed, self.purpose, epoch, step), pad=self.pad, flip=self.flip
-            )
-            yield normalize(augmented, self.mean, self.std).to(self.dtype), y
+        n = len(self.x_train)
+        # Offsets are drawn on the CPU (the same numbers on any device), once per epoch: 3 numbers a sample.
+        crops = draw_crop_flip(
+            n, seeded_generator(self.spec.seed, self.purpose, epoch), pad=self.pad, flip=self.flip
+        ).to(self.device)
+        for index in self.index_batches(epoch, n, self.device):
+            augmented = apply_crop_flip(self.x_train[index], crops.select(index), pad=self.pad)
+            yield normalize(augmented, self.mean, self.std).to(self.dtype), self.y_train[index]
 
     def full_batch_chunks(self) -> Iterator[Batch]:
         for x, y in super().full_batch_chunks():
@@ -298,7 +297,8 @@ class ResidentImages(Classification):
 
 
 class Cifar10(ResidentImages):
-    """CIFAR-10 with the paper's random crop (padding 4), flips where the config asks, and its normalization."""
+    """CIFAR-10 with the paper's random crop (padding 4), flips where the config asks, and its normalization.
+    The paper's code does not flip CIFAR-10 (`flip: false`)."""
 
     num_classes = 10
     purpose = "cifar10-augment"
@@ -345,4 +345,5 @@ KIND = DatasetKind(
     load=_load,
     fetch=_fetch,
     full_batch=True,
+    data_parallel=True,
 )

@@ -177,7 +177,8 @@ class LanguageModel(Task):
         return num_sequence_batches(self.train_source, self.seq_len)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        return sequence_batches(self.train_source, self.seq_len)
+        # A minibatch is every stream's next window; on several devices each rank reads its part of the streams.
+        return sequence_batches(self.shard.part(self.train_source), self.seq_len)
 
     def loss(self, batch: Batch) -> StepLoss:
         x, y = batch
@@ -212,4 +213,5 @@ KIND = DatasetKind(
     required=("path", "files", "seq_len"),
     fingerprint=lambda root, params: corpus_fingerprint(root, params["files"]),
     load=lambda root, params: load_corpus(root, params["files"]),
+    data_parallel=True,
 )

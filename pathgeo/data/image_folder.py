@@ -82,4 +82,5 @@ KIND = DatasetKind(
     fingerprint=_fingerprint,
     load=load_image_folder,
     full_batch=True,
+    data_parallel=True,
 )

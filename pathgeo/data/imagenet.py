@@ -256,21 +256,27 @@ def imagenet_batches(
     drop_last: bool = False,
     pin_memory: bool = False,
 ) -> OrderedBatches:
-    """Batches of (images float32 N x 3 x 224 x 224, labels int64 N) in exactly the given `order`.
-
-    The sampler yields ItemKey(seed, epoch, index) for each index of `order`; each item's augmentation depends on
-    its key only, and DataLoader returns batches in sampler order, so the batches are identical for any
-    `num_workers`. The epoch's order itself comes from the caller (the data-order generator of the contract).
-    """
-    keys = [ItemKey(seed, epoch, int(i)) for i in (order.tolist() if isinstance(order, Tensor) else order)]
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=keys,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        pin_memory=pin_memory,
+    """Batches of (images float32 N x 3 x 224 x 224, labels int64 N) in exactly the given `order`, `batch_size`
+    at a time (the epoch's order itself comes from the caller: the data-order generator of the contract)."""
+    pieces = torch.as_tensor(order).split(batch_size)
+    return imagenet_loader(
+        dataset, [p for p in pieces if not drop_last or len(p) == batch_size], epoch, seed, num_workers, pin_memory
     )
+
+
+def imagenet_loader(
+    dataset: ImageNetSplit,
+    batches: Sequence[Tensor],
+    epoch: int,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> OrderedBatches:
+    """One batch per entry of `batches` (item indices). The batch sampler yields ItemKey(seed, epoch, index) for
+    each index; each item's augmentation depends on its key only, and DataLoader returns batches in sampler
+    order, so the batches are identical for any `num_workers`, and an item is augmented alike in any batch."""
+    keys = [[ItemKey(seed, epoch, int(i)) for i in batch.tolist()] for batch in batches]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=keys, num_workers=num_workers, pin_memory=pin_memory)
     return OrderedBatches(loader)
 
 
@@ -288,12 +294,10 @@ class ImageNet(Classification):
         return math.ceil(len(self.train_split) / self.spec.batch_size)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        order = torch.randperm(
-            len(self.train_split), generator=seeded_generator(self.spec.data_order_seed, "data-order", epoch)
-        )
-        loader = imagenet_batches(
-            self.train_split, order, self.spec.batch_size, epoch, self.spec.seed, self.workers,
-            pin_memory=self.device.type == "cuda",
+        # This rank's part of each minibatch: the workers read only the images this rank trains on.
+        parts = list(self.index_batches(epoch, len(self.train_split), torch.device("cpu")))
+        loader = imagenet_loader(
+            self.train_split, parts, epoch, self.spec.seed, self.workers, pin_memory=self.device.type == "cuda"
         )
         for x, y in loader:
             yield x.to(self.device, self.dtype, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -316,4 +320,5 @@ KIND = DatasetKind(
     required=("path",),
     fingerprint=lambda root, params: imagenet_fingerprint(root),
     load=lambda root, params: load_imagenet(root),
+    data_parallel=True,
 )

@@ -44,4 +44,5 @@ KIND = DatasetKind(
     build=build,
     full_batch=True,
     train_size=lambda params: params["n_train"],
+    data_parallel=True,
 )

@@ -3,7 +3,8 @@ extends `Task` (or `Classification`) in the kind's module; `build_task` picks th
 
 Data lives on the training device for the whole run (as in airbench): an epoch's order is a permutation
 drawn on the CPU from a generator seeded by (data-order seed, epoch), so it is the same on every device and
-any epoch can be replayed on its own.
+any epoch can be replayed on its own. On several devices each rank builds the same task with its `shard` and
+trains on its part of every global minibatch (`Shard.part`); evaluation sees the whole validation set.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from pathgeo.data import kind
+from pathgeo.distributed import SINGLE, Shard
 from pathgeo.models import build_model
+from pathgeo.precision import parameter_dtype
 from pathgeo.randomness import generator
 from pathgeo.spec import RunSpec
 
@@ -29,7 +32,8 @@ Batch = Any
 class StepLoss:
     loss: torch.Tensor
     correct: torch.Tensor | None
-    count: int
+    # Samples the loss averages over (a tensor when summed over ranks on the device).
+    count: int | torch.Tensor
 
 
 class Task:
@@ -37,10 +41,11 @@ class Task:
 
     num_classes = 0
 
-    def __init__(self, spec: RunSpec, data: Any, device: torch.device, dtype: torch.dtype):
+    def __init__(self, spec: RunSpec, data: Any, device: torch.device, dtype: torch.dtype, shard: Shard = SINGLE):
         self.spec = spec
         self.device = device
         self.dtype = dtype
+        self.shard = shard
         self.load(data)
         self.model = build_model(
             spec.model, spec.width, spec.data.params, spec.seed, self.num_classes, spec.model_options
@@ -72,11 +77,15 @@ class Task:
             yield self.x_train[start : start + self.spec.batch_size], self.y_train[start : start + self.spec.batch_size]
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        order = torch.randperm(
-            len(self.x_train), generator=generator(self.spec.data_order_seed, "data-order", epoch)
-        ).to(self.device)
-        for index in order.split(self.spec.batch_size):
+        for index in self.index_batches(epoch, len(self.x_train), self.device):
             yield self.x_train[index], self.y_train[index]
+
+    def index_batches(self, epoch: int, samples: int, device: torch.device) -> Iterator[torch.Tensor]:
+        """This rank's part of each of the epoch's minibatches, as indices (on `device`) into `samples` training
+        samples: the epoch's permutation cut into `batch_size` pieces, each split by rank."""
+        order = torch.randperm(samples, generator=generator(self.spec.data_order_seed, "data-order", epoch)).to(device)
+        for index in order.split(self.spec.batch_size):
+            yield self.shard.part(index)
 
     def loss(self, batch: Batch) -> StepLoss:
         raise NotImplementedError
@@ -123,10 +132,10 @@ class Classification(Task):
         return StepLoss(F.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), len(y))
 
 
-def build_task(spec: RunSpec, data: Any, device: torch.device) -> Task:
-    """`data` is what pathgeo.data.load_for_run returns for the run's dataset kind."""
-    dtype = {"float32": torch.float32, "float64": torch.float64}[spec.precision]
-    return kind(spec.data.kind).task(spec, data, device, dtype)
+def build_task(spec: RunSpec, data: Any, device: torch.device, shard: Shard = SINGLE) -> Task:
+    """`data` is what pathgeo.data.load_for_run returns for the run's dataset kind; `shard` is this process's rank
+    of a run on several devices."""
+    return kind(spec.data.kind).task(spec, data, device, parameter_dtype(spec.precision), shard)
 
 
 def parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -90,4 +90,5 @@ KIND = DatasetKind(
     fingerprint=lambda root, params: tensors_fingerprint(root),
     load=lambda root, params: load_tensors(root),
     full_batch=True,
+    data_parallel=True,
 )

@@ -17,6 +17,7 @@ from torch import Tensor
 from pathgeo.data import DatasetKind
 from pathgeo.data.files import DatasetError, fingerprint
 from pathgeo.data.task import Batch, StepLoss, Task
+from pathgeo.distributed import SINGLE, Shard
 from pathgeo.randomness import generator as seeded_generator
 
 VAIHINGEN_TOP = "top/top_mosaic_09cm_area{}.tif"
@@ -264,14 +265,14 @@ class Segmentation(Task):
     def steps_per_epoch(self) -> int:
         return math.ceil(self.patches / self.spec.batch_size)
 
-    def _patch_batches(self, tiles, plan) -> Iterator[Batch]:
+    def _patch_batches(self, tiles, plan, shard: Shard = SINGLE) -> Iterator[Batch]:
         for index in torch.arange(len(plan)).split(self.spec.batch_size):
-            x, y = extract_patches(tiles, plan, index)
+            x, y = extract_patches(tiles, plan, shard.part(index))
             yield x.to(self.device, self.dtype), y.to(self.device)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         plan = vaihingen_train_plan(self.train_tiles, self.spec.seed, epoch, self.patches, self.patch_size)
-        return self._patch_batches(self.train_tiles, plan)
+        return self._patch_batches(self.train_tiles, plan, self.shard)
 
     def loss(self, batch: Batch) -> StepLoss:
         x, y = batch
@@ -317,4 +318,5 @@ KIND = DatasetKind(
     required=("path", "patch_size", "patches_per_epoch"),
     fingerprint=_fingerprint,
     load=_load,
+    data_parallel=True,
 )

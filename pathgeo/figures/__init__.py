@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from pathgeo.figures.style import Figure
 
 # What a plot draws from: an experiment's per-epoch aggregates, per-step rows, correlation matrices or train logs
-# (pathgeo.aggregate), the objective on a plane around each run's path (pathgeo.landscape), or the claims of every
-# run (pathgeo.claims).
-TABLES = ("epochs", "steps", "matrices", "train", "landscape", "claims")
+# (pathgeo.aggregate), its full-batch and fixed-minibatch geometry (pathgeo.point_geometry), the objective on a
+# plane around each run's path (pathgeo.landscape), or the claims of every run (pathgeo.claims).
+TABLES = ("epochs", "steps", "matrices", "train", "full_batch", "fixed_batches", "landscape", "claims")
 
 # The keys every figure of the config has besides its plot's options (config/schema/config.schema.yaml).
 FIGURE_KEYS = ("plot", "experiment", "reproduces")
@@ -72,7 +72,8 @@ class Plot:
     reads (each one of TABLES, of the same experiments); `options` is the JSON schema of each option a figure of
     this plot may set in the config; `caption(**options)` (or a fixed text) says in plain text what a figure
     with these options shows, for the report (pathgeo.report adds which paper figure it reproduces and what its
-    experiments are)."""
+    experiments are). `needs_w_star`: it draws measurements against a reference point, which an experiment with
+    `measure: w_star_free` does not take."""
 
     name: str
     draw: Callable[..., Figure]
@@ -80,6 +81,7 @@ class Plot:
     options: Mapping[str, Any] = field(default_factory=dict)
     caption: str | Callable[..., str] = ""
     also: tuple[str, ...] = ()
+    needs_w_star: bool = True
 
     def __post_init__(self) -> None:
         for table in self.tables:

@@ -136,4 +136,4 @@ def caption(color: str = "label", band: str = "steps") -> str:
     )
 
 
-PLOT = Plot("accuracy", accuracy, "train", {"color": COLOR, "band": BAND}, caption=caption)
+PLOT = Plot("accuracy", accuracy, "train", {"color": COLOR, "band": BAND}, caption=caption, needs_w_star=False)

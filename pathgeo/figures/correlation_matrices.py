@@ -147,4 +147,4 @@ def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
     )
 
 
-PLOT = Plot("correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS, "cell": CELL}, caption=caption)
+PLOT = Plot("correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS, "cell": CELL}, caption=caption, needs_w_star=False)

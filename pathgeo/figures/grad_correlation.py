@@ -97,4 +97,4 @@ def caption(color: str = "label") -> str:
     )
 
 
-PLOT = Plot("grad_correlation", grad_correlation, "epochs", {"color": COLOR}, caption=caption)
+PLOT = Plot("grad_correlation", grad_correlation, "epochs", {"color": COLOR}, caption=caption, needs_w_star=False)

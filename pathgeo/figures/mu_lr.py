@@ -93,6 +93,7 @@ PLOT = Plot(
     "mu_lr",
     mu_lr,
     "steps",
+    needs_w_star=False,
     caption=(
         "For each run, per step: μ(t), the mean of the adjacent-gradient correlations cos(G(s−1), G(s)) over the "
         "window ending at step t (the second paper's equation 3), in red on the left axis, and the learning rate of "

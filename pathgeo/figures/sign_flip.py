@@ -76,4 +76,4 @@ def caption(color: str = "label") -> str:
     )
 
 
-PLOT = Plot("sign_flip", sign_flip, "epochs", {"color": COLOR}, caption=caption)
+PLOT = Plot("sign_flip", sign_flip, "epochs", {"color": COLOR}, caption=caption, needs_w_star=False)

@@ -148,6 +148,7 @@ PLOT = Plot(
     warmup,
     "steps",
     also=("train",),
+    needs_w_star=False,
     caption=(
         "Warm-up runs side by side: per step, the training loss, the learning rate and μ(t), the mean "
         "adjacent-gradient "
