@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from pathgeo import checkpoints, data, distributed, w_star_free
-from pathgeo.atomic import write_json, write_parquet
+from pathgeo.atomic import write_json, write_parquet, write_with
 from pathgeo.devices import configure_determinism, select_device
 from pathgeo.distributed import SINGLE, Shard
 from pathgeo.logs import setup
@@ -96,13 +96,26 @@ def run(job: Callable[[dict, Shard], None], request: Request) -> None:
         environment = {key: value for key, value in defaults.items() if key not in os.environ}
         log.info("run %s: starting %d ranks", spec.run_id, spec.devices)
         distributed.launch(job, asdict(request), spec.devices, environment)
+    seconds = time.perf_counter() - start
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     # ru_maxrss is in KiB on Linux; for the children, that of the largest rank (or DataLoader worker).
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ranks = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    own, ranks = (u.ru_maxrss / 1024 for u in usage)
     log.info(
-        "run %s: job done in %.1f s; peak resident memory %.0f MB%s", spec.run_id, time.perf_counter() - start, own,
+        "run %s: job done in %.1f s; peak resident memory %.0f MB%s", spec.run_id, seconds, own,
         f", largest of its {spec.devices} ranks {ranks:.0f} MB" if spec.devices > 1 else "",
     )
+    if request.values.get("benchmark"):
+        write_benchmark(request.values["benchmark"], seconds, max(own, ranks), sum(u.ru_utime + u.ru_stime for u in usage))
+
+
+def write_benchmark(path: str, seconds: float, max_rss_mb: float, cpu_seconds: float) -> None:
+    """The job's wall time, peak memory and CPU time in the columns (and units) of a Snakemake `benchmark:` file.
+    The reference rule cannot have `benchmark:` (Snakemake refuses it for a rule it caches between workflows: a
+    result from the cache has no run to time), so its job writes one itself, as a second log."""
+    hours, rest = divmod(int(seconds), 3600)
+    clock = f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    text = f"s\th:m:s\tmax_rss\tcpu_time\n{seconds:.4f}\t{clock}\t{max_rss_mb:.2f}\t{cpu_seconds:.2f}\n"
+    write_with(path, lambda target: target.write_text(text))
 
 
 def workflow_request(smk, **values: Any) -> Request:

@@ -229,6 +229,11 @@ def gpus(wildcards):
     return 0 if config["device"] == "cpu" else PLAN.runs[wildcards.run].devices
 
 
+def one_gpu(wildcards):
+    """A job that retraces a run on one device (its landscape), whatever the run's devices."""
+    return 0 if config["device"] == "cpu" else 1
+
+
 def run_threads(wildcards):
     """The config's threads are per device; a job on N devices gets N times as many."""
     return config["threads"] * PLAN.runs[wildcards.run].devices

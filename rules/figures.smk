@@ -56,7 +56,11 @@ rule landscape:
         deterministic=config["deterministic"],
     threads: config["threads"]
     resources:
-        gpu=gpus,
+        gpu=one_gpu,
+        nodes=1,
+        cpus_per_gpu=config["threads"],
+        mem_mb=reference_mem_mb,
+        runtime=reference_runtime,
     log:
         "logs/landscape/{run}.log",
     conda:

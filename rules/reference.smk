@@ -25,7 +25,9 @@ rule reference:
         mem_mb=reference_mem_mb,
         runtime=reference_runtime,
     log:
-        "logs/reference/{run}.log",
+        main="logs/reference/{run}.log",
+        # Snakemake's benchmark columns, written by the job: a rule cached between workflows has no benchmark:.
+        benchmark="benchmarks/reference/{run}.tsv",
     cache: "omit-software"
     conda:
         "../environment.yml"

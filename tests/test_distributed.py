@@ -174,16 +174,20 @@ def prepared(root: Path) -> dict:
 def reference(spec: RunSpec, root: Path, epochs: list[int], **common) -> Path:
     run(reference_job, Request(spec=spec.canonical_json(), **common, log=str(root / "reference.log"), values={
         "workspace": str(root / "partial"), "checkpoint_epochs": epochs, "checkpoints": str(root / "checkpoints"),
-        "train_log": str(root / "train_log.parquet"), "spec": str(root / "spec.json"), "code": CODE}))
+        "train_log": str(root / "train_log.parquet"), "spec": str(root / "spec.json"), "code": CODE,
+        "correlations": None, "train_correlations": str(root / "train_correlations.parquet"),
+        "train_correlation_matrices": str(root / "train_correlations.matrices.parquet")}))
     return root / "checkpoints"
 
 
 def replay(spec: RunSpec, root: Path, start: int, end: int, **common) -> dict:
     run(replay_job, Request(spec=spec.canonical_json(), **common, log=str(root / "replay.log"), values={
         "checkpoints": str(root / "checkpoints"), "start": start, "end": end, "references": {"final": spec.epochs},
-        "tolerance": 0.0, "correlations": {"window": 2, "lagged": True, "matrix_epochs": "all"},
+        "tolerance": 0.0, "correlations": {"window": 2, "lagged": "every_step", "matrix_epochs": "all"},
         "steps": str(root / f"{start}-{end}.parquet"), "matrices": str(root / f"{start}-{end}.matrices.parquet"),
-        "fidelity": str(root / f"{start}-{end}.fidelity.json"), "code": CODE}))
+        "fidelity": str(root / f"{start}-{end}.fidelity.json"), "code": CODE, "measurements": {},
+        "full_batch": str(root / f"{start}-{end}.full_batch.parquet"),
+        "fixed_batches": str(root / f"{start}-{end}.fixed_batches.parquet")}))
     return json.loads((root / f"{start}-{end}.fidelity.json").read_text())
 
 

@@ -278,6 +278,20 @@ def test_every_job_wrote_its_log(finished):
 
 
 @pytest.mark.slow
+def test_every_training_and_replay_job_wrote_its_benchmark(finished):
+    """Replays through Snakemake's benchmark:, references (cached rules, which cannot have one) by themselves, in
+    the same columns."""
+    plan, benchmarks = finished.plan, finished.workdir / "benchmarks"
+    for run in plan.runs:
+        table = pl.read_csv(benchmarks / "reference" / f"{run}.tsv", separator="\t")
+        assert table.columns == ["s", "h:m:s", "max_rss", "cpu_time"] and table.height == 1, run
+        assert table["s"][0] > 0 and table["max_rss"][0] > 100 and table["cpu_time"][0] > 0, run
+        for start, end in plan.segments(run):
+            replay = pl.read_csv(benchmarks / "replay" / run / f"{start:04d}-{end:04d}.tsv", separator="\t")
+            assert {"s", "h:m:s", "max_rss", "cpu_time"} <= set(replay.columns), run
+
+
+@pytest.mark.slow
 def test_aggregates_have_every_run_of_their_experiment(finished):
     for exp in aggregated_experiments(finished.config):
         epochs = pl.read_parquet(finished.workdir / "results" / "tables" / exp / "epochs.parquet")
@@ -388,18 +402,24 @@ def test_editing_aggregation_reruns_claims_which_imports_it(finished):
 
 
 def _downstream_of_every_replay(config: dict) -> Counter:
-    return Counter(aggregate=len(aggregated_experiments(config)), claims=1, figure=len(config["figures"]), all=1)
+    """What follows the replays: the aggregates, the claims and every figure but those that draw only landscapes
+    (which follow the checkpoints)."""
+    figures = [fig for fig in config["figures"].values() if set(plot(fig["plot"]).tables) != {"landscape"}]
+    return Counter(aggregate=len(aggregated_experiments(config)), claims=1, figure=len(figures), all=1)
 
 
 @pytest.mark.slow
 def test_editing_the_training_code_reruns_every_reference_and_replay(finished):
     """The training loop shapes every trajectory (issue 10, item 4): its code version is a param of the
-    reference and replay rules. Prepared data does not depend on it."""
-    plan = finished.plan
+    reference and replay rules, and the landscapes retrace the paths. Prepared data does not depend on it."""
+    plan, config = finished.plan, finished.config
     jobs = _dry_run_after_editing(finished, "training.py", CODE)
-    assert job_counts(jobs) == Counter(
+    expected = Counter(
         reference=len(plan.runs), replay=sum(len(plan.segments(run)) for run in plan.runs),
-    ) + _downstream_of_every_replay(finished.config)
+        landscape=len(landscape_runs(config, plan)),
+    ) + _downstream_of_every_replay(config)
+    expected["figure"] = len(config["figures"])
+    assert job_counts(jobs) == expected
     assert {job.wildcards["run"] for job in jobs if job.rule == "reference"} == set(plan.runs)
 
 
@@ -413,11 +433,16 @@ def test_editing_a_model_reruns_the_runs_and_editing_a_data_kind_reruns_its_prep
 
 @pytest.mark.slow
 def test_editing_the_probe_reruns_the_replays_only(finished):
+    """The replays, and the references of the runs whose training takes their w*-free measurements (no
+    experiment replays them): those carry the measurement code's version."""
     plan = finished.plan
     jobs = _dry_run_after_editing(finished, "probe.py", CODE)
-    assert job_counts(jobs) == Counter(replay=sum(len(plan.segments(run)) for run in plan.runs)) + _downstream_of_every_replay(
-        finished.config
-    )
+    trained_only = {run for run in plan.runs if not plan.replayed(run)}
+    assert trained_only
+    assert job_counts(jobs) == Counter(
+        replay=sum(len(plan.segments(run)) for run in plan.runs), reference=len(trained_only)
+    ) + _downstream_of_every_replay(finished.config)
+    assert {job.wildcards["run"] for job in jobs if job.rule == "reference"} == trained_only
 
 
 @pytest.mark.slow

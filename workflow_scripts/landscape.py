@@ -2,13 +2,13 @@ from pathlib import Path
 
 from pathgeo import checkpoints
 from pathgeo.atomic import write_parquet
-from pathgeo.jobs import start_workflow_job
+from pathgeo.jobs import start_job, workflow_request
 from pathgeo.landscape import landscape
 from pathgeo.logs import setup
 from pathgeo.training import build_trainer
 
 setup(snakemake.log[0])
-job = start_workflow_job(snakemake)
+job = start_job(workflow_request(snakemake))
 folder = Path(snakemake.input.checkpoints)
 trainer = build_trainer(job.spec, job.data, job.device)
 trainer.load_state(checkpoints.load(checkpoints.checkpoint_path(folder, 0)))

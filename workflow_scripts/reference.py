@@ -1,7 +1,7 @@
 from pathgeo.jobs import reference_job, run, workflow_request
 from pathgeo.logs import setup
 
-setup(snakemake.log[0])
+setup(snakemake.log.main)
 run(
     reference_job,
     workflow_request(
@@ -15,5 +15,6 @@ run(
         train_correlations=snakemake.output.correlations,
         train_correlation_matrices=snakemake.output.correlation_matrices,
         code=snakemake.params.code,
+        benchmark=snakemake.log.benchmark,
     ),
 )
