@@ -92,28 +92,31 @@ def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = No
     epochs (an earlier segment length) are ignored. Given the `code` version (pathgeo.provenance), checkpoints
     made by other code are deleted instead: a run never continues another code's trajectory. On several devices
     rank 0 decides and every rank loads the checkpoint it picked."""
-    usable = _usable_epoch(Path(workspace), epochs, code) if shard.lead else None
+    usable, state = _usable(Path(workspace), epochs, code) if shard.lead else (None, None)
     usable = broadcast(usable, shard)
-    return None if usable is None else checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+    if usable is None or state is not None:
+        return state
+    return checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
 
 
-def _usable_epoch(workspace: Path, epochs: tuple[int, ...], code: str | None) -> int | None:
+def _usable(workspace: Path, epochs: tuple[int, ...], code: str | None) -> tuple[int | None, dict | None]:
+    """The epoch to resume from and its checkpoint, read once (None, None: from the seed)."""
     present = {path.name for path in workspace.glob("epoch*.pt")}
     usable = None
     for epoch in sorted(epochs):
         if checkpoints.checkpoint_path(workspace, epoch).name not in present:
             break
         usable = epoch
-    if usable is None or code is None:
-        return usable
-    made_by = checkpoints.load(checkpoints.checkpoint_path(workspace, usable)).get("code")
-    if made_by != code:
+    if usable is None:
+        return None, None
+    state = checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
+    if code is not None and state.get("code") != code:
         log.info("%s: its checkpoints were made by other code (version %s, now %s); training from the start",
-                 workspace, made_by, code)
+                 workspace, state.get("code"), code)
         for path in workspace.glob("epoch*.pt"):
             path.unlink()
-        return None
-    return usable
+        return None, None
+    return usable, state
 
 
 def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from pathgeo.columns import POINT_METRICS
 from pathgeo.figures import TABLES, plot, plots
 from pathgeo.figures.accuracy import accuracy
 from pathgeo.figures.claims import CLAIM_CELLS, FAILS, HOLDS, VERDICT_COLORS, claims
@@ -1415,10 +1416,6 @@ def test_the_keys_every_figure_has_are_the_schemas() -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The full-batch geometry and the fixed-batch spread (pathgeo.point_geometry's aggregated tables)
 # ---------------------------------------------------------------------------------------------------------
-
-POINT_METRICS = ("loss", "grad_norm", "dist", "rsi", "eb", "gamma", "lolr", "grad_norm_wd", "rsi_wd", "eb_wd",
-                 "gamma_wd", "lolr_wd")
-
 
 def make_point_table(fixed: bool) -> pl.DataFrame:
     """The aggregated full_batch table (one row per run, reference, measured epoch) or fixed_batches table
