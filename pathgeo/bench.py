@@ -1,6 +1,6 @@
 """Benchmarks of the measurement engine.
 
-    python -m pathgeo.bench overhead [--models mlp,resnet1d,resnet18] [--steps 50] [--rounds 5]
+    python -m pathgeo.bench overhead [--models mlp,resnet1d,resnet18] [--steps 50] [--rounds 11] [--seconds 40]
     python -m pathgeo.bench device [--device cuda] [--models cifar_resnet18,imagenet_resnet50] [--steps 30]
 
 `overhead` times, in one process and on the same model and batches:
@@ -9,11 +9,14 @@
   (c) the same steps with the metrics computed as the authors' code does: concatenate every parameter and
       gradient into new tensors each step, then norms and dot products read back with `.item()` (five
       host synchronisations per step: three for RSI/EB/gamma, two more for the weight-decay variant).
-Modes are interleaved round by round so drifts in machine speed hit all three alike; the reported time
-per step is the median over rounds. Ratios b/a and c/a are what the README quotes. Beside them: the bytes
-the probe must move per step (pathgeo.layout.vectors_moved), this machine's read bandwidth (a pass that
-reads four float32 vectors of ResNet-18's size, best of several), the floor that gives, (bytes moved) /
-(bandwidth), and the probe's added time (b − a) over that floor.
+A round is one epoch of each mode, the modes taking turns every 5 steps so that they meet the same
+machine (a shared host's speed moves by tens of percent within a second); each model runs at least
+`--rounds` rounds, and more until `--seconds` have passed. The reported time per step is the median over
+rounds; the ratios b/a and c/a, which the README quotes, are paired: the median over rounds of each
+round's own ratio. Beside them: the bytes the probe must move per step (pathgeo.layout.vectors_moved),
+this machine's read bandwidth (a pass that reads four float32 vectors of ResNet-18's size, best of
+several), the floor that gives, (bytes moved) / (bandwidth), and the probe's added time (b − a) over that
+floor.
 
 `device` is the check prepared for a GPU (under 5 minutes on one): the same three timings for CIFAR
 ResNet-18 at batch 128 and ImageNet ResNet-50 at batch 64 on synthetic data on the device, then the Triton
@@ -114,6 +117,7 @@ class Setup:
         noise = 0.01 * torch.randn(self.flat.numel, generator=generator).to(device)
         self.w_star = self.flat.weights.detach() + noise
         self.steps = steps
+        self._batch = 0
 
     def observer(self, mode: str):
         if mode == "plain":
@@ -127,30 +131,35 @@ class Setup:
     def probe_bytes_per_step(self) -> float:
         """The floor traffic of a probe epoch of `steps` steps (one observed run, untimed)."""
         probe = self.observer("probe")
-        self.run_with(probe)
+        self.advance(probe, self.steps)
+        self.end_epoch(probe)
         return probe.vectors_moved / self.steps * self.flat.numel * self.flat.buffer.element_size()
 
-    def run(self, mode: str) -> float:
-        """Seconds per step over `steps` steps, including the observer's end-of-epoch work but not its
-        construction (once per replay segment, not per step)."""
-        return self.run_with(self.observer(mode))
-
-    def run_with(self, observer) -> float:
+    def advance(self, observer, count: int) -> float:
+        """Seconds for `count` training steps with `observer` (None: plain steps)."""
         self.model.train()
         synchronize(self.device)
         start = time.perf_counter()
-        for i in range(self.steps):
-            x, y = self.batches[i % len(self.batches)]
+        for _ in range(count):
+            x, y = self.batches[self._batch % len(self.batches)]
+            self._batch += 1
             self.flat.zero_grad()
             loss = F.cross_entropy(self.model(x), y)
             loss.backward()
             if observer is not None:
                 observer.after_backward(loss, self.optimizer.param_groups[0]["lr"], WEIGHT_DECAY)
             self.optimizer.step()
-        if observer is not None:
-            observer.end_epoch()
         synchronize(self.device)
-        return (time.perf_counter() - start) / self.steps
+        return time.perf_counter() - start
+
+    def end_epoch(self, observer) -> float:
+        """Seconds of the observer's end-of-epoch work."""
+        if observer is None:
+            return 0.0
+        start = time.perf_counter()
+        observer.end_epoch()
+        synchronize(self.device)
+        return time.perf_counter() - start
 
 
 def synchronize(device: torch.device) -> None:
@@ -180,37 +189,70 @@ def read_bandwidth(numel: int = BANDWIDTH_FLOATS, repeats: int = 10) -> float:
     return 4 * numel * 4 / best
 
 
-def timings(setup: Setup, rounds: int) -> dict[str, float]:
-    """Median seconds per step of each mode, after one untimed run of each (compilation, allocation)."""
-    for mode in MODES:
-        setup.run(mode)
+@dataclass(frozen=True)
+class Timing:
+    """Median seconds per step of each mode over `rounds` rounds, and the paired ratios: each round's time
+    of a mode over the plain time of the same round, then the median over rounds."""
+
+    seconds: dict[str, float]
+    ratios: dict[str, float]
+    rounds: int
+
+
+def timings(setup: Setup, rounds: int, seconds: float = 0.0, block: int = 5) -> Timing:
+    """At least `rounds` timed rounds, and more until `seconds` have passed (small models: a round takes a
+    fraction of a second, and the median of many is steadier). A round is one epoch of `steps` steps of
+    every mode, each with a fresh observer whose construction (once per replay segment, not per step) is
+    untimed, and its end-of-epoch work. Within a round the modes take turns every `block` steps, in an order
+    that reverses from round to round: on a shared host the machine's speed moves by tens of percent within
+    a second, and modes that take turns that often meet the same machine. One round before the timed ones
+    warms every mode up (compilation, allocation)."""
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for _ in range(rounds):
-        for mode in MODES:
-            times[mode].append(setup.run(mode))
-    return {mode: statistics.median(t) for mode, t in times.items()}
+    begun = time.perf_counter()
+    r = 0
+    while r <= rounds or time.perf_counter() - begun < seconds:
+        order = MODES if r % 2 == 0 else MODES[::-1]
+        observers = {mode: setup.observer(mode) for mode in order}
+        spent = dict.fromkeys(order, 0.0)
+        for start in range(0, setup.steps, block):
+            count = min(block, setup.steps - start)
+            for mode in order:
+                spent[mode] += setup.advance(observers[mode], count)
+        for mode in order:
+            spent[mode] += setup.end_epoch(observers[mode])
+            if r:
+                times[mode].append(spent[mode] / setup.steps)
+        r += 1
+    plain = times["plain"]
+    return Timing(
+        seconds={mode: statistics.median(t) for mode, t in times.items()},
+        ratios={mode: statistics.median(x / p for x, p in zip(t, plain, strict=True)) for mode, t in times.items()},
+        rounds=len(plain),
+    )
 
 
-def overhead(model_names: list[str], steps: int, rounds: int) -> tuple[list[dict], float]:
+def overhead(model_names: list[str], steps: int, rounds: int, seconds: float) -> tuple[list[dict], float]:
     bandwidth = read_bandwidth()
     results = []
     for name in model_names:
         setup = Setup(MODELS[name], steps)
-        median = timings(setup, rounds)
+        timing = timings(setup, rounds, seconds)
+        median = timing.seconds
         moved = setup.probe_bytes_per_step()
         floor = moved / bandwidth
         results.append(
             {
                 "model": name,
                 "parameters": setup.flat.numel,
+                "rounds": timing.rounds,
                 "plain_ms": 1e3 * median["plain"],
                 "probe_ms": 1e3 * median["probe"],
                 "authors_ms": 1e3 * median["authors"],
-                "probe_ratio": median["probe"] / median["plain"],
-                "authors_ratio": median["authors"] / median["plain"],
+                "probe_ratio": timing.ratios["probe"],
+                "authors_ratio": timing.ratios["authors"],
                 "probe_mb": moved / 1e6,
                 "floor_ms": 1e3 * floor,
-                "over_floor": (median["probe"] - median["plain"]) / floor,
+                "over_floor": (timing.ratios["probe"] - 1) * median["plain"] / floor,
             }
         )
     return results, bandwidth
@@ -218,16 +260,16 @@ def overhead(model_names: list[str], steps: int, rounds: int) -> tuple[list[dict
 
 def format_table(results: list[dict], bandwidth: float) -> str:
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, median over rounds; "
-        f"read bandwidth {bandwidth / 1e9:.1f} GB/s",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, medians over rounds, "
+        f"ratios paired by round; read bandwidth {bandwidth / 1e9:.1f} GB/s",
         (
-            f"{'model':<10} {'params':>11} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} "
-            f"{'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12}"
+            f"{'model':<10} {'params':>11} {'rounds':>6} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} "
+            f"{'b/a':>6} {'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12}"
         ),
     ]
     for r in results:
         lines.append(
-            f"{r['model']:<10} {r['parameters']:>11,} {r['plain_ms']:>9.2f}ms {r['probe_ms']:>9.2f}ms "
+            f"{r['model']:<10} {r['parameters']:>11,} {r['rounds']:>6} {r['plain_ms']:>9.2f}ms {r['probe_ms']:>9.2f}ms "
             f"{r['authors_ms']:>10.2f}ms {r['probe_ratio']:>6.3f} {r['authors_ratio']:>6.3f} {r['probe_mb']:>8.2f} "
             f"{r['floor_ms']:>7.3f}ms {r['over_floor']:>12.2f}"
         )
@@ -243,11 +285,11 @@ def device_timings(model_names: list[str], device: torch.device, steps: int, rou
     lines = [f"{'model':<18} {'batch':>5} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} {'c/a':>6}"]
     for name in model_names:
         spec = MODELS[name]
-        median = timings(Setup(spec, steps, device), rounds)
+        timing = timings(Setup(spec, steps, device), rounds)
+        median = timing.seconds
         lines.append(
             f"{name:<18} {spec.batch_size:>5} {1e3 * median['plain']:>9.2f}ms {1e3 * median['probe']:>9.2f}ms "
-            f"{1e3 * median['authors']:>10.2f}ms {median['probe'] / median['plain']:>6.3f} "
-            f"{median['authors'] / median['plain']:>6.3f}"
+            f"{1e3 * median['authors']:>10.2f}ms {timing.ratios['probe']:>6.3f} {timing.ratios['authors']:>6.3f}"
         )
     return lines
 
@@ -355,7 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     cmd = sub.add_parser("overhead", help="probe cost next to a training step, on the CPU")
     cmd.add_argument("--models", default=CPU_MODELS)
     cmd.add_argument("--steps", type=int, default=50, help="steps per timed block (one probe epoch)")
-    cmd.add_argument("--rounds", type=int, default=5)
+    cmd.add_argument("--rounds", type=int, default=11, help="timed rounds per model, at least")
+    cmd.add_argument("--seconds", type=float, default=40.0,
+                     help="more rounds per model until this much time has passed")
     cmd.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     dev = sub.add_parser("device", help="the prepared GPU check: timings, kernels against the CPU, a replay")
     dev.add_argument("--device", default="cuda")
@@ -374,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "overhead":
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(format_table(*overhead(models, args.steps, args.rounds)), flush=True)
+        print(format_table(*overhead(models, args.steps, args.rounds, args.seconds)), flush=True)
         return
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -149,11 +149,16 @@ class Probe:
         self._wd_log: list[float] = []
         self._epochs: list[int] = []
         if backend == "fused":
+            # Everything a step passes is bound here, once: on a small model the pass itself takes tens of
+            # microseconds, and so would choosing a kernel, slicing rows and setting tensor items each step.
+            self._kernel = kernels.step_pass.variant(flat.numel, torch.get_num_threads())
             self._arrays = (
                 flat.weights.numpy(), flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy(),
                 self.ring_g.numpy(), self.ring_w.numpy(),
             )
-            self._record_np = self._record.numpy()
+            self._sizes = (self.layout.ring_lags, self.layout.geometry, self.layout.lag_block)
+            self._plan_rows, self._record_rows = list(self._plan), list(self._record.numpy())
+            self._losses_np = self._losses.numpy()
         else:
             self._triton = self._bind_triton(block, programs)
         self._plan_epoch()
@@ -197,7 +202,7 @@ class Probe:
             raise RuntimeError(f"more than steps_per_epoch={self.capacity} steps in one epoch; call end_epoch()")
         self._pass(n)
         if self.backend == "fused":
-            self._losses[n] = loss.item()
+            self._losses_np[n] = loss.item()
         else:
             with torch.no_grad():
                 self._loss_rows[n].copy_(loss)
@@ -209,10 +214,7 @@ class Probe:
     def _pass(self, n: int) -> None:
         """Plan row n into record row n, on the probe's backend."""
         if self.backend == "fused":
-            kernels.step_pass(
-                *self._arrays, self._plan[n], self.layout.ring_lags, self.layout.geometry, self.layout.lag_block,
-                self._record_np[n], torch.get_num_threads(),
-            )
+            self._kernel(*self._arrays, self._plan_rows[n], *self._sizes, self._record_rows[n])
             return
         width = self.layout.lag_width
         with torch.no_grad():

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -609,3 +612,26 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     kernels.step_pass(w, g, prev_before.copy(), w_star, ring_before.copy(), ring_w, plan, lay.ring_lags, lay.geometry,
                       lay.lag_block, again, 3 - threads)
     np.testing.assert_array_equal(out, again)  # fixed blocks: the same bits whatever the thread count
+
+
+def test_the_serial_and_parallel_passes_do_not_share_compiled_code(tmp_path):
+    """Numba's on-disk cache keys code by function name, signature and bytecode, not by the `parallel`
+    flag. If both variants were one function, the serial pass that a small model compiles first would be
+    loaded as the parallel pass of every later large model. Here the serial variant compiles first, into
+    an empty cache; the parallel one must then find nothing of it to load."""
+    script = (
+        "import numpy as np\n"
+        "from pathgeo import kernels\n"
+        "small = np.ones(16, dtype=np.float32)\n"
+        "kernels.read_pass(small, small, small, small, np.zeros(1), 2)\n"
+        "large = np.ones(kernels.PARALLEL_MIN_SIZE, dtype=np.float32)\n"
+        "kernels.read_pass(large, large, large, large, np.zeros(1), 2)\n"
+        "print(sum(kernels.read_pass.serial.stats.cache_misses.values()),\n"
+        "      sum(kernels.read_pass.parallel.stats.cache_hits.values()),\n"
+        "      sum(kernels.read_pass.parallel.stats.cache_misses.values()))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    serial_compiled, parallel_loaded, parallel_compiled = map(int, done.stdout.split())
+    assert (serial_compiled, parallel_loaded, parallel_compiled) == (1, 0, 1)
+    assert len(list(tmp_path.rglob("*.nbi"))) == 2
