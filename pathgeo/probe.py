@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pathgeo import kernels
 from pathgeo.columns import LAG_PROTOCOLS, LAGS, METRICS
 from pathgeo.flat import FlatParameters
 from pathgeo.layout import (
@@ -149,6 +148,10 @@ class Probe:
         self._wd_log: list[float] = []
         self._epochs: list[int] = []
         if backend == "fused":
+            # Imported here, not with the module: numba's import is 0.4 s of every job that builds no fused
+            # probe (a reference that measures nothing, a replay on a GPU).
+            from pathgeo import kernels
+
             # Everything a step passes is bound here, once: on a small model the pass itself takes tens of
             # microseconds, and so would choosing a kernel, slicing rows and setting tensor items each step.
             self._kernel = kernels.step_pass.variant(flat.numel, torch.get_num_threads())

@@ -16,8 +16,6 @@ import math
 import numpy as np
 import torch
 
-from pathgeo import kernels
-
 
 class GeometrySwitch:
     def __init__(self, numel: int, window: int, device: torch.device, dtype: torch.dtype, fused: bool | None = None):
@@ -28,6 +26,11 @@ class GeometrySwitch:
         self.fused = device.type == "cpu" if fused is None else fused
         if self.fused and device.type != "cpu":
             raise ValueError(f"the fused GAWU pass runs on the CPU, not on {device}")
+        if self.fused:
+            # Imported only here: the runs without GAWU, most of them, need not pay numba's import.
+            from pathgeo import kernels
+
+            self._adjacent_pass = kernels.adjacent_pass
         self.previous = torch.zeros(numel, dtype=dtype, device=device)
         self.have_previous = False
         self.recent: list[float] = []
@@ -52,7 +55,7 @@ class GeometrySwitch:
     def _products(self, grads: torch.Tensor) -> tuple[float, float, float]:
         if self.fused:
             out = np.zeros(3)
-            kernels.adjacent_pass(grads.numpy(), self.previous.numpy(), out, torch.get_num_threads())
+            self._adjacent_pass(grads.numpy(), self.previous.numpy(), out, torch.get_num_threads())
             return float(out[0]), float(out[1]), float(out[2])
         g, p = grads.double(), self.previous.double()
         products = torch.stack([g @ g, g @ p, p @ p]).tolist()
