@@ -47,3 +47,17 @@ def test_device_check_runs_without_the_workflow_packages():
     blocked = subprocess.run([sys.executable, "-c", BLOCKER.replace('runpy.run_module("pathgeo.bench", run_name="__main__")', "import pathgeo.aggregate")],
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert blocked.returncode != 0 and "polars is not installed here" in blocked.stderr
+
+
+def test_timings_pair_each_round_and_run_until_the_time_is_spent():
+    """The ratios are medians of per-round ratios (the plain mode's own is exactly 1), every mode gets every
+    round, and `seconds` adds rounds beyond the minimum."""
+    from pathgeo import bench
+
+    setup = bench.Setup(bench.MODELS["mlp"], steps=4)
+    counted = bench.timings(setup, rounds=2, block=3)
+    assert counted.rounds == 2 and counted.ratios["plain"] == 1.0
+    assert set(counted.seconds) == set(counted.ratios) == set(bench.MODES)
+    assert all(value > 0 for value in counted.seconds.values())
+    timed = bench.timings(setup, rounds=1, seconds=1.0)
+    assert timed.rounds > 1
