@@ -10,7 +10,8 @@ hash must be the one it had. A change that re-plans runs on purpose re-records t
 commit: the ImageNet preset's entry was re-recorded when its runs moved to 4 devices (issue 11), the authors'
 setup, which gives its runs new canonical specs; the default's and the zigzag preset's when their correlation-only
 experiments moved to `measure: w_star_free` (issue 9), which plans no replay segments for the runs they alone use;
-the default's again when its `architectures` runs went to 15 epochs (to keep its DAG under 5 minutes on 2 cores).
+the default's again when its `architectures` runs went to 15 epochs and its `optimizers` to two seeds (to keep its DAG
+under 5 minutes on 2 cores).
 
 Labels changed on purpose; their tests check what they must do instead: within every experiment of every config
 no two runs share a label, and no two runs of a config share a description (the claims table's label).
