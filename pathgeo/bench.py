@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("overhead", help="probe cost next to a training step, on the CPU")
     cmd.add_argument("--models", default=CPU_MODELS)
-    cmd.add_argument("--steps", type=int, default=50, help="steps per timed block (one probe epoch)")
+    cmd.add_argument("--steps", type=int, default=50, help="steps per round (one probe epoch)")
     cmd.add_argument("--rounds", type=int, default=11, help="timed rounds per model, at least")
     cmd.add_argument("--seconds", type=float, default=40.0,
                      help="more rounds per model until this much time has passed")
