@@ -26,12 +26,14 @@ class GeometrySwitch:
         self.fused = device.type == "cpu" if fused is None else fused
         if self.fused and device.type != "cpu":
             raise ValueError(f"the fused GAWU pass runs on the CPU, not on {device}")
+        self.previous = torch.zeros(numel, dtype=dtype, device=device)
         if self.fused:
-            # Imported only here: the runs without GAWU, most of them, need not pay numba's import.
+            # Imported only here: the runs without GAWU, most of them, need not pay numba's import. The pass
+            # and its buffers are bound once, as the probe's are: the detector runs every step until the switch.
             from pathgeo import kernels
 
-            self._adjacent_pass = kernels.adjacent_pass
-        self.previous = torch.zeros(numel, dtype=dtype, device=device)
+            self._adjacent_pass = kernels.adjacent_pass.variant(numel, torch.get_num_threads())
+            self._previous_np, self._out = self.previous.numpy(), np.zeros(3)
         self.have_previous = False
         self.recent: list[float] = []
         self.mean: float | None = None
@@ -54,8 +56,8 @@ class GeometrySwitch:
 
     def _products(self, grads: torch.Tensor) -> tuple[float, float, float]:
         if self.fused:
-            out = np.zeros(3)
-            self._adjacent_pass(grads.numpy(), self.previous.numpy(), out, torch.get_num_threads())
+            out = self._out
+            self._adjacent_pass(grads.numpy(), self._previous_np, out)
             return float(out[0]), float(out[1]), float(out[2])
         g, p = grads.double(), self.previous.double()
         products = torch.stack([g @ g, g @ p, p @ p]).tolist()
