@@ -42,9 +42,12 @@ localrules:
     vega_bundle,
 
 
+# Every experiment's tables are outputs of their own (README), not only inputs of figures: a table deleted by hand
+# is built again even where no figure reads it, or the figures that read it are older.
 rule all:
     input:
         all_figures(),
+        expand(rules.aggregate.output, experiment=list(PLAN.experiments)),
         "results/tables/claims.csv",
         "results/tables/claims.parquet",
     default_target: True

@@ -26,7 +26,7 @@ from pathgeo.atomic import write_json, write_parquet, write_with
 from pathgeo.devices import configure_determinism, select_device
 from pathgeo.distributed import SINGLE, Shard
 from pathgeo.logs import setup
-from pathgeo.reference import publish_checkpoints, resume_point, train_reference
+from pathgeo.reference import adopt_checkpoints, publish_checkpoints, resume_point, train_reference
 from pathgeo.spec import RunSpec
 
 log = logging.getLogger("pathgeo")
@@ -143,19 +143,25 @@ def begin_job(message: dict, shard: Shard) -> tuple[Request, Job]:
 
 
 def reference_job(message: dict, shard: Shard) -> None:
-    """Train the run (resuming from its workspace), publish its checkpoints, write its train log, its spec and
-    the tables of the measurements that need no w* (pathgeo.w_star_free; empty where its replay measures).
-    `values`: workspace, checkpoint_epochs, checkpoints (the output folder), train_log, spec, correlations (the
-    w*-free settings, or None), train_correlations and train_correlation_matrices (their tables), code (the
-    version of the code that shapes a trajectory, pathgeo.provenance), which every checkpoint and the spec
-    record."""
+    """Train the run (resuming from its workspace), or in a chain of jobs its part up to epoch `until`, and publish
+    the checkpoints. The run's last job also writes its train log, its spec and the tables of the measurements that
+    need no w* (pathgeo.w_star_free; empty where its replay measures).
+    `values`: workspace, checkpoint_epochs (the run's; a job of a chain ends at one of them), until, earlier (the
+    output folder of the chain's job before this one, or None), checkpoints (this job's output folder) and
+    published (the epochs it holds: those up to `until`); for the last job train_log, spec,
+    correlations (the w*-free settings, or None), train_correlations and train_correlation_matrices (their
+    tables); code (the version of the code that shapes a trajectory, pathgeo.provenance), which every checkpoint
+    and the spec record."""
     request, job = begin_job(message, shard)
     values = request.values
     # Snakemake deletes the outputs of a killed job before it runs again, so checkpoints are made in a
     # workspace beside them, which a restarted job resumes from, and linked into the output when the run is done.
     workspace = Path(values["workspace"])
     epochs = tuple(values["checkpoint_epochs"])
-    code = values["code"]
+    until, code = values["until"], values["code"]
+    last_job = until == job.spec.epochs
+    if shard.lead and values["earlier"]:
+        adopt_checkpoints(Path(values["earlier"]), workspace)
     resume = resume_point(workspace, epochs, code, shard)
     # The last state saved holds the w*-free tables (a run resumed after its last checkpoint saves none).
     last = {"state": resume}
@@ -168,17 +174,23 @@ def reference_job(message: dict, shard: Shard) -> None:
     try:
         table = train_reference(
             job.spec, job.data, job.device, epochs, save, resume=resume, correlations=values["correlations"],
-            shard=shard,
+            shard=shard, until=until,
         )
     finally:
         distributed.leave()
-    if shard.lead:
-        steps, matrices = w_star_free.tables(last["state"], job.spec.run_id, job.spec.epochs)
-        publish_checkpoints(workspace, Path(values["checkpoints"]), epochs)
-        write_parquet(values["train_log"], table)
-        write_parquet(values["train_correlations"], steps)
-        write_parquet(values["train_correlation_matrices"], matrices)
-        write_json(
-            values["spec"],
-            {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "code": code, "settings": job.settings},
-        )
+    if not shard.lead:
+        return
+    if not last_job:
+        publish_checkpoints(workspace, Path(values["checkpoints"]), tuple(values["published"]), prune=False)
+        log.info("run %s: trained to epoch %d of %d; the next job of its chain goes on from there", job.spec.run_id,
+                 until, job.spec.epochs)
+        return
+    steps, matrices = w_star_free.tables(last["state"], job.spec.run_id, job.spec.epochs)
+    publish_checkpoints(workspace, Path(values["checkpoints"]), tuple(values["published"]))
+    write_parquet(values["train_log"], table)
+    write_parquet(values["train_correlations"], steps)
+    write_parquet(values["train_correlation_matrices"], matrices)
+    write_json(
+        values["spec"],
+        {"run_id": job.spec.run_id, "spec": job.spec.canonical(), "code": code, "settings": job.settings},
+    )

@@ -17,18 +17,21 @@ from pathlib import Path
 import yaml
 
 from pathgeo import sizing
-from pathgeo.config import ConfigError, build_plan, correlation_settings
+from pathgeo.config import ConfigError, build_plan, correlation_settings, max_job_minutes
 from pathgeo.config_files import ConfigFileError, check_config_file
 
 
-def plan_table(config: dict, device: str, threads: int, data_root: str | None = None) -> tuple[list[list[str]], float]:
-    """The rows of the printed plan (a header first) and the total device-hours."""
-    plan = build_plan(config)
+def plan_table(
+    config: dict, device: str, threads: int, data_root: str | None = None, limit: int | None = None
+) -> tuple[list[list[str]], float]:
+    """The rows of the printed plan (a header first) and the total device-hours; `limit` is the site's time limit of
+    one job in minutes (the reference training of a longer run is a chain of jobs)."""
+    plan = sizing.within_time_limit(build_plan(config), limit, device, threads, data_root)
     correlations = correlation_settings(config)
-    header = ["run", "precision", "devices", "epochs", "reference h", "replay h", f"{device} hours",
+    header = ["run", "precision", "devices", "epochs", "reference h", "replay h", f"{device} hours", "jobs",
               "device MB (rank 0)", "host MB (replay job)", "throughput"]
     rows, total = [header], 0.0
-    for planned in sizing.compute_plan(plan, device, threads, data_root):
+    for planned in sizing.compute_plan(plan, device, threads, data_root, limit):
         spec = planned.spec
         references = len(plan.references(planned.run_id))
         vectors = sizing.probe_copies(correlations, references)
@@ -36,6 +39,7 @@ def plan_table(config: dict, device: str, threads: int, data_root: str | None = 
         rows.append([
             planned.run_id, spec.precision, str(spec.devices), str(spec.epochs),
             f"{planned.reference_hours:.2f}", f"{planned.replay_hours:.2f}", f"{planned.device_hours:.1f}",
+            f"{planned.reference_jobs}+{planned.replay_jobs}",
             f"{sizing.model_state_mb(spec, vectors):.0f}",
             str(sizing.host_memory_mb(spec, device, 2 * spec.devices + references, vectors)),
             planned.source.split(":")[0],
@@ -50,6 +54,8 @@ def assumptions(device: str) -> list[str]:
         f"Replays: {sizing.ASSUMED_PROBE_SLOWDOWN:g} x a plain epoch (the probe; not measured on a GPU). "
         f"Evaluation and checkpoints: +{sizing.ASSUMED_EPOCH_OVERHEAD:.0%}.",
         "device MB: weights, gradients, optimizer state, DDP buckets and the probe's vectors, without activations.",
+        "jobs: reference training + replay segments; reference training longer than max_job_minutes is a chain of "
+        "jobs, each resuming from the checkpoint of the one before it.",
     ]
     if device == "cpu":
         lines.append(f"Assumed: {sizing.ASSUMED_CPU_THREAD_FLOPS / 1e9:g} GFLOP/s per CPU thread.")
@@ -78,17 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["a100", "cpu"], default="a100", help="what the hours are of")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per device (default: the config's)")
     parser.add_argument("--data-root", default=None, help="where the datasets are (default: the config's data_root)")
+    parser.add_argument("--max-job-minutes", type=int, default=None,
+                        help="the site's time limit of one job (default: the config's max_job_minutes)")
     args = parser.parse_args(argv)
     try:
         check_config_file(args.configfile)
         config = yaml.safe_load(Path(args.configfile).read_text())
         threads = args.threads or config["threads"]
-        rows, total = plan_table(config, args.device, threads, args.data_root or config.get("data_root"))
+        limit = args.max_job_minutes or max_job_minutes(config)
+        rows, total = plan_table(config, args.device, threads, args.data_root or config.get("data_root"), limit)
     except (ConfigError, ConfigFileError) as error:
         print(f"{args.configfile}: {error}", file=sys.stderr)
         return 1
     print(format_table(rows))
-    print(f"\ntotal: {total:.1f} {args.device} hours for {len(rows) - 1} runs (reference training and every replay)")
+    jobs = sum(int(count) for row in rows[1:] for count in row[7].split("+"))
+    print(f"\ntotal: {total:.1f} {args.device} hours for {len(rows) - 1} runs in {jobs} training and replay jobs "
+          f"of at most {limit} minutes each" if limit else "")
     for line in assumptions(args.device):
         print(line)
     return 0

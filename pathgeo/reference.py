@@ -8,9 +8,11 @@ the train log: identical runs write identical bytes, so their sha256 sums can be
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,10 @@ def train_reference(
     resume: dict | None = None,
     correlations: dict[str, Any] | None = None,
     shard: Shard = SINGLE,
+    until: int | None = None,
 ) -> pl.DataFrame:
-    """Train from the seed's initial weights (or from the checkpoint `resume`) to `spec.epochs`; returns the
-    per-epoch log. With `correlations` (window, matrix_epochs) training also takes the measurements that
+    """Train from the seed's initial weights (or from the checkpoint `resume`) to epoch `until` (by default the
+    run's end, `spec.epochs`; earlier for a job of a chain); returns the per-epoch log so far. With `correlations` (window, matrix_epochs) training also takes the measurements that
     need no w*, segment by segment (pathgeo.w_star_free); each checkpoint carries their tables so far. On
     several devices every rank calls it with the same `resume`; rank 0 alone measures, as in a replay, and
     saves."""
@@ -59,7 +62,7 @@ def train_reference(
 
     if resume is None and 0 in checkpoint_epochs:
         checkpoint([])
-    while trainer.epoch < spec.epochs:
+    while trainer.epoch < (spec.epochs if until is None else until):
         stats = trainer.train_epoch(measured)
         if measured is not None:
             measured.end_epoch(stats.epoch)
@@ -119,31 +122,85 @@ def _usable(workspace: Path, epochs: tuple[int, ...], code: str | None) -> tuple
     return usable, state
 
 
-def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...]) -> None:
-    """Give the finished run's checkpoints their output folder in one rename, so that a job killed at any
+def adopt_checkpoints(earlier: Path, workspace: Path) -> None:
+    """Give the workspace the checkpoints of the job before this one in a chain (its output folder) that it lacks:
+    the earlier job may have run elsewhere or come from Snakemake's between-workflow cache."""
+    workspace = Path(workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
+    for path in sorted(Path(earlier).glob("epoch*.pt")):
+        if not (workspace / path.name).exists():
+            _link(path, workspace / path.name)
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link (no second copy on disk), or a copy on a file system without them: a copy costs disk, not
+    correctness. Through a temporary name, so that `target` is never half-written."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.linking")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copy2(source, temporary)
+    os.replace(temporary, target)
+
+
+class PublishingConflict(RuntimeError):
+    """Another job published the same run's checkpoints while this one was publishing them."""
+
+
+def publish_checkpoints(workspace: Path, destination: Path, epochs: tuple[int, ...], prune: bool = True) -> None:
+    """Give the run's checkpoints of `epochs` their output folder in one rename, so that a job killed at any
     moment leaves either no folder or a complete one.
 
     The workspace keeps its files: the folder holds hard links to them (no second copy on disk). Snakemake
     deletes the outputs of a job it counts as incomplete, e.g. one that finished after `kill -9` of
     Snakemake itself; the rerun then resumes at the last epoch and publishes again within seconds instead of
-    training from the start. Files for other epochs and leftovers of interrupted writes are dropped first."""
+    training from the start. With `prune` (the run's last job), files for other epochs and leftovers of
+    interrupted writes are dropped from the workspace first; a job of a chain leaves the later ones alone.
+
+    Two jobs of the same run can publish at once: an orphaned job of a killed Snakemake that still trains, and
+    the job that `--rerun-incomplete` started for it. They train the same bytes from the same workspace, so the
+    one that finds the folder already there and holding the same files takes it as its own; any other
+    difference is an error that says so."""
     workspace, destination = Path(workspace), Path(destination)
     keep = {checkpoints.checkpoint_path(workspace, epoch).name for epoch in epochs}
     missing = keep - {path.name for path in workspace.iterdir()}
     if missing:
         raise RuntimeError(f"{workspace}: checkpoints {sorted(missing)} are missing; delete the folder and rerun")
-    for path in workspace.iterdir():
-        if path.name not in keep:
-            path.unlink()
-    staging = destination.with_name(f".{destination.name}.publishing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in sorted(keep):
+    if prune:
+        for path in workspace.iterdir():
+            if path.name not in keep:
+                path.unlink()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".publishing", dir=destination.parent))
+    try:
+        for name in sorted(keep):
+            _link(workspace / name, staging / name)
         try:
-            os.link(workspace / name, staging / name)
-        except OSError:
-            # A file system without hard links: a copy costs disk, not correctness.
-            shutil.copy2(workspace / name, staging / name)
-    if destination.exists():
-        destination.rmdir()
-    os.replace(staging, destination)
+            os.replace(staging, destination)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            _check_published(destination, staging, keep)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_published(destination: Path, staging: Path, keep: set[str]) -> None:
+    """`destination` appeared, with files, while this job was publishing: accept it if it holds exactly the
+    checkpoints this job would have published, byte for byte."""
+    present = {path.name for path in destination.glob("epoch*.pt")}
+    same = present == keep and all(
+        os.path.samefile(destination / name, staging / name)
+        or (destination / name).read_bytes() == (staging / name).read_bytes()
+        for name in keep
+    )
+    if not same:
+        raise PublishingConflict(
+            f"{destination}: another job is publishing the same run (the folder appeared while this job was "
+            f"publishing it, and holds {sorted(present)} instead of {sorted(keep)}). Usually this is a job "
+            "orphaned by a killed Snakemake that still trains, beside the one --rerun-incomplete started: wait "
+            "until no job of this run is left (squeue, ps), then run Snakemake again; it takes the finished "
+            "checkpoints from the workspace without training"
+        )
+    log.info("%s: another job of the same run published these checkpoints first; they are identical", destination)

@@ -11,6 +11,7 @@ device's peak rate. The compute plan (pathgeo.plan) says which.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -45,11 +46,10 @@ ASSUMED_PROBE_SLOWDOWN = 2.0
 ASSUMED_EPOCH_OVERHEAD = 0.1
 # ASSUMED: minutes to start a job (imports, CUDA context, loading the data and checkpoints).
 ASSUMED_STARTUP_MINUTES = 5
-# Time limits: twice the estimate, at least 15 minutes, at most 48 hours (a common partition limit; a reference
-# job stopped by its limit resumes from its last checkpoint in the next attempt).
+# Time limits: twice the estimate, at least 15 minutes, at most the site's limit (the config's max_job_minutes:
+# a reference run whose estimate exceeds it trains in a chain of jobs, `reference_chain`).
 RUNTIME_SAFETY = 2.0
 MIN_RUNTIME_MINUTES = 15
-MAX_RUNTIME_MINUTES = 48 * 60
 
 # ASSUMED: host memory of one process: the interpreter, torch and (on a GPU) the CUDA libraries and context.
 ASSUMED_PROCESS_MB = {"cpu": 1500, "cuda": 4000}
@@ -203,12 +203,71 @@ def training_hours(
 
 def runtime_minutes(
     spec: RunSpec, epochs: int, device: str, threads: int, attempt: int = 1, probe: bool = False,
-    data_root: str | Path | None = None,
+    data_root: str | Path | None = None, limit: int | None = None,
 ) -> int:
     """The time limit of a job that trains `epochs` epochs: twice the estimate and the start-up, more with every
-    attempt, within [MIN_RUNTIME_MINUTES, MAX_RUNTIME_MINUTES]."""
+    attempt, at least MIN_RUNTIME_MINUTES and at most `limit` (the site's, config key max_job_minutes)."""
     estimate = ASSUMED_STARTUP_MINUTES + 60 * training_hours(spec, epochs, device, threads, probe, data_root)
-    return int(min(MAX_RUNTIME_MINUTES, max(MIN_RUNTIME_MINUTES, math.ceil(RUNTIME_SAFETY * estimate * attempt))))
+    minutes = max(MIN_RUNTIME_MINUTES, math.ceil(RUNTIME_SAFETY * estimate * attempt))
+    return int(minutes if limit is None else min(limit, minutes))
+
+
+def epochs_per_job(
+    spec: RunSpec, limit: int, device: str, threads: int, probe: bool = False, data_root: str | Path | None = None
+) -> int:
+    """The most epochs one job of the run trains (with the probe: replays) within `limit` minutes at its first
+    attempt; one at least (a single epoch over the limit still runs, in a job asking for the limit)."""
+    per_epoch = 60 * training_hours(spec, 1, device, threads, probe, data_root)
+    budget = limit / RUNTIME_SAFETY - ASSUMED_STARTUP_MINUTES
+    return max(1, math.floor(budget / per_epoch)) if per_epoch > 0 else spec.epochs
+
+
+def reference_chain(
+    spec: RunSpec, checkpoints: tuple[int, ...], limit: int | None, device: str, threads: int,
+    data_root: str | Path | None = None,
+) -> tuple[int, ...]:
+    """The epoch at which each job of the run's reference training ends, in order; the last is the run's end.
+    One job when the whole run fits `limit` minutes (or there is no limit); otherwise a chain of jobs, each
+    resuming from the checkpoint the one before it ended at. Jobs end at the run's `checkpoints`, the ends of its
+    segments, each job taking as many segments as fit (the measurements taken during training restart there, as
+    in a replay; `within_time_limit` makes the segments short enough)."""
+    if limit is None or runtime_minutes(spec, spec.epochs, device, threads, data_root=data_root) <= limit:
+        return (spec.epochs,)
+    most = epochs_per_job(spec, limit, device, threads, data_root=data_root)
+    ends, start = [], 0
+    for epoch, after in zip(checkpoints, (*checkpoints[1:], None)):
+        if epoch > start and (after is None or after - start > most):
+            ends.append(epoch)
+            start = epoch
+    return tuple(ends)
+
+
+def segment_epochs_within(
+    spec: RunSpec, spacing: int, limit: int | None, device: str, threads: int, probe: bool,
+    data_root: str | Path | None = None,
+) -> int:
+    """The run's checkpoint spacing: the config's `spacing` (segment_epochs) or, where one segment would take one
+    job (with the probe: a replay; without: reference training) longer than `limit` minutes, its largest divisor
+    that fits (a divisor, so that every reference point, a multiple of the spacing, stays a checkpoint); one
+    epoch at least."""
+    if limit is None:
+        return spacing
+    divisors = [d for d in range(spacing, 0, -1) if spacing % d == 0]
+    fitting = (d for d in divisors if runtime_minutes(spec, d, device, threads, probe=probe, data_root=data_root) <= limit)
+    return next(fitting, 1)
+
+
+def within_time_limit(
+    plan: Plan, limit: int | None, device: str, threads: int, data_root: str | Path | None = None
+) -> Plan:
+    """The plan with every segment short enough for one job within `limit` minutes: a replay segment for a
+    replayed run, a job of its reference training for one that is not (`reference_chain` ends its jobs at
+    segment ends)."""
+    spacing = {
+        run_id: segment_epochs_within(plan.runs[run_id], every, limit, device, threads, plan.replayed(run_id), data_root)
+        for run_id, every in plan.run_segment_epochs.items()
+    }
+    return dataclasses.replace(plan, run_segment_epochs=spacing)
 
 
 def _element_bytes(spec: RunSpec) -> int:
@@ -253,6 +312,8 @@ class PlannedRun:
     reference_hours: float  # wall clock of the reference job(s)
     replay_hours: float  # wall clock of all its replay segments together
     source: str
+    reference_jobs: int  # more than one: a chain of jobs within the site's time limit
+    replay_jobs: int
 
     @property
     def device_hours(self) -> float:
@@ -260,16 +321,20 @@ class PlannedRun:
 
 
 def compute_plan(
-    plan: Plan, device: str = "a100", threads: int = 1, data_root: str | Path | None = None
+    plan: Plan, device: str = "a100", threads: int = 1, data_root: str | Path | None = None, limit: int | None = None
 ) -> list[PlannedRun]:
-    """Every run of a plan with the hours its reference training and its replays take."""
+    """Every run of a plan with the hours its reference training and its replays take, and its jobs within the
+    time limit `limit` (minutes)."""
     rows = []
     for run_id, spec in sorted(plan.runs.items()):
-        replayed = sum(end - start for start, end in plan.segments(run_id))
+        segments = plan.segments(run_id)
+        replayed = sum(end - start for start, end in segments)
         rows.append(PlannedRun(
             run_id, spec,
             training_hours(spec, spec.epochs, device, threads, data_root=data_root),
             training_hours(spec, replayed, device, threads, probe=True, data_root=data_root),
             throughput(spec, device, threads).source,
+            len(reference_chain(spec, plan.checkpoint_epochs(run_id), limit, device, threads, data_root)),
+            len(segments),
         ))
     return rows

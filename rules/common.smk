@@ -1,6 +1,7 @@
 import json
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -11,6 +12,7 @@ from pathgeo.config import (
     build_plan,
     correlation_settings,
     figure_experiments,
+    max_job_minutes,
     schema_error,
     training_correlations,
 )
@@ -39,8 +41,16 @@ with tempfile.TemporaryDirectory() as folder:
         # Snakemake's message prints the whole config; say which key is wrong instead.
         raise WorkflowError(str(schema_error(config))) from None
 
+# Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/sizing.py). A run
+# on N devices is one job on one node; the job starts its N processes itself.
+SIZED_FOR = "cpu" if config["device"] == "cpu" else "a100"
+# The site's time limit of one job (the cluster profile sets it): longer reference training is a chain of jobs,
+# and a replayed run's segments are short enough for one job each.
+MAX_JOB_MINUTES = max_job_minutes(config)
+DATA_ROOT = config.get("data_root", "data")
+
 try:
-    PLAN = build_plan(config)
+    PLAN = sizing.within_time_limit(build_plan(config), MAX_JOB_MINUTES, SIZED_FOR, config["threads"], DATA_ROOT)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -48,7 +58,6 @@ except ConfigError as error:
 DATASETS = {spec.data.name: spec.data for spec in PLAN.runs.values()}
 EXTERNAL = [name for name, data in DATASETS.items() if kind(data.kind).external]
 GENERATED = [name for name in DATASETS if name not in EXTERNAL]
-DATA_ROOT = config.get("data_root", "data")
 
 
 def one_of(names):
@@ -63,6 +72,7 @@ wildcard_constraints:
     name=r"[A-Za-z0-9_]+",
     start=r"\d{4}",
     end=r"\d{4}",
+    until=r"\d{4}",
 
 
 def run_data(wildcards):
@@ -90,6 +100,43 @@ def run_code(wildcards):
 
 def checkpoint_epochs(wildcards):
     return list(PLAN.checkpoint_epochs(wildcards.run))
+
+
+def published_epochs(wildcards):
+    """The checkpoints a reference job's output folder holds: all of the run's (its last job), or those up to where
+    a job of a chain ends, for the next job to go on from."""
+    return [epoch for epoch in PLAN.checkpoint_epochs(wildcards.run) if epoch <= chain_until(wildcards)]
+
+
+@cache
+def reference_chain(run):
+    """The epoch at which each reference job of the run ends (pathgeo.sizing.reference_chain): one job, or a chain
+    of them whose time limits stay within the site's max_job_minutes."""
+    return sizing.reference_chain(
+        PLAN.runs[run], PLAN.checkpoint_epochs(run), MAX_JOB_MINUTES, SIZED_FOR, config["threads"], DATA_ROOT
+    )
+
+
+def chain_until(wildcards):
+    """The epoch a reference job trains to: its `until`, or for the rule `reference` the run's end."""
+    return int(wildcards.get("until", PLAN.runs[wildcards.run].epochs))
+
+
+def chain_start(wildcards):
+    ends = reference_chain(wildcards.run)
+    index = ends.index(chain_until(wildcards))
+    return ends[index - 1] if index else 0
+
+
+def earlier_chain_job(wildcards):
+    """The output folder of the job before this one in the run's chain of reference jobs (none for the first)."""
+    start = chain_start(wildcards)
+    return f"results/runs/{wildcards.run}/chain/{start:04d}" if start else []
+
+
+def chain_jobs(run):
+    """The output folders of the run's reference jobs before its last (none when one job trains the run)."""
+    return [f"results/runs/{run}/chain/{until:04d}" for until in reference_chain(run)[:-1]]
 
 
 def segment_references(wildcards):
@@ -219,11 +266,6 @@ def figure_library(wildcards):
     return library(*plot(config["figures"][wildcards.name]["plot"]).modules)
 
 
-# Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/sizing.py). A run
-# on N devices is one job on one node; the job starts its N processes itself.
-SIZED_FOR = "cpu" if config["device"] == "cpu" else "a100"
-
-
 def gpus(wildcards):
     """The run's devices as GPUs, unless the config pins the jobs to the CPU."""
     return 0 if config["device"] == "cpu" else PLAN.runs[wildcards.run].devices
@@ -249,8 +291,19 @@ def reference_mem_mb(wildcards, attempt):
 
 
 def reference_runtime(wildcards, attempt):
+    """The time limit of a reference job: for the epochs it trains (all, or its part of a chain)."""
+    spec, epochs = PLAN.runs[wildcards.run], chain_until(wildcards) - chain_start(wildcards)
+    return sizing.runtime_minutes(
+        spec, epochs, SIZED_FOR, config["threads"], attempt, data_root=DATA_ROOT, limit=MAX_JOB_MINUTES
+    )
+
+
+def landscape_runtime(wildcards, attempt):
+    """A landscape job retraces the whole run in one job."""
     spec = PLAN.runs[wildcards.run]
-    return sizing.runtime_minutes(spec, spec.epochs, SIZED_FOR, config["threads"], attempt, data_root=DATA_ROOT)
+    return sizing.runtime_minutes(
+        spec, spec.epochs, SIZED_FOR, config["threads"], attempt, data_root=DATA_ROOT, limit=MAX_JOB_MINUTES
+    )
 
 
 def replay_mem_mb(wildcards, attempt):
@@ -263,5 +316,6 @@ def replay_mem_mb(wildcards, attempt):
 def replay_runtime(wildcards, attempt):
     epochs = int(wildcards.end) - int(wildcards.start)
     return sizing.runtime_minutes(
-        PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT
+        PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT,
+        limit=MAX_JOB_MINUTES,
     )

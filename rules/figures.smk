@@ -60,7 +60,7 @@ rule landscape:
         nodes=1,
         cpus_per_gpu=config["threads"],
         mem_mb=reference_mem_mb,
-        runtime=reference_runtime,
+        runtime=landscape_runtime,
     log:
         "logs/landscape/{run}.log",
     conda:

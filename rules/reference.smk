@@ -1,6 +1,7 @@
 rule reference:
     input:
         unpack(run_data),
+        earlier=earlier_chain_job,
     output:
         checkpoints=directory("results/runs/{run}/checkpoints"),
         train_log="results/runs/{run}/train_log.parquet",
@@ -11,6 +12,8 @@ rule reference:
         spec=run_spec_json,
         code=run_code,
         checkpoint_epochs=checkpoint_epochs,
+        published=published_epochs,
+        until=chain_until,
         correlations=lambda wildcards: training_correlations(PLAN, wildcards.run, config),
         measurement=reference_measurement,
         workspace=lambda wildcards: f"results/runs/{wildcards.run}/partial",
@@ -33,3 +36,13 @@ rule reference:
         "../environment.yml"
     script:
         "../workflow_scripts/reference.py"
+
+
+# A run whose reference training would take longer than the site's max_job_minutes trains in a chain of jobs: each
+# one but the last trains its epochs and hands its checkpoints to the next (rules/common.smk, reference_chain).
+use rule reference as reference_part with:
+    output:
+        checkpoints=directory("results/runs/{run}/chain/{until}"),
+    log:
+        main="logs/reference/{run}.until{until}.log",
+        benchmark="benchmarks/reference/{run}.until{until}.tsv",

@@ -68,7 +68,7 @@ def test_runtime_grows_with_epochs_and_attempts_within_its_bounds():
     assert sizing.runtime_minutes(short, 10, "a100", 1, probe=True) > sizing.runtime_minutes(short, 10, "a100", 1)
     assert sizing.runtime_minutes(spec(epochs=1), 1, "a100", 1) == sizing.MIN_RUNTIME_MINUTES
     huge = spec(IMAGENET, "imagenet_resnet152", epochs=180)
-    assert sizing.runtime_minutes(huge, 180, "a100", 1) == sizing.MAX_RUNTIME_MINUTES
+    assert sizing.runtime_minutes(huge, 180, "a100", 1, limit=2880) == 2880 < sizing.runtime_minutes(huge, 180, "a100", 1)
     # More devices, tensor cores: faster.
     one_gpu = sizing.training_hours(huge, 1, "a100")
     assert sizing.training_hours(dataclasses.replace(huge, devices=4), 1, "a100") < one_gpu / 3

@@ -2,18 +2,22 @@ from pathgeo.jobs import reference_job, run, workflow_request
 from pathgeo.logs import setup
 
 setup(snakemake.log.main)
+# The rule `reference_part` (a job of a chain but its last) has only the checkpoints as output.
 run(
     reference_job,
     workflow_request(
         snakemake,
         workspace=snakemake.params.workspace,
         checkpoint_epochs=list(snakemake.params.checkpoint_epochs),
+        published=list(snakemake.params.published),
+        until=snakemake.params.until,
+        earlier=snakemake.input.get("earlier") or None,
         checkpoints=snakemake.output.checkpoints,
-        train_log=snakemake.output.train_log,
-        spec=snakemake.output.spec,
+        train_log=snakemake.output.get("train_log"),
+        spec=snakemake.output.get("spec"),
         correlations=snakemake.params.correlations,
-        train_correlations=snakemake.output.correlations,
-        train_correlation_matrices=snakemake.output.correlation_matrices,
+        train_correlations=snakemake.output.get("correlations"),
+        train_correlation_matrices=snakemake.output.get("correlation_matrices"),
         code=snakemake.params.code,
         benchmark=snakemake.log.benchmark,
     ),
