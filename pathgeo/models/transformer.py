@@ -71,7 +71,7 @@ class TransformerLM(nn.Module):
 
 def attention_backends() -> contextlib.AbstractContextManager:
     """Deterministic runs attend by the math backend of scaled-dot-product attention: on CUDA the flash and
-    memory-efficient backwards accumulate with atomics (torch's warn_only lets them run, and a replay then drifts),
+    memory-efficient backwards are not deterministic (under warn_only torch only warns, and a replay then drifts),
     and the math backend's backward is matmuls and a softmax. Autograd records the backend chosen in forward, so
     covering forward covers backward. The CPU takes the same path, as everywhere else in a run."""
     if torch.are_deterministic_algorithms_enabled():
