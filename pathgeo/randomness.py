@@ -47,7 +47,9 @@ def capture_rng_state() -> dict:
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # This process's own device only (each rank of a run on several devices draws on its own): a job that
+        # restores the state may see fewer devices, such as a landscape job on one GPU for a run trained on four.
+        state["cuda"] = torch.cuda.get_rng_state(torch.cuda.current_device())
     return state
 
 
@@ -57,4 +59,13 @@ def restore_rng_state(state: dict) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        device = torch.cuda.current_device()
+        torch.cuda.set_rng_state(_device_state(state["cuda"], device), device)
+
+
+def _device_state(saved: torch.Tensor | list[torch.Tensor], device: int) -> torch.Tensor:
+    """The CUDA state to restore on `device`: the one saved, or from a checkpoint that held every visible
+    device's state (a list), this device's entry, or the first where the list is shorter."""
+    if isinstance(saved, torch.Tensor):
+        return saved
+    return saved[device] if device < len(saved) else saved[0]

@@ -224,9 +224,9 @@ class Trainer:
         device = self.task.device
         local = torch.stack([
             out.loss.detach().double() * out.count,
-            torch.tensor(float(out.count), dtype=torch.float64, device=device),
-            out.correct.double() if out.correct is not None else torch.zeros((), dtype=torch.float64, device=device),
-            torch.tensor(float(rows), dtype=torch.float64, device=device),
+            _number(out.count, device),
+            out.correct.double() if out.correct is not None else _number(0, device),
+            _number(rows, device),
         ])
         loss_total, count, correct, all_rows = sum_across(local, self.shard).unbind()
         weight = (self.shard.world * out.count / count).to(out.loss.dtype)
@@ -245,6 +245,12 @@ def _recording_nondeterminism(found: set[str]) -> Iterator[None]:
             found.add(message.splitlines()[0])
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _number(value: int, device: torch.device) -> torch.Tensor:
+    """A float64 scalar on `device` without host synchronisation: a fill kernel takes the value as its argument,
+    where torch.tensor(value, device=cuda) copies it from the host and waits for the copy."""
+    return torch.full((), value, dtype=torch.float64, device=device)
 
 
 def _rows(batch: Any) -> int:

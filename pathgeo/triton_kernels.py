@@ -86,7 +86,9 @@ def _step_kernel(
     dd = tl.zeros((REFS_PAD, BLOCK), dtype=tl.float64)
     wd = tl.zeros((REFS_PAD, BLOCK), dtype=tl.float64)
     sd = tl.zeros((REFS_PAD, BLOCK), dtype=tl.float64)
-    for start in range(pid * BLOCK, n, programs * BLOCK):
+    # n < 2^31 arrives as int32: an int64 first offset makes the loop and every offset int64, so that
+    # start + BLOCK cannot overflow for n near 2^31.
+    for start in range(pid.to(tl.int64) * BLOCK, n, programs * BLOCK):
         offs = start + tl.arange(0, BLOCK)
         inside = offs < n
         g = tl.load(g_ptr + offs, mask=inside, other=0.0)
@@ -154,7 +156,7 @@ def _lag_kernel(
     gdb = tl.zeros((REFS_PAD, BLOCK), dtype=tl.float64)
     dgb = tl.zeros((REFS_PAD, BLOCK), dtype=tl.float64)
     ddb = tl.zeros((REFS_PAD, BLOCK), dtype=tl.float64)
-    for start in range(pid * BLOCK, n, programs * BLOCK):
+    for start in range(pid.to(tl.int64) * BLOCK, n, programs * BLOCK):  # int64, as in _step_kernel
         offs = start + tl.arange(0, BLOCK)
         inside = offs < n
         g64 = tl.load(g_ptr + offs, mask=inside, other=0.0).to(tl.float64)
@@ -182,9 +184,14 @@ def _lag_kernel(
     tl.store(per_ref + 2, tl.sum(ddb, axis=1), mask=ref_rows)
 
 
+# Without fusion every product and sum rounds as the source writes it, as under the interpreter (numpy) the
+# tests run; with it the compiler chooses which multiply-adds become FMAs, and Triton 3.10 changes the default.
+FP_FUSION = False
+
+
 def launch(kernel, grid: tuple[int], *args, **constants) -> None:
     """Every launch goes through here (the dispatch-count test counts them)."""
-    kernel[grid](*args, **constants, num_warps=NUM_WARPS)
+    kernel[grid](*args, **constants, num_warps=NUM_WARPS, enable_fp_fusion=FP_FUSION)
 
 
 def pad(count: int) -> int:
@@ -204,14 +211,14 @@ class TritonPass:
         device = probe_arrays["w"].device
         self.main_partial = torch.empty(self.programs, layout.lag_block, dtype=torch.float64, device=device)
         self.lag_partial = torch.empty(self.programs, layout.lag_width, dtype=torch.float64, device=device)
-        self.step_constants = dict(
-            PLAN_WIDTH=plan_width, RING_LAGS=layout.ring_lags, RING_PAD=pad(layout.ring_lags), REFS=layout.refs,
-            REFS_PAD=pad(layout.refs), WIDTH=layout.lag_block, BLOCK=block,
-        )
-        self.lag_constants = dict(
-            PLAN_WIDTH=plan_width, LAG_SLOTS=G_SLOTS + layout.ring_lags, LAGS=max(len(layout.lags), 1),
-            REFS=layout.refs, REFS_PAD=pad(layout.refs), WIDTH=layout.lag_width, BLOCK=block,
-        )
+        self.step_constants = {
+            "PLAN_WIDTH": plan_width, "RING_LAGS": layout.ring_lags, "RING_PAD": pad(layout.ring_lags),
+            "REFS": layout.refs, "REFS_PAD": pad(layout.refs), "WIDTH": layout.lag_block, "BLOCK": block,
+        }
+        self.lag_constants = {
+            "PLAN_WIDTH": plan_width, "LAG_SLOTS": G_SLOTS + layout.ring_lags, "LAGS": max(len(layout.lags), 1),
+            "REFS": layout.refs, "REFS_PAD": pad(layout.refs), "WIDTH": layout.lag_width, "BLOCK": block,
+        }
 
     def step(self, n: int, lags: list[int], main_out: torch.Tensor, lag_out) -> None:
         """Row n of the plan; `lags` are the orthogonal lags it measures, `lag_out(j)` the record view of

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pathgeo import data, models
 from pathgeo.plugins import PluginError
@@ -362,6 +363,84 @@ def test_transformer_defaults_and_options():
     assert len(default.transformer_encoder.layers) == 2
     assert default.transformer_encoder.layers[0].self_attn.num_heads == 2
     assert default.encoder.embedding_dim == 128 and default.transformer_encoder.layers[0].linear1.out_features == 128
+
+
+@pytest.fixture
+def deterministic_algorithms():
+    """`deterministic_algorithms(on)` sets torch's flag as pathgeo.devices does; restored afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield lambda on: torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.use_deterministic_algorithms(before, warn_only=True)
+
+
+class AttentionOps(TorchDispatchMode):
+    """The aten operations of attention dispatched while active: a fused kernel (flash, memory-efficient,
+    cuDNN, or the CPU's flash) or the math backend's softmax (the loss's log-softmax aside)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if "attention" in name or name.startswith(("aten._safe_softmax", "aten._softmax")):
+            self.ops.add(name)
+        return func(*args, **(kwargs or {}))
+
+
+def sdpa_backends() -> dict[str, bool]:
+    return {
+        "flash": torch.backends.cuda.flash_sdp_enabled(),
+        "mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+        "cudnn": torch.backends.cuda.cudnn_sdp_enabled(),
+        "math": torch.backends.cuda.math_sdp_enabled(),
+    }
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_runs_attend_by_the_math_backend(deterministic_algorithms, deterministic):
+    """On CUDA the flash and memory-efficient backwards of scaled-dot-product attention are not deterministic:
+    a deterministic run allows only the math backend while its attention runs forward, and so its backward is
+    the math backend's too (seen here on the CPU, whose fused kernel is the CPU's flash attention)."""
+    deterministic_algorithms(deterministic)
+    torch.manual_seed(0)
+    model = models.build("transformer_lm", num_classes=VOCAB).train()
+    allowed = []
+    for layer in model.transformer_encoder.layers:
+        layer.self_attn.register_forward_pre_hook(lambda *_: allowed.append(sdpa_backends()))
+    tokens = torch.randint(0, VOCAB, (3, 9))
+    with AttentionOps() as attention:
+        nn.functional.cross_entropy(model(tokens).reshape(-1, VOCAB), tokens.reshape(-1)).backward()
+    assert len(allowed) == 2
+    if deterministic:
+        assert all(a == {"flash": False, "mem_efficient": False, "cudnn": False, "math": True} for a in allowed)
+        assert attention.ops == {"aten._safe_softmax.default", "aten._softmax_backward_data.default"}
+    else:
+        assert all(all(a.values()) for a in allowed)
+        assert "aten._scaled_dot_product_flash_attention_for_cpu_backward.default" in attention.ops
+    assert all(sdpa_backends().values())  # the choice holds only inside the model's forward
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_the_math_backend_computes_the_same_function(deterministic_algorithms, train):
+    """The same logits and gradients as the fused kernel that nn.TransformerEncoder takes outside deterministic
+    runs, to float32 rounding; parameter names are unchanged (checkpoints and state_dict keys)."""
+    torch.manual_seed(0)
+    model = models.build("transformer_lm", num_classes=VOCAB).train(train)
+    tokens = torch.randint(0, VOCAB, (4, 12))
+    results = {}
+    for deterministic in (False, True):
+        deterministic_algorithms(deterministic)
+        model.zero_grad()
+        logits = model(tokens)
+        nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tokens.roll(-1, 1).reshape(-1)).backward()
+        results[deterministic] = logits.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+    (fused, fused_grads), (math, math_grads) = results[False], results[True]
+    torch.testing.assert_close(math, fused, rtol=1e-5, atol=1e-5)
+    assert math_grads.keys() == fused_grads.keys()
+    for name in fused_grads:
+        torch.testing.assert_close(math_grads[name], fused_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert not all(torch.equal(math_grads[k], fused_grads[k]) for k in fused_grads), "the two paths were one"
 
 
 # ----------------------------------------------------------------------------------------------------------------

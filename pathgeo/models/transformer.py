@@ -9,10 +9,12 @@ pytorch/examples model is time-first (T, N); feeding it (N, T) data, as the auth
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pathgeo.models import Model, ParameterCount, Width, require_unit_width
 
@@ -62,8 +64,19 @@ class TransformerLM(nn.Module):
         length = src.size(1)
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=src.device, dtype=torch.float32)
         x = self.pos_encoder(self.encoder(src) * math.sqrt(self.ninp))
-        x = self.transformer_encoder(x, mask=mask, is_causal=True)
+        with attention_backends():
+            x = self.transformer_encoder(x, mask=mask, is_causal=True)
         return self.decoder(x)
+
+
+def attention_backends() -> contextlib.AbstractContextManager:
+    """Deterministic runs attend by the math backend of scaled-dot-product attention: on CUDA the flash and
+    memory-efficient backwards are not deterministic (under warn_only torch only warns, and a replay then drifts),
+    and the math backend's backward is matmuls and a softmax. Autograd records the backend chosen in forward, so
+    covering forward covers backward. The CPU takes the same path, as everywhere else in a run."""
+    if torch.are_deterministic_algorithms_enabled():
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def transformer_lm(num_classes: int, width: float = 1.0, heads: int = 2, layers: int = 2, ninp: int = 128,
