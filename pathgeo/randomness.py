@@ -59,13 +59,4 @@ def restore_rng_state(state: dict) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        device = torch.cuda.current_device()
-        torch.cuda.set_rng_state(_device_state(state["cuda"], device), device)
-
-
-def _device_state(saved: torch.Tensor | list[torch.Tensor], device: int) -> torch.Tensor:
-    """The CUDA state to restore on `device`: the one saved, or from a checkpoint that held every visible
-    device's state (a list), this device's entry, or the first where the list is shorter."""
-    if isinstance(saved, torch.Tensor):
-        return saved
-    return saved[device] if device < len(saved) else saved[0]
+        torch.cuda.set_rng_state(state["cuda"], torch.cuda.current_device())

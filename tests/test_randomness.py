@@ -80,17 +80,6 @@ def test_restore_sets_only_the_current_device(cuda):
     assert all(torch.equal(fake.states[i], later[i]) for i in (0, 2, 3))
 
 
-@pytest.mark.parametrize("visible,current,entry", [(4, 2, 2), (1, 0, 0), (2, 1, 1), (8, 5, 0)])
-def test_a_checkpoint_with_every_devices_state_still_loads(cuda, visible, current, entry):
-    """Checkpoints written before held the list of every visible device's states: this device's entry is
-    restored, or the first where the list is shorter."""
-    written = [torch.tensor([100 + i], dtype=torch.uint8) for i in range(4)]
-    saved = {**capture_rng_state(), "cuda": written}
-    fake = cuda(visible=visible, current=current)
-    restore_rng_state(saved)
-    assert torch.equal(fake.states[current], written[entry])
-
-
 def test_without_cuda_nothing_of_cuda_is_saved_or_restored(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     saved = capture_rng_state()
