@@ -88,14 +88,25 @@ def schema_error(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         return ConfigError(key, "is missing")
     if error.validator == "additionalProperties":
         return ConfigError(key, "is not a known key")
-    if error.validator == "anyOf":
-        # A registry name or a plug-in: say what each alternative expects, rather than "not valid under any".
-        expected = [
-            f"one of {alternative.validator_value}" if alternative.validator == "enum" else alternative.schema["description"]
-            for alternative in error.context
-        ]
+    if error.validator in ("anyOf", "oneOf"):
+        # Say what each alternative expects (the valid values of an enum, a registry name or a plug-in), rather
+        # than jsonschema's "is not valid under any of the given schemas".
+        expected = [_expected(alternative) for alternative in error.validator_value]
         return ConfigError(key, f"{error.instance!r} is not " + ", nor ".join(expected))
     return ConfigError(key, error.message)
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    """What a value valid under `schema` is, in words."""
+    if "enum" in schema:
+        return f"one of {schema['enum']}"
+    if "const" in schema:
+        return repr(schema["const"])
+    if "description" in schema:
+        return schema["description"]
+    kind = schema.get("type")
+    words = {"null": "null", "boolean": "true or false", "integer": "an integer", "array": "a list", "object": "a mapping"}
+    return words.get(kind, f"a {kind}" if kind else "valid here")
 
 
 @dataclass(frozen=True)

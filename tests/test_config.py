@@ -499,3 +499,23 @@ def test_snakemake_names_the_key_of_a_module_it_cannot_import(tmp_path):
     assert "config key 'experiments.baseline.set.model': cannot import module 'my_nets' of 'my_nets:tiny': put " \
            "my_nets.py in the working directory" in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
+
+
+# A misspelt value where the schema offers alternatives (oneOf / anyOf): the message lists what each expects.
+ENUM_ERRORS = [
+    ("lagged", _set("correlations", "lagged", "every"), "correlations.lagged",
+     "'every' is not one of ['anchored', 'every_step', 'off'], nor true or false"),
+    ("matrix_epochs", _set("correlations", "matrix_epochs", "some"), "correlations.matrix_epochs",
+     "'some' is not 'all', nor a list"),
+    ("max_job_minutes", _set("max_job_minutes", "2 days"), "max_job_minutes", "'2 days' is not null, nor an integer"),
+    ("schedule", _set("defaults", "schedule", "cosine"), "defaults.schedule",
+     "'cosine' is not one of ['constant', 'warmup_cosine', 'final_drop', 'exp_warmup_cosine', 'gawu']"),
+]
+
+
+@pytest.mark.parametrize("name,edit,key,message", ENUM_ERRORS, ids=[c[0] for c in ENUM_ERRORS])
+def test_a_misspelt_value_gets_the_valid_values(schema, name, edit, key, message):
+    config = broken(edit)
+    with pytest.raises(WorkflowError):
+        validate(copy.deepcopy(config), schema)
+    assert str(schema_error(config)) == f"config key '{key}': {message}"

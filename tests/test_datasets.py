@@ -159,7 +159,8 @@ def test_a_bad_label_names_its_file_and_value(cifar_copy):
     with pytest.raises(DatasetError) as caught:
         cifar10.load_cifar10(cifar_copy.root, 1, checksums=unchecked)
     assert str(caught.value) == (
-        f"{path}: label 12 at entry 7 is outside 0..9 (CIFAR-10 has 10 classes); 1 of its 20 labels are"
+        f"{path}: label 12 at entry 7 is outside 0..9 (CIFAR-10 has 10 classes); 1 of its 20 labels is outside that "
+        "range. The file is damaged or is not CIFAR-10's: download and extract CIFAR-10 again"
     )
 
 

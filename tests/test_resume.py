@@ -127,3 +127,33 @@ def test_a_run_finished_after_snakemake_was_killed_is_kept(tmp_path):
     clean = tmp_path / "clean"
     subprocess.run(command(clean, config_path, target), check=True, capture_output=True)
     assert_same_bytes(workdir, clean, run_id, cfg["defaults"]["epochs"])
+
+
+def test_a_second_job_publishing_the_same_run_takes_the_identical_folder(tmp_path):
+    """`--rerun-incomplete` while the orphaned job of a killed Snakemake still trains: both publish the same
+    checkpoints from the same workspace. The one that comes second finds the folder there; it was refused with a
+    raw `OSError: [Errno 39] Directory not empty` before."""
+    from pathgeo.reference import publish_checkpoints
+
+    workspace, destination = tmp_path / "partial", tmp_path / "checkpoints"
+    workspace.mkdir()
+    for epoch in (0, 1, 2):
+        (workspace / f"epoch{epoch:04d}.pt").write_bytes(bytes([epoch]) * 10)
+    publish_checkpoints(workspace, destination, (0, 2))
+    (destination / ".snakemake_timestamp").touch()
+    publish_checkpoints(workspace, destination, (0, 2))
+    assert sorted(path.name for path in destination.glob("*.pt")) == ["epoch0000.pt", "epoch0002.pt"]
+    assert not list(tmp_path.glob(".checkpoints.*"))
+
+
+def test_publishing_over_another_runs_folder_says_another_job_publishes_it(tmp_path):
+    from pathgeo.reference import PublishingConflict, publish_checkpoints
+
+    workspace, destination = tmp_path / "partial", tmp_path / "checkpoints"
+    workspace.mkdir()
+    destination.mkdir()
+    (workspace / "epoch0000.pt").write_bytes(b"mine")
+    (destination / "epoch0000.pt").write_bytes(b"other")
+    with pytest.raises(PublishingConflict, match=r"checkpoints: another job is publishing the same run .* wait until"):
+        publish_checkpoints(workspace, destination, (0,))
+    assert (destination / "epoch0000.pt").read_bytes() == b"other"

@@ -133,13 +133,8 @@ AGGREGATED = {"epochs", "steps", "matrices", "train", "full_batch", "fixed_batch
 
 
 def aggregated_experiments(config: dict) -> set[str]:
-    """Experiments whose aggregated tables some figure draws (only those are aggregated)."""
-    return {
-        exp
-        for fig in config["figures"].values()
-        if AGGREGATED & set(plot(fig["plot"]).tables)
-        for exp in figure_experiments(fig)
-    }
+    """Every experiment of the config: the default target builds the tables of each, drawn or not."""
+    return set(config["experiments"])
 
 
 def landscape_runs(config: dict, plan: Plan) -> set[str]:
@@ -342,6 +337,22 @@ def test_a_second_run_has_nothing_to_do(finished):
     result = check(finished.snakemake("-n"))
     assert planned_jobs(output_of(result)) == [], output_of(result)[-3000:]
     assert "Nothing to be done" in output_of(result)
+
+
+@pytest.mark.slow
+def test_deleting_an_experiments_tables_builds_them_again(finished):
+    """The README lists the tables as outputs: a table folder deleted by hand is built again, with the figures
+    that read it (it was "Nothing to be done")."""
+    tables = finished.workdir / "results" / "tables" / "walk"
+    moved = tables.with_name("walk.kept")
+    tables.rename(moved)
+    try:
+        jobs = planned_jobs(output_of(check(finished.snakemake("-n"))))
+    finally:
+        moved.rename(tables)
+    drawn = {name for name, fig in finished.config["figures"].items() if "walk" in figure_experiments(fig)}
+    assert [job.wildcards for job in jobs if job.rule == "aggregate"] == [{"experiment": "walk"}]
+    assert {job.wildcards["name"] for job in jobs if job.rule == "figure"} == drawn
 
 
 COMMENT = b"\n# an edit\n"

@@ -166,7 +166,8 @@ def _label_error(folder: Path, names: Sequence[str]) -> DatasetError:
         if bad.size:
             return DatasetError(
                 f"{folder / name}: label {int(labels[bad[0]])} at entry {int(bad[0])} is outside 0..9 (CIFAR-10 has "
-                f"10 classes); {bad.size} of its {labels.size} labels are"
+                f"10 classes); {bad.size} of its {labels.size} labels {'is' if bad.size == 1 else 'are'} outside that "
+                "range. The file is damaged or is not CIFAR-10's: download and extract CIFAR-10 again"
             )
     return DatasetError(f"{folder}: labels outside 0..9 in {', '.join(names)}")
 
