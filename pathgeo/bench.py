@@ -18,11 +18,12 @@ this machine's read bandwidth (a pass that reads four float32 vectors of ResNet-
 several), the floor that gives, (bytes moved) / (bandwidth), and the probe's added time (b − a) over that
 floor.
 
-`device` is the check prepared for a GPU (under 5 minutes on one): the same three timings for CIFAR
-ResNet-18 at batch 128 and ImageNet ResNet-50 at batch 64 on synthetic data on the device, then the Triton
-kernels against the fused CPU pass on the same vectors, then a short replay on the device and its drift
-from the reference trajectory. It imports neither polars nor altair nor snakemake (GPU nodes may lack
-them); `--device cpu` with small models runs the same code anywhere.
+`device` is the check prepared for a GPU (under 5 minutes on one): under the deterministic settings the runs use,
+the same three timings for CIFAR ResNet-18 at batch 128 and ImageNet ResNet-50 at batch 64 on synthetic data on
+the device, then the Triton kernels against the fused CPU pass on the same vectors (skipped, saying why, where
+numba is missing), then a short replay on the device and its drift from the reference trajectory. It imports
+neither polars nor altair nor snakemake (GPU nodes may lack them); `--device cpu` with small models runs the
+same code anywhere.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pathgeo.models.mnist1d import MLP, MNIST1D_CLASSES, MNIST1D_LENGTH, ResNet1
 from pathgeo.probe import Probe
 
 WEIGHT_DECAY = 1e-5
+CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class AuthorsMetrics:
 class Setup:
     """One model on `device`, its optimizer and a fixed list of batches, shared by every mode."""
 
-    def __init__(self, spec: BenchModel, steps: int, device: torch.device = torch.device("cpu"), seed: int = 0):
+    def __init__(self, spec: BenchModel, steps: int, device: torch.device = CPU, seed: int = 0):
         torch.manual_seed(seed)
         self.device = device
         self.model = spec.build().to(device)
@@ -260,8 +262,10 @@ def overhead(model_names: list[str], steps: int, rounds: int, seconds: float) ->
 
 def format_table(results: list[dict], bandwidth: float) -> str:
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, medians over rounds, "
-        f"ratios paired by round; read bandwidth {bandwidth / 1e9:.1f} GB/s",
+        (
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32, SGD momentum, medians over "
+            f"rounds, ratios paired by round; read bandwidth {bandwidth / 1e9:.1f} GB/s"
+        ),
         (
             f"{'model':<10} {'params':>11} {'rounds':>6} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} "
             f"{'b/a':>6} {'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12}"
@@ -294,20 +298,33 @@ def device_timings(model_names: list[str], device: torch.device, steps: int, rou
     return lines
 
 
-def kernel_check(device: torch.device, numel: int = 1_000_003, steps: int = 60) -> str:
-    """The device's probe against the fused CPU pass on the same float32 vectors, two references, every
-    default measurement: the largest difference of any record entry, relative to the largest entry of its
-    kind (a cosine's rounding is relative to the product of the norms, not to the value)."""
-    from pathgeo import triton_kernels
+def fused_pass_missing() -> str | None:
+    """Why the fused CPU pass (numba) cannot run here, or None where it can."""
+    try:
+        from pathgeo import kernels  # noqa: F401
+    except ImportError as error:
+        return str(error)
+    return None
 
-    if device.type == "cpu" and not triton_kernels.interpreting():
-        return "kernel check: skipped (the Triton kernels run on the CPU only under TRITON_INTERPRET=1)"
+
+@dataclass(frozen=True)
+class KernelComparison:
+    numel: int
+    steps: int
+    difference: float  # the largest of any record entry, relative to the largest entry of its kind
+    same_nan: bool
+
+
+def compare_kernels(device: torch.device, numel: int, steps: int) -> KernelComparison:
+    """The device's probe (Triton) against the fused CPU pass on the same float32 vectors, two references, every
+    default measurement. A cosine's rounding is relative to the product of the norms, not to the value, hence
+    each difference relative to the largest entry of its kind."""
     generator = torch.Generator().manual_seed(1)
     start = torch.randn(numel, generator=generator)
     references = {"final": torch.randn(numel, generator=generator), "far": torch.zeros(numel)}
     grads = [torch.randn(numel, generator=generator) for _ in range(steps)]
     records = []
-    for where, backend in ((device, "triton"), (torch.device("cpu"), "fused")):
+    for where, backend in ((device, "triton"), (CPU, "fused")):
         w = nn.Parameter(start.clone().to(where))
         flat = FlatParameters([w])
         probe = Probe(flat, {k: v.to(where) for k, v in references.items()}, 1e-4, steps_per_epoch=steps, backend=backend)
@@ -319,12 +336,26 @@ def kernel_check(device: torch.device, numel: int = 1_000_003, steps: int = 60) 
                 w.sub_(0.01 * w.grad)
         records.append(probe.close().records)
     device_record, cpu_record = records
-    same_nan = np.array_equal(np.isnan(device_record), np.isnan(cpu_record))
     scale = np.nanmax(np.abs(cpu_record), axis=0)
     difference = np.nanmax(np.abs(device_record - cpu_record) / np.where(scale > 0, scale, 1.0))
+    same_nan = np.array_equal(np.isnan(device_record), np.isnan(cpu_record))
+    return KernelComparison(numel, steps, float(difference), bool(same_nan))
+
+
+def kernel_check(device: torch.device, numel: int = 1_000_003, steps: int = 60) -> str:
+    """compare_kernels as a line of the device check, or why it is skipped."""
+    from pathgeo import triton_kernels
+
+    if device.type == "cpu" and not triton_kernels.interpreting():
+        return "kernel check: skipped (the Triton kernels run on the CPU only under TRITON_INTERPRET=1)"
+    missing = fused_pass_missing()
+    if missing:
+        return (f"kernel check: skipped (the fused CPU pass it compares against needs numba, which is not importable "
+                f"here: {missing}; pip install numba, the version in requirements.txt)")
+    found = compare_kernels(device, numel, steps)
     return (
         f"kernel check: Triton on {device} against the fused CPU pass, {numel:,} parameters, {steps} steps: "
-        f"largest scaled difference {difference:.2e}, NaN pattern {'equal' if same_nan else 'DIFFERENT'}"
+        f"largest scaled difference {found.difference:.2e}, NaN pattern {'equal' if found.same_nan else 'DIFFERENT'}"
     )
 
 
@@ -339,13 +370,11 @@ REPLAYS = {
 def replay_check(name: str, device: torch.device, epochs: int, samples: int) -> str:
     """A reference run of `epochs` epochs on `device`, then its replay with the probe from the first
     checkpoint: the relative drift of the replayed weights from the reference's (0.0 where every op is
-    deterministic)."""
-    from pathgeo.devices import configure_determinism
+    deterministic, under the settings device_check sets)."""
     from pathgeo.spec import DataSpec, RunSpec
     from pathgeo.training import build_trainer
 
     kind, model, shape, classes, batch = REPLAYS[name]
-    configure_determinism(True)
     generator = torch.Generator().manual_seed(0)
     if kind == "cifar10":
         images = torch.randint(0, 256, (samples, *shape), generator=generator, dtype=torch.uint8)
@@ -381,11 +410,15 @@ def replay_check(name: str, device: torch.device, epochs: int, samples: int) -> 
 
 def device_check(device: torch.device, model_names: list[str], steps: int, rounds: int, kernel_parameters: int,
                  replay: str, replay_epochs: int, replay_samples: int) -> list[str]:
+    """Every line of the device check, timed and replayed under the deterministic settings the runs use."""
+    from pathgeo.devices import configure_determinism
+
+    settings = configure_determinism(True)
     if device.type == "cuda":
         header = f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     else:
         header = f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    lines = [header, *device_timings(model_names, device, steps, rounds)]
+    lines = [f"{header}; deterministic settings {settings}", *device_timings(model_names, device, steps, rounds)]
     lines.append(kernel_check(device, kernel_parameters))
     lines.append(replay_check(replay, device, replay_epochs, replay_samples))
     return lines
@@ -422,7 +455,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available here")
+        from pathgeo.devices import no_cuda_message
+
+        parser.error(no_cuda_message("--device cuda"))
     for line in device_check(device, models, args.steps, args.rounds, args.kernel_parameters, args.replay,
                              args.replay_epochs, args.replay_samples):
         print(line, flush=True)

@@ -10,6 +10,7 @@ reads its config files through here before Snakemake does.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -71,10 +72,9 @@ def check_config_files(paths: Iterable[str | Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print("usage: python -m pathgeo.config_files FILE...", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m pathgeo.config_files", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", metavar="FILE")
+    paths = parser.parse_args(argv).paths
     failed = False
     for path in paths:
         try:

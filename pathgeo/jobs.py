@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pathgeo import checkpoints, data, distributed, w_star_free
+from pathgeo import checkpoints, data, distributed, preflight, w_star_free
 from pathgeo.atomic import write_json, write_parquet, write_with
 from pathgeo.devices import configure_determinism, select_device
 from pathgeo.distributed import SINGLE, Shard
@@ -63,12 +63,15 @@ class Job:
 
 def start_job(request: Request, shard: Shard = SINGLE) -> Job:
     """Settle the device, determinism, threads and data of one process of the run. On several devices it joins
-    the run's process group, and the job's threads are shared among the ranks."""
+    the run's process group, and the job's threads are shared among the ranks. On a GPU it first checks that the
+    node can run it (pathgeo.preflight): a job in a GPU allocation without CUDA already stops at select_device."""
     spec = request.run
     settings = configure_determinism(request.deterministic)
     threads = max(1, request.threads // shard.world)
     torch.set_num_threads(threads)
     chosen = distributed.rank_device(select_device(request.device), shard)
+    if chosen.type == "cuda":
+        preflight.before_training(spec, chosen, _probe_vectors(request.values, shard))
     if shard.world > 1:
         distributed.join(shard, chosen)
         settings.update(backend=distributed.backend(chosen), devices=shard.world)
@@ -81,6 +84,14 @@ def start_job(request: Request, shard: Shard = SINGLE) -> Job:
     )
     loaded = data.load_for_run(spec.data, request.data_root, request.tensors, request.manifest)
     return Job(spec, chosen, loaded, settings, shard)
+
+
+def _probe_vectors(values: dict[str, Any], shard: Shard) -> int | None:
+    """The probe's model-sized vectors in this process: rank 0 of a job whose values carry correlation settings
+    runs one (a replay, over its reference points; a reference job that measures the w*-free correlations)."""
+    if not shard.lead:
+        return None
+    return preflight.probe_vectors(values.get("correlations"), len(values.get("references", {})))
 
 
 def run(job: Callable[[dict, Shard], None], request: Request) -> None:

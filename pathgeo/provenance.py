@@ -55,6 +55,9 @@ TRAJECTORY = (
 MEASUREMENT = (
     "columns.py", "layout.py", "point_geometry.py", "probe.py", "replay.py", "triton_kernels.py", "w_star_free.py",
 )
+# Modules a job runs that decide only whether it starts, never what it computes (the node's checks before a GPU job
+# trains, and the memory arithmetic they use): editing them re-runs nothing, so no version covers them.
+GUARDS = ("preflight.py", "sizing.py")
 
 
 class CodeVersionError(RuntimeError):

@@ -9,6 +9,8 @@ dataset kind's parameters and each plot's options (one `if kind/plot is X then .
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,5 +72,12 @@ def write_config_schema(path: Path) -> str:
     return str(path)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m pathgeo.schema", description="Print the config's completed JSON schema "
+                            "(YAML).").parse_args(argv)
     print(yaml.safe_dump(config_schema(), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,16 +16,19 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from pathgeo.columns import LAGS
-from pathgeo.config import Plan
+from pathgeo.columns import LAG_PROTOCOLS, LAGS
 from pathgeo.data import kind
 from pathgeo.layout import Layout, rings_for
 from pathgeo.models import build_model, model
 from pathgeo.optimizers import optimizer
 from pathgeo.spec import RunSpec
+
+if TYPE_CHECKING:  # a job checks its device memory here without the config's machinery (jsonschema, figures)
+    from pathgeo.config import Plan
 
 MB = 1 << 20
 
@@ -167,7 +170,7 @@ class Throughput:
 
 # Measured training throughput of one device, samples/s, by (model, width, precision, device kind), with the
 # command and hardware that measured it. Empty: no GPU was at hand (`python -m pathgeo.precision_check` on an
-# A100 measures CIFAR ResNet-18, README "Still to be measured").
+# A100 measures CIFAR ResNet-18, README "On a GPU").
 MEASURED: dict[tuple[str, float, str, str], tuple[float, str]] = {}
 
 
@@ -280,12 +283,47 @@ def checkpoint_mb(spec: RunSpec) -> float:
     return (size.parameters * (1 + optimizer_slots(spec.optimizer)) + size.buffers) * _element_bytes(spec) / MB
 
 
+def state_vectors(optimizer_name: str, devices: int, probe_vectors: int = 0) -> dict[str, int]:
+    """Model-sized vectors one rank holds on its device, by part: weights and gradients (the flat buffer), the
+    optimizer's slots, DDP's gradient buckets on several devices, and the probe's copies (rank 0's)."""
+    return {
+        "weights": 1, "gradients": 1, "optimizer": optimizer_slots(optimizer_name),
+        "DDP buckets": 1 if devices > 1 else 0, "probe": probe_vectors,
+    }
+
+
+def model_state_parts_mb(spec: RunSpec, probe_vectors: int = 0) -> dict[str, float]:
+    """`model_state_mb` by part (state_vectors)."""
+    vector_mb = model_size(spec).parameters * _element_bytes(spec) / MB
+    return {part: count * vector_mb for part, count in state_vectors(spec.optimizer, spec.devices, probe_vectors).items()}
+
+
 def model_state_mb(spec: RunSpec, probe_vectors: int = 0) -> float:
     """One rank's model state: weights and gradients (the flat buffer), optimizer state, DDP's gradient buckets,
     and `probe_vectors` model-sized vectors of the probe (rank 0's). Activations come on top (they depend on the
     batch)."""
-    vectors = 2 + optimizer_slots(spec.optimizer) + (1 if spec.devices > 1 else 0) + probe_vectors
-    return model_size(spec).parameters * vectors * _element_bytes(spec) / MB
+    return sum(model_state_parts_mb(spec, probe_vectors).values())
+
+
+# The config's default correlation window h (pathgeo.config.CORRELATION_DEFAULTS).
+DEFAULT_WINDOW = 5
+
+
+def largest_model(memory_bytes: int, optimizer_name: str, lagged: str, references: int = 1,
+                  window: int = DEFAULT_WINDOW) -> int:
+    """The most float32 parameters whose model state and probe copies (a replay's rank 0 on one device, the
+    vectors model_state_mb counts) fit in `memory_bytes`; activations and the CUDA context come on top."""
+    probe = probe_copies({"window": window, "lagged": lagged}, references)
+    return memory_bytes // (4 * sum(state_vectors(optimizer_name, 1, probe).values()))
+
+
+def largest_models(memories_gib: tuple[int, ...] = (40, 80), optimizers: tuple[str, ...] = ("momentum", "adam"),
+                   references: int = 1) -> list[tuple[str, str, dict[int, int]]]:
+    """(lag protocol, optimizer, {GiB of device memory: largest_model}) for every lag protocol and optimizer."""
+    return [
+        (lagged, name, {gib: largest_model(gib << 30, name, lagged, references) for gib in memories_gib})
+        for lagged in LAG_PROTOCOLS for name in optimizers
+    ]
 
 
 def host_memory_mb(spec: RunSpec, device: str, checkpoints_held: int, probe_vectors: int = 0, attempt: int = 1) -> int:

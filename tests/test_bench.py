@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 BLOCKED = ("polars", "altair", "snakemake", "yaml", "jsonschema")
 
@@ -32,7 +34,7 @@ def test_device_check_runs_without_the_workflow_packages():
     args = ["device", "--device", "cpu", "--models", "mlp", "--steps", "3", "--rounds", "1",
             "--kernel-parameters", "3000", "--replay", "mlp", "--replay-epochs", "2", "--replay-samples", "96"]
     result = subprocess.run([sys.executable, "-c", BLOCKER, *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
+                            text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("cpu, ")
@@ -45,7 +47,7 @@ def test_device_check_runs_without_the_workflow_packages():
 
     # The blocker really blocks: the workflow's own modules fail to import under it.
     blocked = subprocess.run([sys.executable, "-c", BLOCKER.replace('runpy.run_module("pathgeo.bench", run_name="__main__")', "import pathgeo.aggregate")],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert blocked.returncode != 0 and "polars is not installed here" in blocked.stderr
 
 
@@ -61,3 +63,47 @@ def test_timings_pair_each_round_and_run_until_the_time_is_spent():
     assert all(value > 0 for value in counted.seconds.values())
     timed = bench.timings(setup, rounds=1, seconds=1.0)
     assert timed.rounds > 1
+
+
+def test_the_device_check_times_under_the_runs_deterministic_settings(monkeypatch):
+    """Every timing of `device` runs with the settings of pathgeo.devices.configure_determinism, as the runs do,
+    not with whatever the process had before (here: everything off, cuDNN benchmarking on)."""
+    from pathgeo import bench, devices
+
+    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    seen = []
+    timings = bench.timings
+
+    def spy(setup, rounds, *args, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32))
+        return timings(setup, rounds, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "timings", spy)
+    try:
+        devices.configure_determinism(False)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        lines = bench.device_check(torch.device("cpu"), ["mlp"], steps=2, rounds=1, kernel_parameters=3000,
+                                   replay="mlp", replay_epochs=1, replay_samples=64)
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=True)
+        torch.backends.cudnn.benchmark = saved[1]
+    assert seen == [(True, True, False, False)]
+    assert "deterministic settings {'deterministic_algorithms': True" in lines[0]
+
+
+def test_the_kernel_check_says_why_it_skips_without_numba():
+    """A GPU node without numba: the check it cannot make is skipped with the reason, not a crash."""
+    script = (
+        "import sys\n"
+        "sys.modules['numba'] = None\n"
+        "import torch\n"
+        "from pathgeo import bench\n"
+        "print(bench.kernel_check(torch.device('cpu'), 3000, 3))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.startswith("kernel check: skipped (the fused CPU pass it compares against needs numba")
+    assert "import of numba halted" in done.stdout

@@ -1,15 +1,48 @@
-"""Device selection and the deterministic settings."""
+"""Device selection and the deterministic settings; a job in a GPU allocation refuses the CPU."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from pathgeo.devices import configure_determinism, select_device
+from pathgeo import devices
+from pathgeo.devices import NoCudaError, configure_determinism, select_device
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+REPO = Path(__file__).resolve().parents[1]
+# What SLURM sets in a job that asked for one GPU (--gpus=1).
+SLURM_ONE_GPU = {"SLURM_JOB_ID": "4242", "SLURM_JOB_GPUS": "0", "SLURM_GPUS_ON_NODE": "1", "CUDA_VISIBLE_DEVICES": "0"}
+SLURM_VARIABLES = ("SLURM_JOB_ID", *devices.SLURM_GPU_LISTS, *devices.SLURM_GPU_COUNTS, devices.FAKE_GPUS)
+
+
+@pytest.fixture
+def no_job(monkeypatch):
+    """This process outside any SLURM job (the tests may run inside one)."""
+    for name in SLURM_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def one_gpu_job(monkeypatch, no_job):
+    for name, value in SLURM_ONE_GPU.items():
+        monkeypatch.setenv(name, value)
+
+
+def fake_nvidia_smi(folder: Path, driver: str) -> dict[str, str]:
+    """An environment whose PATH starts with an nvidia-smi that reports `driver` (as the real one's
+    --query-gpu=driver_version --format=csv,noheader does)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    program = folder / "nvidia-smi"
+    program.write_text(f"#!/bin/sh\necho {driver}\n")
+    program.chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +79,111 @@ def test_cpu_is_always_available():
 
 
 @no_cuda
-def test_auto_is_cpu_without_cuda():
+def test_auto_is_cpu_without_cuda(no_job):
     assert select_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("environ, held, count", [
+    (SLURM_ONE_GPU, {"SLURM_JOB_GPUS": "0", "SLURM_GPUS_ON_NODE": "1", "CUDA_VISIBLE_DEVICES": "0"}, 1),
+    ({"SLURM_JOB_ID": "7", "SLURM_STEP_GPUS": "2,3"}, {"SLURM_STEP_GPUS": "2,3"}, 2),
+    ({"SLURM_JOB_ID": "7", "SLURM_GPUS": "a100:4"}, {"SLURM_GPUS": "a100:4"}, 4),
+    ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "1"}, 1),
+    # A SLURM job without GPUs, as some sites describe it.
+    ({"SLURM_JOB_ID": "7", "SLURM_GPUS_ON_NODE": "0", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, {}, None),
+    ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "-1"}, {}, None),
+    # A workstation that hides or picks GPUs is not in a job.
+    ({"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_GPUS": "0"}, {}, None),
+    # The tests' local SLURM, whose GPUs are plain files.
+    ({**SLURM_ONE_GPU, devices.FAKE_GPUS: "1"}, {}, None),
+])
+def test_a_gpu_allocation_is_read_from_slurms_variables(environ, held, count):
+    allocation = devices.gpu_allocation(environ)
+    assert allocation == held
+    assert (devices.allocated_gpu_count(allocation) if allocation else None) == count
+
+
+@no_cuda
+def test_auto_refuses_the_cpu_in_a_gpu_allocation(monkeypatch, one_gpu_job):
+    """The pinned wheel's CUDA 13 needs driver 580: on a node with 535 torch sees no GPU. The error names both
+    versions and both ways out."""
+    monkeypatch.setattr(devices, "driver_version", lambda: "535.104.05")
+    monkeypatch.setattr(torch.version, "cuda", "13.2")
+    with pytest.raises(NoCudaError) as raised:
+        select_device("auto")
+    message = str(raised.value)
+    assert "'auto' would train on the CPU in a job that holds GPUs (SLURM_JOB_GPUS=0" in message
+    assert "NVIDIA driver 535.104.05" in message
+    assert "built for CUDA 13.2, which needs driver >= 580" in message
+    assert "update the NVIDIA driver to >= 580" in message
+    assert "torch built for CUDA 12.x, which driver 535.104.05 runs" in message
+    assert "https://download.pytorch.org/whl/cu12X" in message
+
+
+@no_cuda
+def test_auto_still_picks_the_cpu_outside_a_gpu_allocation(monkeypatch, no_job):
+    monkeypatch.setattr(devices, "driver_version", lambda: "535.104.05")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a laptop's, not a scheduler's
+    assert select_device("auto") == torch.device("cpu")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "NoDevFiles")
+    assert select_device("auto") == torch.device("cpu")
+    assert select_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("driver, cuda, facts, fix", [
+    (None, "13.2", "NVIDIA driver: none found", "this node shows no NVIDIA driver"),
+    ("535.104.05", None, "built for no CUDA (CPU only)", "install a CUDA build of torch"),
+    ("580.65.06", "13.2", "NVIDIA driver 580.65.06", "driver 580.65.06 is new enough, yet torch sees no GPU"),
+    ("470.82.01", "13.0", "which needs driver >= 580", "torch built for CUDA 11.x, which driver 470.82.01 runs"),
+    ("418.40", "12.4", "which needs driver >= 525.60.13", "update the NVIDIA driver to >= 525.60.13"),
+])
+def test_the_diagnosis_follows_the_driver_and_torchs_cuda(driver, cuda, facts, fix):
+    found, todo = devices.cuda_diagnosis(driver, cuda)
+    assert facts in found and fix in todo
+    if driver == "418.40":
+        assert "torch built for" not in todo  # no CUDA of the table runs on it
+
+
+def test_the_driver_is_read_from_the_kernel_module_then_nvidia_smi(monkeypatch, tmp_path):
+    version_file = tmp_path / "version"
+    version_file.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  (dvs-builder@U16)\n"
+        "GCC version:  gcc version 12.2.0\n"
+    )
+    monkeypatch.setattr(devices, "DRIVER_FILE", version_file)
+    assert devices.driver_version() == "580.65.06"
+    version_file.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n")
+    assert devices.driver_version() == "535.104.05"
+    monkeypatch.setattr(devices, "DRIVER_FILE", tmp_path / "absent")
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin", "550.54.15")["PATH"])
+    assert devices.driver_version() == "550.54.15"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert devices.driver_version() is None
+
+
+@no_cuda
+def test_a_reference_job_in_a_gpu_allocation_fails_instead_of_training_on_the_cpu(tmp_path):
+    """Acceptance of issue 18: tests/configs/tiny.yaml with device=auto under SLURM's GPU variables on this
+    CPU-only machine; the reference job exits non-zero and its log names the driver and CUDA versions."""
+    from pathgeo.config import build_plan
+
+    tiny = REPO / "tests" / "configs" / "tiny.yaml"
+    run = min(build_plan(yaml.safe_load(tiny.read_text())).runs)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    outside = {key: value for key, value in os.environ.items() if key not in SLURM_VARIABLES}
+    env = {**outside, **SLURM_ONE_GPU, **fake_nvidia_smi(tmp_path / "bin", "535.104.05")}
+    done = subprocess.run(
+        [str(snakemake), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "work"), "--configfile",
+         str(tiny), "--config", "device=auto", "--cores", "1", f"results/runs/{run}/spec.json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode != 0
+    assert "Error in rule reference" in done.stdout + done.stderr
+    log = (tmp_path / "work" / "logs" / "reference" / f"{run}.log").read_text()
+    assert "would train on the CPU in a job that holds GPUs" in log
+    assert "NVIDIA driver 535.104.05" in log
+    assert f"built for CUDA {torch.version.cuda}" in log
+    assert not (tmp_path / "work" / "results" / "runs" / run / "spec.json").exists()
 
 
 @no_cuda

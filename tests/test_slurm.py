@@ -237,7 +237,8 @@ def slurm_env(tmp_path_factory):
         pytest.skip(f"cannot start a local SLURM cluster here: {lines[-1]}")
     try:
         assert started.returncode == 0, f"local SLURM cluster failed to start:\n{started.stderr[-6000:]}"
-        yield {**env, "SLURM_CONF": str(state / "etc" / "slurm.conf")}
+        # Its GPUs are plain files: the jobs that hold them train on the CPU (pathgeo.devices.FAKE_GPUS).
+        yield {**env, "SLURM_CONF": str(state / "etc" / "slurm.conf"), "PATHGEO_FAKE_GPUS": "1"}
     finally:
         stopped = subprocess.run(
             ["bash", str(LOCAL_SLURM), "stop", str(state)], env=env, capture_output=True, text=True, timeout=120
