@@ -38,6 +38,7 @@ localrules:
     all,
     aggregate,
     claims,
+    zigzag,
     figure,
     vega_bundle,
 
@@ -50,4 +51,5 @@ rule all:
         expand(rules.aggregate.output, experiment=list(PLAN.experiments)),
         "results/tables/claims.csv",
         "results/tables/claims.parquet",
+        rules.zigzag.output,
     default_target: True

@@ -59,6 +59,8 @@ MEASURES = ("all", "w_star_free")
 
 # The probe's correlation settings when the config has no `correlations` section.
 CORRELATION_DEFAULTS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"}
+# The thresholds of the second paper's findings (pathgeo.zigzag) where the config's `zigzag` section leaves them out.
+ZIGZAG_DEFAULTS = {"threshold": 0.0, "min_phase_steps": 5}
 # The longest time limit of a job when the config does not set max_job_minutes: 48 hours, a common partition limit.
 DEFAULT_MAX_JOB_MINUTES = 48 * 60
 
@@ -532,3 +534,8 @@ def figure_experiments(fig: dict[str, Any]) -> list[str]:
 def max_job_minutes(config: dict[str, Any]) -> int | None:
     """The site's time limit of one job in minutes (config key max_job_minutes; None: no limit)."""
     return config.get("max_job_minutes", DEFAULT_MAX_JOB_MINUTES)
+
+
+def zigzag_thresholds(config: dict[str, Any]) -> dict[str, float]:
+    """The thresholds of the second paper's findings (pathgeo.zigzag): the config's `zigzag`, else the defaults."""
+    return {**ZIGZAG_DEFAULTS, **config.get("zigzag", {})}

@@ -47,3 +47,29 @@ rule claims:
         "../environment.yml"
     script:
         "../workflow_scripts/claims.py"
+
+
+rule zigzag:
+    input:
+        steps=step_tables(list(PLAN.runs)),
+        library=library("zigzag.py", "aggregate.py", "columns.py"),
+    output:
+        parquet="results/tables/zigzag.parquet",
+        phases="results/tables/zigzag_phases.parquet",
+        csv=report(
+            "results/tables/zigzag.csv",
+            caption="../report/zigzag.rst",
+            category="all runs",
+            subcategory="zigzag findings",
+            labels={"table": "zigzag", "view": "table (CSV)"},
+        ),
+    params:
+        runs=all_runs(),
+        window=correlation_settings(config)["window"],
+        thresholds=zigzag_thresholds(config),
+    log:
+        "logs/zigzag.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/zigzag.py"

@@ -15,6 +15,7 @@ from pathgeo.config import (
     max_job_minutes,
     schema_error,
     training_correlations,
+    zigzag_thresholds,
 )
 from pathgeo.data import kind
 from pathgeo.figures import plot
@@ -153,12 +154,21 @@ def replay_files(run_ids):
     ]
 
 
+def step_tables(run_ids):
+    """The per-step tables of these runs: their replays' or, for a run that no experiment replays, the w*-free
+    table its reference training wrote."""
+    trained_only = [f"results/runs/{run}/train_correlations.parquet" for run in run_ids if not PLAN.replayed(run)]
+    return replay_files(run_ids) + trained_only
+
+
 def experiment_replays(wildcards):
-    """The per-step tables of an experiment's runs: their replays' or, for a run that no experiment
-    replays, the w*-free table its reference training wrote."""
-    runs = PLAN.experiments[wildcards.experiment]
-    trained_only = [f"results/runs/{run}/train_correlations.parquet" for run in runs if not PLAN.replayed(run)]
-    return replay_files(runs) + trained_only
+    return step_tables(PLAN.experiments[wildcards.experiment])
+
+
+def all_runs():
+    """Every run with its factors and its one-line description as its label."""
+    descriptions = run_descriptions(PLAN.runs)
+    return {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in PLAN.runs.items()}
 
 
 def experiment_matrices(wildcards):
@@ -209,14 +219,8 @@ def reference_measurement(wildcards):
 
 
 def replayed_runs():
-    """The runs measured against w* (the claims are about those), each with its factors and its one-line
-    description as its label."""
-    descriptions = run_descriptions(PLAN.runs)
-    return {
-        run: {"factors": spec.factors(), "label": descriptions[run]}
-        for run, spec in PLAN.runs.items()
-        if PLAN.replayed(run)
-    }
+    """The runs measured against w* (the claims are about those), as `all_runs` gives them."""
+    return {run: described for run, described in all_runs().items() if PLAN.replayed(run)}
 
 
 def table_files(table, experiments):
