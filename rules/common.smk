@@ -265,3 +265,25 @@ def replay_runtime(wildcards, attempt):
     return sizing.runtime_minutes(
         PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT
     )
+
+
+# On a SLURM cluster (cluster/README.md): what a multi-GPU job adds to its sbatch line, and the watch that requeues
+# the workflow's preempted jobs.
+from pathgeo import preemption, topology
+
+
+def keep_topology(wildcards):
+    """`--exclusive` for a job of 3 or more GPUs, so that a reference and its replays get GPUs in the same places
+    (pathgeo.topology); nothing for the others."""
+    return topology.slurm_request(gpus(wildcards))
+
+
+def watch_preemption():
+    """Under the SLURM executor, requeue the workflow's preempted jobs from this process (pathgeo.preemption), as
+    often as the plugin first checks a job's status: the profile's squeue status check already needs SLURM to
+    keep a finished job listed for 3 times that (MinJobAge)."""
+    if workflow.executor_plugin is None or workflow.executor_plugin.name != "slurm":
+        return
+    # The plugin names every job after its run id, and has no public way to read it.
+    run_name = workflow.scheduler._executor.run_uuid
+    preemption.start(run_name, workflow.executor_settings.init_seconds_before_status_checks, logger)
