@@ -12,10 +12,12 @@ the reference's can sum in another order and leave the reference's trajectory by
 - a replay that drifts says how its GPUs differ from the reference's (`differences`).
 
 Nothing of it runs on the CPU. Without nvidia-smi, the GPUs come from torch alone and the links stay unknown.
+The parsing of nvidia-smi's output is tested on simulated output only: no GPU has run it yet.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +27,8 @@ import torch
 
 from pathgeo import commands
 from pathgeo.commands import Runner
+
+log = logging.getLogger("pathgeo")
 
 # Jobs of this many GPUs or more take their node whole: with 2 ranks an all-reduce has one addition, whose result
 # does not depend on the order.
@@ -37,6 +41,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 GPU_COLUMN = re.compile(r"GPU(\d+)")
 # nvidia-smi separates the matrix's cells by tabs; a copy from a terminal has runs of spaces instead.
 CELL = re.compile(r"\t| {2,}")
+PCI_ADDRESS = re.compile(r"([0-9A-Fa-f]+):([0-9A-Fa-f]+):([0-9A-Fa-f]+)(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,11 @@ def slurm_request(gpus: int) -> str:
 
 def bus_address(text: str) -> tuple[int, int, int]:
     """(domain, bus, device) of a PCI address such as nvidia-smi's `00000000:07:00.0`."""
-    domain, bus, device = re.fullmatch(r"([0-9A-Fa-f]+):([0-9A-Fa-f]+):([0-9A-Fa-f]+)(?:\.\d+)?", text.strip()).groups()
-    return int(domain, 16), int(bus, 16), int(device, 16)
+    found = PCI_ADDRESS.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"not a PCI address: {text!r}")
+    domain, bus, device = (int(part, 16) for part in found.groups())
+    return domain, bus, device
 
 
 def parse_gpu_query(text: str) -> dict[tuple[int, int, int], tuple[int, Gpu]]:
@@ -88,7 +96,9 @@ def parse_topology_matrix(text: str) -> dict[tuple[int, int], str]:
     """The GPU-to-GPU cells of `nvidia-smi topo -m`, by nvidia-smi's GPU indices (the NIC and affinity columns
     left out)."""
     lines = [ANSI.sub("", line) for line in text.splitlines()]
-    header = next(line for line in lines if line.strip().startswith("GPU0"))
+    header = next((line for line in lines if line.strip().startswith("GPU0")), None)
+    if header is None:
+        raise ValueError("no GPU0 column in nvidia-smi topo -m's output")
     columns = {
         at: int(m.group(1)) for at, cell in enumerate(CELL.split(header)) if (m := GPU_COLUMN.fullmatch(cell.strip()))
     }
@@ -114,18 +124,24 @@ def torch_gpus(count: int) -> list[tuple[tuple[int, int, int], Gpu]]:
 
 def read(count: int, run: Runner = commands.run) -> Topology:
     """The job's `count` GPUs in rank order and their links: torch says which GPUs the ranks use, nvidia-smi what
-    they are and how they are linked (without nvidia-smi, or where it lists other GPUs: torch's names, no links)."""
+    they are and how they are linked. Where nvidia-smi fails, lists other GPUs or prints what this cannot read, the
+    GPUs are torch's and the links unknown (with a warning): a record of the node is no reason to fail a job."""
     ranks = torch_gpus(count)
+    unlinked = Topology(tuple(gpu for _, gpu in ranks), ())
     listed, matrix = run(GPU_QUERY), run(TOPOLOGY_QUERY)
-    by_address = parse_gpu_query(listed.stdout) if listed.returncode == 0 else {}
-    if matrix.returncode != 0 or any(address not in by_address for address, _ in ranks):
-        return Topology(tuple(gpu for _, gpu in ranks), ())
-    indices = [by_address[address][0] for address, _ in ranks]
-    cells = parse_topology_matrix(matrix.stdout)
-    return Topology(
-        tuple(by_address[address][1] for address, _ in ranks),
-        tuple(tuple(cells[i, j] for j in indices) for i in indices),
-    )
+    if listed.returncode != 0 or matrix.returncode != 0:
+        log.warning("GPU links not recorded: nvidia-smi failed: %s", (listed.stderr or matrix.stderr).strip())
+        return unlinked
+    try:
+        by_address = parse_gpu_query(listed.stdout)
+        indices = [by_address[address][0] for address, _ in ranks]
+        cells = parse_topology_matrix(matrix.stdout)
+        links = tuple(tuple(cells[i, j] for j in indices) for i in indices)
+    except (ValueError, KeyError, IndexError) as error:
+        log.warning("GPU links not recorded: nvidia-smi's output is not what pathgeo reads (%s: %s)",
+                    type(error).__name__, error)
+        return unlinked
+    return Topology(tuple(by_address[address][1] for address, _ in ranks), links)
 
 
 def recorded(device: torch.device, count: int, run: Runner = commands.run) -> dict[str, Any]:

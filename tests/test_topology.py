@@ -102,6 +102,18 @@ def test_without_nvidia_smi_the_gpus_come_from_torch_and_the_links_stay_unknown(
                                                                           "00000000:90:00.0"]
 
 
+def test_output_it_cannot_read_leaves_the_links_unknown_and_says_so(job_gpus, caplog):
+    def garbled(command: list[str]) -> subprocess.CompletedProcess:
+        text = GPU_LIST if "topo" in command else "GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-0)"
+        return subprocess.CompletedProcess(command, 0, text, "")
+
+    found = read(3, garbled)
+    assert found.links == () and [gpu.name for gpu in found.gpus] == ["NVIDIA A100-SXM4-80GB"] * 3
+    assert "GPU links not recorded: nvidia-smi's output is not what pathgeo reads (ValueError" in caplog.text
+    caplog.clear()
+    assert read(3, no_nvidia_smi).links == () and "No such file or directory: 'nvidia-smi'" in caplog.text
+
+
 def test_on_the_cpu_nothing_is_read(monkeypatch):
     monkeypatch.setattr(topology, "read", lambda *args: pytest.fail("read GPUs on the CPU"))
     assert recorded(torch.device("cpu"), 4) == {}
