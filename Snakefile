@@ -34,6 +34,10 @@ include: "rules/aggregate.smk"
 include: "rules/figures.smk"
 
 
+onstart:
+    watch_preemption()
+
+
 localrules:
     all,
     aggregate,

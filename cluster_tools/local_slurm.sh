@@ -23,9 +23,10 @@
 # PATHGEO_SLURM_MEM_MB of memory (256000) and PATHGEO_SLURM_GPUS fake GPUs of type PATHGEO_SLURM_GPU_TYPE
 # (2 x a100), in two partitions PATHGEO_SLURM_CPU_PARTITION (`cpu`, the default one) and
 # PATHGEO_SLURM_GPU_PARTITION (`gpu`): the placeholders of cluster/config.yaml, so that
-# `snakemake --profile cluster` runs on this cluster as it is. Ports: PATHGEO_SLURMCTLD_PORT (6817) and
-# PATHGEO_SLURMD_PORT (6818); give other ones to run two clusters side by side. MinJobAge:
-# PATHGEO_SLURM_MIN_JOB_AGE (300 s). These are read by start; a running cluster keeps its settings.
+# `snakemake --profile cluster` runs on this cluster as it is. A third partition, PATHGEO_SLURM_URGENT_PARTITION
+# (`urgent`), has a higher PriorityTier: a job sent there preempts (cancels) the jobs it needs room from. Ports:
+# PATHGEO_SLURMCTLD_PORT (6817) and PATHGEO_SLURMD_PORT (6818); give other ones to run two clusters side by side.
+# MinJobAge: PATHGEO_SLURM_MIN_JOB_AGE (300 s). These are read by start; a running cluster keeps its settings.
 #
 # Exit status: 0 done; 1 a daemon failed to start or the node did not become idle (the logs are shown);
 # 2 usage; 3 this machine cannot run the cluster (not root, packages missing, no mount namespaces).
@@ -55,6 +56,7 @@ SLURMD_PORT="${PATHGEO_SLURMD_PORT:-6818}"
 MIN_JOB_AGE="${PATHGEO_SLURM_MIN_JOB_AGE:-300}"
 CPU_PARTITION="${PATHGEO_SLURM_CPU_PARTITION:-cpu}"
 GPU_PARTITION="${PATHGEO_SLURM_GPU_PARTITION:-gpu}"
+URGENT_PARTITION="${PATHGEO_SLURM_URGENT_PARTITION:-urgent}"
 HOST="$(hostname -s)"
 
 export SLURM_CONF="$DIR/etc/slurm.conf"
@@ -134,7 +136,7 @@ render() {
         -e "s|@GPUS@|$GPUS|g" -e "s|@GPU_TYPE@|$GPU_TYPE|g" -e "s|@GPU_FILES@|$gpu_files|g" \
         -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
         -e "s|@MIN_JOB_AGE@|$MIN_JOB_AGE|g" -e "s|@CPU_PARTITION@|$CPU_PARTITION|g" \
-        -e "s|@GPU_PARTITION@|$GPU_PARTITION|g" "$1"
+        -e "s|@GPU_PARTITION@|$GPU_PARTITION|g" -e "s|@URGENT_PARTITION@|$URGENT_PARTITION|g" "$1"
 }
 
 do_install() {
@@ -205,7 +207,7 @@ do_start() {
     all_running || { show_logs; die "a daemon exited right after starting"; }
     wait_idle
     log "started in $DIR: node $HOST, $CPUS CPUs, gpu:$GPU_TYPE:$GPUS," \
-        "partitions $CPU_PARTITION (default) and $GPU_PARTITION"
+        "partitions $CPU_PARTITION (default), $GPU_PARTITION and $URGENT_PARTITION (preempts the others)"
     log "use it with: export SLURM_CONF=$SLURM_CONF"
 }
 

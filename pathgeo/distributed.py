@@ -14,8 +14,10 @@
 - `sum_across`: all-reduced sums of small per-step tensors (the loss, sample counts).
 
 Determinism: with 2 ranks an all-reduce sum has one rounding (a + b = b + a), so any reduction order gives the
-same bits; with more, the order must not change between the reference and its replay. DDP would rebuild its
-gradient buckets after the first step in the order gradients arrived, so a run resumed or replayed from a
+same bits; with more, the order must not change between the reference and its replay. NCCL's ring follows the
+links between the job's GPUs: jobs of 3 or more GPUs take their node whole, and every CUDA job records its GPUs
+and their links in its settings (pathgeo.topology), which a drifting replay compares with the reference's. DDP
+would rebuild its gradient buckets after the first step in the order gradients arrived, so a run resumed or replayed from a
 checkpoint would sum in another layout than the uninterrupted run at the first step after its start; with
 `find_unused_parameters=True` DDP keeps its construction-time layout for good. On CUDA, DETERMINISTIC_NCCL
 (which pathgeo.jobs.run sets for deterministic runs, where the site has not set them) pins NCCL's algorithm
@@ -166,7 +168,8 @@ def backend(device: torch.device) -> str:
 
 
 def rank_device(device: torch.device, shard: Shard) -> torch.device:
-    """Rank r trains on the r-th visible GPU (SLURM's --gpus=N makes exactly the job's N visible)."""
+    """Rank r trains on the r-th visible GPU (SLURM's --gpus=N makes the job's N visible; with --exclusive, which
+    jobs of 3 or more GPUs ask for, all of its node's)."""
     if device.type != "cuda":
         return device
     visible = torch.cuda.device_count()

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pathgeo import checkpoints, data, distributed, preflight, w_star_free
+from pathgeo import checkpoints, data, distributed, preflight, topology, w_star_free
 from pathgeo.atomic import write_json, write_parquet, write_with
 from pathgeo.devices import configure_determinism, select_device
 from pathgeo.distributed import SINGLE, Shard
@@ -78,6 +78,7 @@ def start_job(request: Request, shard: Shard = SINGLE) -> Job:
         if chosen.type == "cuda":
             settings["nccl"] = {key: os.environ.get(key) for key in distributed.DETERMINISTIC_NCCL}
     settings.update(device=str(chosen), threads=threads, torch=torch.__version__)
+    settings.update(topology.recorded(chosen, shard.world))
     log.info(
         "run %s on %s (%d threads%s, deterministic=%s, precision %s)", spec.run_id, chosen, threads,
         f" per rank, {shard.world} ranks" if shard.world > 1 else "", request.deterministic, spec.precision,

@@ -33,6 +33,7 @@ TRAJECTORY = (
     "__init__.py",
     "atomic.py",
     "checkpoints.py",
+    "commands.py",
     "data",
     "devices.py",
     "distributed.py",
@@ -49,6 +50,7 @@ TRAJECTORY = (
     "registry.py",
     "schedules.py",
     "spec.py",
+    "topology.py",
     "training.py",
     "warmup.py",
 )

@@ -6,6 +6,7 @@ drift is exactly 0.0 on CPU; a drift over the tolerance means the measurements a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from pathgeo import checkpoints, distributed
+from pathgeo import checkpoints, distributed, topology
 from pathgeo.atomic import write_json, write_parquet
 from pathgeo.config import CORRELATION_DEFAULTS
 from pathgeo.distributed import SINGLE, Shard
@@ -159,13 +160,25 @@ def _replay_to(
     return fidelity
 
 
+def gpu_differences(reference_spec: str, gpus: dict | None) -> list[str]:
+    """How this job's GPUs (its settings' "gpus") differ from those the reference's spec.json records."""
+    recorded = json.loads(Path(reference_spec).read_text())["settings"].get("gpus")
+    return topology.differences(recorded, gpus)
+
+
 def replay_job(message: dict, shard: Shard) -> None:
     """Replay one segment with the probe and write its tables and fidelity. `values`: checkpoints (the run's
     folder), start, end, references ({name: epoch}), tolerance, correlations, steps, matrices, fidelity,
     measurements (pathgeo.config.Plan.measurements) and their tables full_batch and fixed_batches, code (a
-    checkpoint made by other code is an error that says so, not a drift)."""
+    checkpoint made by other code is an error that says so, not a drift), reference_spec (the reference's
+    spec.json: a drift error says how this job's GPUs differ from the reference's, pathgeo.topology)."""
     request, job = begin_job(message, shard)
     values = request.values
+    other_gpus = gpu_differences(values["reference_spec"], job.settings.get("gpus"))
+    if other_gpus:
+        log.warning(
+            "run %s: this replay's GPUs differ from the reference's: %s", job.spec.run_id, "; ".join(other_gpus)
+        )
 
     @cache
     def state(epoch: int) -> dict:
@@ -191,6 +204,15 @@ def replay_job(message: dict, shard: Shard) -> None:
             (full_batch, fixed_batches),
             shard=shard,
         )
+    except FidelityError as error:
+        if not other_gpus:
+            raise
+        raise FidelityError(
+            f"{error}. This replay ran on other GPUs than the reference ({values['reference_spec']}): "
+            f"{'; '.join(other_gpus)}. Another GPU model runs other kernels, and with 3 or more ranks the "
+            "all-reduce sums in an order that follows the links between the GPUs: replay on GPUs like the "
+            "reference's (cluster/README.md, 'Multi-GPU runs')"
+        ) from None
     finally:
         distributed.leave()
     if shard.lead:

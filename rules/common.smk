@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from pathgeo import sizing
+from pathgeo import preemption, sizing, topology
 from pathgeo.config import (
     ConfigError,
     build_plan,
@@ -29,7 +29,8 @@ from pathgeo.schema import write_config_schema
 
 min_version("9.0")
 
-# Jobs import pathgeo from this checkout, also inside a --use-conda environment or a cluster job.
+# Jobs outside conda import pathgeo from this checkout ahead of any installed copy (Snakemake drops PYTHONPATH for
+# --sdm conda jobs, which find it through Snakemake's own import path for scripts).
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 
@@ -323,3 +324,22 @@ def replay_runtime(wildcards, attempt):
         PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT,
         limit=MAX_JOB_MINUTES,
     )
+
+
+# On a SLURM cluster (cluster/README.md): what a multi-GPU job adds to its sbatch line, and the watch that requeues
+# the workflow's preempted jobs.
+def keep_topology(wildcards):
+    """`--exclusive` for a job of 3 or more GPUs, so that a reference and its replays get GPUs in the same places
+    (pathgeo.topology); nothing for the others."""
+    return topology.slurm_request(gpus(wildcards))
+
+
+def watch_preemption():
+    """Under the SLURM executor, requeue the workflow's preempted jobs from this process (pathgeo.preemption), as
+    often as the plugin first checks a job's status: the profile's squeue status check already needs SLURM to
+    keep a finished job listed for 3 times that (MinJobAge)."""
+    if workflow.executor_plugin is None or workflow.executor_plugin.name != "slurm":
+        return
+    # The plugin names every job after its run id, and has no public way to read it.
+    run_name = workflow.scheduler._executor.run_uuid
+    preemption.start(run_name, workflow.executor_settings.init_seconds_before_status_checks, logger)

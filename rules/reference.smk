@@ -25,6 +25,7 @@ rule reference:
         gpu=gpus,
         nodes=1,
         cpus_per_gpu=cpus_per_gpu,
+        slurm_extra=keep_topology,
         mem_mb=reference_mem_mb,
         runtime=reference_runtime,
     log:

@@ -2,6 +2,7 @@ rule replay:
     input:
         unpack(run_data),
         checkpoints="results/runs/{run}/checkpoints",
+        reference_spec="results/runs/{run}/spec.json",
     output:
         steps="results/runs/{run}/replay/{start}-{end}.parquet",
         matrices="results/runs/{run}/replay/{start}-{end}.matrices.parquet",
@@ -24,6 +25,7 @@ rule replay:
         gpu=gpus,
         nodes=1,
         cpus_per_gpu=cpus_per_gpu,
+        slurm_extra=keep_topology,
         mem_mb=replay_mem_mb,
         runtime=replay_runtime,
     log:

@@ -182,7 +182,8 @@ def reference(spec: RunSpec, root: Path, epochs: list[int], **common) -> Path:
 
 def replay(spec: RunSpec, root: Path, start: int, end: int, **common) -> dict:
     run(replay_job, Request(spec=spec.canonical_json(), **common, log=str(root / "replay.log"), values={
-        "checkpoints": str(root / "checkpoints"), "start": start, "end": end, "references": {"final": spec.epochs},
+        "checkpoints": str(root / "checkpoints"), "reference_spec": str(root / "spec.json"), "start": start, "end": end,
+        "references": {"final": spec.epochs},
         "tolerance": 0.0, "correlations": {"window": 2, "lagged": "every_step", "matrix_epochs": "all"},
         "steps": str(root / f"{start}-{end}.parquet"), "matrices": str(root / f"{start}-{end}.matrices.parquet"),
         "fidelity": str(root / f"{start}-{end}.fidelity.json"), "code": CODE, "measurements": {},
@@ -253,6 +254,40 @@ def test_a_failing_rank_fails_the_job_with_its_rank(tmp_path):
         replay(spec, tmp_path, 0, 2, **common)
     assert time.monotonic() - start < 120
     assert "replay drifted from the reference" in (tmp_path / "replay.log").read_text()
+
+
+def gpus_of(name: str, link: str) -> dict:
+    """A spec.json's record of 3 GPUs (pathgeo.topology.recorded) of one model, every pair linked alike."""
+    gpus = [{"name": name, "uuid": f"GPU-{rank}", "pci_bus_id": f"00000000:0{rank}:00.0"} for rank in range(3)]
+    return {"gpus": gpus, "links": [["X" if i == j else link for j in range(3)] for i in range(3)]}
+
+
+def test_a_drift_error_says_how_the_replays_gpus_differ_from_the_references(tmp_path, monkeypatch, caplog):
+    """A replay on GPUs linked otherwise than the reference's (simulated: the reference's spec.json records NVLink
+    between its GPUs, the replay's job reads PCIe across sockets) that drifts names the difference and the fix."""
+    from pathgeo import topology
+    from pathgeo.replay import FidelityError
+
+    common = prepared(tmp_path)
+    spec = mnist_spec("mlp")
+    reference(spec, tmp_path, [0, 2], **common)
+    written = json.loads((tmp_path / "spec.json").read_text())
+    written["settings"]["gpus"] = gpus_of("NVIDIA A100-SXM4-80GB", "NV12")
+    (tmp_path / "spec.json").write_text(json.dumps(written))
+    end = checkpoints.load(checkpoints.checkpoint_path(tmp_path / "checkpoints", 2))
+    end["model"] = {name: value + 1.0 for name, value in end["model"].items()}
+    checkpoints.save(checkpoints.checkpoint_path(tmp_path / "checkpoints", 2), end)
+    monkeypatch.setattr(topology, "recorded", lambda device, count: {"gpus": gpus_of("NVIDIA A100-PCIE-40GB", "SYS")})
+    with pytest.raises(FidelityError) as raised:
+        replay(spec, tmp_path, 0, 2, **common)
+    message = str(raised.value)
+    assert message.startswith(f"run {spec.run_id}: replay drifted from the reference at epoch 2")
+    assert f"This replay ran on other GPUs than the reference ({tmp_path / 'spec.json'})" in message
+    assert "rank 0: NVIDIA A100-PCIE-40GB where the reference had NVIDIA A100-SXM4-80GB" in message
+    assert ("links between the ranks' GPUs [X SYS SYS; SYS X SYS; SYS SYS X] where the reference had "
+            "[X NV12 NV12; NV12 X NV12; NV12 NV12 X]") in message
+    assert "replay on GPUs like the reference's" in message
+    assert "this replay's GPUs differ from the reference's" in caplog.text
 
 
 def test_one_device_checkpoints_keep_their_format():
@@ -327,7 +362,7 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     assert "of 2 ended with signal SIGKILL" in log_text, log_text[-3000:]
 
     again = subprocess.run(snakemake_command(killed, config_path, target, "--rerun-incomplete"),
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     resumed_at = int(log_text.split("resumes from its checkpoint at epoch ")[1].split()[0])

@@ -2,8 +2,10 @@
 
 Without SLURM (quick): the profile's keys are settings the installed plugin knows, `snakemake -n --profile
 cluster` typed in the repository root plans GPU rules as `gpu=N, gpu_model=a100, nodes=1` with the CPUs per
-GPU, memory and time the rules derive from the run (pathgeo.sizing), the multi-GPU override stays in step
-with the profile, and the largest preset plans in seconds.
+GPU, memory and time the rules derive from the run (pathgeo.sizing), the overrides stay in step with the
+profile, the plugin's own functions build `--gpus=a100:N` from the profile and `--gpus=N -C FEATURE` from
+cluster/gpu_constraint (and refuse NVML's hyphenated GPU type names as gpu_model only), jobs of 4 GPUs take their
+node whole (`--exclusive`) and jobs of 2 do not, and the largest preset plans in seconds.
 
 Marked `slurm`: a real one-node SLURM cluster (cluster_tools/local_slurm.sh, in a temporary directory, on
 free ports) runs a small workflow through the profile: one run on one device and one on two. The override a
@@ -12,7 +14,9 @@ profile's placeholders) and, for the test's speed, the plugin's first status che
 replay went to SLURM with `--gpus=a100:1`, or `--gpus=a100:2` on one node for the 2-device run (whose job ran
 2 gloo processes on the CPU: the fake GPUs have no driver), on the GPU partition; aggregation/claims/figures
 did not go through SLURM, the results equal a local run's bit for bit, and a GPU model the cluster lacks
-fails at once with SLURM's refusal.
+fails at once with SLURM's refusal. Then the reference job is preempted while it runs (the test cluster cancels
+the jobs of its lower partitions for an `--exclusive` job of its urgent one): the workflow requeues it and ends as
+the local run did, or, with jobs submitted `--no-requeue`, stops with the job and the fix named.
 Skipped, with the reason, where the cluster cannot start (not root, packages missing, no mount namespace);
 .ci/run installs the packages.
 """
@@ -30,6 +34,7 @@ import time
 from collections import Counter
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -40,8 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 PROFILE = REPO / "cluster"
 MULTI_GPU_PROFILE = PROFILE / "a100x8"
+CONSTRAINT_PROFILE = PROFILE / "gpu_constraint"
 LOCAL_SLURM = REPO / "cluster_tools" / "local_slurm.sh"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
+DDP = REPO / "tests" / "configs" / "ddp.yaml"
 LARGEST_PRESET = REPO / "config" / "presets" / "cifar10.yaml"
 
 GPU_RULES = {"reference", "replay", "landscape"}
@@ -51,6 +58,8 @@ LOCAL_RULES = {"aggregate", "claims", "figure", "all"}
 # The test cluster's partitions: deliberately not the profile's placeholders (cpu, gpu).
 LOCAL_CPU_PARTITION = "local"
 LOCAL_GPU_PARTITION = "local_gpu"
+# A partition of a higher tier, whose jobs cancel (preempt) the others' to make room.
+LOCAL_URGENT_PARTITION = "local_urgent"
 # Seconds before the plugin's first status check of a job (default 40); the cluster's MinJobAge (300 s)
 # stays above three times this, as the plugin requires for squeue.
 STATUS_DELAY = 10
@@ -121,7 +130,7 @@ def test_profile_keys_are_plugin_settings():
         resources = profile["set-resources"][rule]
         assert resources["gpu_model"] == "a100" and "slurm_partition" in resources
         # The rules derive what a job needs from its run; the profile only says which kind and where.
-        assert not {"gpu", "nodes", "cpus_per_gpu", "mem_mb", "runtime"} & set(resources)
+        assert not {"gpu", "nodes", "cpus_per_gpu", "mem_mb", "runtime", "slurm_extra"} & set(resources)
     assert set(profile["set-resources"]) <= CLUSTER_RULES
 
 
@@ -129,7 +138,7 @@ def test_profile_typed_in_the_repository_root(tmp_path):
     """`snakemake -n --profile cluster` from the repository root (the workflow's files go to a tmp dir)."""
     result = subprocess.run(
         [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path), "--configfile", str(TINY)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, output_of(result)[-4000:]
     assert "Using profile cluster for setting default command line arguments" in result.stderr
@@ -148,18 +157,21 @@ def test_profile_typed_in_the_repository_root(tmp_path):
 
 
 def test_multi_gpu_override_stays_in_step(tmp_path):
-    """cluster/a100x8 repeats the CPU rules' resources (set-resources is replaced as a whole): keep them equal."""
+    """cluster/a100x8 and cluster/gpu_constraint repeat the CPU rules' resources (set-resources is replaced as a
+    whole): keep them equal."""
     main, multi = load_profile()["set-resources"], load_profile(MULTI_GPU_PROFILE)["set-resources"]
-    assert set(multi) == set(main)
+    constrained = load_profile(CONSTRAINT_PROFILE)["set-resources"]
+    assert set(multi) == set(main) == set(constrained)
     for rule in set(main) - GPU_RULES:
-        assert multi[rule] == main[rule], rule
+        assert multi[rule] == main[rule] == constrained[rule], rule
     for rule in GPU_RULES:
+        assert constrained[rule] == {"slurm_partition": main[rule]["slurm_partition"], "constraint": "a100"}
         assert multi[rule]["gpu_model"] == "a100"
         assert multi[rule]["cpus_per_gpu"] * 8 <= 128 and "mem_mb" not in multi[rule]
     result = subprocess.run(
         [snakemake_exe(), "-n", "--profile", "cluster", "--profile", "cluster/a100x8",
          "--directory", str(tmp_path), "--configfile", str(TINY)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, output_of(result)[-4000:]
     for resources in planned_resources(output_of(result))["replay"]:
@@ -179,7 +191,7 @@ def test_a_run_on_several_gpus_asks_for_them_on_one_node(tmp_path):
     result = subprocess.run(
         [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path / "work"), "--configfile",
          str(path), "--cores", "8"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, output_of(result)[-4000:]
     (spec,) = build_plan(config).runs.values()
@@ -188,9 +200,90 @@ def test_a_run_on_several_gpus_asks_for_them_on_one_node(tmp_path):
     assert reference["gpu"] == "2" and reference["nodes"] == "1" and reference["gpu_model"] == "a100", reference
     assert int(reference["mem_mb"]) == sizing.host_memory_mb(spec, "a100", 2)
     assert int(reference["runtime"]) == sizing.runtime_minutes(spec, spec.epochs, "a100", config["threads"])
-    threads = re.search(r"^rule reference:\n(?:    .*\n)*?    threads: (\d+)$", output_of(result), re.M)
+    threads = re.search(r"^rule reference:\n(?:    .*\n)*?    threads: (\d+)$", output_of(result), re.MULTILINE)
     assert threads and threads.group(1) == "2", output_of(result)[-3000:]
     assert all(job["gpu"] == "2" for job in jobs["replay"])
+
+
+class PluginResources(dict):
+    """A job's resources as the plugin reads them: `.get(name)` and attribute access."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def sbatch_line(resources: dict[str, str | int], threads: int = 1) -> str:
+    """The sbatch options the installed plugin builds for a job with these resources (a dry run's values, numbers
+    as numbers), through its own functions, as its run_job calls them: validate_slurm_extra, get_submit_command,
+    set_gres_string."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    values = PluginResources({k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in resources.items()})
+    job = SimpleNamespace(resources=values, threads=threads, name="reference", wildcards=[], is_group=lambda: False)
+    params = {"run_uuid": "run", "slurm_logfile": "log", "comment_str": "rule_reference", "account": "",
+              "partition": f"-p {values.get('slurm_partition')}", "workdir": "work"}
+    settings = SimpleNamespace(requeue=True, no_requeue=False, qos=None, reservation=None)
+    validate_slurm_extra(job)
+    return get_submit_command(job, params, settings) + set_gres_string(job)
+
+
+def dry_run_resources(tmp_path: Path, config: Path, *profiles: Path) -> dict[str, list[dict[str, str]]]:
+    options = [option for profile in profiles for option in ("--profile", str(profile))]
+    result = subprocess.run(
+        [snakemake_exe(), "-n", *options, "--directory", str(tmp_path), "--configfile", str(config), "--cores", "8"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, output_of(result)[-4000:]
+    return planned_resources(output_of(result))
+
+
+# NVML's name of an A100 as SLURM's GRES type when it detects the GPUs itself (AutoDetect=nvml).
+NVML_TYPE = "nvidia_a100-sxm4-80gb"
+
+
+def test_gpu_type_by_gres_name_or_by_node_feature(tmp_path):
+    """The profile names the GPUs by GRES type (gpu_model: `--gpus=a100:N`); cluster/gpu_constraint by a node
+    feature (constraint: `--gpus=N -C a100`). The plugin refuses a GRES type with a hyphen, as NVML names them,
+    and --gpus in slurm_extra; a node feature may have one."""
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    by_type = dry_run_resources(tmp_path / "type", TINY, PROFILE)["reference"][0]
+    by_feature = dry_run_resources(tmp_path / "feature", TINY, PROFILE, CONSTRAINT_PROFILE)["reference"][0]
+    assert by_type["gpu_model"] == "a100" and "constraint" not in by_type
+    assert by_feature["constraint"] == "a100" and "gpu_model" not in by_feature
+    line = sbatch_line(by_type)
+    assert " --gpus=a100:1" in line and " -C " not in line and " --cpus-per-gpu=1" in line
+    line = sbatch_line(by_feature)
+    assert line.endswith(" --gpus=1") and " -C a100 " in line and " --cpus-per-gpu=1" in line and " -p gpu " in line
+    with pytest.raises(WorkflowError, match=f"Invalid GPU model format: {NVML_TYPE}"):
+        sbatch_line({**by_type, "gpu_model": NVML_TYPE})
+    line = sbatch_line({**by_feature, "constraint": NVML_TYPE})
+    assert f" -C {NVML_TYPE} " in line and line.endswith(" --gpus=1")
+    with pytest.raises(WorkflowError, match="--GPU-allocation option is not allowed in the 'slurm_extra'"):
+        sbatch_line({**by_feature, "slurm_extra": f"--gpus={NVML_TYPE}:1"})
+
+
+def test_jobs_of_three_or_more_gpus_take_their_node_whole(tmp_path):
+    """tests/configs/ddp.yaml's runs on 4 devices ask for their node whole (sbatch --exclusive, so that a reference
+    and its replays get the same GPUs, pathgeo.topology); its runs on 2 devices do not."""
+    jobs = dry_run_resources(tmp_path, DDP, PROFILE)
+    seen = Counter()
+    for rule in ("reference", "replay"):
+        for resources in jobs[rule]:
+            gpus = int(resources["gpu"])
+            seen[rule, gpus] += 1
+            line = sbatch_line(resources, threads=gpus)
+            if gpus == 4:
+                assert resources["slurm_extra"] == "--exclusive" and " --exclusive" in line, resources
+            else:
+                assert resources["slurm_extra"] == "" and "--exclusive" not in line, resources
+            assert f" --gpus=a100:{gpus}" in line and " --nodes=1" in line
+    assert seen == Counter({("reference", 2): 2, ("reference", 4): 2, ("replay", 2): 4, ("replay", 4): 4})
 
 
 def test_largest_preset_plans_in_seconds(tmp_path):
@@ -199,7 +292,7 @@ def test_largest_preset_plans_in_seconds(tmp_path):
     result = subprocess.run(
         [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path),
          "--configfile", str(LARGEST_PRESET), "--config", f"data_root={tmp_path / 'data'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     seconds = time.monotonic() - start
     assert result.returncode == 0, output_of(result)[-4000:]
@@ -228,9 +321,11 @@ def slurm_env(tmp_path_factory):
         "PATHGEO_SLURMD_PORT": str(free_port()),
         "PATHGEO_SLURM_CPU_PARTITION": LOCAL_CPU_PARTITION,
         "PATHGEO_SLURM_GPU_PARTITION": LOCAL_GPU_PARTITION,
+        "PATHGEO_SLURM_URGENT_PARTITION": LOCAL_URGENT_PARTITION,
     }
     started = subprocess.run(
-        ["bash", str(LOCAL_SLURM), "start", str(state)], env=env, capture_output=True, text=True, timeout=180
+        ["bash", str(LOCAL_SLURM), "start", str(state)], env=env, capture_output=True, text=True, timeout=180,
+        check=False,
     )
     if started.returncode == 3:
         lines = started.stderr.strip().splitlines() or ["(no message)"]
@@ -241,7 +336,8 @@ def slurm_env(tmp_path_factory):
         yield {**env, "SLURM_CONF": str(state / "etc" / "slurm.conf"), "PATHGEO_FAKE_GPUS": "1"}
     finally:
         stopped = subprocess.run(
-            ["bash", str(LOCAL_SLURM), "stop", str(state)], env=env, capture_output=True, text=True, timeout=120
+            ["bash", str(LOCAL_SLURM), "stop", str(state)], env=env, capture_output=True, text=True, timeout=120,
+            check=False,
         )
         assert stopped.returncode == 0, stopped.stderr
 
@@ -316,7 +412,7 @@ def slurm_runs(slurm_env, tmp_path_factory):
     start = time.monotonic()
     slurm = subprocess.run(
         [*common, "--directory", str(base / "slurm"), "--profile", str(PROFILE), "--profile", str(override)],
-        cwd=base, env=slurm_env, capture_output=True, text=True, timeout=900,
+        cwd=base, env=slurm_env, capture_output=True, text=True, timeout=900, check=False,
     )
     slurm_seconds = time.monotonic() - start
     local_output, _ = local.communicate(timeout=600)
@@ -359,9 +455,9 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
     assert sum("starting 2 ranks" in path.read_text() and "[rank 0]" in path.read_text() for path in logs) == 1
     # The local rules ran in this process (Snakemake prints them as `localrule`), not as SLURM jobs.
     for rule in ("aggregate", "claims", "figure", "all"):
-        assert re.search(rf"^localrule {rule}:$", output, re.M), rule
+        assert re.search(rf"^localrule {rule}:$", output, re.MULTILINE), rule
     for rule in CLUSTER_RULES & set(rules):
-        assert re.search(rf"^rule {rule}:$", output, re.M), rule
+        assert re.search(rf"^rule {rule}:$", output, re.MULTILINE), rule
     assert (slurm_runs["slurm"] / "results" / "figures" / "rsi_eb_gamma.svg").exists()
 
 
@@ -409,7 +505,7 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
          "--directory", str(workdir), "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]),
          "--forcerun", "reference",
          "--set-resources", "reference:gpu_model=h100", f"reference:slurm_partition={LOCAL_GPU_PARTITION}"],
-        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300, check=False,
     )
     seconds = time.monotonic() - start
     output = output_of(result)
@@ -420,3 +516,90 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
     jobs = slurm_jobs(slurm_env, run_id_of(output))
     assert jobs and all(job["State"] == "FAILED" and job["Comment"].startswith("rule_reference_") for job in jobs), jobs
     assert seconds < 60, f"took {seconds:.0f} s to fail"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preemption that cancels (the test cluster's PreemptMode=CANCEL): the workflow requeues its job, or stops
+
+
+def one_device_run(config: Path) -> str:
+    from pathgeo.config import build_plan
+
+    (run,) = [run for run, spec in build_plan(yaml.safe_load(config.read_text())).runs.items() if spec.devices == 1]
+    return run
+
+
+def preempt_when_running(env: dict, rule: str, directory: Path) -> str:
+    """Wait until a job of `rule` runs, then send a job that needs the whole node to the urgent partition: SLURM
+    cancels the running job to make room (state PREEMPTED). The preempted job's id."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["squeue", "--noheader", "--states=RUNNING", "--format=%i|%k"],
+                                env=env, capture_output=True, text=True, timeout=60, check=True)
+        running = [line.split("|")[0] for line in listed.stdout.splitlines() if f"|rule_{rule}_" in line]
+        if running:
+            subprocess.run(["sbatch", "--parsable", "-p", LOCAL_URGENT_PARTITION, "--exclusive", "-o", "/dev/null",
+                            "--wrap", "sleep 2"], env=env, cwd=directory, capture_output=True, timeout=60, check=True)
+            return running[0]
+        time.sleep(0.2)
+    pytest.fail(f"no {rule} job ran within 180 s")
+
+
+def job_field(env: dict, job_id: str, name: str) -> str:
+    result = subprocess.run(["squeue", "--noheader", "--states=all", "-j", job_id, "-O", f"{name}:40"],
+                            env=env, capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.strip()
+
+
+def run_through_preemption(slurm_env: dict, slurm_runs: dict, workdir: Path, seconds: float, *profiles: Path):
+    """The 1-device run's reference again, through the profile, with the job preempted while it runs: the preempted
+    job's id and Snakemake's exit status and output. A workflow still waiting after `seconds` fails the test."""
+    shutil.copytree(slurm_runs["slurm"], workdir)  # prepared data on hand: the only job is the reference
+    run = one_device_run(slurm_runs["config"])
+    options = [opt for profile in (PROFILE, slurm_runs["override"], *profiles) for opt in ("--profile", str(profile))]
+    process = subprocess.Popen(
+        [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(slurm_runs["config"]), "--directory", str(workdir),
+         *options, f"results/runs/{run}/spec.json", "--forcerun", "reference"],
+        cwd=workdir.parent, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        job_id = preempt_when_running(slurm_env, "reference", workdir.parent)
+        output, _ = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"the workflow was still waiting for its preempted job after {seconds:.0f} s:\n{output[-4000:]}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return job_id, process.returncode, output, run
+
+
+@pytest.mark.slurm
+def test_a_preempted_job_is_requeued_and_the_workflow_finishes(slurm_env, slurm_runs, tmp_path):
+    """SLURM cancels the running reference job (PreemptMode=CANCEL, as on scavenger partitions); the workflow
+    requeues it (pathgeo.preemption), the job runs again under its id and the run ends as the local one did. The
+    plugin alone would wait for the PREEMPTED job forever."""
+    workdir = tmp_path / "work"
+    job_id, status, output, run = run_through_preemption(slurm_env, slurm_runs, workdir, 400)
+    assert status == 0, output[-6000:]
+    assert re.search(rf"SLURM job {job_id} \(rule_reference_wildcards_{re.escape(run)}\) was preempted: requeued it",
+                     output), output[-6000:]
+    assert job_field(slurm_env, job_id, "RestartCnt") == "1" and job_field(slurm_env, job_id, "State") == "COMPLETED"
+    for path in sorted((slurm_runs["local"] / "results" / "runs" / run / "checkpoints").glob("*.pt")):
+        assert path.read_bytes() == (workdir / path.relative_to(slurm_runs["local"])).read_bytes(), path.name
+
+
+@pytest.mark.slurm
+def test_a_refused_requeue_stops_the_workflow_with_the_job_and_the_fix(slurm_env, slurm_runs, tmp_path):
+    """Jobs submitted with --no-requeue: SLURM refuses to requeue the preempted one, and the workflow stops (as
+    with Ctrl-C) naming the job and what to do, instead of waiting forever."""
+    no_requeue = tmp_path / "no_requeue"
+    no_requeue.mkdir()
+    (no_requeue / "config.yaml").write_text(yaml.safe_dump({"slurm-requeue": False, "slurm-no-requeue": True}))
+    job_id, status, output, run = run_through_preemption(slurm_env, slurm_runs, tmp_path / "work", 240, no_requeue)
+    assert status != 0, output[-6000:]
+    refusal = f"SLURM refused to requeue the preempted job {job_id} (rule_reference_wildcards_{run})"
+    assert refusal in output, output[-6000:]
+    assert "Requested operation is presently disabled" in output and "--rerun-incomplete" in output
+    assert job_field(slurm_env, job_id, "State") == "PREEMPTED"

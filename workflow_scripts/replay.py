@@ -8,6 +8,7 @@ run(
     workflow_request(
         snakemake,
         checkpoints=snakemake.input.checkpoints,
+        reference_spec=snakemake.input.reference_spec,
         start=int(snakemake.wildcards.start),
         end=int(snakemake.wildcards.end),
         references=dict(snakemake.params.references),
