@@ -343,3 +343,11 @@ def watch_preemption():
     # The plugin names every job after its run id, and has no public way to read it.
     run_name = workflow.scheduler._executor.run_uuid
     preemption.start(run_name, workflow.executor_settings.init_seconds_before_status_checks, logger)
+
+
+CHAINED = [run for run in PLAN.runs if len(reference_chain(run)) > 1]
+if CHAINED:
+    logger.info(
+        f"{len(CHAINED)} of {len(PLAN.runs)} runs train in chains of jobs of at most max_job_minutes="
+        f"{MAX_JOB_MINUTES} minutes each (README, 'Longer than a job may run')"
+    )

@@ -603,3 +603,36 @@ def test_a_refused_requeue_stops_the_workflow_with_the_job_and_the_fix(slurm_env
     assert refusal in output, output[-6000:]
     assert "Requested operation is presently disabled" in output and "--rerun-incomplete" in output
     assert job_field(slurm_env, job_id, "State") == "PREEMPTED"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A time limit shorter than the reference training: a chain of jobs
+
+
+@pytest.mark.slurm
+def test_a_reference_longer_than_the_limit_trains_in_a_chain_of_jobs(slurm_env, slurm_runs, tmp_path):
+    """max_job_minutes: 1 (every epoch is a job of its own, each asking for one minute): the 1-device run's reference
+    is two SLURM jobs, the second resuming from the first's checkpoint, and the run ends bit-identical to the local
+    run's single job."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    workdir = tmp_path / "work"
+    shutil.copytree(slurm_runs["slurm"] / "results" / "data", workdir / "results" / "data")
+    # On the command line, as a site's user would give it (it replaces the profile's `config` list).
+    result = subprocess.run(
+        [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(path), "--directory", str(workdir),
+         "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]), "--config", "max_job_minutes=1"],
+        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=900,
+    )
+    output = output_of(result)
+    assert result.returncode == 0, output[-8000:]
+    jobs = slurm_jobs(slurm_env, run_id_of(output))
+    rules = Counter(re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", job["Comment"]).group(1) for job in jobs)
+    assert rules == Counter(reference_part=1, reference=1, replay=2), jobs
+    for job in jobs:
+        assert job["State"] == "COMPLETED", job
+        if job["Comment"].startswith("rule_reference"):
+            assert job_field(slurm_env, job["JobID"], "TimeLimit") == "1:00", job
+    run = one_device_run(path)
+    assert_run_equal(slurm_runs["local"] / "results", workdir / "results", run)
+    assert "1 of 1 runs train in chains of jobs of at most max_job_minutes=1 minutes each" in output
