@@ -8,12 +8,16 @@
   (b) the same steps with the probe observing (pathgeo's replay, every default measurement on),
   (c) the same steps with the metrics computed as the authors' code does: concatenate every parameter and
       gradient into new tensors each step, then norms and dot products read back with `.item()` (five
-      host synchronisations per step: three for RSI/EB/gamma, two more for the weight-decay variant).
+      host synchronisations per step: three for RSI/EB/gamma, two more for the weight-decay variant),
+  (d) the steps of a loop written the usual way, on a second copy of the model: optimizer.zero_grad(), which
+      sets gradients to None,
+  (e) the same loop measured by pathgeo.measure: its observe at every step (the second pass's work: the
+      probe, and the copy of the gradients that the loop set to None).
 A round is one epoch of each mode, the modes taking turns every 5 steps so that they meet the same
 machine (a shared host's speed moves by tens of percent within a second); each model runs at least
 `--rounds` rounds, and more until `--seconds` have passed. The reported time per step is the median over
-rounds; the ratios b/a and c/a, which the README quotes, are paired: the median over rounds of each
-round's own ratio. Beside them: the bytes the probe must move per step (pathgeo.layout.vectors_moved),
+rounds; the ratios b/a and c/a, which the README quotes, and e/d (docs/measure.md) are paired: the median
+over rounds of each round's own ratio. Beside them: the bytes the probe must move per step (pathgeo.layout.vectors_moved),
 this machine's read bandwidth (a pass that reads four float32 vectors of ResNet-18's size, best of
 several), the floor that gives, (bytes moved) / (bandwidth), and the probe's added time (b − a) over that
 floor.
@@ -43,6 +47,7 @@ from pathgeo.flat import FlatParameters
 from pathgeo.models import build_model
 from pathgeo.models.mnist1d import MLP, MNIST1D_CLASSES, MNIST1D_LENGTH, ResNet1d
 from pathgeo.probe import Probe
+from pathgeo.user_loop import Observer
 
 WEIGHT_DECAY = 1e-5
 CPU = torch.device("cpu")
@@ -99,8 +104,13 @@ class AuthorsMetrics:
         pass
 
 
+# The modes that train the second copy of the model, the way a user's loop does.
+USER_MODES = ("user", "measure")
+
+
 class Setup:
-    """One model on `device`, its optimizer and a fixed list of batches, shared by every mode."""
+    """One model on `device`, its optimizer and a fixed list of batches, shared by every mode; a second copy
+    of the model and optimizer for the user-loop modes."""
 
     def __init__(self, spec: BenchModel, steps: int, device: torch.device = CPU, seed: int = 0):
         torch.manual_seed(seed)
@@ -108,6 +118,10 @@ class Setup:
         self.model = spec.build().to(device)
         self.flat = FlatParameters([p for p in self.model.parameters() if p.requires_grad])
         self.optimizer = torch.optim.SGD(self.flat.params, lr=0.01, momentum=0.9, weight_decay=WEIGHT_DECAY)
+        torch.manual_seed(seed)
+        self.user_model = spec.build().to(device)
+        self.user_optimizer = torch.optim.SGD(self.user_model.parameters(), lr=0.01, momentum=0.9,
+                                              weight_decay=WEIGHT_DECAY)
         generator = torch.Generator().manual_seed(seed)
         self.batches = [
             (
@@ -128,29 +142,44 @@ class Setup:
             return Probe(self.flat, {"final": self.w_star}, WEIGHT_DECAY, steps_per_epoch=self.steps)
         if mode == "authors":
             return AuthorsMetrics(self.flat.params, self.w_star)
+        if mode == "user":
+            return None
+        if mode == "measure":
+            observer = Observer(probe=lambda flat, epoch: Probe(flat, {"final": self.w_star}, start_epoch=epoch))
+            # Its first call makes the parameters views of its flat buffer and builds the probe: once per pass
+            # in measure, so outside the timed steps, as the probe's construction is.
+            self.advance("measure", observer, 1)
+            return observer
         raise ValueError(mode)
 
     def probe_bytes_per_step(self) -> float:
         """The floor traffic of a probe epoch of `steps` steps (one observed run, untimed)."""
         probe = self.observer("probe")
-        self.advance(probe, self.steps)
+        self.advance("probe", probe, self.steps)
         self.end_epoch(probe)
         return probe.vectors_moved / self.steps * self.flat.numel * self.flat.buffer.element_size()
 
-    def advance(self, observer, count: int) -> float:
-        """Seconds for `count` training steps with `observer` (None: plain steps)."""
-        self.model.train()
+    def advance(self, mode: str, observer, count: int) -> float:
+        """Seconds for `count` training steps of `mode` with its `observer` (None: unobserved steps)."""
+        user = mode in USER_MODES
+        model, optimizer = (self.user_model, self.user_optimizer) if user else (self.model, self.optimizer)
+        model.train()
         synchronize(self.device)
         start = time.perf_counter()
         for _ in range(count):
             x, y = self.batches[self._batch % len(self.batches)]
             self._batch += 1
-            self.flat.zero_grad()
-            loss = F.cross_entropy(self.model(x), y)
+            if user:
+                optimizer.zero_grad()
+            else:
+                self.flat.zero_grad()
+            loss = F.cross_entropy(model(x), y)
             loss.backward()
-            if observer is not None:
-                observer.after_backward(loss, self.optimizer.param_groups[0]["lr"], WEIGHT_DECAY)
-            self.optimizer.step()
+            if mode == "measure":
+                observer(model, loss, optimizer)
+            elif observer is not None:
+                observer.after_backward(loss, optimizer.param_groups[0]["lr"], WEIGHT_DECAY)
+            optimizer.step()
         synchronize(self.device)
         return time.perf_counter() - start
 
@@ -169,7 +198,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-MODES = ("plain", "probe", "authors")
+MODES = ("plain", "probe", "authors", *USER_MODES)
 BANDWIDTH_FLOATS = 11_181_642  # torchvision ResNet-18 with 10 classes: a vector far larger than the caches
 
 
@@ -199,6 +228,7 @@ class Timing:
     seconds: dict[str, float]
     ratios: dict[str, float]
     rounds: int
+    measure_over_user: float  # e/d: a round's measured user loop over its unobserved one, the median over rounds
 
 
 def timings(setup: Setup, rounds: int, seconds: float = 0.0, block: int = 5) -> Timing:
@@ -219,7 +249,7 @@ def timings(setup: Setup, rounds: int, seconds: float = 0.0, block: int = 5) -> 
         for start in range(0, setup.steps, block):
             count = min(block, setup.steps - start)
             for mode in order:
-                spent[mode] += setup.advance(observers[mode], count)
+                spent[mode] += setup.advance(mode, observers[mode], count)
         for mode in order:
             spent[mode] += setup.end_epoch(observers[mode])
             if r:
@@ -230,6 +260,7 @@ def timings(setup: Setup, rounds: int, seconds: float = 0.0, block: int = 5) -> 
         seconds={mode: statistics.median(t) for mode, t in times.items()},
         ratios={mode: statistics.median(x / p for x, p in zip(t, plain, strict=True)) for mode, t in times.items()},
         rounds=len(plain),
+        measure_over_user=statistics.median(m / u for m, u in zip(times["measure"], times["user"], strict=True)),
     )
 
 
@@ -250,8 +281,11 @@ def overhead(model_names: list[str], steps: int, rounds: int, seconds: float) ->
                 "plain_ms": 1e3 * median["plain"],
                 "probe_ms": 1e3 * median["probe"],
                 "authors_ms": 1e3 * median["authors"],
+                "user_ms": 1e3 * median["user"],
+                "measure_ms": 1e3 * median["measure"],
                 "probe_ratio": timing.ratios["probe"],
                 "authors_ratio": timing.ratios["authors"],
+                "measure_ratio": timing.measure_over_user,
                 "probe_mb": moved / 1e6,
                 "floor_ms": 1e3 * floor,
                 "over_floor": (timing.ratios["probe"] - 1) * median["plain"] / floor,
@@ -268,14 +302,16 @@ def format_table(results: list[dict], bandwidth: float) -> str:
         ),
         (
             f"{'model':<10} {'params':>11} {'rounds':>6} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} "
-            f"{'b/a':>6} {'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12}"
+            f"{'b/a':>6} {'c/a':>6} {'MB/step':>8} {'floor':>9} {'(b-a)/floor':>12} {'(d) user':>11} "
+            f"{'(e) measure':>12} {'e/d':>6}"
         ),
     ]
     for r in results:
         lines.append(
             f"{r['model']:<10} {r['parameters']:>11,} {r['rounds']:>6} {r['plain_ms']:>9.2f}ms {r['probe_ms']:>9.2f}ms "
             f"{r['authors_ms']:>10.2f}ms {r['probe_ratio']:>6.3f} {r['authors_ratio']:>6.3f} {r['probe_mb']:>8.2f} "
-            f"{r['floor_ms']:>7.3f}ms {r['over_floor']:>12.2f}"
+            f"{r['floor_ms']:>7.3f}ms {r['over_floor']:>12.2f} {r['user_ms']:>9.2f}ms {r['measure_ms']:>10.2f}ms "
+            f"{r['measure_ratio']:>6.3f}"
         )
     return "\n".join(lines)
 
@@ -286,14 +322,16 @@ def format_table(results: list[dict], bandwidth: float) -> str:
 
 
 def device_timings(model_names: list[str], device: torch.device, steps: int, rounds: int) -> list[str]:
-    lines = [f"{'model':<18} {'batch':>5} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} {'c/a':>6}"]
+    lines = [(f"{'model':<18} {'batch':>5} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} "
+              f"{'c/a':>6} {'(d) user':>11} {'(e) measure':>12} {'e/d':>6}")]
     for name in model_names:
         spec = MODELS[name]
         timing = timings(Setup(spec, steps, device), rounds)
         median = timing.seconds
         lines.append(
             f"{name:<18} {spec.batch_size:>5} {1e3 * median['plain']:>9.2f}ms {1e3 * median['probe']:>9.2f}ms "
-            f"{1e3 * median['authors']:>10.2f}ms {timing.ratios['probe']:>6.3f} {timing.ratios['authors']:>6.3f}"
+            f"{1e3 * median['authors']:>10.2f}ms {timing.ratios['probe']:>6.3f} {timing.ratios['authors']:>6.3f} "
+            f"{1e3 * median['user']:>9.2f}ms {1e3 * median['measure']:>10.2f}ms {timing.measure_over_user:>6.3f}"
         )
     return lines
 

@@ -24,25 +24,30 @@ A replay segment starts at a checkpoint, which holds no earlier gradients: a qua
 t − k is null for the first k steps of each segment, an anchored lag is null until the segment's first
 anchor, and a matrix window must lie inside one segment.
 
-Using it in an existing loop:
+A training loop of your own is measured through pathgeo.measure (pathgeo.user_loop), which builds the
+probe; to drive one by hand (docs/measure.md):
 
-    flat = FlatParameters([p for p in model.parameters() if p.requires_grad])
-    probe = Probe(flat, {"final": w_star}, weight_decay=wd, steps_per_epoch=len(loader))
+    flat = FlatParameters.of(model)               # the trainable parameters become views of one buffer
+    probe = Probe(flat, {"final": w_star}, weight_decay=wd)
     for epoch ...:
         for batch ...:
-            flat.zero_grad()                      # not zero_grad(set_to_none=True): the views must stay
+            optimizer.zero_grad()
             loss = ...; loss.backward()
             probe.after_backward(loss, optimizer.param_groups[0]["lr"])
             optimizer.step()
         probe.end_epoch(epoch)
     table = probe.finish()                        # a polars DataFrame, one row per step and reference
     matrices = probe.correlation_matrices()       # the h x h matrices, one row per entry
+
+A reference point (w_star) is a module, a state_dict, the trainable parameters' tensors in order, or one
+flat tensor (FlatParameters.flatten). Gradients zeroed in place stay views of the flat buffer and cost
+nothing; gradients set to None (optimizer.zero_grad()'s default) are copied into it at each step.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,7 +55,7 @@ import numpy as np
 import torch
 
 from pathgeo.columns import LAG_PROTOCOLS, LAGS, METRICS
-from pathgeo.flat import FlatParameters
+from pathgeo.flat import FlatParameters, Point
 from pathgeo.layout import (
     GEO_GW,
     GEO_SS,
@@ -74,15 +79,17 @@ if TYPE_CHECKING:  # polars is imported where the tables are built: the GPU devi
 log = logging.getLogger("pathgeo")
 
 BACKENDS = ("fused", "triton")
+# The first capacity of a probe told no steps_per_epoch; it doubles whenever an epoch outgrows it.
+INITIAL_CAPACITY = 128
 
 
 class Probe:
     def __init__(
         self,
         flat: FlatParameters,
-        references: dict[str, torch.Tensor],
+        references: Mapping[str, Point],
         weight_decay: float = 0.0,
-        steps_per_epoch: int = 1,
+        steps_per_epoch: int | None = None,
         start_step: int = 0,
         start_epoch: int = 0,
         backend: str = "auto",
@@ -93,11 +100,26 @@ class Probe:
         block: int | None = None,
         programs: int | None = None,
     ):
-        """`window` is h of the mean gradient correlation and of the matrices; `lagged` the protocol of the
-        orthogonal components' correlation (pathgeo.layout: anchored, every_step or off) and `lags` its lags
-        (a subset of columns.LAGS); `matrix_epochs` the epochs whose first step starts a matrix window (None:
-        every epoch). Without references the probe takes only what needs no w* (G·G and the correlations of
-        G), and `lagged` must be off. `block` and `programs` set the Triton grid (tests use small ones)."""
+        """`references` maps a name (the table's `reference` column) to a reference point w*: a module, a
+        state_dict, the trainable parameters' tensors in order or one flat tensor (FlatParameters.flatten).
+        `weight_decay` is the λ of the gradient G + λw the optimizer is fed, for the *_wd columns (0 under
+        decoupled decay). `steps_per_epoch` is the most steps an epoch may take (None: as many as come; the
+        probe then grows its records as they do). `window` is h of the mean gradient correlation and of the
+        matrices; `lagged` the protocol of the orthogonal components' correlation (pathgeo.layout: anchored,
+        every_step or off) and `lags` its lags (a subset of columns.LAGS); `matrix_epochs` the epochs whose
+        first step starts a matrix window (None: every epoch). Without references the probe takes only what
+        needs no w* (G·G and the correlations of G), and `lagged` must be off. `block` and `programs` set the
+        Triton grid (tests use small ones)."""
+        if not isinstance(references, Mapping):
+            raise TypeError(
+                f"references maps a name to each reference point, e.g. {{'final': w_star}}; got a "
+                f"{type(references).__name__}"
+            )
+        if flat.names is not None and set(flat.names) <= set(references):
+            raise TypeError(
+                "references maps a name to each reference point, and this looks like one state_dict: pass "
+                "{'final': state_dict}"
+            )
         if window < 2:
             raise ValueError(f"the correlation window must hold at least 2 steps, not {window}")
         if not set(lags) <= set(LAGS):
@@ -110,10 +132,8 @@ class Probe:
         self.names = list(references)
         device, dtype = flat.buffer.device, flat.buffer.dtype
         self.w_star = torch.stack(
-            [references[n].to(device=device, dtype=dtype).reshape(-1) for n in self.names]
+            [flat.flatten(references[n]) for n in self.names]
         ) if references else torch.zeros(0, flat.numel, dtype=dtype, device=device)
-        if self.w_star.shape[1] != flat.numel:
-            raise ValueError(f"reference has {self.w_star.shape[1]} parameters, the model {flat.numel}")
         if backend == "auto":
             backend = "fused" if device.type == "cpu" else "triton"
         if backend not in BACKENDS or (backend == "fused" and device.type != "cpu"):
@@ -128,13 +148,8 @@ class Probe:
         self.ring_w = torch.zeros(self.rings.w_depth, flat.numel, dtype=dtype, device=device)
         self.w_prev = flat.weights.detach().clone() if self.names else torch.zeros(0, dtype=dtype, device=device)
         self.first_step = start_step
-        self.capacity = steps_per_epoch
-        width = self.layout.width
-        # One row more than an epoch's steps: the last holds the extra pass at the end weights (finish()).
-        self._record = torch.full((steps_per_epoch + 1, width), np.nan, dtype=torch.float64, device=device)
-        self._losses = torch.zeros(steps_per_epoch, dtype=torch.float64, device=device)
-        self._plan = np.zeros((steps_per_epoch + 1, plan_width(self.layout)), dtype=np.int64)
-        self._plan[-1] = final_plan(self.layout, self.rings)
+        self.grows = steps_per_epoch is None
+        self._grid = (block, programs)
         self._window_starts: list[int] = []
         self._lrs: list[float] = []
         self._wds: list[float] = []
@@ -147,24 +162,41 @@ class Probe:
         self._lr_log: list[float] = []
         self._wd_log: list[float] = []
         self._epochs: list[int] = []
-        if backend == "fused":
+        self.measured: Measured | None = None
+        self._allocate(INITIAL_CAPACITY if steps_per_epoch is None else steps_per_epoch)
+        self._start_windows()
+        self._plan_steps()
+
+    def _allocate(self, capacity: int) -> None:
+        """Records, losses and plan for epochs of up to `capacity` steps, the steps recorded so far kept, and
+        everything a step passes bound to them."""
+        device, n = self.flat.buffer.device, self._n
+        record = torch.full((capacity + 1, self.layout.width), np.nan, dtype=torch.float64, device=device)
+        losses = torch.zeros(capacity, dtype=torch.float64, device=device)
+        if n:
+            record[:n], losses[:n] = self._record[:n], self._losses[:n]
+        self.capacity = capacity
+        # One row more than an epoch's steps: the last holds the extra pass at the end weights (close()).
+        self._record, self._losses = record, losses
+        self._plan = np.zeros((capacity + 1, plan_width(self.layout)), dtype=np.int64)
+        self._plan[-1] = final_plan(self.layout, self.rings)
+        if self.backend == "fused":
             # Imported here, not with the module: numba's import is 0.4 s of every job that builds no fused
             # probe (a reference that measures nothing, a replay on a GPU).
             from pathgeo import kernels
 
             # Everything a step passes is bound here, once: on a small model the pass itself takes tens of
             # microseconds, and so would choosing a kernel, slicing rows and setting tensor items each step.
-            self._kernel = kernels.step_pass.variant(flat.numel, torch.get_num_threads())
+            self._kernel = kernels.step_pass.variant(self.flat.numel, torch.get_num_threads())
             self._arrays = (
-                flat.weights.numpy(), flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy(),
+                self.flat.weights.numpy(), self.flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy(),
                 self.ring_g.numpy(), self.ring_w.numpy(),
             )
             self._sizes = (self.layout.ring_lags, self.layout.geometry, self.layout.lag_block)
             self._plan_rows, self._record_rows = list(self._plan), list(self._record.numpy())
             self._losses_np = self._losses.numpy()
         else:
-            self._triton = self._bind_triton(block, programs)
-        self._plan_epoch()
+            self._triton = self._bind_triton(*self._grid)
 
     def _bind_triton(self, block: int | None, programs: int | None):
         from pathgeo import triton_kernels
@@ -186,23 +218,35 @@ class Probe:
             arrays, self.layout, self._plan.shape[1], block or triton_kernels.BLOCK, programs or triton_kernels.PROGRAMS
         )
 
-    def _plan_epoch(self) -> None:
-        """The plan of the epoch that starts now, at step `self.step`; on a GPU it is copied to the device
-        here, between epochs, never during one."""
+    def _start_windows(self) -> None:
+        """The matrix windows open at the epoch that starts now, at step `self.step`."""
         if self.matrix_epochs is None or self.epoch in self.matrix_epochs:
             self._window_starts.append(self.step)
         # Only windows still open can need an earlier gradient.
         self._window_starts = [s for s in self._window_starts if s > self.step - self.window]
-        steps = np.arange(self.step, self.step + self.capacity)
+
+    def _plan_steps(self) -> None:
+        """The plan of the current epoch's steps; on a GPU it is copied to the device here, between epochs (or
+        when an epoch outgrows the records), never on a step that fits."""
+        steps = np.arange(self.step - self._n, self.step - self._n + self.capacity)
         self._plan[:-1] = plan_rows(self.layout, self.rings, steps, self.first_step, self._window_starts)
         if self.backend == "triton":
             self._plan_device.copy_(torch.from_numpy(self._plan))
 
+    def _refuse_if_finished(self, call: str) -> None:
+        if self.measured is not None:
+            raise RuntimeError(f"{call} after finish(): this probe has ended; measure another run with a new Probe")
+
     def after_backward(self, loss: torch.Tensor, lr: float, weight_decay: float | None = None) -> None:
         """`weight_decay` is this step's (schedules may change it); None means the probe's constant one."""
+        self._refuse_if_finished("after_backward()")
         n = self._n
         if n == self.capacity:
-            raise RuntimeError(f"more than steps_per_epoch={self.capacity} steps in one epoch; call end_epoch()")
+            if not self.grows:
+                raise RuntimeError(f"more than steps_per_epoch={self.capacity} steps in one epoch; call end_epoch()")
+            self._allocate(2 * self.capacity)
+            self._plan_steps()
+        self.flat.gather_grads()
         self._pass(n)
         if self.backend == "fused":
             self._losses_np[n] = loss.item()
@@ -226,7 +270,9 @@ class Probe:
 
     def end_epoch(self, epoch: int | None = None) -> None:
         """Move the epoch's records to the host (the one synchronisation), log a summary, plan the next."""
-        self.flat.check_views()
+        self._refuse_if_finished("end_epoch()")
+        # Gradients are gathered at each step; the weights must still be the buffer's.
+        self.flat.check_views(grads=False)
         epoch = self.epoch if epoch is None else epoch
         records = self._record[: self._n].cpu().numpy().copy()
         self._host_records.append(records)
@@ -245,15 +291,19 @@ class Probe:
         self._record[: self._n].fill_(np.nan)
         self._lrs, self._wds, self._n = [], [], 0
         self.epoch = epoch + 1
-        self._plan_epoch()
+        self._start_windows()
+        self._plan_steps()
 
     def finish(self) -> pl.DataFrame:
-        """The per-step table (after close())."""
+        """The per-step table (after close()); calling it again gives the same table."""
         return step_table(self.close(), self.names)
 
     def close(self) -> Measured:
         """End the probe: the last epoch to the host, one more pass at the end weights (for the last step's
-        update); what it measured, without building a table."""
+        update); what it measured, without building a table. Only the first call measures: the end pass
+        moves w_prev to the end weights, so a second one would see an update of zero."""
+        if self.measured is not None:
+            return self.measured
         if self._n:
             self.end_epoch()
         last = self.capacity
@@ -275,6 +325,10 @@ class Probe:
     def correlation_matrices(self) -> pl.DataFrame:
         """After finish(): the h x h gradient correlation matrices of the windows that start at the first
         step of each chosen epoch and end inside this segment, one row per entry."""
+        if self.measured is None:
+            raise RuntimeError(
+                "correlation_matrices() reads the finished measurement: call finish() (or close()) first"
+            )
         return matrix_table(self.measured, self.matrix_epochs)
 
 
@@ -423,17 +477,21 @@ def step_table(measured: Measured, names: list[str]) -> pl.DataFrame:
     """One row per step and reference, with every column of columns.METRICS; without references one row
     per step, and the quantities that need w* null. A correlation that is not available at a step is
     null, not NaN, so that per-epoch means skip it; the geometry keeps NaN, which only a diverging run
-    produces."""
+    produces. The *_wd columns are null at steps whose weight decay is NaN: the optimizer's parameter groups
+    feed their gradients different λ, so G + λw is not one vector of the kind the probe measures."""
     import polars as pl
 
     n = len(measured.records)
     with np.errstate(divide="ignore", invalid="ignore"):
         gradient = {"grad_norm": np.sqrt(measured.records[:, 0])}
     adjacent = adjacent_metrics(measured)
+    undefined_decay = np.flatnonzero(np.isnan(measured.weight_decays))
 
     def frame(geometry: dict[str, np.ndarray], correlations: dict[str, np.ndarray], leading: dict) -> pl.DataFrame:
         columns = {m: pl.Series(m, [None] * n, dtype=pl.Float64) for m in METRICS}
         columns.update({m: pl.Series(m, v, dtype=pl.Float64) for m, v in geometry.items()})
+        if undefined_decay.size:
+            columns.update({m: columns[m].scatter(undefined_decay, None) for m in geometry if m.endswith("_wd")})
         columns.update({m: pl.Series(m, v, dtype=pl.Float64).fill_nan(None) for m, v in correlations.items()})
         columns.update(lr=pl.Series("lr", measured.lrs, dtype=pl.Float64), loss=pl.Series("loss", measured.losses))
         return pl.DataFrame({**leading, "epoch": measured.epochs, "step": measured.steps, **columns})
