@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from pathgeo import sizing
-from pathgeo.config import ConfigError, build_plan, correlation_settings, max_job_minutes
+from pathgeo.config import ConfigError, correlation_settings, max_job_minutes
 from pathgeo.config_files import ConfigFileError, check_config_file
 
 
@@ -26,7 +26,7 @@ def plan_table(
 ) -> tuple[list[list[str]], float]:
     """The rows of the printed plan (a header first) and the total device-hours; `limit` is the site's time limit of
     one job in minutes (the reference training of a longer run is a chain of jobs)."""
-    plan = sizing.within_time_limit(build_plan(config), limit, device, threads, data_root)
+    plan = sizing.sized_plan(config, limit, device, threads, data_root)
     correlations = correlation_settings(config)
     header = ["run", "precision", "devices", "epochs", "reference h", "replay h", f"{device} hours", "jobs",
               "device MB (rank 0)", "host MB (replay job)", "throughput"]

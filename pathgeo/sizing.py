@@ -79,18 +79,19 @@ class ModelSize:
 
 
 def _example(spec: RunSpec) -> tuple[tuple[int, ...], bool] | None:
-    """The shape of one sample of what the run's model takes, and whether it is token ids (None: a synthetic
-    objective, whose model is its parameters)."""
+    """The shape of one sample of what the run's dataset feeds its model, and whether it is token ids (None: a
+    synthetic objective, whose model is its parameters, or a tensors file, whose shape only the file knows)."""
     params = spec.data.params
-    patch = params.get("patch_size", 0)
+    provided = kind(spec.data.kind).provides(params)
+    if provided.startswith("image") and provided[len("image"):].isdigit():
+        side = int(provided[len("image"):])
+        return (1, 3, side, side), False
     shapes = {
         "mnist1d": ((1, 40), False),
-        "image32": ((1, 3, 32, 32), False),
-        "image224": ((1, 3, 224, 224), False),
-        "segmentation": ((1, 3, patch, patch), False),
+        "segmentation": ((1, 3, params.get("patch_size", 0), params.get("patch_size", 0)), False),
         "tokens": ((1, params.get("seq_len", 0)), True),
     }
-    return shapes.get(model(spec.model).input)
+    return shapes.get(provided)
 
 
 def model_size(spec: RunSpec) -> ModelSize:
@@ -114,8 +115,9 @@ def _model_size(name: str, width: float, data_params: tuple, classes: int, optio
     shape, tokens = example
     x = torch.zeros(shape, dtype=torch.long, device="meta") if tokens else torch.empty(shape, device="meta")
     counter = FlopCounterMode(display=False)
+    # In eval mode: batch norm refuses one sample in train mode where a feature map is down to 1 x 1.
     with counter, torch.no_grad():
-        net(x)
+        net.eval()(x)
     return ModelSize(parameters, buffers, 3.0 * counter.get_total_flops())
 
 
@@ -258,6 +260,39 @@ def segment_epochs_within(
     divisors = [d for d in range(spacing, 0, -1) if spacing % d == 0]
     fitting = (d for d in divisors if runtime_minutes(spec, d, device, threads, probe=probe, data_root=data_root) <= limit)
     return next(fitting, 1)
+
+
+def unfit_model(spec: RunSpec) -> str | None:
+    """Why the run's model cannot take one sample of its dataset (a forward pass on the meta device), or None.
+    The registry's models are matched to their datasets by kind already; a torchvision or plug-in model is not."""
+    example = _example(spec)
+    try:
+        model_size(spec)
+    except Exception as error:  # whatever the model raises on that input
+        shape = f"one sample of shape {example[0]}" if example else "its dataset's input"
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return (
+            f"model '{spec.model}' cannot take dataset '{spec.data.name}' (kind {spec.data.kind}): a forward pass of "
+            f"{shape} raised {type(error).__name__}: {message}. Choose a model for that input, or pass "
+            "model_options that fit it"
+        )
+    return None
+
+
+def sized_plan(
+    config: dict, limit: int | None, device: str, threads: int, data_root: str | Path | None = None
+) -> Plan:
+    """The config's plan (pathgeo.config.build_plan), refused where a model cannot take its dataset's input, with
+    every segment short enough for one job within `limit` minutes (`within_time_limit`)."""
+    from pathgeo.config import ConfigError, build_plan
+
+    plan = build_plan(config)
+    for experiment, run_ids in plan.experiments.items():
+        for run_id in run_ids:
+            problem = unfit_model(plan.runs[run_id])
+            if problem:
+                raise ConfigError(f"experiments.{experiment}", problem)
+    return within_time_limit(plan, limit, device, threads, data_root)
 
 
 def within_time_limit(

@@ -9,7 +9,6 @@ from snakemake.utils import min_version, validate
 from pathgeo import preemption, sizing, topology
 from pathgeo.config import (
     ConfigError,
-    build_plan,
     correlation_settings,
     figure_experiments,
     max_job_minutes,
@@ -52,7 +51,7 @@ MAX_JOB_MINUTES = max_job_minutes(config)
 DATA_ROOT = config.get("data_root", "data")
 
 try:
-    PLAN = sizing.within_time_limit(build_plan(config), MAX_JOB_MINUTES, SIZED_FOR, config["threads"], DATA_ROOT)
+    PLAN = sizing.sized_plan(config, MAX_JOB_MINUTES, SIZED_FOR, config["threads"], DATA_ROOT)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 

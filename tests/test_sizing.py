@@ -111,3 +111,37 @@ def test_compute_plan_names_a_wrong_config(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert compute_plan_cli.main(["--configfile", str(path)]) == 1
     assert "defaults.devices" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tmp_path):
+    """torchvision's ResNet-18 on MNIST-1D's (N, 40) signals passed planning and failed 10 s into its job; a
+    forward pass on the meta device refuses it at plan time, naming the model, the dataset and the shape."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pathgeo.config import ConfigError
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "tests/configs/tiny.yaml").read_text())
+    config["experiments"] = {"vision": {"description": "a 2-D model on 1-D data", "set": {"model": "torchvision:resnet18"}}}
+    config["figures"] = {}
+    with pytest.raises(ConfigError) as refused:
+        sizing.sized_plan(config, None, "a100", 1)
+    assert str(refused.value).startswith(
+        "config key 'experiments.vision': model 'torchvision:resnet18' cannot take dataset 'mnist1d' (kind mnist1d): "
+        "a forward pass of one sample of shape (1, 40) raised RuntimeError: Expected 3D (unbatched) or 4D"
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-n", "-s", str(root / "Snakefile"), "--directory",
+         str(tmp_path / "work"), "--configfile", str(path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0 and "cannot take dataset 'mnist1d'" in result.stdout + result.stderr
+    # A torchvision model that takes images plans on image data.
+    config["datasets"] = {"images": {"kind": "cifar10", "path": "cifar10", "split_seed": 0, "val_fraction": 0.2,
+                                     "flip": False}}
+    config["defaults"]["dataset"] = "images"
+    assert sizing.sized_plan(config, None, "a100", 1).runs
