@@ -43,6 +43,8 @@ def factor_frame(runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
         {"run_id": run_id, "label": run["label"], **{d: run.get(d) for d in DESCRIPTORS}, **run["factors"]}
         for run_id, run in runs.items()
     ]
+    if not rows:
+        return pl.LazyFrame(schema={"run_id": pl.String, "label": pl.String, **DESCRIPTORS, **dict.fromkeys(FACTORS)})
     return pl.LazyFrame(rows, schema_overrides=DESCRIPTORS).select("run_id", "label", *DESCRIPTORS, *FACTORS)
 
 

@@ -8,6 +8,7 @@ Every error names the config key to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -539,3 +540,23 @@ def max_job_minutes(config: dict[str, Any]) -> int | None:
 def zigzag_thresholds(config: dict[str, Any]) -> dict[str, float]:
     """The thresholds of the second paper's findings (pathgeo.zigzag): the config's `zigzag`, else the defaults."""
     return {**ZIGZAG_DEFAULTS, **config.get("zigzag", {})}
+
+
+def extended_run(
+    spec: RunSpec, checkpoints: tuple[int, ...], candidates: dict[str, tuple[RunSpec, tuple[int, ...]]]
+) -> str | None:
+    """The run of `candidates` (run id: its spec and checkpoint epochs) whose reference training `spec`'s goes on
+    from: the same run but for fewer epochs, the longest such, under a schedule that does not depend on the budget
+    (a constant LR's epoch k is the same whatever the budget; a cosine's is not), with a checkpoint at each of the
+    run's own up to its end. None where the run trains from its seed."""
+    if spec.budget_dependent:
+        return None
+    best: str | None = None
+    for run_id, (other, have) in candidates.items():
+        if other.epochs >= spec.epochs or dataclasses.replace(other, epochs=spec.epochs) != spec:
+            continue
+        if not {epoch for epoch in checkpoints if epoch <= other.epochs} <= set(have):
+            continue
+        if best is None or other.epochs > candidates[best][0].epochs:
+            best = run_id
+    return best

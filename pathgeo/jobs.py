@@ -26,7 +26,13 @@ from pathgeo.atomic import write_json, write_parquet, write_with
 from pathgeo.devices import configure_determinism, select_device
 from pathgeo.distributed import SINGLE, Shard
 from pathgeo.logs import setup
-from pathgeo.reference import adopt_checkpoints, publish_checkpoints, resume_point, train_reference
+from pathgeo.reference import (
+    adopt_checkpoints,
+    publish_checkpoints,
+    resume_point,
+    take_up_shorter_run,
+    train_reference,
+)
 from pathgeo.spec import RunSpec
 
 log = logging.getLogger("pathgeo")
@@ -159,7 +165,8 @@ def reference_job(message: dict, shard: Shard) -> None:
     the checkpoints. The run's last job also writes its train log, its spec and the tables of the measurements that
     need no w* (pathgeo.w_star_free; empty where its replay measures).
     `values`: workspace, checkpoint_epochs (the run's; a job of a chain ends at one of them), until, earlier (the
-    output folder of the chain's job before this one, or None), checkpoints (this job's output folder) and
+    output folder of the chain's job before this one, or None), extends (the checkpoints folder of the shorter run
+    this one goes on from, pathgeo.config.extended_run, or None), checkpoints (this job's output folder) and
     published (the epochs it holds: those up to `until`); for the last job train_log, spec,
     correlations (the w*-free settings, or None), train_correlations and train_correlation_matrices (their
     tables); code (the version of the code that shapes a trajectory, pathgeo.provenance), which every checkpoint
@@ -174,6 +181,10 @@ def reference_job(message: dict, shard: Shard) -> None:
     last_job = until == job.spec.epochs
     if shard.lead and values["earlier"]:
         adopt_checkpoints(Path(values["earlier"]), workspace)
+    if shard.lead and values["extends"]:
+        taken = take_up_shorter_run(Path(values["extends"]), workspace, job.spec, epochs)
+        log.info("run %s goes on from the shorter run %s, whose checkpoints up to epoch %d are this run's",
+                 job.spec.run_id, Path(values["extends"]).parent.name, taken)
     resume = resume_point(workspace, epochs, code, shard)
     # The last state saved holds the w*-free tables (a run resumed after its last checkpoint saves none).
     last = {"state": resume}

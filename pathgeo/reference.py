@@ -132,6 +132,26 @@ def adopt_checkpoints(earlier: Path, workspace: Path) -> None:
             _link(path, workspace / path.name)
 
 
+def take_up_shorter_run(folder: Path, workspace: Path, spec: RunSpec, epochs: tuple[int, ...]) -> int:
+    """Give the workspace, as this run's own, the checkpoints at `epochs` of the shorter run whose published folder
+    is `folder` (the run `spec` extends: pathgeo.config.extended_run): each state under this run's id and spec,
+    everything else as it was, which is what this run's training saves at that epoch. Returns the latest epoch
+    taken (0 where there was nothing to take). A state of other code is taken too, and refused by resume_point
+    like any other."""
+    workspace = Path(workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
+    latest = 0
+    for epoch in epochs:
+        source, target = checkpoints.checkpoint_path(folder, epoch), checkpoints.checkpoint_path(workspace, epoch)
+        if not source.exists():
+            continue
+        if not target.exists():
+            state = checkpoints.load(source)
+            checkpoints.save(target, {**state, "run_id": spec.run_id, "spec": spec.canonical()})
+        latest = epoch
+    return latest
+
+
 def _link(source: Path, target: Path) -> None:
     """A hard link (no second copy on disk), or a copy on a file system without them: a copy costs disk, not
     correctness. Through a temporary name, so that `target` is never half-written."""

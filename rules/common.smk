@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathgeo import preemption, sizing, topology
 from pathgeo.config import (
     ConfigError,
     correlation_settings,
+    extended_run,
     figure_experiments,
     max_job_minutes,
     schema_error,
@@ -24,6 +26,7 @@ from pathgeo.optimizers import optimizer
 from pathgeo.provenance import code_version, measurement_version, preparation_version
 from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
 from pathgeo.schema import write_config_schema
+from pathgeo.spec import RunSpec
 
 
 min_version("9.0")
@@ -66,8 +69,9 @@ def one_of(names):
     return "|".join(names) if names else "(?!)"
 
 
+# A run is one of the plan's: a finished run's folder that only another config planned is an input like any file.
 wildcard_constraints:
-    run=r"[A-Za-z0-9_.+-]+",
+    run=one_of([re.escape(run) for run in PLAN.runs]),
     dataset=r"[A-Za-z0-9_]+",
     experiment=r"[A-Za-z0-9_]+",
     name=r"[A-Za-z0-9_]+",
@@ -135,9 +139,33 @@ def earlier_chain_job(wildcards):
     return f"results/runs/{wildcards.run}/chain/{start:04d}" if start else []
 
 
-def chain_jobs(run):
-    """The output folders of the run's reference jobs before its last (none when one job trains the run)."""
-    return [f"results/runs/{run}/chain/{until:04d}" for until in reference_chain(run)[:-1]]
+@cache
+def finished_runs():
+    """Runs finished on disk by this code (results/runs/<run>/spec.json beside its checkpoints), which a longer run
+    of the plan may go on from, as {run id: (spec, checkpoint epochs)}."""
+    found = {}
+    for path in Path("results/runs").glob("*/spec.json"):
+        recorded = json.loads(path.read_text())
+        spec = RunSpec.from_canonical(recorded["spec"])
+        folder = path.parent / "checkpoints"
+        if spec.run_id in PLAN.runs or recorded.get("code") != code_version(spec) or not folder.is_dir():
+            continue
+        found[spec.run_id] = (spec, tuple(sorted(int(f.stem[len("epoch"):]) for f in folder.glob("epoch*.pt"))))
+    return found
+
+
+@cache
+def extension(run):
+    """The shorter run, in the plan or finished on disk, whose checkpoints this run's reference training starts
+    from (pathgeo.config.extended_run), or None."""
+    candidates = {other: (PLAN.runs[other], PLAN.checkpoint_epochs(other)) for other in PLAN.runs}
+    return extended_run(PLAN.runs[run], PLAN.checkpoint_epochs(run), {**finished_runs(), **candidates})
+
+
+def extended_checkpoints(wildcards):
+    """For the first job of a run's reference training, the checkpoints folder of the shorter run it goes on from."""
+    shorter = extension(wildcards.run)
+    return f"results/runs/{shorter}/checkpoints" if shorter and chain_start(wildcards) == 0 else []
 
 
 def segment_references(wildcards):

@@ -2,6 +2,7 @@ rule reference:
     input:
         unpack(run_data),
         earlier=earlier_chain_job,
+        extends=extended_checkpoints,
     output:
         checkpoints=directory("results/runs/{run}/checkpoints"),
         train_log="results/runs/{run}/train_log.parquet",

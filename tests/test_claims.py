@@ -56,3 +56,13 @@ def test_the_table_carries_the_thresholds_it_was_decided_with(tmp_path):
     table = claims_table([replay_file(tmp_path / "run-0.parquet", "run-0", 0.0)], runs, THRESHOLDS)
     assert table.select(list(THRESHOLDS)).row(0, named=True) == THRESHOLDS
     assert table.schema["width_unit"] == pl.String and table["width_unit"].to_list() == [None]
+
+
+def test_a_config_without_a_replayed_run_has_an_empty_claims_table():
+    """Every experiment measuring during training only (measure: w_star_free): no run to judge, an empty table
+    with the usual columns (it was `ValueError: no replay files to aggregate`)."""
+    thresholds = {"min_frac_steps_gamma_positive": 0.9, "max_gamma_epoch_cv": 0.5,
+                  "min_frac_epochs_min_gamma_positive": 0.9, "min_abs_trend": 0.7}
+    table = claims_table([], {}, thresholds)
+    assert table.is_empty()
+    assert {"run_id", "label", "holds_gamma_positive", "holds_trend", *thresholds} <= set(table.columns)

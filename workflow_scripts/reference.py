@@ -12,6 +12,7 @@ run(
         published=list(snakemake.params.published),
         until=snakemake.params.until,
         earlier=snakemake.input.get("earlier") or None,
+        extends=snakemake.input.get("extends") or None,
         checkpoints=snakemake.output.checkpoints,
         train_log=snakemake.output.get("train_log"),
         spec=snakemake.output.get("spec"),
