@@ -132,6 +132,9 @@ class Plan:
     run_segment_epochs: dict[str, int]
     run_measurements: dict[str, dict[str, dict]]
     replayed_runs: frozenset[str]
+    # Epochs between validations of a run's reference training (the train log's validation columns are null
+    # in between); it does not change the trajectory.
+    run_validate_every: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def replayed(self, run_id: str) -> bool:
         """Whether some experiment needs the run's replay (one that measures against w*)."""
@@ -322,18 +325,22 @@ def build_plan(config: dict[str, Any]) -> Plan:
     if error is not None:
         raise error
     runs: dict[str, RunSpec] = {}
-    spacings: dict[str, dict[str, int]] = {}
+    # run id: {setting: {experiment: (value, the key that set it)}}, for the RUN_SETTINGS
+    settings: dict[str, dict[str, dict[str, tuple[int, str]]]] = {}
     run_measurements: dict[str, dict[str, dict]] = {}
     replayed_runs: set[str] = set()
     experiments: dict[str, tuple[str, ...]] = {}
     experiment_references: dict[tuple[str, str], tuple[int, ...]] = {}
     for exp_name, exp in config["experiments"].items():
         run_ids = []
-        segment_epochs = exp.get("segment_epochs", config["segment_epochs"])
         for case_index, overrides in _expand(exp):
+            # A case may set its own checkpoint spacing (a long run among short ones), an experiment its runs'.
+            chosen = {name: _run_setting(config, exp_name, case_index, overrides, name) for name in RUN_SETTINGS}
+            segment_epochs = chosen["segment_epochs"][0]
             spec = _run_spec(config, exp_name, exp, case_index, overrides)
             runs[spec.run_id] = spec
-            spacings.setdefault(spec.run_id, {})[exp_name] = segment_epochs
+            for name, value in chosen.items():
+                settings.setdefault(spec.run_id, {}).setdefault(name, {})[exp_name] = value
             if spec.run_id not in run_ids:
                 run_ids.append(spec.run_id)
             _add_measurements(run_measurements, exp_name, exp, spec)
@@ -342,7 +349,8 @@ def build_plan(config: dict[str, Any]) -> Plan:
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
         _check_w_star_free(exp_name, exp)
-    run_segment_epochs = {run_id: _one_spacing(config, run_id, by_exp) for run_id, by_exp in spacings.items()}
+    agreed = {name: {run_id: _agreed(run_id, name, by_run[name]) for run_id, by_run in settings.items()}
+              for name in RUN_SETTINGS}
     for fig_name, fig in config.get("figures", {}).items():
         needs_experiment = plot(fig["plot"]).table != "claims"
         if needs_experiment != ("experiment" in fig):
@@ -363,7 +371,8 @@ def build_plan(config: dict[str, Any]) -> Plan:
                     f"w_star_free (no replay); draw it from an experiment that measures all, or plot one of "
                     f"{drawable}",
                 )
-    plan = Plan(runs, experiments, experiment_references, run_segment_epochs, run_measurements, frozenset(replayed_runs))
+    plan = Plan(runs, experiments, experiment_references, agreed["segment_epochs"], run_measurements,
+                frozenset(replayed_runs), agreed["validate_every"])
     _check_correlations(config, plan)
     return plan
 
@@ -423,26 +432,38 @@ def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: st
             )
 
 
-def _segment_epochs_key(config: dict[str, Any], exp_name: str) -> str:
-    """The key that set an experiment's checkpoint spacing: its own, or the top-level one it inherits."""
-    return f"experiments.{exp_name}.segment_epochs" if "segment_epochs" in config["experiments"][exp_name] else "segment_epochs"
+# Settings of a run that do not change its trajectory, given at the top level, by an experiment or by a case:
+# checkpoint spacing (a replay job per segment) and epochs between validations. A run shared by experiments must
+# have one of each.
+RUN_SETTINGS = {"segment_epochs": None, "validate_every": 1}
 
 
-def _one_spacing(config: dict[str, Any], run_id: str, by_experiment: dict[str, int]) -> int:
-    """A run shared by experiments is checkpointed once, so they must agree on its spacing. The message names
-    every experiment and the key each takes its spacing from, in the same words whatever their order."""
-    if len(set(by_experiment.values())) == 1:
-        return next(iter(by_experiment.values()))
+def _run_setting(
+    config: dict[str, Any], exp_name: str, case_index: int | None, overrides: dict[str, Any], name: str
+) -> tuple[int, str]:
+    """The value of a run setting for one case of an experiment, and the key that set it; the case's is taken out
+    of `overrides` (it is no run field)."""
+    exp = config["experiments"][exp_name]
+    if name in overrides:
+        return overrides.pop(name), f"experiments.{exp_name}.cases[{case_index}].{name}"
+    if name in exp:
+        return exp[name], f"experiments.{exp_name}.{name}"
+    return config.get(name, RUN_SETTINGS[name]), name
+
+
+def _agreed(run_id: str, name: str, by_experiment: dict[str, tuple[int, str]]) -> int:
+    """A run shared by experiments is trained once, so they must agree on its settings. The message names every
+    experiment and the key each takes the value from, in the same words whatever their order."""
+    if len({value for value, _ in by_experiment.values()}) == 1:
+        return next(iter(by_experiment.values()))[0]
     names = sorted(by_experiment)
-    keys = [_segment_epochs_key(config, name) for name in names]
-    own = [key for key in keys if key != "segment_epochs"]
-    listed = "; ".join(
-        f"experiment {name}: every {by_experiment[name]} epochs (from {key})" for name, key in zip(names, keys)
-    )
+    keys = [by_experiment[exp][1] for exp in names]
+    own = [key for key in keys if key != name]
+    listed = "; ".join(f"experiment {exp}: {by_experiment[exp][0]} (from {key})" for exp, key in zip(names, keys))
     raise ConfigError(
         own[0] if len(own) == 1 else ", ".join(keys),
-        f"run {run_id} is planned by experiments that checkpoint it at different spacings ({listed}); a run has one "
-        "checkpoint spacing: give these experiments the same segment_epochs",
+        f"run {run_id} is planned by experiments that give it different {name} ({listed}); a run is trained once: "
+        f"give these experiments the same {name}",
     )
 
 

@@ -167,7 +167,7 @@ def reference_job(message: dict, shard: Shard) -> None:
     `values`: workspace, checkpoint_epochs (the run's; a job of a chain ends at one of them), until, earlier (the
     output folder of the chain's job before this one, or None), extends (the checkpoints folder of the shorter run
     this one goes on from, pathgeo.config.extended_run, or None), checkpoints (this job's output folder) and
-    published (the epochs it holds: those up to `until`); for the last job train_log, spec,
+    published (the epochs it holds: those up to `until`), validate_every; for the last job train_log, spec,
     correlations (the w*-free settings, or None), train_correlations and train_correlation_matrices (their
     tables); code (the version of the code that shapes a trajectory, pathgeo.provenance), which every checkpoint
     and the spec record."""
@@ -197,7 +197,7 @@ def reference_job(message: dict, shard: Shard) -> None:
     try:
         table = train_reference(
             job.spec, job.data, job.device, epochs, save, resume=resume, correlations=values["correlations"],
-            shard=shard, until=until,
+            shard=shard, until=until, validate_every=values["validate_every"],
         )
     finally:
         distributed.leave()

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 from pathgeo import checkpoints
 from pathgeo.distributed import SINGLE, Shard, broadcast
 from pathgeo.spec import RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.training import PROGRESS_SECONDS, build_trainer
 from pathgeo.w_star_free import STATE_KEY, TrainingCorrelations
 
 log = logging.getLogger("pathgeo")
@@ -39,12 +40,15 @@ def train_reference(
     correlations: dict[str, Any] | None = None,
     shard: Shard = SINGLE,
     until: int | None = None,
+    validate_every: int = 1,
 ) -> pl.DataFrame:
     """Train from the seed's initial weights (or from the checkpoint `resume`) to epoch `until` (by default the
     run's end, `spec.epochs`; earlier for a job of a chain); returns the per-epoch log so far. With `correlations` (window, matrix_epochs) training also takes the measurements that
     need no w*, segment by segment (pathgeo.w_star_free); each checkpoint carries their tables so far. On
     several devices every rank calls it with the same `resume`; rank 0 alone measures, as in a replay, and
-    saves."""
+    saves. Validation runs every `validate_every` epochs and at the run's end (the log's validation columns are null
+    in between; it does not touch the trajectory), and each validated epoch logs a line, as does any epoch a
+    minute or more after the last line."""
     trainer = build_trainer(spec, data, device, shard)
     rows: list[dict] = []
     if resume is not None:
@@ -62,11 +66,13 @@ def train_reference(
 
     if resume is None and 0 in checkpoint_epochs:
         checkpoint([])
+    last_line = time.monotonic()
     while trainer.epoch < (spec.epochs if until is None else until):
         stats = trainer.train_epoch(measured)
         if measured is not None:
             measured.end_epoch(stats.epoch)
-        val = trainer.evaluate()
+        validated = trainer.epoch % validate_every == 0 or trainer.epoch == spec.epochs
+        val = trainer.evaluate() if validated else {}
         rows.append(
             {
                 "epoch": stats.epoch,
@@ -76,12 +82,14 @@ def train_reference(
                 "lr": trainer.optimizer.param_groups[0]["lr"],
             }
         )
-        log.info(
-            "run %s epoch %d/%d: train loss %.4g, %s (%.2f s, %.4g samples/s)",
-            spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
-            ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
-            stats.samples_per_second,
-        )
+        if validated or time.monotonic() - last_line >= PROGRESS_SECONDS:
+            last_line = time.monotonic()
+            log.info(
+                "run %s epoch %d/%d: train loss %.4g, %s (%.2f s, %.4g samples/s)",
+                spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
+                ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
+                stats.samples_per_second,
+            )
         if trainer.epoch in checkpoint_epochs:
             checkpoint(rows)
     if trainer.nondeterministic_ops:

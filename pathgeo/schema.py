@@ -63,7 +63,17 @@ def config_schema() -> dict[str, Any]:
     figure = schema["properties"]["figures"]["additionalProperties"]
     figure["properties"]["plot"]["enum"] = list(plots())
     figure["allOf"] = [_plot_clause(plot, list(figure["properties"])) for plot in plots().values()]
+    schema["$defs"]["case"] = _case(schema)
     return schema
+
+
+def _case(schema: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's case: the run fields, and the run settings of the case's own (pathgeo.config.RUN_SETTINGS:
+    checkpoint spacing, validation interval), instead of its experiment's or the top-level ones."""
+    run_fields = schema["$defs"]["run_fields"]
+    own = {name: {**schema["properties"][name], "description": f"this case's {name}"}
+           for name in ("segment_epochs", "validate_every")}
+    return {**run_fields, "properties": {**run_fields["properties"], **own}}
 
 
 def write_config_schema(path: Path) -> str:

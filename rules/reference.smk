@@ -15,6 +15,7 @@ rule reference:
         checkpoint_epochs=checkpoint_epochs,
         published=published_epochs,
         until=chain_until,
+        validate_every=lambda wildcards: PLAN.run_validate_every[wildcards.run],
         correlations=lambda wildcards: training_correlations(PLAN, wildcards.run, config),
         measurement=reference_measurement,
         workspace=lambda wildcards: f"results/runs/{wildcards.run}/partial",

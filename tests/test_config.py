@@ -189,8 +189,29 @@ def test_two_spacings_name_both_experiments_and_their_keys_in_any_order():
         messages.append(str(error.value))
     assert messages[0] == messages[1]
     assert messages[0].startswith("config key 'experiments.optimizers.segment_epochs': run ")
-    assert "experiment baseline: every 1 epochs (from segment_epochs)" in messages[0]
-    assert "experiment optimizers: every 2 epochs (from experiments.optimizers.segment_epochs)" in messages[0]
+    assert "experiment baseline: 1 (from segment_epochs)" in messages[0]
+    assert "experiment optimizers: 2 (from experiments.optimizers.segment_epochs)" in messages[0]
+    assert "give these experiments the same segment_epochs" in messages[0]
+
+
+def test_a_case_sets_its_own_spacing_and_validation_interval():
+    """A long run among short ones in one experiment: its own segment_epochs and validate_every (issue 22)."""
+    config = tiny()
+    config["experiments"] = {"lengths": {
+        "description": "two lengths", "measure": "w_star_free", "segment_epochs": 6,
+        "set": {"full_batch": True, "batch_size": 100, "optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0},
+        "cases": [{"epochs": 6}, {"epochs": 12, "segment_epochs": 12, "validate_every": 4}],
+    }}
+    config["figures"] = {}
+    plan = build_plan(config)
+    by_epochs = {spec.epochs: run_id for run_id, spec in plan.runs.items()}
+    assert plan.checkpoint_epochs(by_epochs[6]) == (0, 6) and plan.checkpoint_epochs(by_epochs[12]) == (0, 12)
+    assert plan.run_validate_every == {by_epochs[6]: 1, by_epochs[12]: 4}
+    # The settings are no run fields: the run ids are those of runs without them.
+    config["experiments"]["lengths"]["cases"][1] = {"epochs": 12}
+    assert set(build_plan(config).runs) == set(plan.runs)
+    config["experiments"]["lengths"]["cases"][1]["segment_epochs"] = "x"
+    assert str(schema_error(config)) == "config key 'experiments.lengths.cases[1].segment_epochs': 'x' is not of type 'integer'"
 
 
 def broken(edit) -> dict:

@@ -157,3 +157,33 @@ def test_publishing_over_another_runs_folder_says_another_job_publishes_it(tmp_p
     with pytest.raises(PublishingConflict, match=r"checkpoints: another job is publishing the same run .* wait until"):
         publish_checkpoints(workspace, destination, (0,))
     assert (destination / "epoch0000.pt").read_bytes() == b"other"
+
+
+def test_validation_every_few_epochs_leaves_the_trajectory_and_logs_those_epochs(caplog):
+    """validate_every (issue 22: a 30,000-step full-batch run validated and logged every step): validation and its
+    log line every N epochs and at the end, null validation columns in between, the same weights."""
+    import logging
+
+    from pathgeo import data
+    from pathgeo.reference import train_reference
+    from pathgeo.spec import DataSpec, RunSpec
+
+    mnist1d = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
+    spec = RunSpec(data=mnist1d, model="mlp", width=8, optimizer="sgd", lr=0.5, weight_decay=0.0, schedule="constant",
+                   warmup_epochs=0, batch_size=100, epochs=7, seed=0, data_order_seed=0, precision="float32",
+                   full_batch=True)
+    tensors = data.build(mnist1d)
+    final: dict[int, dict] = {}
+    every_epoch = train_reference(spec, tensors, torch.device("cpu"), (0, 7), final.__setitem__)
+    weights = final[7]["model"]
+    with caplog.at_level(logging.INFO, logger="pathgeo"):
+        sparse = train_reference(spec, tensors, torch.device("cpu"), (0, 7), final.__setitem__, validate_every=3)
+    assert all(torch.equal(weights[k], final[7]["model"][k]) for k in weights)
+    assert sparse["train_loss"].equals(every_epoch["train_loss"])
+    validated = sparse.filter(sparse["val_loss"].is_not_null())["epoch"].to_list()
+    assert validated == [2, 5, 6]  # epochs 3, 6 and the last, counted from 1
+    assert sparse.filter(sparse["val_loss"].is_not_null())["val_loss"].equals(
+        every_epoch.filter(every_epoch["epoch"].is_in(validated))["val_loss"]
+    )
+    lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage() and "train loss" in r.getMessage()]
+    assert [line.split(":")[0].split()[-1] for line in lines] == ["3/7", "6/7", "7/7"]

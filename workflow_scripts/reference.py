@@ -11,6 +11,7 @@ run(
         checkpoint_epochs=list(snakemake.params.checkpoint_epochs),
         published=list(snakemake.params.published),
         until=snakemake.params.until,
+        validate_every=snakemake.params.validate_every,
         earlier=snakemake.input.get("earlier") or None,
         extends=snakemake.input.get("extends") or None,
         checkpoints=snakemake.output.checkpoints,
