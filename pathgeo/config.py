@@ -341,12 +341,9 @@ def build_plan(config: dict[str, Any]) -> Plan:
         _check_w_star_free(exp_name, exp)
     run_segment_epochs = {run_id: _one_spacing(config, run_id, by_exp) for run_id, by_exp in spacings.items()}
     for fig_name, fig in config.get("figures", {}).items():
-        needs_experiment = plot(fig["plot"]).table != "claims"
-        if needs_experiment != ("experiment" in fig):
-            raise ConfigError(
-                f"figures.{fig_name}.experiment",
-                f"plot '{fig['plot']}' " + ("draws an experiment: name one" if needs_experiment else "draws every run: remove it"),
-            )
+        # A claims figure draws every run; the experiments it may name only group its rows.
+        if plot(fig["plot"]).table != "claims" and "experiment" not in fig:
+            raise ConfigError(f"figures.{fig_name}.experiment", f"plot '{fig['plot']}' draws an experiment: name one")
         for exp_name in figure_experiments(fig):
             if exp_name not in experiments:
                 raise ConfigError(
