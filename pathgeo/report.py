@@ -89,9 +89,7 @@ def figure_caption(
         paragraphs.append("Reproduces: no paper figure is named in the config.")
     for experiment in figure_experiments(figure):
         description = descriptions.get(experiment)
-        paragraphs.append(
-            f"Experiment '{experiment_title(experiment)}'" + (f": {description}" if description else ".")
-        )
+        paragraphs.append(f"Experiment '{experiment_title(experiment)}'" + (f": {description}" if description else "."))
     if width_units:
         meanings = ", ".join(f"{unit} for {model}" for model, unit in sorted(width_units.items()))
         paragraphs.append(f"Width counts {meanings}.")

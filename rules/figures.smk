@@ -27,6 +27,10 @@ def figure_words(wildcards):
     return figure_title(wildcards.name)
 
 
+def figure_labels(view):
+    return lambda wildcards: {"figure": figure_title(wildcards.name), "view": view}
+
+
 rule figure:
     input:
         unpack(figure_tables),
@@ -38,14 +42,14 @@ rule figure:
             caption="../report/figure.rst",
             category=figure_category,
             subcategory=figure_words,
-            labels={"figure": figure_words, "view": "interactive (HTML)"},
+            labels=figure_labels("interactive (HTML)"),
         ),
         image=report(
             "results/figures/{name}.svg",
             caption="../report/figure.rst",
             category=figure_category,
             subcategory=figure_words,
-            labels={"figure": figure_words, "view": "static (SVG)"},
+            labels=figure_labels("static (SVG)"),
         ),
     params:
         figure=lambda wildcards: config["figures"][wildcards.name],

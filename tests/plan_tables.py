@@ -69,7 +69,7 @@ def step_values(rng: random.Random, step: int, total: int, lr: float, measured: 
     w_star |= {"grad_norm_wd": values["grad_norm"], "upd_norm": lr, "upd_rsi": rsi, "upd_gamma": gamma}
     for metric in METRICS:
         if metric not in values:
-            values[metric] = (w_star.get(metric, rng.uniform(-0.5, 0.5)) if measured else None)
+            values[metric] = w_star.get(metric, rng.uniform(-0.5, 0.5)) if measured else None
     return values
 
 
@@ -93,8 +93,10 @@ class PlanTables:
             folder = self.root / "runs" / run_id
             folder.mkdir(parents=True, exist_ok=True)
             per_epoch = self.steps_per_epoch(spec)
-            budgets = sorted({b for (_, run), refs in self.plan.experiment_references.items() if run == run_id
-                              for b in refs} | {spec.epochs})
+            budgets = sorted(
+                {b for (_, run), refs in self.plan.experiment_references.items() if run == run_id for b in refs}
+                | {spec.epochs}
+            )
             measured = self.plan.replayed(run_id)
             rows, points, batches = [], [], []
             # GAWU switches where its data say; here, halfway through its warm-up.
@@ -108,18 +110,43 @@ class PlanTables:
                     values = step_values(self.rng, step, total, lr, measured)
                     if step % (spec.epochs * per_epoch) < WINDOW - 1:
                         values["mean_grad_corr"] = None
-                    rows.append({"run_id": run_id, "reference": reference, "budget": budget, "epoch": step // per_epoch,
-                                 "step": step, "steps_to_reference": total - step, **values})
+                    rows.append(
+                        {
+                            "run_id": run_id,
+                            "reference": reference,
+                            "budget": budget,
+                            "epoch": step // per_epoch,
+                            "step": step,
+                            "steps_to_reference": total - step,
+                            **values,
+                        }
+                    )
                     if measured and step % FIXED_EVERY == 0:
                         for batch in range(FIXED_BATCHES):
                             point = step_values(self.rng, step, total, spec.lr, True)
-                            batches.append({"run_id": run_id, "reference": reference, "budget": budget,
-                                            "epoch": step // per_epoch, "step": step, "batch": batch,
-                                            **{m: point[m] for m in POINT_METRICS}})
+                            batches.append(
+                                {
+                                    "run_id": run_id,
+                                    "reference": reference,
+                                    "budget": budget,
+                                    "epoch": step // per_epoch,
+                                    "step": step,
+                                    "batch": batch,
+                                    **{m: point[m] for m in POINT_METRICS},
+                                }
+                            )
                 for epoch in range(FULL_BATCH_EVERY - 1, budget, FULL_BATCH_EVERY):
                     point = step_values(self.rng, (epoch + 1) * per_epoch - 1, total, spec.lr, True)
-                    points.append({"run_id": run_id, "reference": reference, "budget": budget, "epoch": epoch,
-                                   "step": (epoch + 1) * per_epoch, **{m: point[m] for m in POINT_METRICS}})
+                    points.append(
+                        {
+                            "run_id": run_id,
+                            "reference": reference,
+                            "budget": budget,
+                            "epoch": epoch,
+                            "step": (epoch + 1) * per_epoch,
+                            **{m: point[m] for m in POINT_METRICS},
+                        }
+                    )
             paths = {
                 "replay": folder / "replay.parquet",
                 "matrices": folder / "matrices.parquet",
@@ -143,9 +170,17 @@ class PlanTables:
             for i in range(WINDOW):
                 for j in range(WINDOW):
                     lag = abs(i - j)
-                    rows.append({"epoch": epoch, "start_step": epoch * per_epoch, "i": i, "j": j,
-                                 "corr": (-0.9) ** lag, "sign_flip": 0.0 if lag == 0 else self.rng.uniform(0, 1),
-                                 "run_id": run_id})
+                    rows.append(
+                        {
+                            "epoch": epoch,
+                            "start_step": epoch * per_epoch,
+                            "i": i,
+                            "j": j,
+                            "corr": (-0.9) ** lag,
+                            "sign_flip": 0.0 if lag == 0 else self.rng.uniform(0, 1),
+                            "run_id": run_id,
+                        }
+                    )
         return rows
 
     def train_log(self, spec: RunSpec) -> list[dict[str, Any]]:
@@ -202,7 +237,9 @@ class PlanTables:
             if self.plan.replayed(run)
         }
         return claims_table(
-            [self.run_files[run]["replay"] for run in replayed], replayed, self.config["claims"],
+            [self.run_files[run]["replay"] for run in replayed],
+            replayed,
+            self.config["claims"],
             self.config.get("exclude_final_epoch", True),
         )
 
@@ -218,8 +255,18 @@ class PlanTables:
         steps = spec.epochs * self.steps_per_epoch(spec)
         for t in range(steps + 1):
             r = 1 - t / steps
-            rows.append({**common, "source": "path", "step": t, "epoch": t // self.steps_per_epoch(spec),
-                         "a": r * math.cos(t), "b": r * math.sin(t) / 2, "loss": r * r, "off_plane": 0.1 * r})
+            rows.append(
+                {
+                    **common,
+                    "source": "path",
+                    "step": t,
+                    "epoch": t // self.steps_per_epoch(spec),
+                    "a": r * math.cos(t),
+                    "b": r * math.sin(t) / 2,
+                    "loss": r * r,
+                    "off_plane": 0.1 * r,
+                }
+            )
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def table(self, kind: str, experiments: list[str]) -> pl.DataFrame:

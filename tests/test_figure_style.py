@@ -81,8 +81,20 @@ def texts(spec: Any) -> Iterator[str]:
     """Every string a figure draws that is not data: titles, subtitles, axis and legend titles, headers."""
     if isinstance(spec, dict):
         for key, value in spec.items():
-            if key in ("datasets", "data", "values", "transform", "filter", "calculate", "labelExpr", "field",
-                       "param", "name", "params", "views"):
+            if key in (
+                "datasets",
+                "data",
+                "values",
+                "transform",
+                "filter",
+                "calculate",
+                "labelExpr",
+                "field",
+                "param",
+                "name",
+                "params",
+                "views",
+            ):
                 continue
             if key in ("title", "text", "subtitle") and isinstance(value, str):
                 yield value
@@ -155,13 +167,32 @@ def test_no_step_of_the_last_epoch_before_w_star_is_drawn_where_w_star_is_used(t
         against = [f for f in fields if measured_against_w_star(stem(f)) and stem(f) in METRIC_STEMS]
         if not against:
             continue
-        late = [row for row in rows if "budget" in row and "epoch" in row and row["epoch"] >= row["budget"] - 1
-                and any(row.get(f) is not None for f in against) and against_w_star(row)]
+        late = [
+            row
+            for row in rows
+            if "budget" in row
+            and "epoch" in row
+            and row["epoch"] >= row["budget"] - 1
+            and any(row.get(f) is not None for f in against)
+            and against_w_star(row)
+        ]
         assert not late, f"{name}: {against} drawn in the last epoch before w*, e.g. {late[0]}"
 
 
-METRIC_STEMS = {"rsi", "eb", "gamma", "lolr", "dist", "rsi_wd", "eb_wd", "gamma_wd", "lolr_wd", "upd_rsi",
-                "upd_gamma", "value"}
+METRIC_STEMS = {
+    "rsi",
+    "eb",
+    "gamma",
+    "lolr",
+    "dist",
+    "rsi_wd",
+    "eb_wd",
+    "gamma_wd",
+    "lolr_wd",
+    "upd_rsi",
+    "upd_gamma",
+    "value",
+}
 
 
 def against_w_star(row: dict[str, Any]) -> bool:
@@ -174,8 +205,11 @@ def against_w_star(row: dict[str, Any]) -> bool:
 def test_quantities_that_need_no_w_star_keep_their_last_epoch(tables, name: str) -> None:
     """`grad_correlation_by_batch_size` stopped the loss and μ(t) at epoch 18 of 20."""
     figure = DEFAULT["figures"][name]
-    epochs = {spec.epochs for exp in [figure["experiment"]] for spec in
-              (tables.plan.runs[run] for run in tables.plan.experiments[exp])}
+    epochs = {
+        spec.epochs
+        for exp in [figure["experiment"]]
+        for spec in (tables.plan.runs[run] for run in tables.plan.experiments[exp])
+    }
     drawn = {row[EPOCH] for _, rows, fields in drawn_rows(spec_of(tables, name)) for row in rows if EPOCH in row}
     assert max(drawn) == max(epochs), f"{name} ends at epoch {max(drawn)} of {max(epochs)}"
 

@@ -39,12 +39,16 @@ def accuracy(train: pl.DataFrame, color: str = BY_RUN) -> Figure:
     measured = train.filter(pl.col("val_accuracy").is_not_null())
     if measured.is_empty():
         raise ValueError("the train table has no accuracy: its runs are not classifiers")
-    long = with_epoch_number(measured.with_columns(pl.lit("final").alias("reference"))).unpivot(
-        index=[c for c in measured.columns if c not in SPLITS] + ["reference", EPOCH],
-        on=list(SPLITS),
-        variable_name="split",
-        value_name="accuracy",
-    ).with_columns(pl.col("split").replace_strict(SPLITS), (pl.col("accuracy") * 100).alias("percent"))
+    long = (
+        with_epoch_number(measured.with_columns(pl.lit("final").alias("reference")))
+        .unpivot(
+            index=[c for c in measured.columns if c not in SPLITS] + ["reference", EPOCH],
+            on=list(SPLITS),
+            variable_name="split",
+            value_name="accuracy",
+        )
+        .with_columns(pl.col("split").replace_strict(SPLITS), (pl.col("accuracy") * 100).alias("percent"))
+    )
     scale = linear_scale(long, ["percent"], pad=0.02)
     x_domain = epoch_domain(long)
     rows = []
@@ -54,8 +58,12 @@ def accuracy(train: pl.DataFrame, color: str = BY_RUN) -> Figure:
         drawn = lines(runs, factor)
         panels = []
         for split in SPLITS.values():
-            tips = [Tip("run", "run"), Tip("split", "accuracy on"), Tip(EPOCH, "after epoch"),
-                    Tip("percent", "accuracy (%)", ".1f")]
+            tips = [
+                Tip("run", "run"),
+                Tip("split", "accuracy on"),
+                Tip(EPOCH, "after epoch"),
+                Tip("percent", "accuracy (%)", ".1f"),
+            ]
             layers = hover_line(
                 alt.Chart().transform_filter(level_filter("split", split)),
                 epoch_x(domain=x_domain),
@@ -71,8 +79,10 @@ def accuracy(train: pl.DataFrame, color: str = BY_RUN) -> Figure:
         chart,
         "Accuracy of the runs" + ("" if color == BY_RUN else f", by {factor_title(color)}"),
         [
-            ("after each epoch: on the validation set (left) and over the epoch's training minibatches (right); epochs "
-            "count from 1"),
+            (
+                "after each epoch: on the validation set (left) and over the epoch's training minibatches (right); "
+                "epochs count from 1"
+            ),
             *width_note(train),
         ],
     )

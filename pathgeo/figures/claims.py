@@ -10,7 +10,7 @@ import altair as alt
 import polars as pl
 
 from pathgeo.figures import Plot
-from pathgeo.figures.style import SPACING, Figure, finish, legend
+from pathgeo.figures.style import SPACING, Figure, finish, legend, sorted_by_levels
 from pathgeo.figures.tables import RUN, inline_values, require_columns, with_run_names
 from pathgeo.figures.words import experiment_title
 
@@ -89,9 +89,9 @@ def grouped(claims: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
     groups.append((OTHER_RUNS, rest.select("run_id", "label")))
     order = [c for c in ROW_ORDER if c in claims.columns]
     parts = [
-        with_run_names(claims.drop("label").join(runs.select("run_id", "label"), on="run_id"), brief=True)
-        .sort(order, nulls_last=True)
-        .with_columns(pl.lit(experiment).alias("experiment"))
+        sorted_by_levels(
+            with_run_names(claims.drop("label").join(runs.select("run_id", "label"), on="run_id"), brief=True), order
+        ).with_columns(pl.lit(experiment).alias("experiment"))
         for experiment, runs in groups
         if not runs.is_empty()
     ]
@@ -125,8 +125,12 @@ def claims(claims: pl.DataFrame, train: pl.DataFrame) -> Figure:
         ]
     ).with_columns((pl.col("verdict").replace_strict(VERDICT_MARKS) + pl.col("value")).alias("text"))
     verdicts = [verdict for verdict in VERDICT_COLORS if verdict in set(cells.get_column("verdict"))]
-    color = alt.Color("verdict:N", title="verdict", scale=alt.Scale(domain=verdicts,
-                      range=[VERDICT_COLORS[v] for v in verdicts]), legend=legend("verdict"))
+    color = alt.Color(
+        "verdict:N",
+        title="verdict",
+        scale=alt.Scale(domain=verdicts, range=[VERDICT_COLORS[v] for v in verdicts]),
+        legend=legend("verdict"),
+    )
     tip = [
         alt.Tooltip(f"{RUN}:N", title="run"),
         alt.Tooltip("experiment:N", title="experiment"),
@@ -135,12 +139,19 @@ def claims(claims: pl.DataFrame, train: pl.DataFrame) -> Figure:
         alt.Tooltip("verdict:N", title="verdict"),
     ]
     header = (
-        alt.Chart(inline_values(pl.DataFrame(
-            [{"property": h, "line": k, "text": line} for h in headers for k, line in enumerate(h.split("\n"))]
-        )))
+        alt.Chart(
+            inline_values(
+                pl.DataFrame(
+                    [{"property": h, "line": k, "text": line} for h in headers for k, line in enumerate(h.split("\n"))]
+                )
+            )
+        )
         .mark_text(fontSize=11, fontWeight="bold", baseline="middle")
-        .encode(x=alt.X("property:N", title=None, sort=headers, axis=None),
-                y=alt.Y("line:O", title=None, axis=None), text="text:N")
+        .encode(
+            x=alt.X("property:N", title=None, sort=headers, axis=None),
+            y=alt.Y("line:O", title=None, axis=None),
+            text="text:N",
+        )
         .properties(width=CELL_WIDTH * len(headers), height=alt.Step(14), view=alt.ViewBackground(stroke=None))
     )
     groups = [header]
@@ -148,8 +159,12 @@ def claims(claims: pl.DataFrame, train: pl.DataFrame) -> Figure:
         rows = cells.filter(pl.col("experiment") == experiment)
         base = alt.Chart().encode(
             x=alt.X("property:N", title=None, sort=headers, axis=None),
-            y=alt.Y(f"{RUN}:N", title=None, sort=rows.get_column(RUN).unique(maintain_order=True).to_list(),
-                    axis=alt.Axis(labelLimit=0, domain=False, ticks=False)),
+            y=alt.Y(
+                f"{RUN}:N",
+                title=None,
+                sort=rows.get_column(RUN).unique(maintain_order=True).to_list(),
+                axis=alt.Axis(labelLimit=0, domain=False, ticks=False),
+            ),
             tooltip=tip,
         )
         cell = base.mark_rect(stroke="white", strokeWidth=2).encode(color=color)
@@ -157,7 +172,8 @@ def claims(claims: pl.DataFrame, train: pl.DataFrame) -> Figure:
         value = base.mark_text(fontSize=11, color="black").encode(text="text:N")
         groups.append(
             alt.layer(cell, value, data=inline_values(rows)).properties(
-                width=CELL_WIDTH * len(headers), height=alt.Step(ROW_HEIGHT),
+                width=CELL_WIDTH * len(headers),
+                height=alt.Step(ROW_HEIGHT),
                 # Anchored at the cells' left edge, not at the row labels' (whose widths differ from group to group).
                 title=alt.TitleParams(experiment, fontSize=12, anchor="start", frame="group"),
             )
@@ -167,8 +183,10 @@ def claims(claims: pl.DataFrame, train: pl.DataFrame) -> Figure:
         chart,
         "Do the paper's properties hold?",
         [
-            ("one row per run, grouped by experiment: the measured value against the threshold in the column's header, "
-            "× where it misses"),
+            (
+                "one row per run, grouped by experiment: the measured value against the threshold in the column's "
+                "header, × where it misses"
+            ),
             "measured against the final weights w*, without the last epoch before w*",
         ],
     )

@@ -10,7 +10,7 @@ import polars as pl
 
 from pathgeo.figures import EPOCHS, Plot
 from pathgeo.figures.style import SPACING, Figure, finish
-from pathgeo.figures.tables import RUN, inline_values, require_columns, with_run_names
+from pathgeo.figures.tables import NAME_FACTORS, RUN, inline_values, require_columns, with_run_names
 
 
 def _nearest_epochs(available: list[int], requested: Sequence[int] | None) -> dict[int, list[int]]:
@@ -50,8 +50,7 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
     require_columns(matrices, "matrices", columns)
     if epochs is not None and len(epochs) == 0:
         raise ValueError("epochs is empty: name the epochs to draw, or leave it out for the first, middle and last")
-    factors = [c for c in ("schedule", "model", "width", "width_unit", "dataset", "optimizer", "peak_lr", "batch_size",
-                           "full_batch", "epochs", "seed") if c in matrices.columns]
+    factors = [c for c in ("experiment", *NAME_FACTORS) if c in matrices.columns]
     # Steps and epochs count from 1 on the figure (the tables and the `epochs` option count from 0).
     data = with_run_names(matrices.select(*columns, *factors)).with_columns(
         step_i=pl.col("start_step") + pl.col("i") + 1, step_j=pl.col("start_step") + pl.col("j") + 1
@@ -127,8 +126,10 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
         chart,
         "Pairwise gradient correlation within a window of steps",
         [
-            ("cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window that starts at the epoch's "
-            "first step"),
+            (
+                "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window that starts at the epoch's "
+                "first step"
+            ),
             "hover a cell for the share of gradient entries with opposite sign",
         ],
     )
@@ -143,8 +144,7 @@ def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
     )
     shown = (
         "the percentage of gradient entries whose sign differs between steps i and j (50% is what independent "
-        "gradients "
-        "would give)"
+        "gradients would give)"
         if cell == "sign_flip"
         else "the gradient correlation cos(G(i), G(j)), red where aligned and blue where opposed"
     )

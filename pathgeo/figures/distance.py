@@ -14,6 +14,7 @@ from pathgeo.figures.style import (
     finish,
     lines,
     log_scale,
+    panel_word,
     split_by_level,
     width_note,
 )
@@ -33,17 +34,21 @@ def distance(epochs: pl.DataFrame, color: str) -> Figure:
     a log scale fitted to the data, one line per run and reference point (runs of one colour that differ in their
     seed dashed apart; a panel per colour level where more than two bands would overlap). Paper Figures 12 and 13."""
     stats = ["dist_mean", "dist_min", "dist_max"]
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "schedule", color, "seed", "width", "model",
-                              "width_unit", *stats])
+    columns = unique_columns(
+        [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", color, "seed", "width", "model", "width_unit", *stats]
+    )
     require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns]))))
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
     drawn = lines(data, color)
     band = Band("dist", *stats, "|w − w*| (L2, log)", log_scale(data, stats), "|w − w*|")
     chart = band_grid(drawn, [band], epoch_domain(data))
-    subtitle = [("distance from the iterate w to w*: each run's mean over the epoch's steps (line), their min–max "
-                "(band)")]
+    subtitle = [
+        ("distance from the iterate w to w*: each run's mean over the epoch's steps (line), their min–max (band)")
+    ]
     if split_by_level(drawn):
-        subtitle.append(f"a panel per {factor_title(color)}: its lines in colour, the others' in grey")
+        subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
     return finish(chart, f"Distance to the reference point, by {factor_title(color)}", subtitle + width_note(epochs))
 
 

@@ -37,12 +37,35 @@ def fixed_batch_spread(fixed_batches: pl.DataFrame, color: str = BY_RUN) -> Figu
     batches (line) and their min–max (band, which the legend names: it is not the epoch's steps), one line per run
     and reference point, without the last epoch before w*. The first paper's code (`get_batch_list_grads`)."""
     fields = [f"{m}_{stat}" for m, _ in PANELS for stat in ("mean", "min", "max")]
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "step", "batches", "schedule",
-                              None if color == BY_RUN else color, "seed", "width", "model", "width_unit", "dataset",
-                              "optimizer", "peak_lr", "batch_size", "full_batch", "epochs", *fields])
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "step",
+            "batches",
+            "schedule",
+            None if color == BY_RUN else color,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            "dataset",
+            "optimizer",
+            "peak_lr",
+            "batch_size",
+            "full_batch",
+            "epochs",
+            *fields,
+        ]
+    )
     require_columns(fixed_batches, "fixed_batches", [*RUN_KEYS, "budget", "epoch", "step", "batches", *fields])
-    data = with_series(with_measured_position(before_final_epoch(fixed_batches.select(
-        [c for c in columns if c in fixed_batches.columns]))))
+    data = with_series(
+        with_measured_position(
+            before_final_epoch(fixed_batches.select([c for c in columns if c in fixed_batches.columns]))
+        )
+    )
     drawn = lines(data, color)
     batches = ", ".join(map(str, sorted(set(fixed_batches.get_column("batches").to_list()))))
     bands = []
@@ -52,8 +75,14 @@ def fixed_batch_spread(fixed_batches: pl.DataFrame, color: str = BY_RUN) -> Figu
         title = metric_title(metric).split(" =")[0] + (" (log)" if log else "")
         bands.append(Band(metric, mean, low, high, title, scale, metric_symbol(metric), zero=not log))
     span = [0.0, float(data.get_column(AT).max())]
-    chart = band_grid(drawn, bands, span, key=f"min–max over the {batches} fixed minibatches",
-                      extra_tips=[Tip(STEP, "step")], x_field=AT)
+    chart = band_grid(
+        drawn,
+        bands,
+        span,
+        key=f"min–max over the {batches} fixed minibatches",
+        extra_tips=[Tip(STEP, "step")],
+        x_field=AT,
+    )
     runs = drawn.data.get_column(RUN).unique().sort().to_list()
     return finish(
         chart,
@@ -61,8 +90,10 @@ def fixed_batch_spread(fixed_batches: pl.DataFrame, color: str = BY_RUN) -> Figu
         + ("" if color == BY_RUN else f", by {factor_title(color)}"),
         [
             f"at each measured step: the gradients of the same {batches} fixed minibatches at that step's weights",
-            ("line: their mean; band: their min–max (not the epoch's steps); EB on a log scale; the last epoch before "
-            "w* is not drawn"),
+            (
+                "line: their mean; band: their min–max (not the epoch's steps); EB on a log scale; the last epoch "
+                "before w* is not drawn"
+            ),
             *([f"run: {runs[0]}"] if len(runs) == 1 else []),
         ],
     )

@@ -57,22 +57,54 @@ def full_batch_geometry(full_batch: pl.DataFrame, color: str = BY_RUN) -> Figure
     weight-decay term (G + λw), where it differs from G by more than SAME anywhere (else the subtitle says by how
     little). The first paper's code (`get_fullbatch_gradient`), along the minibatch trajectory."""
     fields = [f"{m}{suffix}" for m, _ in PANELS for suffix in ("", "_wd")]
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "schedule", None if color == BY_RUN else color,
-                              "seed", "width", "model", "width_unit", "dataset", "optimizer", "peak_lr",
-                              "batch_size", "full_batch", "epochs", *fields])
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "schedule",
+            None if color == BY_RUN else color,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            "dataset",
+            "optimizer",
+            "peak_lr",
+            "batch_size",
+            "full_batch",
+            "epochs",
+            *fields,
+        ]
+    )
     require_columns(full_batch, "full_batch", [*RUN_KEYS, "budget", "epoch", *fields])
-    data = with_series(with_epoch_number(before_final_epoch(full_batch.select(
-        [c for c in columns if c in full_batch.columns]))))
+    data = with_series(
+        with_epoch_number(before_final_epoch(full_batch.select([c for c in columns if c in full_batch.columns])))
+    )
     drawn = lines(data, color)
     differs = decay_difference(data)
     bands = []
     for metric, log in PANELS:
-        scale = band_log_scale(data, metric, metric, f"{metric}_wd") if log else linear_scale(
-            data, [metric, f"{metric}_wd"], zero=True
+        scale = (
+            band_log_scale(data, metric, metric, f"{metric}_wd")
+            if log
+            else linear_scale(data, [metric, f"{metric}_wd"], zero=True)
         )
         title = metric_title(metric).split(" =")[0] + (" (log)" if log else "")
-        bands.append(Band(metric, metric, None, None, title, scale, metric_symbol(metric), zero=not log,
-                          mean_title=f"{metric_symbol(metric)} of G"))
+        bands.append(
+            Band(
+                metric,
+                metric,
+                None,
+                None,
+                title,
+                scale,
+                metric_symbol(metric),
+                zero=not log,
+                mean_title=f"{metric_symbol(metric)} of G",
+            )
+        )
 
     def decayed(band: Band, where: str | None, x: alt.X, first: bool) -> list[alt.Chart]:
         if differs <= SAME:
@@ -80,15 +112,23 @@ def full_batch_geometry(full_batch: pl.DataFrame, color: str = BY_RUN) -> Figure
         field = f"{band.metric}_wd"
         base = alt.Chart().transform_filter(where) if where else alt.Chart()
         keep = positive_filter(field) if band.scale.to_dict().get("type") == "log" else valid_filter(field)
-        line = base.transform_filter(keep).mark_line(strokeWidth=1.4, strokeDash=DECAY_DASH).encode(
-            x=x, y=alt.Y(f"{field}:Q", scale=band.scale, axis=y_axis(band.title, band.scale)), color=drawn.color,
-            detail=alt.Detail(f"{SERIES}:N"))
+        line = (
+            base.transform_filter(keep)
+            .mark_line(strokeWidth=1.4, strokeDash=DECAY_DASH)
+            .encode(
+                x=x,
+                y=alt.Y(f"{field}:Q", scale=band.scale, axis=y_axis(band.title, band.scale)),
+                color=drawn.color,
+                detail=alt.Detail(f"{SERIES}:N"),
+            )
+        )
         return [line, line_key("G + λw (with the weight-decay term)", DECAY_DASH)] if first else [line]
 
     tips = [Tip(f"{m}_wd", f"{metric_symbol(m)} of G + λw", ".4g") for m, _ in PANELS]
     chart = band_grid(drawn, bands, epoch_domain(data), key=None, extra_tips=tips, also=decayed)
     decay = (
-        "solid: G; dashed: G + λw (with the weight-decay term)" if differs > SAME
+        "solid: G; dashed: G + λw (with the weight-decay term)"
+        if differs > SAME
         else f"G + λw (with the weight-decay term) differs from G by at most {100 * differs:.2g}% here: one line for "
         "both"
     )
@@ -98,8 +138,10 @@ def full_batch_geometry(full_batch: pl.DataFrame, color: str = BY_RUN) -> Figure
         "Geometry of the full-batch gradient along the minibatch path"
         + ("" if color == BY_RUN else f", by {factor_title(color)}"),
         [
-            ("the gradient of the mean loss over the whole training set, at the weights each measured epoch ends with; "
-            "EB on a log scale"),
+            (
+                "the gradient of the mean loss over the whole training set, at the weights each measured epoch ends "
+                "with; EB on a log scale"
+            ),
             decay + "; the last epoch before w* is not drawn",
             *([f"run: {runs[0]}"] if len(runs) == 1 else []),
         ],

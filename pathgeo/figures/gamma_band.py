@@ -6,6 +6,7 @@ import polars as pl
 
 from pathgeo.figures import COLOR, FACET, METRIC, Plot
 from pathgeo.figures.style import (
+    BY_RUN,
     STEPS_BAND,
     Band,
     Figure,
@@ -14,6 +15,7 @@ from pathgeo.figures.style import (
     finish,
     linear_scale,
     lines,
+    panel_word,
     split_by_level,
     width_note,
 )
@@ -34,23 +36,50 @@ def gamma_band(epochs: pl.DataFrame, color: str, facet: str | None = None, metri
     bands get a panel per colour level; `facet` splits the runs into panels by another factor. The last epoch before
     w* is not drawn. Paper Figures 1, 4, 6 and 16 (γ by optimizer, batch size, architecture, seed, epoch budget)."""
     mean, low, high = f"{metric}_mean", f"{metric}_min", f"{metric}_max"
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "schedule", color, facet, "seed", "width",
-                              "model", "width_unit", mean, low, high])
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "schedule",
+            color,
+            facet,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            mean,
+            low,
+            high,
+        ]
+    )
     require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns]))))
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
     drawn = lines(data, color)
-    notes = width_note(epochs) if "width" in (color, facet, drawn.dash_factor) else []
-    band = Band(metric, mean, low, high, metric_title(metric), linear_scale(data, [mean, low, high], zero=True),
-                metric_symbol(metric), zero=True)
+    notes = width_note(epochs) if "width" in (color, facet, drawn.dash_factor) or color == BY_RUN else []
+    band = Band(
+        metric,
+        mean,
+        low,
+        high,
+        metric_title(metric),
+        linear_scale(data, [mean, low, high], zero=True),
+        metric_symbol(metric),
+        zero=True,
+    )
     titles = {str(v): factor_value(facet, v) for v in data.get_column(facet).unique()} if facet else None
     chart = band_grid(drawn, [band], epoch_domain(data), facet=facet, facet_titles=titles)
     subtitle = ["line: each run's mean over the epoch's steps; band: their min–max; dashed at 0"]
     if facet is None and split_by_level(drawn):
-        subtitle.append(f"a panel per {factor_title(color)}: its lines in colour, the others' in grey")
+        subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
     if color == "budget" and epochs.get_column("run_id").n_unique() == 1:
         budgets = ", ".join(str(b) for b in sorted(epochs.get_column("budget").unique()))
-        subtitle.append(f"the budgets {budgets} are reference points of one run: w* is its weights after that many "
-                        "epochs")
+        subtitle.append(
+            f"the budgets {budgets} are reference points of one run: w* is its weights after that many epochs"
+        )
     title = f"{metric_symbol(metric)} along the optimization path, by {factor_title(color)}"
     return finish(chart, title, subtitle + notes)
 

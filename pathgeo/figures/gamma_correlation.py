@@ -23,6 +23,7 @@ from pathgeo.figures.style import (
 )
 from pathgeo.figures.tables import (
     EPOCH,
+    NAME_FACTORS,
     RUN,
     RUN_KEYS,
     before_final_epoch,
@@ -59,15 +60,23 @@ def gamma_correlation(steps: pl.DataFrame) -> Figure:
     """
     columns = [*RUN_KEYS, "budget", "epoch", "step", "gamma", "grad_corr"]
     require_columns(steps, "steps", columns)
-    factors = [c for c in ("schedule", "model", "width", "width_unit", "dataset", "optimizer", "peak_lr", "batch_size",
-                           "full_batch", "epochs", "seed") if c in steps.columns]
+    factors = [c for c in ("experiment", *NAME_FACTORS) if c in steps.columns and c not in columns]
     chosen = one_reference(steps.select(*columns, *factors))
     gamma = epoch_statistics(before_final_epoch(chosen).drop("grad_corr"), ["gamma"], ("mean",))
     correlation = epoch_statistics(chosen.drop("gamma"), ["grad_corr"], ("mean",))
-    long = with_run_names(with_epoch_number(pl.concat([
-        gamma.rename({"gamma_mean": "value"}).with_columns(pl.lit(GAMMA_SERIES).alias("quantity")),
-        correlation.rename({"grad_corr_mean": "value"}).with_columns(pl.lit(CORRELATION_SERIES).alias("quantity")),
-    ], how="diagonal_relaxed"))).sort(RUN, "quantity", "epoch")
+    long = with_run_names(
+        with_epoch_number(
+            pl.concat(
+                [
+                    gamma.rename({"gamma_mean": "value"}).with_columns(pl.lit(GAMMA_SERIES).alias("quantity")),
+                    correlation.rename({"grad_corr_mean": "value"}).with_columns(
+                        pl.lit(CORRELATION_SERIES).alias("quantity")
+                    ),
+                ],
+                how="diagonal_relaxed",
+            )
+        )
+    ).sort(RUN, "quantity", "epoch")
     window = 2 * NEIGHBOURS + 1
     long = long.with_columns(
         pl.col("value").rolling_min(window, center=True, min_samples=1).over(RUN, "quantity").alias("low"),
@@ -81,15 +90,25 @@ def gamma_correlation(steps: pl.DataFrame) -> Figure:
             (pl.col("last") + 0.5).alias("to"),
         )
     )
-    color = alt.Color("quantity:N", title=None, scale=alt.Scale(domain=[GAMMA_SERIES, CORRELATION_SERIES],
-                      range=SERIES_COLORS), legend=legend(None, columns=1, symbolType="circle", symbolOpacity=1))
+    color = alt.Color(
+        "quantity:N",
+        title=None,
+        scale=alt.Scale(domain=[GAMMA_SERIES, CORRELATION_SERIES], range=SERIES_COLORS),
+        legend=legend(None, columns=1, symbolType="circle", symbolOpacity=1),
+    )
     y_scale = alt.Scale(domain=[-1.05, 1.05], nice=False)
     y_axis = alt.Axis(title="cosine (epoch mean)", values=[-1, -0.5, 0, 0.5, 1])
     y = alt.Y("value:Q", scale=y_scale, axis=y_axis)
-    tips, calculate = tooltip([
-        Tip(RUN, "run"), Tip("quantity", "quantity"), Tip(EPOCH, "epoch"), Tip("value", "epoch mean", ".3f"),
-        Tip("low", f"lowest of {window} epochs", ".3f"), Tip("high", f"highest of {window} epochs", ".3f"),
-    ])
+    tips, calculate = tooltip(
+        [
+            Tip(RUN, "run"),
+            Tip("quantity", "quantity"),
+            Tip(EPOCH, "epoch"),
+            Tip("value", "epoch mean", ".3f"),
+            Tip("low", f"lowest of {window} epochs", ".3f"),
+            Tip("high", f"highest of {window} epochs", ".3f"),
+        ]
+    )
     runs = long.get_column(RUN).unique().sort().to_list()
     span = [float(long.get_column(EPOCH).min()), float(long.get_column(EPOCH).max())]
 
@@ -100,9 +119,16 @@ def gamma_correlation(steps: pl.DataFrame) -> Figure:
             .mark_rect(color="#999999", opacity=0.15)
             .encode(x=alt.X("from:Q", title="epoch", scale=alt.Scale(domain=span, nice=False)), x2="to:Q")
         )
-        ranges = alt.Chart().mark_area(opacity=BAND_OPACITY).encode(
-            x=x, y=alt.Y("low:Q", scale=y_scale, axis=y_axis), y2="high:Q", color=color,
-            detail="quantity:N",
+        ranges = (
+            alt.Chart()
+            .mark_area(opacity=BAND_OPACITY)
+            .encode(
+                x=x,
+                y=alt.Y("low:Q", scale=y_scale, axis=y_axis),
+                y2="high:Q",
+                color=color,
+                detail="quantity:N",
+            )
         )
         dots = (
             alt.Chart()
@@ -115,12 +141,15 @@ def gamma_correlation(steps: pl.DataFrame) -> Figure:
         return layered.properties(width=width, height=PANEL_HEIGHT, **({"title": title} if title else {}))
 
     subtitle = [
-        ("dots: each epoch's mean over its steps (not the window mean μ(t) of eq. 3); band: "
-        f"their {BAND}"),
-        ("γ against each run's largest-budget reference point, without the last epoch before w*; the correlation "
-        "needs no w*"),
-        (f"shaded: the last {FINAL_SHARE:.0%} of epochs before w*, where γ says more about how w* was picked than "
-        "about the landscape"),
+        (f"dots: each epoch's mean over its steps (not the window mean μ(t) of eq. 3); band: their {BAND}"),
+        (
+            "γ against each run's largest-budget reference point, without the last epoch before w*; the correlation "
+            "needs no w*"
+        ),
+        (
+            f"shaded: the last {FINAL_SHARE:.0%} of epochs before w*, where γ says more about how w* was picked than "
+            "about the landscape"
+        ),
     ]
     if len(runs) == 1:
         chart: Figure = panel(long, shaded, FULL_WIDTH, None, True)

@@ -52,16 +52,36 @@ def grad_correlation(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
     epoch is drawn, the last one too). μ(t) is the mean over a window of h steps, so a run's line starts where its
     first window is full; the subtitle says where that is later than the first epoch. Second paper, Figure 1 (top
     row), and coloured by batch size its Figure 9."""
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "step", "schedule", color, "seed", "width",
-                              "model", "width_unit", "loss", "mean_grad_corr"])
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "step",
+            "schedule",
+            color,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            "loss",
+            "mean_grad_corr",
+        ]
+    )
     require_columns(steps, "steps", [c for c in columns if c not in ("experiment", "width_unit")])
-    per_epoch = epoch_statistics(one_reference(steps.select([c for c in columns if c in steps.columns])),
-                                 ["loss", "mean_grad_corr"], ("mean",))
+    per_epoch = epoch_statistics(
+        one_reference(steps.select([c for c in columns if c in steps.columns])), ["loss", "mean_grad_corr"], ("mean",)
+    )
     data = with_series(with_epoch_number(per_epoch))
     drawn = lines(data, color)
     x_domain = epoch_domain(data)
-    tips = [Tip(RUN, "run"), Tip(EPOCH, "epoch"), Tip("loss_mean", "mean loss", ".4g"),
-            Tip(CORRELATION, "mean μ(t)", ".3f", missing="not yet: the window of h steps is not full")]
+    tips = [
+        Tip(RUN, "run"),
+        Tip(EPOCH, "epoch"),
+        Tip("loss_mean", "mean loss", ".4g"),
+        Tip(CORRELATION, "mean μ(t)", ".3f", missing="not yet: the window of h steps is not full"),
+    ]
     loss = hover_line(
         alt.Chart().transform_filter(valid_filter("loss_mean")),
         epoch_x(title=None, domain=x_domain),
@@ -72,8 +92,12 @@ def grad_correlation(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
     correlation = hover_line(
         alt.Chart().transform_filter(valid_filter(CORRELATION)),
         epoch_x(domain=x_domain),
-        alt.Y(f"{CORRELATION}:Q", title="μ(t), epoch mean (eq. 3)",
-              scale=alt.Scale(domain=COSINE_DOMAIN, nice=False), axis=alt.Axis(values=[-1, -0.5, 0, 0.5, 1])),
+        alt.Y(
+            f"{CORRELATION}:Q",
+            title="μ(t), epoch mean (eq. 3)",
+            scale=alt.Scale(domain=COSINE_DOMAIN, nice=False),
+            axis=alt.Axis(values=[-1, -0.5, 0, 0.5, 1]),
+        ),
         line_encoding(drawn),
         tips,
     )
@@ -93,10 +117,13 @@ def grad_correlation(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
     late = [f"epoch {epoch} at {panel_title(drawn, level)}" for level, epoch in starts.iter_rows()]
     return finish(
         chart,
-        f"Training loss and gradient correlation, by {factor_title(color, constant_lr(steps)) if color != BY_RUN else 'run'}",
+        "Training loss and gradient correlation, by "
+        f"{factor_title(color, constant_lr(steps)) if color != BY_RUN else 'run'}",
         [
-            ("μ(t) = mean of cos(G(s−1), G(s)) over the h − 1 adjacent pairs of the window ending at step t (eq. 3); "
-            "lines: epoch means"),
+            (
+                "μ(t) = mean of cos(G(s−1), G(s)) over the h − 1 adjacent pairs of the window ending at step t (eq. "
+                "3); lines: epoch means"
+            ),
             "μ > 0: successive gradients agree (smooth geometry); μ < 0: they point back and forth (zigzag)",
             *([f"μ(t) needs a full window of h steps: it starts in {', '.join(late)}"] if late else []),
             *width_note(steps),

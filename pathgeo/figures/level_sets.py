@@ -50,15 +50,28 @@ def to_scale(a_span: float, b_span: float) -> tuple[int, int, float]:
     return FULL_WIDTH, round(height), b_span
 
 
-def level_sets(landscape: pl.DataFrame) -> Figure:
+def level_sets(landscape: pl.DataFrame, train: pl.DataFrame) -> Figure:
     """The objective on the plane through w* spanned by the path's two principal directions (bands of equal share
     of the grid), with the path projected on it, one panel per run, axes to scale. The path leaves the plane where
     it has components in other directions: the subtitle says how far, and each point of the path is filled with the
     objective at w_t itself in the grid's colours, so that a point whose colour differs from the ground under it
-    shows where the plane's objective is not the path's. Paper Figures 14 (ALM) and 15 (SM)."""
-    columns = ["run_id", "dataset", "source", "a", "b", "loss", "step", "epoch", "off_plane", "explained_a",
-               "explained_b"]
+    shows where the plane's objective is not the path's. The runs' train logs say how far the objective fell from
+    the first epoch to the last. Paper Figures 14 (ALM) and 15 (SM)."""
+    columns = [
+        "run_id",
+        "dataset",
+        "source",
+        "a",
+        "b",
+        "loss",
+        "step",
+        "epoch",
+        "off_plane",
+        "explained_a",
+        "explained_b",
+    ]
     require_columns(landscape, "landscape", columns)
+    require_columns(train, "train", ["run_id", "epoch", "train_loss"])
     panels, notes = [], []
     for run_id in landscape.get_column("run_id").unique().sort().to_list():
         run = landscape.filter(pl.col("run_id") == run_id)
@@ -87,21 +100,35 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         level_scale = alt.Scale(type="threshold", domain=bounds, scheme=LEVEL_SCHEME)
         places = decimals(bounds)
         explained_a, explained_b = run.select("explained_a", "explained_b").row(0)
-        x = alt.X("a:Q", title=f"first principal direction ({100 * explained_a:.0f}% of the path)",
-                  scale=alt.Scale(domain=a_domain, nice=False, zero=False))
-        y = alt.Y("b:Q", title=f"second ({100 * explained_b:.0f}%)",
-                  scale=alt.Scale(domain=b_domain, nice=False, zero=False))
-        color = alt.Color("loss:Q", title=f"objective on the plane, {LEVELS} bands of equal area", scale=level_scale,
-                          legend=legend("objective on the plane", format=f",.{places}f"))
-        heat = (
-            alt.Chart(inline_values(grid))
-            .mark_rect()
-            .encode(x=x, x2="a2:Q", y=y, y2="b2:Q", color=color)
+        x = alt.X(
+            "a:Q",
+            title=f"first principal direction ({100 * explained_a:.0f}% of the path)",
+            scale=alt.Scale(domain=a_domain, nice=False, zero=False),
         )
-        tips = [Tip(STEP, "step"), Tip(EPOCH, "epoch"), Tip("loss", "objective at w_t", ".4g"),
-                Tip("off_plane", "distance of w_t from the plane", ".3g")]
-        line = hover_line(alt.Chart(inline_values(path)), x, y, {"color": alt.value("black"), "order": "step:Q"}, tips,
-                          stroke_width=1.0)
+        y = alt.Y(
+            "b:Q", title=f"second ({100 * explained_b:.0f}%)", scale=alt.Scale(domain=b_domain, nice=False, zero=False)
+        )
+        color = alt.Color(
+            "loss:Q",
+            title=f"objective on the plane, {LEVELS} bands of equal area",
+            scale=level_scale,
+            legend=legend("objective on the plane", format=f",.{places}f"),
+        )
+        heat = alt.Chart(inline_values(grid)).mark_rect().encode(x=x, x2="a2:Q", y=y, y2="b2:Q", color=color)
+        tips = [
+            Tip(STEP, "step"),
+            Tip(EPOCH, "epoch"),
+            Tip("loss", "objective at w_t", ".4g"),
+            Tip("off_plane", "distance of w_t from the plane", ".3g"),
+        ]
+        line = hover_line(
+            alt.Chart(inline_values(path)),
+            x,
+            y,
+            {"color": alt.value("black"), "order": "step:Q"},
+            tips,
+            stroke_width=1.0,
+        )
         at_w = (
             alt.Chart(inline_values(path))
             .mark_circle(size=12, stroke="black", strokeWidth=0.3, opacity=1)
@@ -109,16 +136,24 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         )
         ends = path.filter((pl.col("step") == pl.col("step").min()) | (pl.col("step") == pl.col("step").max()))
         ends = ends.with_columns(
-            pl.when(pl.col("step") == pl.col("step").min()).then(pl.lit("start w0")).otherwise(pl.lit("end w*"))
+            pl.when(pl.col("step") == pl.col("step").min())
+            .then(pl.lit("start w0"))
+            .otherwise(pl.lit("end w*"))
             .alias("point")
         )
         marks = (
             alt.Chart(inline_values(ends))
             .mark_point(filled=True, size=110, stroke="black", strokeWidth=1.2, fill="white")
-            .encode(x=x, y=y, shape=alt.Shape("point:N", title=None,
-                                              scale=alt.Scale(domain=["start w0", "end w*"],
-                                                              range=["circle", "diamond"]),
-                                              legend=legend(None)))
+            .encode(
+                x=x,
+                y=y,
+                shape=alt.Shape(
+                    "point:N",
+                    title=None,
+                    scale=alt.Scale(domain=["start w0", "end w*"], range=["circle", "diamond"]),
+                    legend=legend(None),
+                ),
+            )
         )
         panels.append(
             alt.layer(heat, line[0], at_w, line[1], marks)
@@ -127,8 +162,10 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         )
         off = path.get_column("off_plane")
         extent = math.hypot(a_domain[1] - a_domain[0], b_high - b_low)
+        log = train.filter(pl.col("run_id") == run_id).sort("epoch").get_column("train_loss")
+        fell = f"objective {log[0]:.4g} in epoch 1, {log[-1]:.4g} in epoch {log.len()}; " if log.len() else ""
         notes.append(
-            f"{dataset}: the path lies up to {off.max():.3g} (median {off.median():.3g}) off the plane, "
+            f"{dataset}: {fell}the path lies up to {off.max():.3g} (median {off.median():.3g}) off the plane, "
             f"{100 * off.max() / extent:.0f}% of its diagonal"
         )
     chart = alt.vconcat(*panels, spacing=SPACING + 12).resolve_scale(color="independent", shape="shared")
@@ -136,10 +173,12 @@ def level_sets(landscape: pl.DataFrame) -> Figure:
         chart,
         "Level sets of the objective around the optimization path",
         [
-            ("ground: the objective on the plane through w* along the path's two principal directions, in "
-            f"{LEVELS} bands of equal area"),
-            ("line: the path w0 … w* projected on the plane, each point filled with the objective at w_t itself; axes "
-            "to scale"),
+            (
+                "ground: the objective on the plane through w* along the path's two principal directions, in "
+                f"{LEVELS} bands of equal area"
+            ),
+            "line: the path w0 … w* projected on the plane, each point filled with the objective at w_t itself; "
+            "axes to scale",
             *notes,
         ],
     )
@@ -149,6 +188,7 @@ PLOT = Plot(
     "level_sets",
     level_sets,
     "landscape",
+    also=("train",),
     caption=(
         "Level sets of the objective on a plane around the optimization path, one panel per run, its axes to scale. "
         "The plane passes through the final weights w* and is spanned by the two principal directions of the path's "
@@ -158,6 +198,7 @@ PLOT = Plot(
         "to w* (diamond); the path has components off the plane (the subtitle says how far), so each of its points is "
         "filled with the objective at w_t itself in the same colours: where a point's colour differs from the ground "
         "under it, the plane does not show the objective the path met. The tooltip gives the objective at w_t and its "
-        "distance from the plane."
+        "distance from the plane; the subtitle gives each run's objective in its first and last epoch (the mean over "
+        "the epoch's steps, from its train log)."
     ),
 )

@@ -19,6 +19,7 @@ from pathgeo.figures.style import (
     line_key,
     lines,
     log_axis,
+    panel_word,
     positive_filter,
     split_by_level,
     width_note,
@@ -46,14 +47,35 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
     colour, or once in grey where every run takes the same step. Runs whose optimizer has no single step scale (Adam)
     get no dashed line. The log axis is fitted to both. Paper Figure 3."""
     stats = ["lolr_mean", "lolr_min", "lolr_max"]
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "schedule", color, "seed", "width", "model",
-                              "width_unit", "lr_mean", "step_scale", *stats])
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "schedule",
+            color,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            "lr_mean",
+            "step_scale",
+            *stats,
+        ]
+    )
     require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns]))))
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
     data = data.with_columns((pl.col("lr_mean") * pl.col("step_scale")).alias("step_lr"))
     drawn = lines(data, color)
-    scale = band_log_scale(data.with_columns(pl.min_horizontal("lolr_mean", "step_lr").alias("low_line")),
-                           "low_line", "lolr_min", "lolr_max")
+    # One axis for η* and the step taken: fitted to both lines, the band reaching above them.
+    lines_and_band = data.with_columns(
+        pl.min_horizontal("lolr_mean", "step_lr").alias("lowest_line"),
+        pl.max_horizontal("lolr_max", "step_lr").alias("top"),
+    )
+    scale = band_log_scale(lines_and_band, "lowest_line", "lolr_min", "top")
     band = Band("lolr", *stats, "learning rate (log)", scale, "η*")
     shared = data.get_column("step_lr").drop_nulls().round(12).n_unique() == 1
     key = line_key(TAKEN_BY_ALL if shared else TAKEN, TAKEN_DASH)
@@ -72,24 +94,34 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
         )
         return [line, key] if first else [line]
 
-    taken_tip = Tip("step_lr", "step taken, lr × step scale", ".3g", missing="no single scale (Adam's is per coordinate)")
+    taken_tip = Tip(
+        "step_lr", "step taken, lr × step scale", ".3g", missing="no single scale (Adam's is per coordinate)"
+    )
     chart = band_grid(
         drawn, [band], epoch_domain(data), extra_tips=[Tip("lr_mean", "mean lr", ".3g"), taken_tip], also=taken
     )
     subtitle = [
-        ("η* minimizes |w − ηG − w*|: the step along −G that would land closest to w*; line: each run's mean over the "
-        "epoch's steps"),
-        ("band: min–max over the epoch's steps, on a log scale: where it reaches 0 or below (G pointing away from w*), "
-        "it runs to the bottom"),
+        (
+            "η* minimizes |w − ηG − w*|: the step along −G that would land closest to w*; line: each run's mean over "
+            "the epoch's steps"
+        ),
+        (
+            "band: min–max over the epoch's steps, on a log scale: where it reaches 0 or below (G pointing away from "
+            "w*), it runs to the bottom"
+        ),
     ]
     without = drawn.data.filter(pl.col("step_scale").is_null()).get_column("run").unique().sort().to_list()
     if without:
-        subtitle.append(f"no dashed line for {', '.join(without)}: its step has no single scale (Adam's is per "
-                        "coordinate)")
+        subtitle.append(
+            f"no dashed line for {', '.join(without)}: its step has no single scale (Adam's is per coordinate)"
+        )
     if split_by_level(drawn):
-        subtitle.append(f"a panel per {factor_title(color)}: its lines in colour, the others' in grey")
-    return finish(chart, f"Locally optimal learning rate vs the step taken, by {factor_title(color)}",
-                  subtitle + width_note(epochs))
+        subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
+    return finish(
+        chart,
+        f"Locally optimal learning rate vs the step taken, by {factor_title(color)}",
+        subtitle + width_note(epochs),
+    )
 
 
 def caption(color: str) -> str:

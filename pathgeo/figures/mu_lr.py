@@ -53,9 +53,13 @@ def mu_lr(steps: pl.DataFrame) -> Figure:
     order = schedule_order(names)
     data = data.with_columns(pl.col("run_id").replace_strict(names).alias(RUN))
     span = [0.0, float(data.get_column("epoch").max() + 1)]
-    tips = [Tip(RUN, "run"), Tip(STEP, "step"), Tip(EPOCH, "epoch"),
-            Tip("mean_grad_corr", "μ(t)", ".3f", missing="not yet: the window of h steps is not full"),
-            Tip("lr", "learning rate", ".3g")]
+    tips = [
+        Tip(RUN, "run"),
+        Tip(STEP, "step"),
+        Tip(EPOCH, "epoch"),
+        Tip("mean_grad_corr", "μ(t)", ".3f", missing="not yet: the window of h steps is not full"),
+        Tip("lr", "learning rate", ".3g"),
+    ]
     lr_scale = log_scale(data, ["lr"])
     lr_axis = log_axis("learning rate (log, dashed)", orient="right")
     panels = []
@@ -65,8 +69,11 @@ def mu_lr(steps: pl.DataFrame) -> Figure:
         mu = hover_line(
             alt.Chart().transform_filter(valid_filter("mean_grad_corr")),
             x,
-            alt.Y("mean_grad_corr:Q", scale=alt.Scale(domain=[-1.05, 1.05], nice=False),
-                  axis=alt.Axis(title="μ(t)", values=[-1, -0.5, 0, 0.5, 1])),
+            alt.Y(
+                "mean_grad_corr:Q",
+                scale=alt.Scale(domain=[-1.05, 1.05], nice=False),
+                axis=alt.Axis(title="μ(t)", values=[-1, -0.5, 0, 0.5, 1]),
+            ),
             {"color": alt.value(CATEGORICAL[index % len(CATEGORICAL)])},
             tips,
             stroke_width=1.4,
@@ -76,21 +83,27 @@ def mu_lr(steps: pl.DataFrame) -> Figure:
             .mark_line(color=NEUTRAL_COLOR, strokeWidth=1.2, strokeDash=LR_DASH)
             .encode(x=x, y=alt.Y("lr:Q", scale=lr_scale, axis=lr_axis))
         )
-        layers = [alt.layer(zero_rule(), *mu), lr] + ([line_key("learning rate (right axis, log)", LR_DASH)]
-                                                       if index == 0 else [])
+        layers = [alt.layer(zero_rule(), *mu), lr] + (
+            [line_key("learning rate (right axis, log)", LR_DASH)] if index == 0 else []
+        )
         panels.append(
             alt.layer(*layers, data=values)
             .resolve_scale(y="independent")
-            .properties(width=FULL_WIDTH - RIGHT_AXIS, height=SMALL_HEIGHT - 20,
-                        title=alt.TitleParams(run, fontSize=12, anchor="start"))
+            .properties(
+                width=FULL_WIDTH - RIGHT_AXIS,
+                height=SMALL_HEIGHT - 20,
+                title=alt.TitleParams(run, fontSize=12, anchor="start"),
+            )
         )
     chart = alt.vconcat(*panels, spacing=SPACING)
     return finish(
         chart,
         "μ(t) over the warm-up learning rate",
         [
-            ("per step: μ(t), the mean of the last h − 1 adjacent-gradient cosines (solid, left axis), and the learning "
-            "rate (dashed, log, right)"),
+            (
+                "per step: μ(t), the mean of the last h − 1 adjacent-gradient cosines (solid, left axis), and the "
+                "learning rate (dashed, log, right)"
+            ),
             "μ(t) < 0 (below the dotted line): successive gradients point back and forth (zigzag geometry)",
         ],
     )

@@ -41,8 +41,11 @@ def random_walk(steps: pl.DataFrame) -> Figure:
         .with_columns(gamma=pl.col("steps_to_reference").cast(pl.Float64).pow(-0.5), source=pl.lit(ANALYTIC))
     )
     both = pl.concat([measured, analytic], how="vertical_relaxed")
-    x = alt.X("steps_to_reference:Q", scale=log_scale(both, ["steps_to_reference"], pad=1.05),
-              axis=log_axis("steps remaining to the reference point, T − t (log)"))
+    x = alt.X(
+        "steps_to_reference:Q",
+        scale=log_scale(both, ["steps_to_reference"], pad=1.05),
+        axis=log_axis("steps remaining to the reference point, T − t (log)"),
+    )
     y = alt.Y("gamma:Q", scale=log_scale(both, ["gamma"], pad=1.1), axis=log_axis("γ = cos(G, w − w*) (log)"))
     curve = alt.Chart(inline_values(analytic)).mark_line(strokeWidth=2, color=ANALYTIC_COLOR).encode(x=x, y=y)
     points = (
@@ -51,8 +54,11 @@ def random_walk(steps: pl.DataFrame) -> Figure:
         .encode(
             x=x,
             y=y,
-            color=alt.Color("source:N", scale=alt.Scale(domain=[MEASURED], range=[MEASURED_COLOR]),
-                            legend=legend(None, symbolOpacity=1)),
+            color=alt.Color(
+                "source:N",
+                scale=alt.Scale(domain=[MEASURED], range=[MEASURED_COLOR]),
+                legend=legend(None, symbolOpacity=1),
+            ),
             tooltip=[
                 alt.Tooltip("steps_to_reference:Q", title="steps remaining, T − t"),
                 alt.Tooltip("gamma:Q", title="γ", format=".3f"),

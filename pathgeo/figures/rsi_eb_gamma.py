@@ -18,6 +18,7 @@ from pathgeo.figures.style import (
     finish,
     linear_scale,
     lines,
+    panel_word,
     split_by_level,
     width_note,
 )
@@ -50,10 +51,13 @@ def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str
     architecture, seed)."""
     stats = [f"{metric}_{stat}" for metric in panels for stat in ("mean", "min", "max")]
     factor = None if color == BY_RUN else color
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "schedule", factor, "seed", "width",
-                              "model", "width_unit", *stats])
+    columns = unique_columns(
+        [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", factor, "seed", "width", "model", "width_unit", *stats]
+    )
     require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns]))))
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
     drawn = lines(data, color)
     bands, clipped = [], []
     for metric in panels:
@@ -66,14 +70,17 @@ def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str
         bands.append(Band(metric, mean, low, high, title, scale, metric_symbol(metric), zero=not log))
     chart = band_grid(drawn, bands, epoch_domain(data))
     logs = [metric_symbol(m) for m in panels if m in LOG_METRICS]
-    subtitle = ["line: each run's mean over the epoch's steps; band: their min–max"
-                + (f"; {' and '.join(logs)} on log scales" if logs else "")]
+    subtitle = [
+        "line: each run's mean over the epoch's steps; band: their min–max"
+        + (f"; {' and '.join(logs)} on log scales" if logs else "")
+    ]
     subtitle += [f"{metric_title(m)}" for m in panels]
     if clipped:
-        subtitle.append(f"{' and '.join(clipped)}: a band reaching below the axis (to 0 or under) runs to the panel's "
-                        "bottom edge")
+        subtitle.append(
+            f"{' and '.join(clipped)}: a band reaching below the axis (to 0 or under) runs to the panel's bottom edge"
+        )
     if split_by_level(drawn):
-        subtitle.append(f"a row per {factor_title(color)}: its lines in colour, the others' in grey")
+        subtitle.append(f"a row per {panel_word(color)}: its lines in colour, the others' in grey")
     names = [metric_symbol(m) for m in panels]
     title = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
     title += " along the optimization path" + ("" if color == BY_RUN else f", by {factor_title(color)}")
@@ -89,7 +96,8 @@ def caption(color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma"))
         f"{names}, per epoch along the optimization path{by}: each run's mean over each epoch's steps with a band of "
         f"{STEPS_BAND} (one line and band per run and reference point; runs of one colour that differ in their seed or "
         "width are dashed apart). RSI and EB are on log scales fitted to the lines (a band that reaches further down, "
-        "to 0 or below, is drawn to the bottom of its panel); γ has a dashed line at 0. Where more than two bands would "
+        "to 0 or below, is drawn to the bottom of its panel); γ has a dashed line at 0. Where more than two bands "
+        "would "
         "overlap, each level has its row of panels, the other levels' lines in grey. Epochs count from 1; the last "
         "epoch before w* is not drawn."
     )

@@ -39,19 +39,34 @@ def sign_flip(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
     """Share of gradient entries whose sign flips between adjacent steps, per epoch: each run's mean over the epoch's
     steps, with its min–max over them where epochs have more than one step (in full batch an epoch is one step, and
     the line is that step's value). It needs no reference point: every epoch is drawn, the last one too."""
-    columns = unique_columns([*RUN_KEYS, "experiment", "budget", "epoch", "step", "schedule", color, "seed", "width",
-                              "model", "sign_flip"])
+    columns = unique_columns(
+        [*RUN_KEYS, "experiment", "budget", "epoch", "step", "schedule", color, "seed", "width", "model", "sign_flip"]
+    )
     require_columns(steps, "steps", [c for c in columns if c != "experiment"])
     per_epoch = epoch_statistics(one_reference(steps.select([c for c in columns if c in steps.columns])), ["sign_flip"])
     data = with_series(with_epoch_number(per_epoch)).with_columns(pl.col(STATS) * 100)
     drawn = lines(data, color)
     banded = bool((data.get_column("steps") > 1).any())
-    band = Band("sign_flip", STATS[0], *(STATS[1:] if banded else (None, None)), "gradient entries flipping sign (%)",
-                alt.Scale(domain=[0, 100], nice=False), "share flipping (%)")
-    chart = band_grid(drawn, [band], epoch_domain(data), key=STEPS_BAND if banded else None,
-                      also=lambda band, where, x, first: [rule_at(RANDOM_SIGN_FLIPS)])
-    what = "each run's mean over the epoch's steps (line), their min–max (band)" if banded else (
-        "one step per epoch (full batch): each epoch's value")
+    band = Band(
+        "sign_flip",
+        STATS[0],
+        *(STATS[1:] if banded else (None, None)),
+        "gradient entries flipping sign (%)",
+        alt.Scale(domain=[0, 100], nice=False),
+        "share flipping (%)",
+    )
+    chart = band_grid(
+        drawn,
+        [band],
+        epoch_domain(data),
+        key=STEPS_BAND if banded else None,
+        also=lambda band, where, x, first: [rule_at(RANDOM_SIGN_FLIPS)],
+    )
+    what = (
+        "each run's mean over the epoch's steps (line), their min–max (band)"
+        if banded
+        else ("one step per epoch (full batch): each epoch's value")
+    )
     by = "run" if color == BY_RUN else factor_title(color, constant_lr(steps))
     return finish(
         chart,

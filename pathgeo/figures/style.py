@@ -67,14 +67,16 @@ LEGEND_LAYOUT = {"bottom": {"anchor": "start", "direction": "vertical", "margin"
 
 def legend(title: str | None, **options: object) -> alt.Legend:
     """A legend below the panels (a legend to the right takes width the report does not have)."""
-    return alt.Legend(title=title, orient="bottom", direction="horizontal", columns=options.pop("columns", 4), **options)
+    return alt.Legend(
+        title=title, orient="bottom", direction="horizontal", columns=options.pop("columns", 4), **options
+    )
 
 
 @dataclass(frozen=True)
 class Lines:
     """How a figure tells its lines apart: `data` with the run names ("run") and the level of each row in words
-    (`COLOR_LEVEL` and, where runs of one colour differ in a seed or width, `DASH_LEVEL`), the colour and dash encodings, and the
-    colour levels in order."""
+    (`COLOR_LEVEL` and, where runs of one colour differ in a seed or width, `DASH_LEVEL`), the colour and dash
+    encodings, and the colour levels in order."""
 
     data: pl.DataFrame
     color: alt.Color
@@ -110,6 +112,18 @@ def levels_of(table: pl.DataFrame, factor: str) -> list:
     return sorted(levels, key=lambda level: (known.index(str(level)) if str(level) in known else len(known),))
 
 
+def sorted_by_levels(table: pl.DataFrame, factors: Sequence[str]) -> pl.DataFrame:
+    """The rows in the order of their factors' levels (`levels_of`: SGD before momentum before Adam, 32 before 64)."""
+    keys = []
+    for factor in factors:
+        known = list(FACTOR_COLORS.get(factor, {}))
+        column = pl.col(factor)
+        if known and factor not in UNORDERED_NUMERIC_FACTORS:
+            keys.append(column.cast(pl.String).replace_strict(known, list(range(len(known))), default=len(known)))
+        keys.append(column)
+    return table.sort(keys, nulls_last=True) if keys else table
+
+
 def level_words(table: pl.DataFrame, factor: str, value: object) -> str:
     """A level as a legend says it: "SGD", "64"; a run by its name."""
     return str(value) if factor == RUN else value_words(factor, value)
@@ -132,7 +146,9 @@ def palette(table: pl.DataFrame, factor: str, levels: list) -> list[str] | None:
     return [fixed.get(str(level)) or next(spare) for level in levels]
 
 
-def lines(table: pl.DataFrame, factor: str, legend_title: str | None = None, order: Sequence[str] | None = None) -> Lines:
+def lines(
+    table: pl.DataFrame, factor: str, legend_title: str | None = None, order: Sequence[str] | None = None
+) -> Lines:
     """Name the runs and colour them by `factor` ("run": by run): fixed colours for named levels, viridis for ordered
     numbers. Runs of one colour that differ in a seed or a width get a dash each, with its own legend."""
     factor = RUN if factor == BY_RUN else factor
@@ -146,14 +162,20 @@ def lines(table: pl.DataFrame, factor: str, legend_title: str | None = None, ord
     scale = alt.Scale(domain=words, scheme=ORDERED_SCHEME) if colors is None else alt.Scale(domain=words, range=colors)
     title = legend_title if legend_title is not None else _legend_title(data, factor)
     # One level needs no legend: the subtitle names a figure's only run.
-    color = alt.Color(f"{COLOR_LEVEL}:N", title=title, sort=words, scale=scale,
-                      legend=legend(title, **LINE_LEGEND) if len(words) > 1 else None)
+    color = alt.Color(
+        f"{COLOR_LEVEL}:N",
+        title=title,
+        sort=words,
+        scale=scale,
+        legend=legend(title, **LINE_LEGEND) if len(words) > 1 else None,
+    )
     dash_factor = next(
         (
             f
             for f in DASH_FACTORS
-            if f != factor and f in data.columns and data.group_by(COLOR_LEVEL).agg(pl.col(f).n_unique()).get_column(f).max()
-            > 1
+            if f != factor
+            and f in data.columns
+            and data.group_by(COLOR_LEVEL).agg(pl.col(f).n_unique()).get_column(f).max() > 1
         ),
         None,
     )
@@ -162,7 +184,10 @@ def lines(table: pl.DataFrame, factor: str, legend_title: str | None = None, ord
         dash_values = levels_of(data, dash_factor)
         dash_words = [value_words(dash_factor, value) for value in dash_values]
         data = data.with_columns(
-            pl.col(dash_factor).cast(pl.String).replace_strict([str(v) for v in dash_values], dash_words).alias(DASH_LEVEL)
+            pl.col(dash_factor)
+            .cast(pl.String)
+            .replace_strict([str(v) for v in dash_values], dash_words)
+            .alias(DASH_LEVEL)
         )
         dash = alt.StrokeDash(
             f"{DASH_LEVEL}:N",
@@ -431,8 +456,10 @@ def band_layers(band: Band, lines: Lines, x: alt.X, extra_tips: Sequence[Tip] = 
             floor = domain[0] if domain else 1e-300
             low = f"{band.low}_drawn"
             area = area.transform_filter(positive_filter(band.high)).transform_calculate(
-                **{low: f"isValid(datum['{band.low}']) && datum['{band.low}'] > {floor!r} ? datum['{band.low}'] : "
-                   f"{floor!r}"}
+                **{
+                    low: f"isValid(datum['{band.low}']) && datum['{band.low}'] > {floor!r} ? datum['{band.low}'] : "
+                    f"{floor!r}"
+                }
             )
         else:
             area = area.transform_filter(valid_filter(band.low, band.high))
@@ -459,13 +486,19 @@ def context_lines(band: Band, x: alt.X, where: str) -> alt.Chart:
     base = alt.Chart().transform_filter(where)
     base = base.transform_filter(positive_filter(band.mean) if is_log(band.scale) else valid_filter(band.mean))
     return base.mark_line(strokeWidth=1, color=CONTEXT_COLOR).encode(
-        x=x, y=alt.Y(f"{band.mean}:Q", scale=band.scale, axis=y_axis(band.title, band.scale)),
+        x=x,
+        y=alt.Y(f"{band.mean}:Q", scale=band.scale, axis=y_axis(band.title, band.scale)),
         detail=alt.Detail(f"{SERIES}:N"),
     )
 
 
 def level_filter(field: str, value: str, equal: bool = True) -> str:
     return f"datum['{field}'] {'===' if equal else '!=='} {literal(value)}"
+
+
+def panel_word(factor: str) -> str:
+    """What a panel of one colour level shows: a run, or a level of the factor."""
+    return "run" if factor in (BY_RUN, RUN) else factor_title(factor)
 
 
 def split_by_level(lines: Lines) -> bool:
@@ -491,7 +524,9 @@ def band_grid(
     bands are (`key`; None: no band)."""
     data = lines.data
     if facet is not None:
-        groups = [(str(v), facet_titles.get(str(v), str(v)) if facet_titles else str(v)) for v in levels_of(data, facet)]
+        groups = [
+            (str(v), facet_titles.get(str(v), str(v)) if facet_titles else str(v)) for v in levels_of(data, facet)
+        ]
         field, split = facet, False
         data = data.with_columns(pl.col(facet).cast(pl.String))
     elif split_by_level(lines):
@@ -586,8 +621,18 @@ def line_key(text: str, dash: list[int], color: str = NEUTRAL_COLOR) -> alt.Char
 
 # The factor a figure colours an experiment's runs by where it names none: the first of these in which they differ
 # (the seed or width then dashes the runs of one colour apart).
-COLOR_ORDER = ("optimizer", "model", "batch_size", "schedule", "warmup_epochs", "peak_lr", "dataset", "budget",
-               "seed", "width")
+COLOR_ORDER = (
+    "optimizer",
+    "model",
+    "batch_size",
+    "schedule",
+    "warmup_epochs",
+    "peak_lr",
+    "dataset",
+    "budget",
+    "seed",
+    "width",
+)
 
 
 def varying_factor(table: pl.DataFrame) -> str:

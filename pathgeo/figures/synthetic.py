@@ -24,6 +24,7 @@ from pathgeo.figures.style import (
 from pathgeo.figures.tables import (
     AT,
     EPOCH,
+    NAME_FACTORS,
     RUN,
     RUN_KEYS,
     STEP,
@@ -47,8 +48,7 @@ def synthetic(steps: pl.DataFrame) -> Figure:
     """
     columns = [*RUN_KEYS, "budget", "dataset", "epoch", "step", *METRICS]
     require_columns(steps, "steps", columns)
-    factors = [c for c in ("model", "width", "width_unit", "optimizer", "peak_lr", "schedule", "batch_size",
-                           "full_batch", "epochs", "seed") if c in steps.columns]
+    factors = [c for c in ("experiment", *NAME_FACTORS) if c in steps.columns and c not in columns]
     data = with_run_names(with_step_position(before_final_epoch(steps.select(*columns, *factors))))
     objectives = levels_of(data, "dataset")
     tips = [Tip(RUN, "run"), Tip(STEP, "step"), Tip(EPOCH, "epoch"), Tip("rsi", "RSI", ".4g"), Tip("gamma", "γ", ".3f")]

@@ -98,8 +98,20 @@ def reference_words(reference: str) -> str:
 
 
 # The factors a run's name in words is made of, where its label is a description (pathgeo.figures.words.describe).
-NAME_FACTORS = ("model", "width", "width_unit", "dataset", "optimizer", "peak_lr", "schedule", "warmup_epochs",
-                "full_batch", "batch_size", "epochs", "seed")
+NAME_FACTORS = (
+    "model",
+    "width",
+    "width_unit",
+    "dataset",
+    "optimizer",
+    "peak_lr",
+    "schedule",
+    "warmup_epochs",
+    "full_batch",
+    "batch_size",
+    "epochs",
+    "seed",
+)
 
 
 def with_run_names(table: pl.DataFrame, brief: bool = False) -> pl.DataFrame:
@@ -122,7 +134,10 @@ def with_run_names(table: pl.DataFrame, brief: bool = False) -> pl.DataFrame:
             .otherwise(pl.col(RUN))
             .alias(RUN)
         )
-    if "reference" in table.columns and table.select(pl.col("reference").n_unique().over("run_id").max()).item() > 1:
+    if (
+        "reference" in table.columns
+        and (table.select(pl.col("reference").n_unique().over("run_id").max()).item() or 0) > 1
+    ):
         table = table.with_columns(
             pl.format("{}, {}", pl.col(RUN), _words(pl.col("reference"), table, reference_words)).alias(RUN)
         )
@@ -169,14 +184,16 @@ def schedule_names(steps: pl.DataFrame) -> dict[str, str]:
     them: GAWU's first, then by switch point, runs without one last."""
     at = {row["run_id"]: row for row in switch_points(with_step_position(steps)).iter_rows(named=True)}
     schedules = dict(steps.select("run_id", "schedule").unique().iter_rows())
-    order = sorted(schedules, key=lambda run: (schedules[run] != "gawu", run not in at, at[run][AT] if run in at else 0,
-                                               run))
+    order = sorted(
+        schedules, key=lambda run: (schedules[run] != "gawu", run not in at, at[run][AT] if run in at else 0, run)
+    )
     names = {}
     for run_id in order:
         switch, words = at.get(run_id), value_words("schedule", schedules[run_id])
         names[run_id] = (
-            f"{words}: no warm-up" if switch is None
-            else f"{words}: switch after {switch[AT]:g} epochs (step {switch[STEP]})"
+            f"{words}: no warm-up"
+            if switch is None
+            else f"{words}: switch after {switch[AT]:g} epoch{'' if switch[AT] == 1 else 's'} (step {switch[STEP]})"
         )
     shared = {name for name in names.values() if list(names.values()).count(name) > 1}
     if shared:
@@ -199,7 +216,9 @@ def steps_per_epoch(table: pl.DataFrame) -> int:
     for count in range(smallest, largest + 1):
         if all(step // count == epoch for step, epoch in rows):
             return count
-    raise ValueError(f"no number of steps per epoch puts the measured steps {sorted(rows)} (step, epoch) in their epochs")
+    raise ValueError(
+        f"no number of steps per epoch puts the measured steps {sorted(rows)} (step, epoch) in their epochs"
+    )
 
 
 def with_measured_position(table: pl.DataFrame) -> pl.DataFrame:

@@ -73,9 +73,14 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
     )
     encoding = {"color": color, "detail": alt.Detail(f"{SERIES}:N")}
     span = [0.0, float(data.get_column("epoch").max() + 1)]
-    step_tips = [Tip(RUN, "run"), Tip(STEP, "step"), Tip(EPOCH, "epoch"), Tip("loss", "training loss", ".4g"),
-                 Tip("lr", "learning rate", ".3g"),
-                 Tip("mean_grad_corr", "μ(t)", ".3f", missing="not yet: the window of h steps is not full")]
+    step_tips = [
+        Tip(RUN, "run"),
+        Tip(STEP, "step"),
+        Tip(EPOCH, "epoch"),
+        Tip("loss", "training loss", ".4g"),
+        Tip("lr", "learning rate", ".3g"),
+        Tip("mean_grad_corr", "μ(t)", ".3f", missing="not yet: the window of h steps is not full"),
+    ]
 
     def x(title: str | None = None) -> alt.X:
         return epoch_x(AT, title, span)
@@ -92,16 +97,28 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
     learning_rate = hover_line(
         alt.Chart().transform_filter(positive_filter("lr")), x(), lr_y, encoding, step_tips, stroke_width=1.2
     )
-    mu_y = alt.Y("mean_grad_corr:Q", scale=alt.Scale(domain=[-1.05, 1.05], nice=False),
-                 axis=alt.Axis(title="μ(t)", values=[-1, -0.5, 0, 0.5, 1]))
+    mu_y = alt.Y(
+        "mean_grad_corr:Q",
+        scale=alt.Scale(domain=[-1.05, 1.05], nice=False),
+        axis=alt.Axis(title="μ(t)", values=[-1, -0.5, 0, 0.5, 1]),
+    )
     mu = hover_line(
-        alt.Chart().transform_filter(valid_filter("mean_grad_corr")), x("epoch"), mu_y, encoding, step_tips,
+        alt.Chart().transform_filter(valid_filter("mean_grad_corr")),
+        x("epoch"),
+        mu_y,
+        encoding,
+        step_tips,
         stroke_width=1.2,
     )
-    switch_tips, calculate = tooltip([
-        Tip(RUN, "run"), Tip(STEP, "switch step"), Tip(EPOCH, "epoch"), Tip("lr", "largest learning rate", ".3g"),
-        Tip("mean_grad_corr", "μ(t) at the switch", ".3f", missing="not yet: the window of h steps is not full"),
-    ])
+    switch_tips, calculate = tooltip(
+        [
+            Tip(RUN, "run"),
+            Tip(STEP, "switch step"),
+            Tip(EPOCH, "epoch"),
+            Tip("lr", "largest learning rate", ".3g"),
+            Tip("mean_grad_corr", "μ(t) at the switch", ".3f", missing="not yet: the window of h steps is not full"),
+        ]
+    )
     switch_data = inline_values(switches)
     switch_rule = (
         alt.Chart(switch_data)
@@ -141,12 +158,18 @@ def warmup(steps: pl.DataFrame, train: pl.DataFrame) -> Figure:
         chart,
         "Warm-up switch points: what triggered them and what they led to",
         [
-            ("per step: training loss, learning rate (log) and μ(t) (mean of the last h − 1 adjacent-gradient cosines); "
-            "per epoch: accuracy"),
-            ("dot and dashed line: the run's switch point as the data show it, the first step of its largest learning "
-            "rate"),
-            ("GAWU switches where μ(t) first turns from positive to negative; its warmup_epochs is only the latest "
-            "switch it allows"),
+            (
+                "per step: training loss, learning rate (log) and μ(t) (mean of the last h − 1 adjacent-gradient "
+                "cosines); per epoch: accuracy"
+            ),
+            (
+                "dot and dashed line: the run's switch point as the data show it, the first step of its largest "
+                "learning rate"
+            ),
+            (
+                "GAWU switches where μ(t) first turns from positive to negative; its warmup_epochs is only the latest "
+                "switch it allows"
+            ),
         ],
     )
 
