@@ -14,7 +14,7 @@ from typing import Any
 
 from pathgeo.config import figure_experiments
 from pathgeo.figures import figure_options, plot
-from pathgeo.figures.words import experiment_title
+from pathgeo.figures.words import experiment_title, value_words
 
 # Characters that start inline markup in reStructuredText; captions are plain text.
 RST_MARKUP = re.compile(r"([*`|_\\])")
@@ -91,7 +91,7 @@ def figure_caption(
         description = descriptions.get(experiment)
         paragraphs.append(f"Experiment '{experiment_title(experiment)}'" + (f": {description}" if description else "."))
     if width_units:
-        meanings = ", ".join(f"{unit} for {model}" for model, unit in sorted(width_units.items()))
+        meanings = ", ".join(f"{unit} for {value_words('model', model)}" for model, unit in sorted(width_units.items()))
         paragraphs.append(f"Width counts {meanings}.")
     paragraphs.append(
         "The HTML version of the figure opens offline and shows each value on hover; the SVG is the same figure, "

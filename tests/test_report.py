@@ -34,7 +34,7 @@ def test_caption_names_what_the_figure_shows_what_it_reproduces_and_its_experime
     assert paragraphs[0].startswith("The locally optimal learning rate")
     assert paragraphs[1] == "Reproduces: No Wrong Turns, Figure 3."
     assert paragraphs[2] == "Experiment 'architectures': MLP versus residual CNN"
-    assert paragraphs[3] == "Width counts hidden units for mlp, channels for resnet1d."
+    assert paragraphs[3] == "Width counts hidden units for MLP, channels for ResNet-1D."
     html = publish_parts(caption, writer="html")["body"]
     assert html.count("<p>") == len(paragraphs)
 

@@ -163,9 +163,12 @@ def level_sets(landscape: pl.DataFrame, train: pl.DataFrame) -> Figure:
         off = path.get_column("off_plane")
         extent = math.hypot(a_domain[1] - a_domain[0], b_high - b_low)
         log = train.filter(pl.col("run_id") == run_id).sort("epoch").get_column("train_loss")
-        fell = f"objective {log[0]:.4g} in epoch 1, {log[-1]:.4g} in epoch {log.len()}; " if log.len() else ""
+        if log.len():
+            notes.append(
+                f"{dataset}: objective {log[0]:.4g} in epoch 1, {log[-1]:.4g} in epoch {log.len()} (epoch means)"
+            )
         notes.append(
-            f"{dataset}: {fell}the path lies up to {off.max():.3g} (median {off.median():.3g}) off the plane, "
+            f"{dataset}: the path lies up to {off.max():.3g} (median {off.median():.3g}) off the plane, "
             f"{100 * off.max() / extent:.0f}% of its diagonal"
         )
     chart = alt.vconcat(*panels, spacing=SPACING + 12).resolve_scale(color="independent", shape="shared")
@@ -177,8 +180,10 @@ def level_sets(landscape: pl.DataFrame, train: pl.DataFrame) -> Figure:
                 "ground: the objective on the plane through w* along the path's two principal directions, in "
                 f"{LEVELS} bands of equal area"
             ),
-            "line: the path w0 … w* projected on the plane, each point filled with the objective at w_t itself; "
-            "axes to scale",
+            (
+                "line: the path w0 … w* projected on the plane, each point filled with the objective at w_t itself; "
+                "axes to scale"
+            ),
             *notes,
         ],
     )
