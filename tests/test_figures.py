@@ -680,6 +680,9 @@ def test_claims_rows_are_grouped_by_experiment_in_their_order_and_named_in_words
     alone = claims(make_claims(), claims_train().filter(pl.col("run_id") != "r3")).to_dict()
     last = claim_cells(alone)[-1]
     assert last["experiment"] == "other runs" and last["run"] == "Adam, batch size 1024, seed 1"
+    # A claims figure that names no experiments reads no train table (workflow_scripts/figure.py: an empty one).
+    alone = claims(make_claims(), pl.DataFrame()).to_dict()
+    assert {row["experiment"] for row in claim_cells(alone)} == {"all runs"}
 
 
 def test_claims_headers_name_thresholds_colours_are_colour_blind_safe_and_nothing_is_cut() -> None:

@@ -21,8 +21,8 @@ UNDETERMINED = "n/a"
 VERDICT_COLORS = {HOLDS: "#9ecae1", FAILS: "#fdae6b"}
 VERDICT_MARKS = {HOLDS: "", FAILS: "× "}
 CELL_WIDTH, ROW_HEIGHT = 92, 19
-# The group of the runs of no experiment the figure names.
-OTHER_RUNS = "other runs"
+# The group of the runs of no experiment the figure names, and the one group of a figure that names none.
+OTHER_RUNS, ALL_RUNS = "other runs", "all runs"
 # Factors a group's rows are sorted by, so that levels read in order (batch size 32, 64, 128, 256).
 ROW_ORDER = ["dataset", "model", "width", "optimizer", "batch_size", "schedule", "warmup_epochs", "peak_lr", "seed"]
 
@@ -82,11 +82,17 @@ def grouped(claims: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
     """The claims rows of each experiment of the train tables, in their order (a run in several experiments is a row
     of each, named as there), then the runs of none (OTHER_RUNS), each group sorted by factor. A run whose label is a
     description is named briefly: its group heading says what it is a run of."""
-    experiments = train.get_column("experiment").unique(maintain_order=True).to_list() if "experiment" in train else []
-    members = train.select("experiment", "run_id", "label").unique(["experiment", "run_id"], maintain_order=True)
+    # A claims figure that names no experiments reads no train table: its runs are one group.
+    named = "experiment" in train.columns
+    members = (
+        train.select("experiment", "run_id", "label").unique(["experiment", "run_id"], maintain_order=True)
+        if named
+        else pl.DataFrame(schema={"experiment": pl.String, "run_id": pl.String, "label": pl.String})
+    )
+    experiments = members.get_column("experiment").unique(maintain_order=True).to_list()
     groups = [(experiment, members.filter(pl.col("experiment") == experiment)) for experiment in experiments]
     rest = claims.filter(~pl.col("run_id").is_in(members.get_column("run_id").to_list()))
-    groups.append((OTHER_RUNS, rest.select("run_id", "label")))
+    groups.append((OTHER_RUNS if named else ALL_RUNS, rest.select("run_id", "label")))
     order = [c for c in ROW_ORDER if c in claims.columns]
     parts = [
         sorted_by_levels(
