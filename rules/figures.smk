@@ -23,14 +23,6 @@ config["report_captions"] = {
 }
 
 
-def figure_words(wildcards):
-    return figure_title(wildcards.name)
-
-
-def figure_labels(view):
-    return lambda wildcards: {"figure": figure_title(wildcards.name), "view": view}
-
-
 rule figure:
     input:
         unpack(figure_tables),
@@ -41,15 +33,15 @@ rule figure:
             "results/figures/{name}.html",
             caption="../report/figure.rst",
             category=figure_category,
-            subcategory=figure_words,
-            labels=figure_labels("interactive (HTML)"),
+            subcategory=lambda wildcards: figure_title(wildcards.name),
+            labels=lambda wildcards: {"figure": figure_title(wildcards.name), "view": "interactive (HTML)"},
         ),
         image=report(
             "results/figures/{name}.svg",
             caption="../report/figure.rst",
             category=figure_category,
-            subcategory=figure_words,
-            labels=figure_labels("static (SVG)"),
+            subcategory=lambda wildcards: figure_title(wildcards.name),
+            labels=lambda wildcards: {"figure": figure_title(wildcards.name), "view": "static (SVG)"},
         ),
     params:
         figure=lambda wildcards: config["figures"][wildcards.name],
