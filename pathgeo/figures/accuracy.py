@@ -32,9 +32,9 @@ SPLITS = {"val_accuracy": "validation", "train_accuracy": "training"}
 
 def accuracy(train: pl.DataFrame, color: str = BY_RUN) -> Figure:
     """Validation and training accuracy after each epoch: a row of two panels (validation, training) per experiment,
-    on one shared axis, each run a line coloured by the experiment's factor (by `color` where given: one colour per
-    factor level, as in every figure; runs of one colour that differ in their seed or width dashed apart); runs
-    without an accuracy (the synthetic objectives) are left out."""
+    on one accuracy axis (each experiment over its own epochs), each run a line coloured by the experiment's factor
+    (by `color` where given: one colour per factor level, as in every figure; runs of one colour that differ in their
+    seed or width dashed apart); runs without an accuracy (the synthetic objectives) are left out."""
     require_columns(train, "train", ["experiment", "run_id", "label", "epoch", "train_accuracy", "val_accuracy"])
     measured = train.filter(pl.col("val_accuracy").is_not_null())
     if measured.is_empty():
@@ -50,7 +50,6 @@ def accuracy(train: pl.DataFrame, color: str = BY_RUN) -> Figure:
         .with_columns(pl.col("split").replace_strict(SPLITS), (pl.col("accuracy") * 100).alias("percent"))
     )
     scale = linear_scale(long, ["percent"], pad=0.02)
-    x_domain = epoch_domain(long)
     rows = []
     for experiment in long.get_column("experiment").unique(maintain_order=True).to_list():
         runs = with_series(long.filter(pl.col("experiment") == experiment))
@@ -66,7 +65,8 @@ def accuracy(train: pl.DataFrame, color: str = BY_RUN) -> Figure:
             ]
             layers = hover_line(
                 alt.Chart().transform_filter(level_filter("split", split)),
-                epoch_x(domain=x_domain),
+                # Each experiment over its own epochs (15 of the architectures beside 30: no empty half).
+                epoch_x(domain=epoch_domain(runs)),
                 alt.Y("percent:Q", title=f"{split} accuracy (%)", scale=scale),
                 line_encoding(drawn),
                 tips,
@@ -94,8 +94,8 @@ def caption(color: str = BY_RUN) -> str:
         "The accuracy after each epoch, from the runs' train logs: on the validation set (the held-out split of the "
         "dataset, left) and over the epoch's training minibatches as they were trained (right), one row per "
         f"experiment, coloured by {by} (the same colours as in the other figures; runs that differ in their seed or "
-        "width dashed apart), all panels on one axis. The geometry figures describe these same runs: this says how "
-        "well each one trained."
+        "width dashed apart), all panels on one accuracy axis. The geometry figures describe these same runs: this says "
+        "how well each one trained."
     )
 
 
