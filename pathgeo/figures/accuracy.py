@@ -94,8 +94,8 @@ def caption(color: str = BY_RUN) -> str:
         "The accuracy after each epoch, from the runs' train logs: on the validation set (the held-out split of the "
         "dataset, left) and over the epoch's training minibatches as they were trained (right), one row per "
         f"experiment, coloured by {by} (the same colours as in the other figures; runs that differ in their seed or "
-        "width dashed apart), all panels on one accuracy axis. The geometry figures describe these same runs: this says "
-        "how well each one trained."
+        "width dashed apart), all panels on one accuracy axis. The geometry figures describe these same runs: this "
+        "says how well each one trained."
     )
 
 
