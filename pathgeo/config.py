@@ -352,12 +352,9 @@ def build_plan(config: dict[str, Any]) -> Plan:
     agreed = {name: {run_id: _agreed(run_id, name, by_run[name]) for run_id, by_run in settings.items()}
               for name in RUN_SETTINGS}
     for fig_name, fig in config.get("figures", {}).items():
-        needs_experiment = plot(fig["plot"]).table != "claims"
-        if needs_experiment != ("experiment" in fig):
-            raise ConfigError(
-                f"figures.{fig_name}.experiment",
-                f"plot '{fig['plot']}' " + ("draws an experiment: name one" if needs_experiment else "draws every run: remove it"),
-            )
+        # A claims figure draws every run; the experiments it may name only group its rows.
+        if plot(fig["plot"]).table != "claims" and "experiment" not in fig:
+            raise ConfigError(f"figures.{fig_name}.experiment", f"plot '{fig['plot']}' draws an experiment: name one")
         for exp_name in figure_experiments(fig):
             if exp_name not in experiments:
                 raise ConfigError(

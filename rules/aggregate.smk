@@ -34,7 +34,7 @@ rule claims:
             "results/tables/claims.csv",
             caption="../report/claims.rst",
             category="all runs",
-            subcategory="claims",
+            subcategory="Claims",
             labels={"table": "claims", "view": "table (CSV)"},
         ),
     params:

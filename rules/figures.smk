@@ -1,3 +1,8 @@
+from types import SimpleNamespace
+
+from pathgeo.report import figure_title
+
+
 rule vega_bundle:
     input:
         library=library("figures/save.py"),
@@ -11,6 +16,13 @@ rule vega_bundle:
         "../workflow_scripts/vega_bundle.py"
 
 
+# The report's captions, where report/figure.rst reads them (snakemake.config): as a rule's params, each would show a
+# second time, escaped, under the report's "Job parameters".
+config["report_captions"] = {
+    name: figure_caption(SimpleNamespace(name=name)) for name in config["figures"]
+}
+
+
 rule figure:
     input:
         unpack(figure_tables),
@@ -21,19 +33,18 @@ rule figure:
             "results/figures/{name}.html",
             caption="../report/figure.rst",
             category=figure_category,
-            subcategory="{name}",
-            labels={"figure": "{name}", "view": "interactive (HTML)"},
+            subcategory=lambda wildcards: figure_title(wildcards.name),
+            labels=lambda wildcards: {"figure": figure_title(wildcards.name), "view": "interactive (HTML)"},
         ),
         image=report(
             "results/figures/{name}.svg",
             caption="../report/figure.rst",
             category=figure_category,
-            subcategory="{name}",
-            labels={"figure": "{name}", "view": "static (SVG)"},
+            subcategory=lambda wildcards: figure_title(wildcards.name),
+            labels=lambda wildcards: {"figure": figure_title(wildcards.name), "view": "static (SVG)"},
         ),
     params:
         figure=lambda wildcards: config["figures"][wildcards.name],
-        caption=figure_caption,
     log:
         "logs/figures/{name}.log",
     conda:

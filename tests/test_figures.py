@@ -6,6 +6,7 @@ import functools
 import inspect
 import json
 import math
+import operator
 import os
 import random
 from collections.abc import Callable
@@ -27,15 +28,17 @@ from pathgeo.figures.gamma_band import gamma_band
 from pathgeo.figures.gamma_correlation import CORRELATION_SERIES, GAMMA_SERIES, gamma_correlation
 from pathgeo.figures.grad_correlation import grad_correlation
 from pathgeo.figures.level_sets import level_sets
-from pathgeo.figures.lolr import TAKEN, lolr
+from pathgeo.figures.lolr import TAKEN, TAKEN_BY_ALL, TAKEN_DASH, lolr
 from pathgeo.figures.mu_lr import mu_lr
 from pathgeo.figures.random_walk import ANALYTIC, MEASURED, random_walk
 from pathgeo.figures.rsi_eb_gamma import rsi_eb_gamma
 from pathgeo.figures.save import save
 from pathgeo.figures.sign_flip import RANDOM_SIGN_FLIPS, sign_flip
-from pathgeo.figures.style import BAND_OPACITY, SERIES, Figure, metric_title, readable
+from pathgeo.figures.style import BAND_OPACITY, COLOR_LEVEL, CONTEXT_COLOR, DASH_LEVEL, NEUTRAL_COLOR, Figure
 from pathgeo.figures.synthetic import synthetic
+from pathgeo.figures.tables import EPOCH, SERIES
 from pathgeo.figures.warmup import warmup
+from pathgeo.figures.words import metric_title, run_name
 
 EPOCH_METRICS = [
     "rsi",
@@ -194,8 +197,8 @@ def make_steps(datasets: tuple[str, ...] = ("alm", "sm"), total: int = 60) -> pl
                 "run_id": run["run_id"],
                 "label": run["label"],
                 "reference": "final",
-                "budget": 1,
-                "epoch": 0,
+                "budget": total // 10,
+                "epoch": step // 10,
                 "step": step,
                 "steps_to_reference": remaining,
                 **run_factors(run, dataset),
@@ -204,6 +207,38 @@ def make_steps(datasets: tuple[str, ...] = ("alm", "sm"), total: int = 60) -> pl
             row |= {"gamma": gamma, "rsi": 2.0 * gamma}
             rows.append(row)
     return pl.DataFrame(rows)
+
+
+def make_run_steps(
+    runs: list[dict[str, Any]] = RUNS, references: tuple[str, ...] = ("final",), steps: int = STEPS_PER_EPOCH
+) -> pl.DataFrame:
+    """Per-step rows of these runs as the steps table holds them: every metric, each epoch's values around the
+    epoch means of `make_epochs` (μ(t) undefined for the first 4 steps, as before its window is full)."""
+    rng = random.Random(3)
+    rows = []
+    for run in runs:
+        for reference in references:
+            budget = N_EPOCHS if reference == "final" else int(reference.removeprefix("epoch"))
+            for epoch in range(budget):
+                means = epoch_values(epoch, rng)
+                for k in range(steps):
+                    step = epoch * steps + k
+                    row: dict[str, Any] = {
+                        "experiment": "test",
+                        "run_id": run["run_id"],
+                        "label": run["label"],
+                        "reference": reference,
+                        "budget": budget,
+                        "epoch": epoch,
+                        "step": step,
+                        "steps_to_reference": budget * steps - step,
+                        **run_factors(run),
+                    }
+                    row |= {m: v * (1 + 0.2 * (k / max(steps - 1, 1) - 0.5)) for m, v in means.items()}
+                    if step < 4:
+                        row["mean_grad_corr"] = None
+                    rows.append(row)
+    return pl.DataFrame(rows, schema_overrides={"step_scale": pl.Float64}, infer_schema_length=None)
 
 
 def make_matrices(runs: list[dict[str, Any]] = RUNS[:2], h: int = 5) -> pl.DataFrame:
@@ -336,6 +371,17 @@ def make_landscape(datasets: tuple[str, ...] = ("alm", "sm"), points: int = 5, s
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def landscape_train(datasets: tuple[str, ...] = ("alm", "sm")) -> pl.DataFrame:
+    """The train logs of `make_landscape`'s runs: an objective that falls from epoch to epoch."""
+    return pl.DataFrame(
+        [
+            {"run_id": f"{dataset}-0", "epoch": epoch, "train_loss": 100.0 / (epoch + 1), "val_loss": 90.0 / (epoch + 1)}
+            for dataset in datasets
+            for epoch in range(2)
+        ]
+    )
+
+
 def make_claims() -> pl.DataFrame:
     rows = []
     for index, run in enumerate(RUNS):
@@ -412,14 +458,14 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
         "distance": distance(epochs, color="optimizer"),
         "synthetic": synthetic(steps),
         "random_walk": random_walk(steps),
-        "claims": claims(make_claims()),
-        "grad_correlation": grad_correlation(epochs),
+        "claims": claims(make_claims(), make_train()),
+        "grad_correlation": grad_correlation(make_run_steps()),
         "correlation_matrices": correlation_matrices(make_matrices()),
-        "sign_flip": sign_flip(epochs),
-        "gamma_correlation": gamma_correlation(epochs),
+        "sign_flip": sign_flip(make_run_steps()),
+        "gamma_correlation": gamma_correlation(make_run_steps()),
         "warmup": warmup(make_warmup_steps(), make_train(runs=WARMUP_RUNS)),
         "accuracy": accuracy(make_train()),
-        "level_sets": level_sets(make_landscape()),
+        "level_sets": level_sets(make_landscape(), landscape_train()),
         "mu_lr": mu_lr(make_warmup_steps()),
         "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
         "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
@@ -451,9 +497,18 @@ def option_example(entry: Any, option: str) -> Any:
     return {"color": "optimizer"}[option]
 
 
+def panels_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels of a figure of small multiples (pathgeo.figures.style.band_grid), in order."""
+    for key in ("concat", "hconcat", "vconcat"):
+        if key in spec:
+            return [panel for child in spec[key] for panel in (panels_of(child) if "layer" not in child else [child])]
+    return [spec]
+
+
 def test_gamma_band_colours_by_factor_and_bands_min_max(epochs: pl.DataFrame) -> None:
     spec = gamma_band(epochs, color="optimizer").to_dict()
-    assert fields(spec, "color") == {"optimizer"}
+    assert fields(spec, "color") == {COLOR_LEVEL}
+    assert {row[COLOR_LEVEL] for row in dataset_rows(spec)} == {"SGD", "SGD with momentum", "Adam"}
     assert "gamma_min" in fields(spec, "y") and fields(spec, "y2") == {"gamma_max"}
     assert "gamma_mean" in fields(spec, "y")
     assert fields(spec, "detail") == {SERIES}
@@ -465,27 +520,30 @@ def test_gamma_band_colours_by_factor_and_bands_min_max(epochs: pl.DataFrame) ->
 
 def test_gamma_band_numeric_factor_sorts_numerically_and_facets(epochs: pl.DataFrame) -> None:
     spec = gamma_band(epochs, color="batch_size", facet="optimizer", metric="gamma_wd").to_dict()
-    assert fields(spec, "color") == {"batch_size"}
+    assert fields(spec, "color") == {COLOR_LEVEL}
     assert all(color["sort"] == ["64", "128", "1024"] for color in encodings(spec, "color"))
-    assert {row["batch_size"] for row in dataset_rows(spec)} == {"64", "128", "1024"}
-    assert spec["facet"]["column"]["field"] == "optimizer"
+    assert {row[COLOR_LEVEL] for row in dataset_rows(spec)} == {"64", "128", "1024"}
+    # One panel per optimizer, named in words, in the order of every figure (SGD, momentum, Adam).
+    assert [panel["title"]["text"] for panel in panels_of(spec)] == ["SGD", "SGD with momentum", "Adam"]
     assert fields(spec, "y2") == {"gamma_wd_max"}
 
 
 def test_gamma_band_seed_is_unordered_and_numeric_facet_sorts_numerically(epochs: pl.DataFrame) -> None:
     widths = epochs.with_columns(pl.col("batch_size").alias("width"))
     spec = gamma_band(widths, color="seed", facet="width").to_dict()
-    assert {color["type"] for color in encodings(spec, "color")} == {"nominal"}
-    assert spec["facet"]["column"]["sort"] == ["64", "128", "1024"]
+    (scale,) = {json_key(color["scale"]) for color in encodings(spec, "color") if "field" in color}
+    assert "range" in json.loads(scale) and "scheme" not in json.loads(scale)
+    assert [panel["title"]["text"] for panel in panels_of(spec)] == ["width 64", "width 128", "width 1024"]
     ordered = gamma_band(epochs, color="batch_size").to_dict()
-    assert {color["type"] for color in encodings(ordered, "color")} == {"ordinal"}
+    (scale,) = {json_key(color["scale"]) for color in encodings(ordered, "color") if "field" in color}
+    assert json.loads(scale)["scheme"]["name"] == "viridis"
 
 
 def test_gamma_band_one_line_per_run_and_reference() -> None:
     epochs = make_epochs(RUNS[:1], references=("final", "epoch3"))
     spec = gamma_band(epochs, color="budget").to_dict()
     assert {row[SERIES] for row in dataset_rows(spec)} == {"r1 · final", "r1 · epoch3"}
-    assert all(color["sort"] == ["3", str(N_EPOCHS)] for color in encodings(spec, "color"))
+    assert all(color["sort"] == ["3", str(N_EPOCHS)] for color in encodings(spec, "color") if "field" in color)
 
 
 def test_rsi_eb_gamma_stacks_three_panels_with_log_eb(epochs: pl.DataFrame) -> None:
@@ -504,13 +562,15 @@ def test_rsi_eb_gamma_stacks_three_panels_with_log_eb(epochs: pl.DataFrame) -> N
 
 def test_lolr_log_scale_and_actual_lr(epochs: pl.DataFrame) -> None:
     spec = lolr(epochs, color="optimizer").to_dict()
-    assert {"lolr_mean", "lolr_q25", "step_lr"} <= fields(spec, "y")
-    assert all(encoding["scale"]["type"] == "log" for encoding in encodings(spec, "y"))
-    assert fields(spec, "strokeDash") == {"quantity"}
-    assert fields(spec, "color") == {"optimizer"}
-    # Non-positive quantiles cannot sit on a log axis: the band filters them.
-    filters = [node["filter"] for node in walk(spec) if "filter" in node]
-    assert any("lolr_q25" in str(f) and "> 0" in str(f) for f in filters)
+    # The band is min–max over the epoch's steps, as in every figure (it was interquartile, issue 19).
+    assert {"lolr_mean", "lolr_min_drawn", "step_lr"} <= fields(spec, "y") and fields(spec, "y2") == {"lolr_max"}
+    assert all(encoding["scale"]["type"] == "log" for encoding in encodings(spec, "y") if "field" in encoding)
+    marks = [node["mark"] for node in walk(spec) if isinstance(node.get("mark"), dict)]
+    assert any(mark.get("strokeDash") == TAKEN_DASH for mark in marks)
+    assert fields(spec, "color") == {COLOR_LEVEL}
+    # A band whose low is 0 or less cannot sit on a log axis: it is drawn down to the axis's bottom.
+    calculations = [node["calculate"] for node in walk(spec) if "calculate" in node]
+    assert any("lolr_min" in c and "?" in c for c in calculations)
 
 
 def test_distance_log_scale_without_empty_decades(epochs: pl.DataFrame) -> None:
@@ -529,22 +589,28 @@ def test_distance_log_scale_without_empty_decades(epochs: pl.DataFrame) -> None:
 def test_synthetic_grid_has_rsi_and_gamma_rows_per_objective(steps: pl.DataFrame) -> None:
     spiky = steps.with_columns(pl.when(pl.col("step") % 20 == 7).then(2800.0).otherwise(pl.col("rsi")).alias("rsi"))
     spec = synthetic(spiky).to_dict()
-    rsi_row, gamma_row = (row["hconcat"] for row in spec["vconcat"])
-    assert [panel["title"]["text"] for panel in rsi_row] == ["objective: alm", "objective: sm"]
-    for panel, objective in zip(rsi_row, ("alm", "sm")):
-        assert fields(panel, "y") == {"rsi"}
+    alm, sm = (column["vconcat"] for column in spec["hconcat"])
+    # The objectives named in words (issue 19: "objective: alm").
+    assert [column[0]["title"]["text"] for column in (alm, sm)] == [
+        "Asymmetric Linear Model (ALM)",
+        "Sinusoidal Mixture (SM)",
+    ]
+    for column, objective, data in zip((alm, sm), ("alm", "sm"), spec["hconcat"]):
+        rsi_panel, gamma_panel = column
+        assert fields(rsi_panel, "y") == {"rsi"} and fields(gamma_panel, "y") == {"gamma"}
+        rows = spec["datasets"][data["data"]["name"]]
         # Symmetric log (issue 12: SM's spikes up to 2,800 hid the negative values on a linear axis), linear within
-        # the median magnitude around 0.
-        (scale,) = {json_key(s) for s in y_scales(panel)}
-        rsi = spiky.filter(pl.col("dataset") == objective).get_column("rsi")
-        assert json.loads(scale) == {"type": "symlog", "constant": pytest.approx(rsi.abs().median())}
-        rows = spec["datasets"][panel["data"]["name"]]
+        # the median magnitude around 0 of the steps drawn.
+        (scale,) = {json_key(s) for s in y_scales(rsi_panel)}
+        drawn = pl.DataFrame(rows).get_column("rsi")
+        assert json.loads(scale) == {"type": "symlog", "constant": pytest.approx(drawn.abs().median())}
         assert {row["dataset"] for row in rows} == {objective}
         assert any(row["rsi"] < 0 for row in rows)
-    for panel in gamma_row:
-        assert fields(panel, "y") == {"gamma"}
-        assert all(scale == {"zero": False} for scale in y_scales(panel))
-    assert all(any(encoding.get("datum") == 0 for encoding in encodings(panel, "y")) for panel in rsi_row + gamma_row)
+        # The last epoch before w* is left out (issue 19: SM's last steps read γ = 1 and RSI = 50).
+        assert max(row["epoch"] for row in rows) == rows[0]["budget"] - 2
+        assert all(scale == {"zero": False} for scale in y_scales(gamma_panel))
+        assert all(any(encoding.get("datum") == 0 for encoding in encodings(panel, "y")) for panel in column)
+    assert any("γ < 0 on" in line for line in spec["title"]["subtitle"])
 
 
 def test_random_walk_analytic_curve_is_inverse_square_root(steps: pl.DataFrame) -> None:
@@ -556,9 +622,17 @@ def test_random_walk_analytic_curve_is_inverse_square_root(steps: pl.DataFrame) 
         assert gamma == pytest.approx(remaining**-0.5)
     measured = [row for row in rows if row["source"] == MEASURED]
     assert measured and all(row["gamma"] > 0 for row in measured)
-    assert all(encoding["scale"]["type"] == "log" for encoding in encodings(spec, "x") + encodings(spec, "y"))
-    (color_scale,) = {str(encoding["scale"]["domain"]) for encoding in encodings(spec, "color")}
-    assert MEASURED in color_scale and ANALYTIC in color_scale
+    assert all(
+        encoding["scale"]["type"] == "log"
+        for encoding in encodings(spec, "x") + encodings(spec, "y")
+        if "field" in encoding
+    )
+    # The measured points are drawn over the analytic line (issue 19: it covered them), and the legend shows a point
+    # for the points and a line for the line.
+    layers = [mark_type(layer) for layer in spec["layer"]]
+    assert layers.index("line") < layers.index("circle")
+    assert [e["scale"]["domain"] for e in encodings(spec, "color") if "field" in e] == [[MEASURED]]
+    assert [e["scale"]["domain"] for e in encodings(spec, "stroke") if "field" in e] == [[ANALYTIC]]
     # The negative γ of the test steps cannot be drawn on a log axis, and the figure says so.
     assert "not drawn" in str(spec["title"]["subtitle"])
 
@@ -569,36 +643,66 @@ def test_random_walk_handles_more_rows_than_altairs_default_limit() -> None:
     assert len(dataset_rows(spec)) > 5000
 
 
+def claims_train(experiments: tuple[str, ...] = ("optimizers",)) -> pl.DataFrame:
+    """Train tables of the claims' runs, labelled within their experiment by optimizer."""
+    return make_train(experiments, [{**run, "label": f"optimizer={run['optimizer']}"} for run in RUNS])
+
+
+def claim_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in dataset_rows(spec) if "verdict" in row]
+
+
 def test_claims_cells_show_value_and_verdict() -> None:
-    spec = claims(make_claims()).to_dict()
-    rows = dataset_rows(spec)
+    spec = claims(make_claims(), claims_train()).to_dict()
+    rows = claim_cells(spec)
     assert len(rows) == len(RUNS) * len(CLAIM_CELLS)
-    cell = {(row["run"], row["property"]): row for row in rows}
-    first = cell[("mlp sgd bs64", "γ > 0 on ≥ 95% of steps")]
+    cell = {(row["run"], row["property_text"]): row for row in rows}
+    first = cell[("SGD", "γ > 0 on ≥ 95% of steps")]
     assert first["value"] == "99.0%" and first["verdict"] == HOLDS and first["text"] == "99.0%"
-    assert cell[("mlp adam bs1024", "RSI / EB trend: |ρ| ≥ 0.7 or CV ≤ 0.5")]["verdict"] == FAILS
-    assert cell[("mlp momentum bs128", "γ stable: CV of epoch means ≤ 0.5")]["text"] == "× 0.40"
+    assert cell[("Adam", "RSI / EB trend: |ρ| ≥ 0.7 or CV ≤ 0.5")]["verdict"] == FAILS
+    assert cell[("SGD with momentum", "γ stable: CV of epoch means ≤ 0.5")]["text"] == "× 0.40"
     assert fields(spec, "color") == {"verdict"}
     assert fields(spec, "text") == {"text"}
+    # The printed value carries its cell's tooltip: it covered the cell and blocked it (issue 19).
+    texts = [node for node in walk(spec) if mark_type(node) == "text" and "tooltip" in node.get("encoding", {})]
+    assert texts
+
+
+def test_claims_rows_are_grouped_by_experiment_in_their_order_and_named_in_words() -> None:
+    """The rows read "walk walk sgd lr=1 …", sorted alphabetically (issue 19)."""
+    train = pl.concat([claims_train(("seeds",)), claims_train(("optimizers",))], how="diagonal_relaxed")
+    spec = claims(make_claims(), train).to_dict()
+    groups = [panel["title"]["text"] for panel in spec["vconcat"] if "title" in panel]
+    assert groups == ["seeds", "optimizers"]
+    first = [row["run"] for row in claim_cells(spec) if row["experiment"] == "optimizers"][:: len(CLAIM_CELLS)]
+    assert first == ["SGD", "SGD with momentum", "Adam"]
+    # A run of no experiment the figure names comes last, named by its factors.
+    alone = claims(make_claims(), claims_train().filter(pl.col("run_id") != "r3")).to_dict()
+    last = claim_cells(alone)[-1]
+    assert last["experiment"] == "other runs" and last["run"] == "Adam, batch size 1024, seed 1"
+    # A claims figure that names no experiments reads no train table (workflow_scripts/figure.py: an empty one).
+    alone = claims(make_claims(), pl.DataFrame()).to_dict()
+    assert {row["experiment"] for row in claim_cells(alone)} == {"all runs"}
 
 
 def test_claims_headers_name_thresholds_colours_are_colour_blind_safe_and_nothing_is_cut() -> None:
     table = make_claims().with_columns(pl.lit(0.99).alias("min_frac_steps_gamma_positive"))
-    spec = claims(table).to_dict()
-    x, y = encodings(spec, "x")[0], encodings(spec, "y")[0]
-    assert x["sort"][0] == "γ > 0 on ≥ 99% of steps"  # the threshold comes from the table
-    assert x["axis"]["labelLimit"] == 0 and y["axis"]["labelLimit"] == 0
-    (color,) = encodings(spec, "color")
+    spec = claims(table, claims_train()).to_dict()
+    x = encodings(spec, "x")[0]
+    assert x["sort"][0] == "γ > 0 on\n≥ 99% of steps"  # the threshold comes from the table
+    assert all(y["axis"]["labelLimit"] == 0 for y in encodings(spec, "y") if "field" in y and y.get("axis"))
+    (color,) = {json_key(c) for c in encodings(spec, "color") if "field" in c}
     # Blue and orange, not a red-green pair; only the verdicts that occur are in the legend.
-    assert color["scale"] == {"domain": [HOLDS, FAILS], "range": [VERDICT_COLORS[HOLDS], VERDICT_COLORS[FAILS]]}
+    expected = {"domain": [HOLDS, FAILS], "range": [VERDICT_COLORS[HOLDS], VERDICT_COLORS[FAILS]]}
+    assert json.loads(color)["scale"] == expected
     all_hold = make_claims().with_columns(pl.col("^holds_.*$").replace_strict({False: True}, default=True))
-    (color,) = encodings(claims(all_hold).to_dict(), "color")
-    assert color["scale"]["domain"] == [HOLDS]
+    (color,) = {json_key(c) for c in encodings(claims(all_hold, claims_train()).to_dict(), "color") if "field" in c}
+    assert json.loads(color)["scale"]["domain"] == [HOLDS]
     mixed = make_claims().with_columns(
         pl.when(pl.col("run_id") == "r1").then(0.8).otherwise(0.5).alias("max_gamma_epoch_cv")
     )
     with pytest.raises(ValueError, match="different thresholds"):
-        claims(mixed)
+        claims(mixed, claims_train())
 
 
 def test_new_metrics_have_titles() -> None:
@@ -607,52 +711,65 @@ def test_new_metrics_have_titles() -> None:
     assert metric_title("perp_corr_lag") == "perp_corr_lag"
 
 
-def test_grad_correlation_loss_beside_correlation_once_per_run() -> None:
-    epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
-    spec = grad_correlation(epochs).to_dict()
-    loss, correlation = spec["hconcat"]
+def test_grad_correlation_loss_above_correlation_once_per_run() -> None:
+    steps = make_run_steps(RUNS[:2], references=("final", "epoch3"))
+    spec = grad_correlation(steps).to_dict()
+    loss, correlation = spec["vconcat"]
     assert fields(loss, "y") == {"loss_mean"}
-    # Fitted to the data (issue 12: an axis from 1 to 10 for losses in 1.1–3 hid them).
+    # Fitted to the data, linear (issue 19: a log scale over 1.1–2.4 added nothing).
     losses = [row["loss_mean"] for row in dataset_rows(spec)]
     for scale in y_scales(loss):
-        assert scale["type"] == "log" and scale["nice"] is False
-        assert min(losses) / 1.05 == pytest.approx(scale["domain"][0]) and max(losses) * 1.05 == pytest.approx(
-            scale["domain"][1]
-        )
+        assert "type" not in scale and scale["nice"] is False
+        assert scale["domain"][0] < min(losses) and max(losses) < scale["domain"][1]
     assert fields(correlation, "y") == {"mean_grad_corr_mean"}
-    assert all(scale == {"domain": [-1, 1]} for scale in y_scales(correlation))
-    # The panels line up, though μ(t) is undefined for the first steps (the correlation panel drew from epoch 4).
+    # μ = 1 sat on the top frame and vanished (issue 19): the axis has a margin beyond ±1.
+    assert all(scale["domain"] == [-1.05, 1.05] for scale in y_scales(correlation))
+    # Every epoch, the last one too: loss and μ(t) need no w* (issue 19: they stopped at epoch 18 of 20).
     (x_domain,) = {tuple(encoding["scale"]["domain"]) for encoding in encodings(spec, "x")}
-    assert x_domain == (0, N_EPOCHS - 1)
+    assert x_domain == (1, N_EPOCHS)
     assert any(encoding.get("datum") == 0 for encoding in encodings(correlation, "y"))
-    assert fields(spec, "color") == {"run"}
+    assert fields(spec, "color") == {COLOR_LEVEL}
     rows = dataset_rows(spec)
-    # The G-only columns repeat for every reference: one copy per run and epoch.
+    # The G-only columns repeat for every reference: one copy per run and epoch, the epoch's mean over its steps.
     assert {row["reference"] for row in rows} == {"final"}
     assert sorted((row["run_id"], row["epoch"]) for row in rows) == [
         (run["run_id"], epoch) for run in RUNS[:2] for epoch in range(N_EPOCHS)
     ]
-    by_optimizer = grad_correlation(epochs, color="batch_size").to_dict()
-    assert fields(by_optimizer, "color") == {"batch_size"}
-    assert "batch size" in by_optimizer["title"]["text"]
+    first = next(row for row in rows if row["run_id"] == "r1" and row["epoch"] == 0)
+    expected = steps.filter((pl.col("run_id") == "r1") & (pl.col("epoch") == 0) & (pl.col("reference") == "final"))
+    assert first["loss_mean"] == pytest.approx(expected.get_column("loss").mean())
+    by_batch = grad_correlation(steps, color="batch_size").to_dict()
+    assert "batch size" in by_batch["title"]["text"]
+
+
+def test_grad_correlation_says_where_a_window_starts_late() -> None:
+    """At batch 2000 an epoch is two steps: μ(t), a mean over h steps, starts in epoch 3, and the figure says why
+    (issue 19)."""
+    spec = grad_correlation(make_run_steps(RUNS[:1], steps=2), color="batch_size").to_dict()
+    assert any("starts in epoch 3 at batch size 64" in line for line in spec["title"]["subtitle"])
 
 
 def matrix_panels(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return [row["hconcat"] for row in spec["vconcat"]]
 
 
+def labelled_matrices() -> pl.DataFrame:
+    return make_matrices().with_columns(pl.format("optimizer={}", pl.col("optimizer")).alias("label"))
+
+
 def test_correlation_matrices_default_first_middle_last_per_run() -> None:
-    spec = correlation_matrices(make_matrices()).to_dict()
-    assert [row["title"]["text"] for row in spec["vconcat"]] == sorted(run["label"] for run in RUNS[:2])
-    for row, run in zip(matrix_panels(spec), sorted(RUNS[:2], key=lambda run: run["label"])):
-        assert [panel["title"]["text"] for panel in row] == ["epoch 0", "epoch 2", "epoch 4"]
+    spec = correlation_matrices(labelled_matrices()).to_dict()
+    # Runs named in words, epochs and steps counted from 1 (issue 19).
+    assert [row["title"]["text"] for row in spec["vconcat"]] == ["SGD", "SGD with momentum"]
+    for row, run in zip(matrix_panels(spec), RUNS[:2]):
+        assert [panel["title"]["text"] for panel in row] == ["epoch 1", "epoch 3", "epoch 5"]
         for panel, epoch in zip(row, (0, 2, 4)):
             cells = spec["datasets"][panel["data"]["name"]]
             assert len(cells) == 25
             assert {(cell["run_id"], cell["epoch"]) for cell in cells} == {(run["run_id"], epoch)}
             first_off_diagonal = next(cell for cell in cells if (cell["i"], cell["j"]) == (0, 1))
             assert first_off_diagonal["corr"] == pytest.approx(-0.9)
-            assert first_off_diagonal["step_j"] == epoch * STEPS_PER_EPOCH + 1
+            assert first_off_diagonal["step_j"] == epoch * STEPS_PER_EPOCH + 2
     colors = [encoding for encoding in encodings(spec, "color") if "field" in encoding]
     assert len(colors) == 6 and all(color == colors[0] for color in colors)
     assert colors[0]["field"] == "corr" and colors[0]["title"]
@@ -668,57 +785,71 @@ def test_correlation_matrices_default_first_middle_last_per_run() -> None:
         "title": "entries of opposite sign",
         "type": "quantitative",
     } in tooltips
+    # The printed value carries its cell's tooltip: it covered the cell and blocked it (issue 19).
+    assert all("tooltip" in node["encoding"] for node in walk(spec) if mark_type(node) == "text")
 
 
 def test_correlation_matrices_replace_missing_epochs_by_the_nearest() -> None:
     spec = correlation_matrices(make_matrices(RUNS[:1]), epochs=[1, 4, 10]).to_dict()
     (row,) = matrix_panels(spec)
-    # 1 lies between 0 and 2 (ties go to the earlier); 10 lies beyond the last, 4.
-    assert [panel["title"]["text"] for panel in row] == ["epoch 0 (nearest to 1)", "epoch 4 (nearest to 10)"]
+    # 1 lies between 0 and 2 (ties go to the earlier); 10 lies beyond the last, 4. The option counts from 0 as the
+    # tables do; the figure counts from 1.
+    assert [panel["title"]["text"] for panel in row] == ["epoch 1 (nearest to 2)", "epoch 5 (nearest to 11)"]
     assert [{cell["epoch"] for cell in spec["datasets"][panel["data"]["name"]]} for panel in row] == [{0}, {4}]
     with pytest.raises(ValueError, match="epochs is empty"):
         correlation_matrices(make_matrices(), epochs=[])
 
 
-def test_correlation_matrices_keep_runs_sharing_a_label_apart() -> None:
-    matrices = make_matrices().with_columns(pl.lit("same label").alias("label"))
+def test_correlation_matrices_tell_runs_sharing_a_label_apart_by_their_experiment() -> None:
+    """Labels are unique within an experiment; runs of two experiments may share one."""
+    matrices = labelled_matrices().with_columns(
+        pl.lit("optimizer=sgd").alias("label"),
+        pl.when(pl.col("run_id") == "r1")
+        .then(pl.lit("optimizers"))
+        .otherwise(pl.lit("batch_sizes"))
+        .alias("experiment"),
+    )
     spec = correlation_matrices(matrices).to_dict()
-    assert [row["title"]["text"] for row in spec["vconcat"]] == ["same label · r1", "same label · r2"]
+    assert [row["title"]["text"] for row in spec["vconcat"]] == ["SGD (batch sizes)", "SGD (optimizers)"]
 
 
 def test_sign_flip_band_in_percent_once_per_run() -> None:
-    epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
-    spec = sign_flip(epochs, color="optimizer").to_dict()
-    assert fields(spec, "y") == {"sign_flip_q05", "sign_flip_mean"}
-    assert fields(spec, "y2") == {"sign_flip_q95"}
-    assert fields(spec, "color") == {"optimizer"}
+    steps = make_run_steps(RUNS[:2], references=("final", "epoch3"))
+    spec = sign_flip(steps, color="optimizer").to_dict()
+    # The band is the epoch's min–max, as in every figure (it was 5–95 %, issue 19).
+    assert fields(spec, "y") == {"sign_flip_min", "sign_flip_mean"}
+    assert fields(spec, "y2") == {"sign_flip_max"}
+    assert fields(spec, "color") == {COLOR_LEVEL}
     assert any(encoding.get("datum") == RANDOM_SIGN_FLIPS for encoding in encodings(spec, "y"))
     assert {encoding["axis"]["title"] for encoding in encodings(spec, "y") if "field" in encoding} == {
         "gradient entries flipping sign (%)"
     }
     rows = dataset_rows(spec)
+    # Every epoch, the last one too: sign flips need no w*.
     assert len(rows) == 2 * N_EPOCHS and {row["reference"] for row in rows} == {"final"}
     first = next(row for row in rows if row["run_id"] == "r1" and row["epoch"] == 0)
-    assert first["sign_flip_mean"] == pytest.approx(30.0)
-    assert first["sign_flip_q95"] == pytest.approx(100 * (0.3 + 0.9 * 0.15))
+    expected = steps.filter((pl.col("run_id") == "r1") & (pl.col("epoch") == 0) & (pl.col("reference") == "final"))
+    assert first["sign_flip_mean"] == pytest.approx(100 * expected.get_column("sign_flip").mean())
+    assert first["sign_flip_max"] == pytest.approx(100 * expected.get_column("sign_flip").max())
 
 
 def test_gamma_correlation_two_series_per_run_panel() -> None:
-    epochs = make_epochs(RUNS[:2], references=("final", "epoch3"))
-    spec = gamma_correlation(epochs).to_dict()
-    assert spec["columns"] == 3 and len(spec["concat"]) == 2
-    assert [panel["title"] for panel in spec["concat"]] == sorted(run["label"] for run in RUNS[:2])
+    steps = make_run_steps(RUNS[:2], references=("final", "epoch3"))
+    spec = gamma_correlation(steps).to_dict()
+    assert spec["columns"] == 2 and len(spec["concat"]) == 2
     rows = [row for rows in spec["datasets"].values() for row in rows if "quantity" in row]
-    assert {row["run"] for row in rows} == {run["label"] for run in RUNS[:2]}
+    assert [panel["title"] for panel in spec["concat"]] == sorted({row["run"] for row in rows})
     assert {row["quantity"] for row in rows} == {GAMMA_SERIES, CORRELATION_SERIES}
     assert {row["reference"] for row in rows} == {"final"}
-    assert len(rows) == 2 * 2 * N_EPOCHS
-    correlation = {(row["run"], row["epoch"]): row["value"] for row in rows if row["quantity"] == CORRELATION_SERIES}
+    # γ leaves the last epoch before w* out; the correlation, which needs no w*, keeps it.
+    assert len(rows) == 2 * (N_EPOCHS - 1) + 2 * N_EPOCHS
+    correlation = {(row["run_id"], row["epoch"]): row["value"] for row in rows if row["quantity"] == CORRELATION_SERIES}
     # The per-epoch mean of grad_corr, not that of the window mean mean_grad_corr.
-    assert correlation[(RUNS[0]["label"], 0)] == pytest.approx(0.8)
+    first = steps.filter((pl.col("run_id") == "r1") & (pl.col("epoch") == 0) & (pl.col("reference") == "final"))
+    assert correlation[("r1", 0)] == pytest.approx(first.get_column("grad_corr").mean())
     (color,) = {json_key(encoding) for encoding in encodings(spec, "color") if "field" in encoding}
-    assert '"domain": ["γ (RSI/EB)", "adjacent gradient correlation"]' in color
-    assert all(scale == {"domain": [-1, 1]} for scale in y_scales(spec))
+    assert json.loads(color)["scale"]["domain"] == [GAMMA_SERIES, CORRELATION_SERIES]
+    assert all(scale == {"domain": [-1.05, 1.05], "nice": False} for scale in y_scales(spec))
     assert any(encoding.get("datum") == 0 for encoding in encodings(spec, "y"))
     assert "not the window mean" in str(spec["title"]["subtitle"])
 
@@ -727,71 +858,63 @@ def json_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def test_gamma_correlation_alternation_is_dots_around_a_moving_average() -> None:
-    """Issue 12: a value alternating step to step drew as a solid block."""
-    epochs = pl.DataFrame(
+def alternating_steps(epochs: int = 40) -> pl.DataFrame:
+    """A full-batch run (one step per epoch) whose γ alternates from one step to the next."""
+    return pl.DataFrame(
         {
             "run_id": "r1",
             "label": "full batch",
             "reference": "final",
-            "budget": 40,
-            "epoch": range(40),
-            "gamma_mean": [0.9 if epoch % 2 == 0 else -0.1 for epoch in range(40)],
-            "grad_corr_mean": -0.99,
+            "budget": epochs,
+            "epoch": range(epochs),
+            "step": range(epochs),
+            "gamma": [0.9 if epoch % 2 == 0 else -0.1 for epoch in range(epochs)],
+            "grad_corr": -0.99,
         }
     )
-    spec = gamma_correlation(epochs).to_dict()
-    marks = {
-        node["mark"]["type"] if isinstance(node["mark"], dict) else node["mark"]
-        for node in walk(spec)
-        if "mark" in node
-    }
-    assert {"circle", "line", "rect"} <= marks
-    (dots,) = [node for node in walk(spec) if node.get("mark", {}).get("type") == "circle"]
+
+
+def test_gamma_correlation_alternation_is_dots_inside_a_band_over_both_tracks() -> None:
+    """Issue 12: a value alternating step to step drew as a solid block; issue 19: the moving average drawn instead
+    ran between the two tracks, where no value is, and moved the transition early."""
+    spec = gamma_correlation(alternating_steps()).to_dict()
+    marks = {mark_type(node) for node in walk(spec) if "mark" in node}
+    assert {"circle", "area", "rect"} <= marks and "line" not in marks
+    (dots,) = [node for node in walk(spec) if mark_type(node) == "circle"]
     assert dots["encoding"]["y"]["field"] == "value"
-    (line,) = [node for node in walk(spec) if node.get("mark", {}).get("type") == "line"]
-    assert line["encoding"]["y"]["field"] == "smoothed"
+    (band,) = [node for node in walk(spec) if mark_type(node) == "area"]
+    assert band["encoding"]["y"]["field"] == "low" and band["encoding"]["y2"]["field"] == "high"
     rows = [row for rows in spec["datasets"].values() for row in rows if row.get("quantity") == GAMMA_SERIES]
-    # The moving average of a period-2 alternation is its mean, where the whole window lies in the run.
-    smoothed = {row["epoch"]: row["smoothed"] for row in rows}
-    assert all(smoothed[epoch] == pytest.approx(0.4) for epoch in range(5, 35))
-    assert smoothed[0] is None and smoothed[39] is None
-    # Where the two phases drift apart (the default full-batch run's last epochs: one rising, one falling), the
-    # average rises by the same step every epoch instead of drawing a sawtooth.
-    # The first epoch's correlation is undefined, as in a replay's first segment.
-    drifting = epochs.with_columns(
-        pl.when(pl.col("epoch") % 2 == 0)
-        .then(0.5 + 0.02 * pl.col("epoch"))
-        .otherwise(0.5 - 0.01 * pl.col("epoch"))
-        .alias("gamma_mean"),
-        pl.when(pl.col("epoch") > 0).then(pl.col("grad_corr_mean")).alias("grad_corr_mean"),
-    )
-    rows = [
-        row
-        for rows in gamma_correlation(drifting).to_dict()["datasets"].values()
-        for row in rows
-        if row.get("quantity") == GAMMA_SERIES and row["smoothed"] is not None
-    ]
-    steps = [later["smoothed"] - earlier["smoothed"] for earlier, later in zip(rows, rows[1:])]
-    assert steps and all(step == pytest.approx(0.005) for step in steps)
+    # Each epoch's band spans it and its neighbours: both tracks, and nothing between them that is not a value.
+    assert all((row["low"], row["high"]) == (pytest.approx(-0.1), pytest.approx(0.9)) for row in rows)
+    # A change shows in the band the epoch it happens, not five epochs early.
+    step = alternating_steps().with_columns(pl.when(pl.col("epoch") < 20).then(0.5).otherwise(-0.5).alias("gamma"))
+    rows = [row for rows in gamma_correlation(step).to_dict()["datasets"].values() for row in rows
+            if row.get("quantity") == GAMMA_SERIES]
+    low = {row["epoch"]: row["low"] for row in rows}
+    assert low[18] == 0.5 and low[19] == -0.5
     # The final epochs before w* (5 %: two of 40) are shaded, and the subtitle says why.
     (shade,) = [rows for rows in spec["datasets"].values() if rows and "from" in rows[0]]
-    assert shade[0]["from"] == 38 and shade[0]["to"] == 39.5
+    assert shade[0]["from"] == 38.5 and shade[0]["to"] == 40.5
     assert "how w* was picked" in str(spec["title"]["subtitle"])
+    keys = [node for node in walk(spec) if "band" in fields(node, "fill")]
+    assert keys, "the legend says what the band is"
 
 
 def test_gamma_correlation_facet_titles_in_words() -> None:
-    epochs = make_epochs(RUNS[:2]).with_columns(
+    steps = make_run_steps(RUNS[:2]).with_columns(
         pl.when(pl.col("run_id") == "r1").then(pl.lit("peak_lr=0.05")).otherwise(pl.lit("peak_lr=0.5")).alias("label")
     )
-    spec = gamma_correlation(epochs).to_dict()
-    assert [panel["title"] for panel in spec["concat"]] == ["peak learning rate 0.05", "peak learning rate 0.5"]
+    spec = gamma_correlation(steps).to_dict()
+    # A constant learning rate is no peak (issue 19).
+    assert [panel["title"] for panel in spec["concat"]] == ["learning rate 0.05", "learning rate 0.5"]
 
 
-def test_gamma_correlation_single_run_is_one_panel_naming_the_run(epochs: pl.DataFrame) -> None:
-    spec = gamma_correlation(epochs.filter(pl.col("run_id") == "r2")).to_dict()
+def test_gamma_correlation_single_run_is_one_panel_naming_the_run() -> None:
+    spec = gamma_correlation(make_run_steps(RUNS[1:2])).to_dict()
     assert "concat" not in spec and "layer" in spec
-    assert f"run: {RUNS[1]['label']}" in spec["title"]["subtitle"]
+    subtitle = spec["title"]["subtitle"]
+    assert any(line.startswith("run: MLP of width 64 on mnist, SGD with momentum") for line in subtitle)
 
 
 WARMUP_RUNS = [
@@ -812,9 +935,9 @@ def test_warmup_loss_lr_mu_and_accuracy_with_switch_points_from_the_data() -> No
     assert fields(mu, "y") == {"mean_grad_corr"}
     assert fields(accuracy_panel, "y") == {"percent"}
     assert any(encoding.get("datum") == 0 for encoding in encodings(mu, "y"))
-    for panel in (loss, lr):
-        for scale in y_scales(panel):
-            assert scale["type"] == "log" and scale["nice"] is False
+    # The learning rate spans decades: log; the loss does not: linear, fitted to the data.
+    assert all(scale["type"] == "log" and scale["nice"] is False for scale in y_scales(lr))
+    assert all("type" not in scale and scale["nice"] is False for scale in y_scales(loss))
     # LR ticks in powers of ten below 1e-3, not "0.000001".
     assert all("'.0e'" in encoding["axis"]["labelExpr"] for encoding in encodings(lr, "y") if "field" in encoding)
     steps_rows = spec["datasets"][lr["data"]["name"]]
@@ -826,34 +949,37 @@ def test_warmup_loss_lr_mu_and_accuracy_with_switch_points_from_the_data() -> No
         switches = {row["run_id"]: row["step"] for row in spec["datasets"][layer["data"]["name"]]}
         assert switches == {run_id: step for run_id, step in SWITCHES.items() if step is not None}
     # Runs are named by their switch point as the data show it, not by their warmup_epochs.
+    # Epochs and steps count from 1, and the switch sits where the epoch axis puts it (issue 19: `gawu` mixed 0- and
+    # 1-based epochs).
     names = {row["run_id"]: row["run"] for row in steps_rows}
-    assert names["gawu"] == "GAWU: switched at epoch 2 (step 22)"
-    assert names["wu5"] == "exponential warm-up, cosine decay: switch at epoch 1 (step 10)"
+    assert names["gawu"] == "GAWU: switch after 2.2 epochs (step 23)"
+    assert names["wu5"] == "exponential warm-up, cosine decay: switch after 1 epoch (step 11)"
     assert names["const"].endswith("no warm-up")
     assert not any("warmup_epochs" in name or "25" in name for name in names.values())
     (color,) = {json_key(encoding["scale"]) for encoding in encodings(spec, "color") if "field" in encoding}
-    assert "GAWU: switched at epoch 2" in color
-    # The switch-point rows come from the accuracy table's runs: the accuracy is drawn after each epoch.
-    accuracy_rows = [row for row in dataset_rows(spec) if "after" in row]
-    assert {row["after"] for row in accuracy_rows} == set(range(1, N_EPOCHS + 1))
+    assert "GAWU: switch after 2.2 epochs" in color
+    # The accuracy after epoch n is drawn at n, on the axis the steps share.
+    accuracy_rows = [row for row in dataset_rows(spec) if "percent" in row]
+    assert {row[EPOCH] for row in accuracy_rows} == set(range(1, N_EPOCHS + 1))
+    assert {e["field"] for e in encodings(spec, "x") if "field" in e} == {"at", EPOCH}
 
 
 @pytest.mark.parametrize(
     ("name", "table", "kwargs"),
     [
-        ("grad_correlation", "epochs", {}),
+        ("grad_correlation", "run_steps", {}),
         ("correlation_matrices", "matrices", {}),
-        ("sign_flip", "epochs", {}),
-        ("gamma_correlation", "epochs", {}),
+        ("sign_flip", "run_steps", {}),
+        ("gamma_correlation", "run_steps", {}),
         ("gamma_band", "epochs", {"color": "optimizer"}),
         ("rsi_eb_gamma", "epochs", {}),
         ("lolr", "epochs", {"color": "optimizer"}),
         ("distance", "epochs", {"color": "optimizer"}),
         ("synthetic", "steps", {}),
         ("random_walk", "steps", {}),
-        ("claims", "claims", {}),
+        ("claims", "claims", {"train": make_train()}),
         ("accuracy", "train", {}),
-        ("level_sets", "landscape", {}),
+        ("level_sets", "landscape", {"train": landscape_train()}),
         ("mu_lr", "warmup", {}),
     ],
 )
@@ -866,9 +992,12 @@ def test_empty_table_raises(name: str, table: str, kwargs: dict[str, Any]) -> No
         "matrices": make_matrices(),
         "warmup": make_warmup_steps(),
         "landscape": make_landscape(),
+        "run_steps": make_run_steps(),
     }[table]
-    with pytest.raises(ValueError, match=f"{table.replace('warmup', 'steps')} table is empty"):
-        plot(name).draw(full.clear(), **kwargs)
+    also = [kwargs.pop(kind) for kind in plot(name).also]
+    kind = {"warmup": "steps", "run_steps": "steps"}.get(table, table)
+    with pytest.raises(ValueError, match=f"{kind} table is empty"):
+        plot(name).draw(full.clear(), *also, **kwargs)
 
 
 def test_warmup_names_an_empty_table() -> None:
@@ -886,15 +1015,15 @@ def test_missing_column_is_named(epochs: pl.DataFrame) -> None:
 @pytest.mark.parametrize(
     ("name", "table", "column"),
     [
-        ("grad_correlation", "epochs", "mean_grad_corr_mean"),
-        ("grad_correlation", "epochs", "budget"),
+        ("grad_correlation", "run_steps", "mean_grad_corr"),
+        ("grad_correlation", "run_steps", "budget"),
         ("correlation_matrices", "matrices", "sign_flip"),
         ("correlation_matrices", "matrices", "start_step"),
-        ("sign_flip", "epochs", "sign_flip_q95"),
-        ("gamma_correlation", "epochs", "grad_corr_mean"),
-        ("gamma_correlation", "epochs", "gamma_mean"),
+        ("sign_flip", "run_steps", "sign_flip"),
+        ("gamma_correlation", "run_steps", "grad_corr"),
+        ("gamma_correlation", "run_steps", "gamma"),
         ("mu_lr", "steps", "mean_grad_corr"),
-        ("sign_flip", "epochs", "steps"),
+        ("sign_flip", "run_steps", "step"),
         ("accuracy", "train", "val_accuracy"),
         ("level_sets", "landscape", "off_plane"),
         ("lolr", "epochs", "step_scale"),
@@ -907,10 +1036,12 @@ def test_gradient_correlation_figures_name_a_missing_column(name: str, table: st
         "steps": make_warmup_steps(),
         "train": make_train(),
         "landscape": make_landscape(),
+        "run_steps": make_run_steps(),
     }[table]
     kwargs = {"color": "optimizer"} if name == "lolr" else {}
-    with pytest.raises(ValueError, match=f"the {table} table lacks the columns \\['{column}'\\]"):
-        plot(name).draw(full.drop(column), **kwargs)
+    kind = "steps" if table == "run_steps" else table
+    with pytest.raises(ValueError, match=f"the {kind} table lacks the columns \\['{column}'\\]"):
+        plot(name).draw(full.drop(column), *([landscape_train()] if name == "level_sets" else []), **kwargs)
 
 
 def test_warmup_names_a_missing_column() -> None:
@@ -933,12 +1064,12 @@ def test_save_writes_offline_html_and_svg(tmp_path: Path, epochs: pl.DataFrame) 
 @pytest.mark.parametrize(
     "build",
     [
-        lambda: grad_correlation(make_epochs()),
+        lambda: grad_correlation(make_run_steps()),
         lambda: correlation_matrices(make_matrices(), epochs=[1, 4]),
-        lambda: sign_flip(make_epochs()),
-        lambda: gamma_correlation(make_epochs()),
+        lambda: sign_flip(make_run_steps()),
+        lambda: gamma_correlation(make_run_steps()),
         lambda: warmup(make_warmup_steps(), make_train(runs=WARMUP_RUNS)),
-        lambda: level_sets(make_landscape()),
+        lambda: level_sets(make_landscape(), landscape_train()),
         lambda: mu_lr(make_warmup_steps()),
         lambda: accuracy(make_train()),
     ],
@@ -976,7 +1107,7 @@ def test_failing_save_leaves_no_file(tmp_path: Path, epochs: pl.DataFrame, monke
     def broken(*args: Any, **kwargs: Any) -> str:
         raise RuntimeError("renderer crashed")
 
-    monkeypatch.setattr(vl_convert, "vegalite_to_svg", broken)
+    monkeypatch.setattr(vl_convert, "vega_to_svg", broken)
     with pytest.raises(RuntimeError, match="renderer crashed"):
         save(gamma_band(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.svg")
     assert list(tmp_path.iterdir()) == []
@@ -1032,18 +1163,18 @@ def every_figure() -> dict[str, Figure]:
     epochs = make_epochs()
     return {
         "gamma_band": gamma_band(epochs, color="optimizer"),
-        "gamma_band seeds": gamma_band(seeded_epochs(), color="optimizer", band="seeds"),
+        "gamma_band seeds": gamma_band(seeded_epochs(), color="optimizer"),
         "rsi_eb_gamma": rsi_eb_gamma(epochs.filter(pl.col("run_id") == "r1")),
         "lolr": lolr(epochs, color="batch_size"),
         "distance": distance(epochs, color="optimizer"),
         "synthetic": synthetic(make_steps()),
         "random_walk": random_walk(make_steps()),
-        "grad_correlation": grad_correlation(epochs),
-        "sign_flip": sign_flip(epochs),
-        "gamma_correlation": gamma_correlation(epochs),
+        "grad_correlation": grad_correlation(make_run_steps()),
+        "sign_flip": sign_flip(make_run_steps()),
+        "gamma_correlation": gamma_correlation(make_run_steps()),
         "warmup": warmup(make_warmup_steps(), make_train(("gawu",), WARMUP_RUNS)),
         "accuracy": accuracy(make_train()),
-        "level_sets": level_sets(make_landscape()),
+        "level_sets": level_sets(make_landscape(), landscape_train()),
         "mu_lr": mu_lr(make_warmup_steps()),
         "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
         "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
@@ -1065,7 +1196,6 @@ FIGURES = [
     "random_walk",
     "grad_correlation",
     "sign_flip",
-    "gamma_correlation",
     "warmup",
     "accuracy",
     "level_sets",
@@ -1076,8 +1206,10 @@ FIGURES = [
 
 
 def test_every_plot_with_lines_is_in_the_tooltip_test() -> None:
-    assert set(every_figure()) == set(FIGURES)
-    assert {name.split()[0] for name in FIGURES} == set(plots()) - {"claims", "correlation_matrices"}
+    assert set(every_figure()) == set(FIGURES) | {"gamma_correlation"}
+    # gamma_correlation draws dots with a band, no line (issue 19): its dots carry the tooltip themselves.
+    without_lines = {"claims", "correlation_matrices", "gamma_correlation"}
+    assert {name.split()[0] for name in FIGURES} == set(plots()) - without_lines
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -1111,8 +1243,9 @@ def test_line_tooltips_name_the_hovered_datum(name: str) -> None:
 def test_epoch_axes_have_whole_ticks_and_end_at_the_data(name: str) -> None:
     """Short runs got ticks at 0.5; "280" and "300" collided past the last epoch."""
     spec = every_figure()[name].to_dict()
-    axes = [enc for enc in encodings(spec, "x") if enc.get("field") in ("epoch", "after", "at")]
-    assert axes, name
+    # Epochs count from 1 on every figure (issue 19): the axis is the epoch number, or a step's place among them.
+    axes = [enc for enc in encodings(spec, "x") if enc.get("field") in (EPOCH, "at")]
+    assert axes and not [enc for enc in encodings(spec, "x") if enc.get("field") in ("epoch", "after")], name
     for x in axes:
         assert x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1
         assert x["axis"]["labelOverlap"] is True and x["scale"]["nice"] is False
@@ -1124,12 +1257,15 @@ def test_legends_do_not_truncate_labels() -> None:
 
 
 def test_labels_read_in_words() -> None:
-    assert readable("peak_lr=0.05") == "peak learning rate 0.05"
-    assert readable("model=resnet1d width=32") == "resnet1d, width 32"
-    assert readable("schedule=gawu warmup_epochs=25") == "GAWU, warm-up epochs 25"
-    assert readable("optimizer=momentum seed=2") == "SGD with momentum, seed 2"
+    assert run_name("peak_lr=0.05") == "peak learning rate 0.05"
+    # A constant learning rate is no peak (issue 19).
+    assert run_name("peak_lr=0.05", "constant") == "learning rate 0.05"
+    # Factor values in words, as in every legend (issue 19: lower-case `mlp`, `resnet1d`).
+    assert run_name("model=resnet1d width=32") == "ResNet-1D, width 32"
+    assert run_name("schedule=gawu warmup_epochs=25") == "GAWU, warm-up epochs 25"
+    assert run_name("optimizer=momentum seed=2") == "SGD with momentum, seed 2"
     # A description without factor=value pairs alone is kept as it is.
-    assert readable("mnist1d mlp64 sgd lr=0.05 bs=64 seed=0") == "mnist1d mlp64 sgd lr=0.05 bs=64 seed=0"
+    assert run_name("mnist1d mlp64 sgd lr=0.05 bs=64 seed=0") == "mnist1d mlp64 sgd lr=0.05 bs=64 seed=0"
 
 
 def width_runs() -> list[dict[str, Any]]:
@@ -1164,7 +1300,7 @@ def width_runs() -> list[dict[str, Any]]:
 
 def test_width_says_what_it_counts() -> None:
     epochs = make_epochs(width_runs())
-    note = "width: hidden units of mlp, channels of resnet1d"
+    note = "width: hidden units of MLP, channels of ResNet-1D"
     for chart in (
         gamma_band(epochs, color="label"),
         lolr(epochs, color="label"),
@@ -1172,8 +1308,8 @@ def test_width_says_what_it_counts() -> None:
     ):
         assert note in chart.to_dict()["title"]["subtitle"]
     faceted = gamma_band(epochs, color="model", facet="width").to_dict()
-    assert faceted["facet"]["column"]["title"] == note
-    assert note not in faceted["title"]["subtitle"]  # said once, in the header
+    assert [panel["title"]["text"] for panel in panels_of(faceted)] == ["width 32", "width 64"]
+    assert faceted["title"]["subtitle"].count(note) == 1
     # One width, no label naming one: nothing to explain.
     assert not any(
         "width" in line for line in gamma_band(make_epochs(), color="optimizer").to_dict()["title"]["subtitle"]
@@ -1199,9 +1335,23 @@ def test_lolr_compares_with_the_step_taken_and_keeps_it_in_view(epochs: pl.DataF
     taken = [row["step_lr"] for row in rows if row["step_lr"] is not None]
     # Inside the axis, not on its edge.
     assert domain[0] < min(taken) and max(taken) < domain[1]
-    dash = [encoding for encoding in encodings(spec, "strokeDash") if "field" in encoding]
-    assert TAKEN in dash[0]["scale"]["domain"]
-    assert any("mlp adam bs1024" in line and "no dashed line" in line for line in spec["title"]["subtitle"])
+    keys = [encoding for encoding in encodings(spec, "stroke") if "field" in encoding]
+    assert keys[0]["scale"]["domain"] == [TAKEN]
+    adam = next(row["run"] for row in rows if row["optimizer"] == "adam")
+    assert any(adam in line and "no dashed line" in line for line in spec["title"]["subtitle"])
+
+
+def test_lolr_draws_a_step_every_run_takes_once() -> None:
+    """`lolr_by_architecture` drew four identical "step taken" lines at 0.1: only the last colour showed."""
+    same = make_epochs(RUNS[:2]).with_columns(pl.lit(0.1).alias("lr_mean"), pl.lit(1.0).alias("step_scale"))
+    spec = lolr(same, color="optimizer").to_dict()
+    taken = [node for node in walk(spec) if "step_lr" in fields(node, "y") and mark_type(node) == "line"]
+    assert taken and all("color" not in node["encoding"] and node["mark"]["color"] for node in taken)
+    keys = [encoding for encoding in encodings(spec, "stroke") if "field" in encoding]
+    assert keys[0]["scale"]["domain"] == [TAKEN_BY_ALL]
+    differing = lolr(make_epochs(RUNS[:2]), color="optimizer").to_dict()
+    taken = [node for node in walk(differing) if "step_lr" in fields(node, "y") and mark_type(node) == "line"]
+    assert all(node["encoding"]["color"]["field"] == COLOR_LEVEL for node in taken)
 
 
 def test_rsi_is_on_a_log_scale_fitted_to_its_line() -> None:
@@ -1217,39 +1367,37 @@ def test_rsi_is_on_a_log_scale_fitted_to_its_line() -> None:
 
 def test_rsi_eb_by_factor_draws_the_chosen_panels() -> None:
     spec = rsi_eb_gamma(make_epochs(), color="batch_size", panels=["rsi", "eb"]).to_dict()
-    assert [fields(panel, "y") for panel in spec["vconcat"]] == [
-        {"rsi_min_drawn", "rsi_mean"},
-        {"eb_min_drawn", "eb_mean"},
-    ]
-    assert fields(spec, "color") == {"batch_size"}
+    # Three runs' bands would overlap: a row of panels per batch size (issue 19: overlapping bands were one smear).
+    assert [[fields(panel, "y") for panel in row["hconcat"]] for row in spec["vconcat"]] == [
+        [{"rsi_min_drawn", "rsi_mean"}, {"eb_min_drawn", "eb_mean"}]
+    ] * 3
+    assert fields(spec, "color") == {COLOR_LEVEL}
     assert spec["title"]["text"] == "RSI and EB along the optimization path, by batch size"
-
-
-def test_seed_bands_span_the_seeds_of_each_factor_level() -> None:
+def test_seeds_are_runs_dashed_apart_in_the_colour_of_their_level() -> None:
+    """The band over two seeds' epoch means was a hairline that hid SGD's negative steps (issue 19): each seed is a
+    run, with its own line and its band over the epoch's steps."""
     epochs = seeded_epochs()
-    spec = gamma_band(epochs, color="optimizer", band="seeds").to_dict()
-    rows = dataset_rows(spec)
-    assert len(rows) == 2 * N_EPOCHS  # one line per optimizer, not per run
-    for row in rows:
-        per_seed = epochs.filter((pl.col("optimizer") == row["optimizer"]) & (pl.col("epoch") == row["epoch"]))
-        means = per_seed.get_column("gamma_mean")
-        assert row["seeds"] == 3
-        assert row["gamma_mean"] == pytest.approx(means.mean())
-        assert (row["gamma_seed_min"], row["gamma_seed_max"]) == (
-            pytest.approx(means.min()),
-            pytest.approx(means.max()),
-        )
-    assert fields(spec, "y2") == {"gamma_seed_max"}
-    assert "over 3 seeds" in spec["title"]["subtitle"][0]
-    with pytest.raises(ValueError, match="spans the seeds"):
-        gamma_band(epochs, color="seed", band="seeds")
     for chart in (
-        distance(epochs, color="optimizer", band="seeds"),
-        rsi_eb_gamma(epochs, color="optimizer", panels=["rsi", "eb"], band="seeds"),
+        gamma_band(epochs, color="optimizer"),
+        distance(epochs, color="optimizer"),
+        rsi_eb_gamma(epochs, color="optimizer", panels=["rsi", "eb"]),
     ):
-        assert {row["seeds"] for row in dataset_rows(chart.to_dict())} == {3}
-
-
+        spec = chart.to_dict()
+        rows = dataset_rows(spec)
+        assert {row[SERIES] for row in rows} == {f"{run} · final" for run in epochs.get_column("run_id").unique()}
+        assert {row[DASH_LEVEL] for row in rows} == {"0", "1", "2"}
+        (dash,) = {json_key(e) for e in encodings(spec, "strokeDash") if "field" in e}
+        assert json.loads(dash)["scale"]["domain"] == ["0", "1", "2"] and json.loads(dash)["title"] == "seed"
+        (color,) = {json_key(e["scale"]) for e in encodings(spec, "color") if "field" in e}
+        assert json.loads(color)["domain"] == ["SGD", "Adam"]
+        assert not any("seed" in str(field) for field in fields(spec, "y2"))
+    spec = gamma_band(epochs, color="optimizer").to_dict()
+    assert fields(spec, "y2") == {"gamma_max"}
+    # Six bands: a panel per optimizer, its three seeds in colour, the other's lines in grey.
+    assert [panel["title"]["text"] for panel in panels_of(spec)] == ["SGD", "Adam"]
+    marks = [node["mark"] for node in walk(spec) if isinstance(node.get("mark"), dict)]
+    grey = [mark for mark in marks if mark.get("color") == CONTEXT_COLOR]
+    assert len(grey) == 2
 def test_scales_fitted_to_the_data_have_no_empty_decades() -> None:
     steps = make_steps(datasets=("random_walk",), total=300)
     spec = random_walk(steps).to_dict()
@@ -1262,15 +1410,15 @@ def test_scales_fitted_to_the_data_have_no_empty_decades() -> None:
 
 
 def test_sign_flip_has_no_band_when_an_epoch_is_one_step() -> None:
-    """The subtitle promised a 5–95 % band that cannot exist for one-step epochs."""
-    full_batch = sign_flip(make_epochs(RUNS[:2], steps=1)).to_dict()
+    """The subtitle promised a band that cannot exist for one-step epochs."""
+    full_batch = sign_flip(make_run_steps(RUNS[:2], steps=1)).to_dict()
     assert not [node for node in walk(full_batch) if mark_type(node) == "area"]
-    assert "5–95" not in str(full_batch["title"]["subtitle"]) and "one step per epoch" in str(
+    assert "min–max" not in str(full_batch["title"]["subtitle"]) and "one step per epoch" in str(
         full_batch["title"]["subtitle"]
     )
-    minibatch = sign_flip(make_epochs(RUNS[:2])).to_dict()
+    minibatch = sign_flip(make_run_steps(RUNS[:2])).to_dict()
     assert [node for node in walk(minibatch) if mark_type(node) == "area"]
-    assert "5–95 %" in str(minibatch["title"]["subtitle"])
+    assert "min–max" in str(minibatch["title"]["subtitle"])
 
 
 def test_sign_flip_matrices_show_the_share_per_cell() -> None:
@@ -1286,20 +1434,24 @@ def test_sign_flip_matrices_show_the_share_per_cell() -> None:
     assert "opposite sign" in spec["title"]["text"]
 
 
-def test_accuracy_one_panel_per_experiment_validation_and_training() -> None:
+def test_accuracy_one_row_per_experiment_validation_and_training() -> None:
     spec = accuracy(make_train()).to_dict()
-    assert [panel["title"]["text"] for panel in spec["vconcat"]] == ["experiment optimizers", "experiment batch_sizes"]
+    # Experiments in words (issue 19: "experiment batch_sizes"), each a row: validation, training.
+    assert [row["title"]["text"] for row in spec["vconcat"]] == ["optimizers", "batch sizes"]
     assert spec["resolve"]["scale"]["color"] == "independent"
     rows = dataset_rows(spec)
     assert {row["split"] for row in rows} == {"training", "validation"}
     first = next(row for row in rows if row["run_id"] == "r1" and row["split"] == "validation" and row["epoch"] == 0)
-    assert first["after"] == 1 and first["percent"] == pytest.approx(10.0)
-    assert fields(spec, "strokeDash") == {"split"}
+    assert first[EPOCH] == 1 and first["percent"] == pytest.approx(10.0)
+    # One axis for every panel (issue 19: independent ranges), coloured by what each experiment varies.
+    assert len({json_key(scale) for scale in y_scales(spec)}) == 1
+    optimizers = {row[COLOR_LEVEL] for row in rows if row["experiment"] == "optimizers"}
+    assert optimizers == {"SGD", "SGD with momentum", "Adam"}
     with pytest.raises(ValueError, match="not classifiers"):
         accuracy(make_train().with_columns(pl.lit(None, dtype=pl.Float64).alias("val_accuracy")))
-
-
-def test_accuracy_seed_bands() -> None:
+def test_accuracy_seeds_are_runs() -> None:
+    """Runs that differ only in their seed were averaged into a band; they are runs, and where only the seed differs
+    it is their colour (docs/figures.md, "Seeds")."""
     runs = [
         {
             "run_id": f"s{seed}",
@@ -1310,50 +1462,70 @@ def test_accuracy_seed_bands() -> None:
         }
         for seed in range(3)
     ]
-    spec = accuracy(make_train(("seeds",), runs), band="seeds").to_dict()
+    spec = accuracy(make_train(("seeds",), runs)).to_dict()
     rows = dataset_rows(spec)
-    assert {row["run"] for row in rows} == {"SGD"}
-    last = next(row for row in rows if row["split"] == "training" and row["epoch"] == N_EPOCHS - 1)
-    assert (last["low"], last["high"], last["seeds"]) == (pytest.approx(60.0), pytest.approx(62.0), 3)
-    assert [node for node in walk(spec) if mark_type(node) == "area"]
-
-
+    assert {row["run"] for row in rows} == {"SGD, seed 0", "SGD, seed 1", "SGD, seed 2"}
+    assert {row[COLOR_LEVEL] for row in rows} == {"0", "1", "2"}
+    assert not [node for node in walk(spec) if mark_type(node) == "area"]
+    with_optimizers = make_train(("optimizers",), [*runs, {**runs[0], "run_id": "a0", "optimizer": "adam"}])
+    spec = accuracy(with_optimizers).to_dict()
+    assert fields(spec, "strokeDash") == {DASH_LEVEL} and fields(spec, "color") == {COLOR_LEVEL}
 def test_level_sets_draw_the_grid_in_bands_and_the_path_on_top() -> None:
-    spec = level_sets(make_landscape()).to_dict()
-    assert len(spec["hconcat"]) == 2 and spec["resolve"]["scale"]["color"] == "independent"
-    for panel, dataset in zip(spec["hconcat"], ("alm", "sm")):
-        heat, line, points, ends = panel["layer"]
+    landscape = make_landscape()
+    spec = level_sets(landscape, landscape_train()).to_dict()
+    # One panel above the other: side by side they were 1032 px wide (issue 19).
+    assert len(spec["vconcat"]) == 2 and spec["resolve"]["scale"]["color"] == "independent"
+    for panel, dataset in zip(spec["vconcat"], ("Asymmetric Linear Model (ALM)", "Sinusoidal Mixture (SM)")):
+        heat, line, at_w, _, ends = panel["layer"]
         assert mark_type(heat) == "rect" and heat["encoding"]["color"]["field"] == "loss"
-        # Bands of equal share of the grid: each boundary a level line.
-        assert heat["encoding"]["color"]["scale"] == {"type": "quantile", "scheme": {"name": "viridis", "count": 10}}
+        # Bands of equal share of the grid, each boundary a level line, printed with one precision (issue 19: 0.6668
+        # beside 0.67).
+        scale = heat["encoding"]["color"]["scale"]
+        assert scale["type"] == "threshold" and len(scale["domain"]) == 9
+        labels = [format(bound, heat["encoding"]["color"]["legend"]["format"].lstrip(",")) for bound in scale["domain"]]
+        assert len({len(label.split(".")[-1]) for label in labels}) == 1
         cells = spec["datasets"][heat["data"]["name"]]
         assert len(cells) == 25 and all(cell["a2"] > cell["a"] and cell["b2"] > cell["b"] for cell in cells)
         path = spec["datasets"][line["data"]["name"]]
-        assert [row["step"] for row in path] == list(range(9)) and {row["source"] for row in path} == {"path"}
+        assert [row["step"] for row in path] == list(range(9))
         assert line["encoding"]["order"]["field"] == "step"
+        # Each point of the path in the colour of the objective at w_t itself: the plane is not the path's.
+        assert mark_type(at_w) == "circle" and at_w["encoding"]["color"]["field"] == "loss"
         assert {row["point"] for row in spec["datasets"][ends["data"]["name"]]} == {"start w0", "end w*"}
-        assert panel["title"]["text"] == f"objective: {dataset}"
-        assert "80%" in panel["layer"][0]["encoding"]["x"]["title"]
-
-
+        assert panel["title"]["text"] == dataset
+        assert "80%" in heat["encoding"]["x"]["title"]
+        # Axes to scale (issue 19: about 5× apart on SM): a unit of a and of b are as long on the screen.
+        a_span = operator.sub(*reversed(heat["encoding"]["x"]["scale"]["domain"]))
+        b_span = operator.sub(*reversed(heat["encoding"]["y"]["scale"]["domain"]))
+        assert panel["width"] / a_span == pytest.approx(panel["height"] / b_span, rel=0.02)
+    # What the plane shows: how far off it the path lies; and how far the objective fell, from the train log.
+    assert sum("off the plane" in line for line in spec["title"]["subtitle"]) == 2
+    assert any("objective 100 in epoch 1, 50 in epoch 2" in line for line in spec["title"]["subtitle"])
 def test_mu_lr_puts_mu_and_the_learning_rate_on_two_axes_per_run() -> None:
     spec = mu_lr(make_warmup_steps()).to_dict()
     assert len(spec["vconcat"]) == len(SWITCHES)
-    for panel in spec["vconcat"]:
-        mu_layers, lr = panel["layer"]
+    for index, panel in enumerate(spec["vconcat"]):
+        mu_layers, lr, *key = panel["layer"]
         assert panel["resolve"]["scale"]["y"] == "independent"
         assert fields(mu_layers, "y") == {"mean_grad_corr"} and fields(lr, "y") == {"lr"}
         assert lr["encoding"]["y"]["axis"]["orient"] == "right"
         assert lr["encoding"]["y"]["scale"]["type"] == "log"
+        # μ in the run's colour (as in the gawu figure), the learning rate dashed grey: not red and green (issue 19).
+        assert lr["mark"]["strokeDash"] and lr["mark"]["color"] == NEUTRAL_COLOR
+        assert len(key) == (index == 0)
         rows = spec["datasets"][panel["data"]["name"]]
         assert {row["reference"] for row in rows} == {"final"} and len({row["run_id"] for row in rows}) == 1
-    # Named by the switch point in the data, as in the gawu figure, not by warmup_epochs (issue 12), GAWU first.
+        # An axis of epochs, as the gawu figure draws the same runs (issue 19: steps here, epochs there).
+        assert fields(mu_layers, "x") == {"at"}
+    # Named by the switch point in the data, as in the gawu figure, not by warmup_epochs (issue 12), GAWU first,
+    # then by switch point.
     titles = [panel["title"]["text"] for panel in spec["vconcat"]]
-    assert titles[0] == "GAWU: switched at epoch 2 (step 22)"
-    assert "exponential warm-up, cosine decay: switch at epoch 1 (step 10)" in titles
-    assert not any("warm-up epochs" in title for title in titles)
-
-
+    assert titles == [
+        "GAWU: switch after 2.2 epochs (step 23)",
+        "exponential warm-up, cosine decay: switch after 1 epoch (step 11)",
+        "exponential warm-up, cosine decay: switch after 2 epochs (step 21)",
+        "exponential warm-up, cosine decay: no warm-up",
+    ]
 def test_runs_with_the_same_switch_are_told_apart_by_their_label() -> None:
     """Two runs of one schedule switching at the same step (say at two batch sizes) would read the same."""
     steps = make_warmup_steps().filter(pl.col("run_id").is_in(["wu10", "wu5"]))
@@ -1361,23 +1533,19 @@ def test_runs_with_the_same_switch_are_told_apart_by_their_label() -> None:
     twins = pl.concat([steps, twin])
     titles = [panel["title"]["text"] for panel in mu_lr(twins).to_dict()["vconcat"]]
     assert sorted(titles) == [
-        "exponential warm-up, cosine decay: switch at epoch 1 (step 10)",
-        "exponential warm-up, cosine decay: switch at epoch 2 (step 20) · batch size 2",
-        "exponential warm-up, cosine decay: switch at epoch 2 (step 20) · wu10",
+        "exponential warm-up, cosine decay: switch after 1 epoch (step 11)",
+        "exponential warm-up, cosine decay: switch after 2 epochs (step 21) · batch size 2",
+        "exponential warm-up, cosine decay: switch after 2 epochs (step 21) · wu10",
     ]
-
-
 def test_every_plot_has_a_caption_naming_what_it_shows() -> None:
-    assert "band of its minimum to maximum over the epoch's steps" in plot("gamma_band").describe(color="optimizer")
-    assert "differ only in their seed" in plot("gamma_band").describe(color="optimizer", band="seeds")
+    assert "with a band of min–max over the epoch's steps" in plot("gamma_band").describe(color="optimizer")
+    assert "differ in their seed or width are dashed apart" in plot("gamma_band").describe(color="optimizer")
     assert "sign" in plot("correlation_matrices").describe(cell="sign_flip")
     assert "1/(1 − β)" in plot("lolr").describe(color="model")
     for name, entry in plots().items():
         assert (
             len(entry.describe(**{option: option_example(entry, option) for option in required_options(entry)})) > 80
         ), name
-
-
 @pytest.mark.parametrize("name", ["distance", "warmup", "mu_lr"])
 def test_compiled_hover_layers_give_each_voronoi_cell_its_datums_tooltip(name: str) -> None:
     """What the HTML runs: Vega-Lite compiles each nearest selection to a Voronoi layer over its points, and the
@@ -1400,7 +1568,8 @@ def test_save_inlines_the_bundle_it_is_given(tmp_path: Path, epochs: pl.DataFram
     save(gamma_band(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.svg", bundle)
     html = (tmp_path / "fig.html").read_text()
     assert bundle in html and "vegaEmbed('#vis', spec, embedOpt)" in html
-    assert '"mode": "vega-lite"' in html
+    # The figure's Vega spec, compiled once (pathgeo.figures.save.vega_spec), not Vega-Lite compiled in the browser.
+    assert '"mode": "vega"' in html
 
 
 def test_the_keys_every_figure_has_are_the_schemas() -> None:
@@ -1444,17 +1613,38 @@ def test_full_batch_geometry_panels_and_weight_decay_dashes() -> None:
     spec = full_batch_geometry(make_point_table(fixed=False)).to_dict()
     assert fields(spec, "y") == {"gamma", "gamma_wd", "rsi", "rsi_wd", "eb", "eb_wd"}
     assert {s.get("type") for s in y_scales(spec)} == {"log", None}
-    assert any(node.get("mark", {}).get("strokeDash") == [5, 3] for node in walk(spec) if isinstance(node.get("mark"), dict))
-    # One line per run and reference point.
-    assert {row["series"] for row in dataset_rows(spec)} == {f"{r} · {ref}" for r in ("r1", "r2") for ref in ("final", "epoch3")}
+    marks = [node["mark"] for node in walk(spec) if isinstance(node.get("mark"), dict)]
+    assert any(mark.get("strokeDash") == [5, 3] for mark in marks)
+    # One line per run and reference point, without the last epoch before w* (issue 19: the axis reached it).
+    rows = dataset_rows(spec)
+    assert {row["series"] for row in rows} == {f"{r} · {ref}" for r in ("r1", "r2") for ref in ("final", "epoch3")}
+    assert all(row["epoch"] < row["budget"] - 1 for row in rows if "budget" in row)
+    # The tooltip names G + λw's γ as such (issue 19: it read "γ = cos(G, w − w*)").
+    titles = {tip["title"] for tips in encodings(spec, "tooltip") for tip in tips}
+    assert "γ of G + λw" in titles and "γ of G" in titles
+
+
+def test_full_batch_geometry_draws_no_dashed_line_under_a_solid_one() -> None:
+    """With λ = 1e-5 the dashed G + λw lines lay on the solid ones, although the subtitle promised them."""
+    table = make_point_table(fixed=False)
+    same = table.with_columns(*(pl.col(m).alias(f"{m}_wd") for m in ("gamma", "rsi", "eb")))
+    spec = full_batch_geometry(same).to_dict()
+    assert not [node for node in walk(spec) if mark_type(node) == "line" and node["mark"].get("strokeDash")]
+    assert any("one line for both" in line for line in spec["title"]["subtitle"])
+
 
 
 def test_fixed_batch_spread_bands_min_max_over_batches() -> None:
     table = make_point_table(fixed=True)
     spec = fixed_batch_spread(table).to_dict()
-    assert {"gamma_min", "rsi_min", "eb_min"} <= fields(spec, "y")
+    assert {"gamma_min", "rsi_min", "eb_min_drawn"} <= fields(spec, "y")
     assert {"gamma_max", "rsi_max", "eb_max"} <= fields(spec, "y2")
     assert "4 fixed minibatches" in " ".join(spec["title"]["subtitle"])
+    # The band is over the batches, not the epoch's steps: its legend says so (issue 19).
+    keys = [e["scale"]["domain"] for e in encodings(spec, "fill") if "field" in e]
+    assert keys == [["min–max over the 4 fixed minibatches"]]
+    # No measured step inside the last epoch before w* (issue 19: step 1850 of 1890 was drawn).
+    assert all(row["epoch"] < row["budget"] - 1 for row in dataset_rows(spec))
     with pytest.raises(ValueError, match="fixed_batches table is empty"):
         fixed_batch_spread(table.clear())
     with pytest.raises(ValueError, match=r"full_batch table lacks the columns \['gamma_wd'\]"):

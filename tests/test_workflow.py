@@ -30,6 +30,8 @@ import yaml
 
 from pathgeo.config import Plan, build_plan, figure_experiments
 from pathgeo.figures import plot, plots
+from pathgeo.figures.words import experiment_title
+from pathgeo.report import figure_title
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -324,11 +326,13 @@ def test_every_figure_in_the_report_has_its_caption_and_experiment(finished, rep
     for name, fig in finished.config["figures"].items():
         for suffix in ("svg", "html"):
             entry = results[f"results/figures/{name}.{suffix}"]
-            assert entry["labels"]["figure"] == name
+            assert entry["labels"]["figure"] == figure_title(name)
             caption = entry["caption"]
             assert caption.startswith("<p>") and "Reproduces: " + fig["reproduces"].split(",")[0] in caption, name
             for experiment in figure_experiments(fig):
-                assert f"Experiment '{experiment}'" in caption, name
+                assert f"Experiment '{experiment_title(experiment)}'" in caption, name
+            # Once: not again under "Job parameters" (issue 19).
+            assert "Reproduces" not in json.dumps(entry["job_properties"]), name
     assert "Section 4.1" in results["results/tables/claims.csv"]["caption"]
 
 

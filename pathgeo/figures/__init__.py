@@ -5,8 +5,10 @@ A figure is a pure function from pathgeo tables (polars DataFrames, columns sele
 Each plot is declared by its own module in this package (`PLOT = Plot(...)`), so adding one touches that module and
 its test: the config schema's `plot` enum and the plot's options, the tables its figure rule reads, the library
 modules that rule depends on and the caption of its figures in the Snakemake report all come from the entry.
-Shared: style.py (sizes, colours, titles, the common encodings and layers) and save.py (the only module that touches
-the file system).
+Shared, so that every figure follows the written style of docs/figures.md: words.py (what figures call metrics,
+factors, their values, runs and experiments), tables.py (what figures do to the tables: the rows they may draw, epochs
+counted from 1, lines and run names), style.py (sizes, colours, axes, scales, bands, tooltips and layers) and save.py
+(the only module that touches the file system).
 """
 
 from __future__ import annotations
@@ -45,13 +47,6 @@ COLOR = {
         "schedule",
         "warmup_epochs",
     ],
-}
-BAND = {
-    "description": (
-        "what the band around each line spans: the epoch's steps (min to max, one line per run) or the seeds "
-        "(min to max of the epoch means over runs that differ only in their seed, the line their mean)"
-    ),
-    "enum": ["steps", "seeds"],
 }
 FACET = {
     "type": "string",
@@ -103,7 +98,8 @@ class Plot:
         """The library modules (relative to pathgeo/) a figure of this plot is drawn with, so that editing one
         re-runs exactly the figures that use it."""
         own = self.draw.__module__.removeprefix("pathgeo.").replace(".", "/") + ".py"
-        return ("figures/__init__.py", "figures/style.py", "figures/save.py", own)
+        shared = ("figures/__init__.py", "figures/words.py", "figures/tables.py", "figures/style.py", "figures/save.py")
+        return (*shared, own)
 
 
 @cache

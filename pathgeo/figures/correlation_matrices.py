@@ -9,7 +9,8 @@ import altair as alt
 import polars as pl
 
 from pathgeo.figures import EPOCHS, Plot
-from pathgeo.figures.style import Figure, distinct_runs, finish, inline_values, require_columns
+from pathgeo.figures.style import SPACING, Figure, finish
+from pathgeo.figures.tables import NAME_FACTORS, RUN, inline_values, require_columns, with_run_names
 
 
 def _nearest_epochs(available: list[int], requested: Sequence[int] | None) -> dict[int, list[int]]:
@@ -49,8 +50,10 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
     require_columns(matrices, "matrices", columns)
     if epochs is not None and len(epochs) == 0:
         raise ValueError("epochs is empty: name the epochs to draw, or leave it out for the first, middle and last")
-    data = distinct_runs(matrices.select(columns)).with_columns(
-        step_i=pl.col("start_step") + pl.col("i"), step_j=pl.col("start_step") + pl.col("j")
+    factors = [c for c in ("experiment", *NAME_FACTORS) if c in matrices.columns]
+    # Steps and epochs count from 1 on the figure (the tables and the `epochs` option count from 0).
+    data = with_run_names(matrices.select(*columns, *factors)).with_columns(
+        step_i=pl.col("start_step") + pl.col("i") + 1, step_j=pl.col("start_step") + pl.col("j") + 1
     )
     base = alt.Chart().encode(
         x=alt.X("j:O", title="step j in window", axis=alt.Axis(labelAngle=0)),
@@ -61,41 +64,45 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
         # 0 % (no entry flips) to 100 %, fixed so that panels compare; 50 % is what independent gradients give.
         color = alt.Color(
             "flip_percent:Q",
-            title=["entries of", "opposite sign (%)"],
+            title="entries of opposite sign (%)",
             scale=alt.Scale(domain=[0, 100], scheme="purples"),
+            legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=240),
         )
         value = alt.Text("flip_percent:Q", format=".0f")
         saturated = alt.datum.flip_percent > 60
     else:
         # Red for aligned, blue for opposed gradients; fixed so panels compare.
         color = alt.Color(
-            "corr:Q", title=["gradient", "correlation"], scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True)
+            "corr:Q",
+            title="gradient correlation",
+            scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True),
+            legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=240),
         )
         value = alt.Text("corr:Q", format=".2f")
         saturated = alt.expr.abs(alt.datum.corr) > 0.6
-    cells = base.mark_rect(stroke="white", strokeWidth=1).encode(
-        color=color,
-        tooltip=[
-            alt.Tooltip("run:N", title="run"),
-            alt.Tooltip("epoch:Q", title="epoch"),
-            alt.Tooltip("step_i:Q", title="step i"),
-            alt.Tooltip("step_j:Q", title="step j"),
-            alt.Tooltip("corr:Q", title="cos(G(i), G(j))", format=".3f"),
-            alt.Tooltip("sign_flip:Q", title="entries of opposite sign", format=".1%"),
-        ],
-    )
-    # Dark text would vanish on the saturated ends of the colour scale.
+    tooltip = [
+        alt.Tooltip(f"{RUN}:N", title="run"),
+        alt.Tooltip("epoch_number:Q", title="epoch"),
+        alt.Tooltip("step_i:Q", title="step i"),
+        alt.Tooltip("step_j:Q", title="step j"),
+        alt.Tooltip("corr:Q", title="cos(G(i), G(j))", format=".3f"),
+        alt.Tooltip("sign_flip:Q", title="entries of opposite sign", format=".1%"),
+    ]
+    cells = base.mark_rect(stroke="white", strokeWidth=1).encode(color=color, tooltip=tooltip)
+    # Dark text would vanish on the saturated ends of the colour scale; the number carries its cell's tooltip, so that
+    # hovering it shows the cell's values.
     text_color = alt.when(saturated).then(alt.value("white")).otherwise(alt.value("black"))
-    values = base.mark_text(fontSize=10).encode(text=value, color=text_color)
+    values = base.mark_text(fontSize=10).encode(text=value, color=text_color, tooltip=tooltip)
+    data = data.with_columns((pl.col("epoch") + 1).alias("epoch_number"))
     rows = []
-    for run in data.get_column("run").unique().sort().to_list():
-        windows = data.filter(pl.col("run") == run)
+    for run in data.get_column(RUN).unique().sort().to_list():
+        windows = data.filter(pl.col(RUN) == run)
         available = windows.get_column("epoch").unique().sort().to_list()
         panels = []
         for epoch, stand_in_for in _nearest_epochs(available, epochs).items():
-            title = f"epoch {epoch}"
+            title = f"epoch {epoch + 1}"
             if stand_in_for:
-                title += f" (nearest to {', '.join(str(wanted) for wanted in stand_in_for)})"
+                title += f" (nearest to {', '.join(str(wanted + 1) for wanted in stand_in_for)})"
             panels.append(
                 alt.layer(cells, values, data=inline_values(windows.filter(pl.col("epoch") == epoch))).properties(
                     title=alt.TitleParams(title, fontSize=12, fontWeight="normal"),
@@ -103,16 +110,15 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
                     height=alt.Step(28),
                 )
             )
-        rows.append(alt.hconcat(*panels, title=alt.TitleParams(run, fontSize=13, anchor="start")))
+        rows.append(alt.hconcat(*panels, spacing=SPACING, title=alt.TitleParams(run, fontSize=13, anchor="start")))
     chart = alt.vconcat(*rows, spacing=18).resolve_scale(color="shared")
     if cell == "sign_flip":
         return finish(
             chart,
             "Share of gradient entries of opposite sign within a window of steps",
             [
-                "cell (i, j): % of the entries of G(i) and G(j) with opposite sign, for the i-th and j-th "
-                "gradient of the "
-                "window starting at the epoch's first step (an entry that is 0 at either step counts as no flip)",
+                "cell (i, j): % of the entries of G(i) and G(j) with opposite sign, for the i-th and j-th gradient",
+                "of the window that starts at the epoch's first step (an entry that is 0 at either step is no flip)",
                 "hover a cell for the gradient correlation cos(G(i), G(j)) of the same pair",
             ],
         )
@@ -120,8 +126,10 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
         chart,
         "Pairwise gradient correlation within a window of steps",
         [
-            "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window starting at the epoch's "
-            "first step",
+            (
+                "cell (i, j): cos(G(i), G(j)) of the i-th and j-th gradient of the window that starts at the epoch's "
+                "first step"
+            ),
             "hover a cell for the share of gradient entries with opposite sign",
         ],
     )
@@ -129,14 +137,14 @@ def correlation_matrices(matrices: pl.DataFrame, epochs: Sequence[int] | None = 
 
 def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
     which = (
-        f"at epochs {', '.join(map(str, epochs))} (or the nearest measured)"
+        f"at epochs {', '.join(str(epoch + 1) for epoch in epochs)} (counted from 1, as on every figure; the "
+        "option `epochs` counts from 0 as the tables do) or the nearest measured"
         if epochs
         else "at each run's first, middle and last epoch"
     )
     shown = (
         "the percentage of gradient entries whose sign differs between steps i and j (50% is what independent "
-        "gradients "
-        "would give)"
+        "gradients would give)"
         if cell == "sign_flip"
         else "the gradient correlation cos(G(i), G(j)), red where aligned and blue where opposed"
     )
@@ -147,4 +155,11 @@ def caption(epochs: Sequence[int] | None = None, cell: str = "corr") -> str:
     )
 
 
-PLOT = Plot("correlation_matrices", correlation_matrices, "matrices", {"epochs": EPOCHS, "cell": CELL}, caption=caption, needs_w_star=False)
+PLOT = Plot(
+    "correlation_matrices",
+    correlation_matrices,
+    "matrices",
+    {"epochs": EPOCHS, "cell": CELL},
+    caption=caption,
+    needs_w_star=False,
+)

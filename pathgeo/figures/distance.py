@@ -1,74 +1,65 @@
-"""The distance to the reference point per epoch: Figures 12, 13 and 24 of the paper."""
+"""The distance to the reference point per epoch: Figures 12 and 13 of the paper."""
 
 from __future__ import annotations
 
-import altair as alt
 import polars as pl
 
-from pathgeo.figures import BAND, COLOR, Plot
+from pathgeo.figures import COLOR, Plot
 from pathgeo.figures.style import (
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
-    RUN_KEYS,
+    STEPS_BAND,
+    Band,
     Figure,
-    band_and_mean,
-    distinct_runs,
-    factor_color,
-    factor_title,
+    band_grid,
+    epoch_domain,
     finish,
-    inline_values,
+    lines,
     log_scale,
-    over_seeds,
+    panel_word,
+    split_by_level,
+    width_note,
+)
+from pathgeo.figures.tables import (
+    RUN_KEYS,
+    before_final_epoch,
     require_columns,
     unique_columns,
-    width_note,
+    with_epoch_number,
     with_series,
 )
+from pathgeo.figures.words import factor_title
 
 
-def distance(epochs: pl.DataFrame, color: str, band: str = "steps") -> Figure:
-    """Mean distance ‖w_t − w*‖ to the reference point per epoch, on a log scale fitted to the data, with a band
-    of the epoch's steps or of the seeds (as in gamma_band).  Paper Figures 12, 13 and 24."""
-    columns = unique_columns([*RUN_KEYS, "epoch", color, "dist_mean", "dist_min", "dist_max"])
-    require_columns(epochs, "epochs", columns)
-    if band == "seeds":
-        data, low, high = over_seeds(epochs, "dist"), "dist_seed_min", "dist_seed_max"
-    else:
-        data, low, high = distinct_runs(with_series(epochs.select(columns))), "dist_min", "dist_max"
-    data, color_encoding = factor_color(data, color)
-    layers = band_and_mean(
-        "dist",
-        low,
-        high,
-        color_encoding,
-        "‖w − w*‖ (L2, log)",
-        scale=log_scale(data, ["dist_mean", low, high]),
-        band_name="seed" if band == "seeds" else "band",
+def distance(epochs: pl.DataFrame, color: str) -> Figure:
+    """Mean distance |w_t − w*| to the reference point per epoch, with its band (min–max over the epoch's steps), on
+    a log scale fitted to the data, one line per run and reference point (runs of one colour that differ in their
+    seed dashed apart; a panel per colour level where more than two bands would overlap). Paper Figures 12 and 13."""
+    stats = ["dist_mean", "dist_min", "dist_max"]
+    columns = unique_columns(
+        [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", color, "seed", "width", "model", "width_unit", *stats]
     )
-    chart = alt.layer(*layers, data=inline_values(data)).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
-    spread = (
-        "min–max over the seeds of the epoch means (band), their mean (line)"
-        if band == "seeds"
-        else ("per-epoch mean over the epoch's steps (line) and their min–max (band)")
+    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
     )
-    return finish(
-        chart,
-        f"Distance to the reference point, by {factor_title(color)}",
-        [f"distance from the iterate w to w*: {spread}", *width_note(epochs)],
-    )
+    drawn = lines(data, color)
+    band = Band("dist", *stats, "|w − w*| (L2, log)", log_scale(data, stats), "|w − w*|")
+    chart = band_grid(drawn, [band], epoch_domain(data))
+    subtitle = [
+        ("distance from the iterate w to w*: each run's mean over the epoch's steps (line), their min–max (band)")
+    ]
+    if split_by_level(drawn):
+        subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
+    return finish(chart, f"Distance to the reference point, by {factor_title(color)}", subtitle + width_note(epochs))
 
 
-def caption(color: str, band: str = "steps") -> str:
-    spread = (
-        "the minimum to maximum over runs that differ only in their seed"
-        if band == "seeds"
-        else ("its minimum to maximum over the epoch's steps")
-    )
+def caption(color: str) -> str:
     return (
-        f"The distance ‖w − w*‖ from the iterate to the reference point per epoch, by {factor_title(color)}: the mean "
-        f"over the epoch's steps with a band of {spread}, on a log scale fitted to the data. A longer way to w* at the "
-        "same γ means the optimizer travels further in directions that do not lead to w*."
+        f"The distance |w − w*| from the iterate to the reference point per epoch, by {factor_title(color)}: each "
+        f"run's mean over the epoch's steps with a band of {STEPS_BAND}, on a log scale fitted to the data (runs of "
+        "one colour that differ in their seed are dashed apart; where more than two bands would overlap, each level "
+        "has its panel, the others' lines in grey). Epochs count from 1; the last epoch before w* is not drawn. A "
+        "longer way to w* at the same γ means the optimizer travels further in directions that do not lead to w*."
     )
 
 
-PLOT = Plot("distance", distance, "epochs", {"color": COLOR, "band": BAND}, caption=caption)
+PLOT = Plot("distance", distance, "epochs", {"color": COLOR}, caption=caption)

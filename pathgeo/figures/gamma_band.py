@@ -2,115 +2,98 @@
 
 from __future__ import annotations
 
-import altair as alt
 import polars as pl
 
-from pathgeo.figures import BAND, COLOR, FACET, METRIC, Plot
+from pathgeo.figures import COLOR, FACET, METRIC, Plot
 from pathgeo.figures.style import (
-    FACET_WIDTH,
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
-    RUN_KEYS,
+    BY_RUN,
+    STEPS_BAND,
+    Band,
     Figure,
-    band_and_mean,
-    distinct_runs,
-    factor_color,
-    factor_levels,
-    factor_title,
+    band_grid,
+    epoch_domain,
     finish,
-    inline_values,
-    metric_symbol,
-    metric_title,
-    over_seeds,
+    linear_scale,
+    lines,
+    panel_word,
+    split_by_level,
+    width_note,
+)
+from pathgeo.figures.tables import (
+    RUN_KEYS,
+    before_final_epoch,
     require_columns,
     unique_columns,
-    width_note,
+    with_epoch_number,
     with_series,
-    zero_rule,
 )
+from pathgeo.figures.words import factor_title, factor_value, metric_symbol, metric_title
 
 
-def gamma_band(
-    epochs: pl.DataFrame, color: str, facet: str | None = None, metric: str = "gamma", band: str = "steps"
-) -> Figure:
-    """Per-epoch mean of `metric` with its band, coloured by a run factor.
-
-    `band="steps"`: one line per (run, reference point), the band min–max over the epoch's steps. `band="seeds"`:
-    one line per group of runs that differ only in their seed, the mean of their epoch means, the band its range
-    over the seeds. `facet` splits the runs into columns. Paper Figures 1, 4, 6 and 16 (γ by optimizer, batch size,
-    architecture, seed, epoch budget).
-    """
+def gamma_band(epochs: pl.DataFrame, color: str, facet: str | None = None, metric: str = "gamma") -> Figure:
+    """Per-epoch mean of `metric` with its band (min–max over the epoch's steps), one line per run and reference
+    point, coloured by a run factor; runs of one colour that differ in their seed or width dashed apart. More than two
+    bands get a panel per colour level; `facet` splits the runs into panels by another factor. The last epoch before
+    w* is not drawn. Paper Figures 1, 4, 6 and 16 (γ by optimizer, batch size, architecture, seed, epoch budget)."""
     mean, low, high = f"{metric}_mean", f"{metric}_min", f"{metric}_max"
-    require_columns(epochs, "epochs", unique_columns([*RUN_KEYS, "epoch", color, facet, mean, low, high]))
-    notes = width_note(epochs) if "width" in (color, facet) or color == "label" else []
-    if band == "seeds":
-        if color == "seed" or facet == "seed":
-            raise ValueError("band 'seeds' spans the seeds: colour and facet by another factor")
-        data = over_seeds(epochs, metric)
-        low, high = f"{metric}_seed_min", f"{metric}_seed_max"
-        seeds = sorted(set(data.get_column("seeds").to_list()))
-        what = (
-            f"mean over {'/'.join(map(str, seeds))} seeds of the epoch means (line), their min–max over the "
-            "seeds (band)"
-        )
-    else:
-        budget = "budget" if "budget" in epochs.columns else None
-        columns = unique_columns([*RUN_KEYS, "epoch", color, facet, mean, low, high, budget])
-        data = distinct_runs(with_series(epochs.select(columns)))
-        what = "per-epoch mean (line) and min–max over the epoch's steps (band)"
-    facet_levels = factor_levels(data, facet) if facet is not None else []
-    data, color_encoding = factor_color(data, color)
-    layers = [
-        zero_rule(),
-        *band_and_mean(
-            metric, low, high, color_encoding, metric_title(metric), band_name="seed" if band == "seeds" else "band"
-        ),
-    ]
-    title = f"{metric_symbol(metric)} along the optimization path, by {factor_title(color)}"
-    # Faceted by width, the header says what width counts; the subtitle need not say it again.
-    in_header = facet == "width" and bool(notes)
-    subtitle = [what] if in_header else [what, *notes]
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "schedule",
+            color,
+            facet,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            mean,
+            low,
+            high,
+        ]
+    )
+    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
+    drawn = lines(data, color)
+    notes = width_note(epochs) if "width" in (color, facet, drawn.dash_factor) or color == BY_RUN else []
+    band = Band(
+        metric,
+        mean,
+        low,
+        high,
+        metric_title(metric),
+        linear_scale(data, [mean, low, high], zero=True),
+        metric_symbol(metric),
+        zero=True,
+    )
+    titles = {str(v): factor_value(facet, v) for v in data.get_column(facet).unique()} if facet else None
+    chart = band_grid(drawn, [band], epoch_domain(data), facet=facet, facet_titles=titles)
+    subtitle = ["line: each run's mean over the epoch's steps; band: their min–max; dashed at 0"]
+    if facet is None and split_by_level(drawn):
+        subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
     if color == "budget" and epochs.get_column("run_id").n_unique() == 1:
-        budgets = ", ".join(factor_levels(data, "budget"))
+        budgets = ", ".join(str(b) for b in sorted(epochs.get_column("budget").unique()))
         subtitle.append(
-            f"the budgets {budgets} are reference points of one run: w* is its weights at each of these epochs"
+            f"the budgets {budgets} are reference points of one run: w* is its weights after that many epochs"
         )
-    if facet is None:
-        chart: Figure = alt.layer(*layers, data=inline_values(data)).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT)
-    else:
-        data = data.with_columns(pl.col(facet).cast(pl.String))
-        chart = (
-            alt.layer(*layers)
-            .properties(width=FACET_WIDTH, height=PANEL_HEIGHT)
-            .facet(
-                column=alt.Column(
-                    f"{facet}:N",
-                    title=notes[0] if in_header else factor_title(facet),
-                    sort=facet_levels,
-                ),
-                data=inline_values(data),
-            )
-        )
-    return finish(chart, title, subtitle)
+    title = f"{metric_symbol(metric)} along the optimization path, by {factor_title(color)}"
+    return finish(chart, title, subtitle + notes)
 
 
-def caption(color: str, facet: str | None = None, metric: str = "gamma", band: str = "steps") -> str:
-    spans = {
-        "steps": "its minimum to maximum over the epoch's steps, one line per run",
-        "seeds": "the minimum to maximum over runs that differ only in their seed, the line their mean",
-    }[band]
+def caption(color: str, facet: str | None = None, metric: str = "gamma") -> str:
     split = f", one panel per {factor_title(facet)}" if facet else ""
     return (
-        f"{metric_title(metric)} along the optimization path, by {factor_title(color)}{split}: the mean over each "
-        f"epoch's steps, with a band of {spans}. The dashed line is 0: below it the sampled gradient points away "
-        "from the reference point w*."
+        f"{metric_title(metric)} along the optimization path, by {factor_title(color)}{split}: each run's mean over "
+        f"each epoch's steps (line), with a band of {STEPS_BAND} (one line and band per run and reference point; runs "
+        "of one colour that differ in their seed or width are dashed apart). Where more than two bands would overlap, "
+        "each level has its panel, the other levels' lines in grey. Epochs count from 1; the last epoch before the "
+        "reference point w* is not drawn, as in the paper. The dashed line is 0: below it the sampled gradient points "
+        "away from w*."
     )
 
 
-PLOT = Plot(
-    "gamma_band",
-    gamma_band,
-    "epochs",
-    {"color": COLOR, "facet": FACET, "metric": METRIC, "band": BAND},
-    caption=caption,
-)
+PLOT = Plot("gamma_band", gamma_band, "epochs", {"color": COLOR, "facet": FACET, "metric": METRIC}, caption=caption)

@@ -1,4 +1,4 @@
-"""Training loss beside the mean adjacent-gradient correlation: the second paper's Figures 1 (top) and 9."""
+"""Training loss above the mean adjacent-gradient correlation: the second paper's Figures 1 (top) and 9."""
 
 from __future__ import annotations
 
@@ -7,94 +7,140 @@ import polars as pl
 
 from pathgeo.figures import COLOR, Plot
 from pathgeo.figures.style import (
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
-    RUN_KEYS,
+    BY_RUN,
+    COLOR_LEVEL,
+    FULL_WIDTH,
+    SMALL_HEIGHT,
+    SPACING,
     Figure,
-    distinct_runs,
+    Tip,
+    constant_lr,
+    epoch_domain,
     epoch_x,
-    factor_color,
-    factor_title,
     finish,
     hover_line,
-    inline_values,
-    log_axis,
-    log_scale,
-    one_reference,
-    positive_filter,
-    require_columns,
-    unique_columns,
+    line_encoding,
+    linear_scale,
+    lines,
+    panel_title,
+    valid_filter,
     width_note,
-    with_series,
     zero_rule,
 )
+from pathgeo.figures.tables import (
+    EPOCH,
+    RUN,
+    RUN_KEYS,
+    epoch_statistics,
+    inline_values,
+    one_reference,
+    require_columns,
+    unique_columns,
+    with_epoch_number,
+    with_series,
+)
+from pathgeo.figures.words import factor_title
+
+CORRELATION = "mean_grad_corr_mean"
+# μ is a cosine: its axis shows all of [−1, 1] with a margin, so that a line at +1 or −1 stays off the frame.
+COSINE_DOMAIN = [-1.05, 1.05]
 
 
-def grad_correlation(epochs: pl.DataFrame, color: str = "label") -> Figure:
-    """Training loss beside the mean adjacent-gradient correlation, per epoch.
-
-    One line per run, one reference point per run (both quantities depend on the
-    gradients only). The loss axis is fitted to the data. Second paper, Figure 1 (top
-    row), and coloured by batch size its Figure 9.
-    """
-    correlation = "mean_grad_corr_mean"
-    columns = unique_columns([*RUN_KEYS, "budget", "epoch", color, "loss_mean", correlation])
-    require_columns(epochs, "epochs", columns)
-    data = distinct_runs(with_series(one_reference(epochs.select(columns))))
-    data, color_encoding = factor_color(data, color)
-    # Both panels over every epoch: μ(t) is undefined for a window's first steps, and its panel would start later.
-    x = epoch_x(domain=[data.get_column("epoch").min(), data.get_column("epoch").max()])
-    tooltip = [
-        alt.Tooltip("run:N", title="run"),
-        alt.Tooltip("epoch:Q", title="epoch"),
-        alt.Tooltip("loss_mean:Q", title="mean loss", format=".4g"),
-        alt.Tooltip(f"{correlation}:Q", title="mean μ(t)", format=".3f"),
+def grad_correlation(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
+    """Training loss (top) and the mean adjacent-gradient correlation μ(t) (bottom), each the mean over an epoch's
+    steps, one line per run (one reference point per run: both quantities depend on the gradients only, so every
+    epoch is drawn, the last one too). μ(t) is the mean over a window of h steps, so a run's line starts where its
+    first window is full; the subtitle says where that is later than the first epoch. Second paper, Figure 1 (top
+    row), and coloured by batch size its Figure 9."""
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "step",
+            "schedule",
+            color,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            "loss",
+            "mean_grad_corr",
+        ]
+    )
+    require_columns(steps, "steps", [c for c in columns if c not in ("experiment", "width_unit")])
+    per_epoch = epoch_statistics(
+        one_reference(steps.select([c for c in columns if c in steps.columns])), ["loss", "mean_grad_corr"], ("mean",)
+    )
+    data = with_series(with_epoch_number(per_epoch))
+    drawn = lines(data, color)
+    x_domain = epoch_domain(data)
+    tips = [
+        Tip(RUN, "run"),
+        Tip(EPOCH, "epoch"),
+        Tip("loss_mean", "mean loss", ".4g"),
+        Tip(CORRELATION, "mean μ(t)", ".3f", missing="not yet: the window of h steps is not full"),
     ]
     loss = hover_line(
-        alt.Chart().transform_filter(positive_filter("loss_mean")),
-        x,
+        alt.Chart().transform_filter(valid_filter("loss_mean")),
+        epoch_x(title=None, domain=x_domain),
+        alt.Y("loss_mean:Q", title="training loss (epoch mean)", scale=linear_scale(data, ["loss_mean"])),
+        line_encoding(drawn),
+        tips,
+    )
+    correlation = hover_line(
+        alt.Chart().transform_filter(valid_filter(CORRELATION)),
+        epoch_x(domain=x_domain),
         alt.Y(
-            "loss_mean:Q",
-            scale=log_scale(data, ["loss_mean"], pad=1.05),
-            axis=log_axis("training loss (epoch mean, log)"),
+            f"{CORRELATION}:Q",
+            title="μ(t), epoch mean (eq. 3)",
+            scale=alt.Scale(domain=COSINE_DOMAIN, nice=False),
+            axis=alt.Axis(values=[-1, -0.5, 0, 0.5, 1]),
         ),
-        color_encoding,
-        tooltip,
+        line_encoding(drawn),
+        tips,
     )
-    correlation_line = hover_line(
-        alt.Chart().transform_filter(f"isValid(datum['{correlation}'])"),
-        x,
-        alt.Y(f"{correlation}:Q", title="gradient correlation μ (eq. 3), epoch mean", scale=alt.Scale(domain=[-1, 1])),
-        color_encoding,
-        tooltip,
+    chart = alt.vconcat(
+        alt.layer(*loss).properties(width=FULL_WIDTH, height=SMALL_HEIGHT),
+        alt.layer(zero_rule(), *correlation).properties(width=FULL_WIDTH, height=SMALL_HEIGHT),
+        data=inline_values(drawn.data),
+        spacing=SPACING,
     )
-    chart = alt.hconcat(
-        alt.layer(*loss).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT),
-        alt.layer(zero_rule(), *correlation_line).properties(width=PANEL_WIDTH, height=PANEL_HEIGHT),
-        data=inline_values(data),
-    ).resolve_scale(color="shared")
+    starts = (
+        drawn.data.filter(pl.col(CORRELATION).is_not_null())
+        .group_by(COLOR_LEVEL)
+        .agg(pl.col(EPOCH).min())
+        .filter(pl.col(EPOCH) > x_domain[0])
+        .sort(EPOCH)
+    )
+    late = [f"epoch {epoch} at {panel_title(drawn, level)}" for level, epoch in starts.iter_rows()]
     return finish(
         chart,
-        f"Training loss and gradient correlation, by {factor_title(color)}",
+        "Training loss and gradient correlation, by "
+        f"{factor_title(color, constant_lr(steps)) if color != BY_RUN else 'run'}",
         [
             (
-                "μ(t) = mean of cos(G(s−1), G(s)) over the h − 1 adjacent pairs of the window ending at step t"
-                " (eq. 3), averaged over the epoch's steps"
+                "μ(t) = mean of cos(G(s−1), G(s)) over the h − 1 adjacent pairs of the window ending at step t (eq. "
+                "3); lines: epoch means"
             ),
             "μ > 0: successive gradients agree (smooth geometry); μ < 0: they point back and forth (zigzag)",
-            *width_note(epochs),
+            *([f"μ(t) needs a full window of h steps: it starts in {', '.join(late)}"] if late else []),
+            *width_note(steps),
         ],
     )
 
 
-def caption(color: str = "label") -> str:
-    by = factor_title(color)
+def caption(color: str = BY_RUN) -> str:
+    by = "run" if color == BY_RUN else factor_title(color)
     return (
-        f"Per epoch, by {by}: the training loss (left, log scale fitted to the data) and the mean gradient correlation "
-        "μ(t) of the second paper's equation (3) (right), the mean of cos(G(s−1), G(s)) over the adjacent pairs of the "
-        "window of h steps ending at step t, averaged over the epoch's steps. μ near +1: successive gradients agree "
-        "(smooth geometry); near −1: they point back and forth (zigzag geometry)."
+        f"Per epoch, by {by}: the training loss (top) and the mean gradient correlation μ(t) of the second paper's "
+        "equation (3) (bottom), the mean of cos(G(s−1), G(s)) over the adjacent pairs of the window of h steps ending "
+        "at step t, each the mean over the epoch's steps. Neither needs a reference point, so every epoch is drawn; "
+        "μ(t)'s line starts where a run's first window is full (later than the first epoch where an epoch has fewer "
+        "than h steps, as the subtitle says). μ near +1: successive gradients agree (smooth geometry); near −1: they "
+        "point back and forth (zigzag geometry)."
     )
 
 
-PLOT = Plot("grad_correlation", grad_correlation, "epochs", {"color": COLOR}, caption=caption, needs_w_star=False)
+PLOT = Plot("grad_correlation", grad_correlation, "steps", {"color": COLOR}, caption=caption, needs_w_star=False)

@@ -7,109 +7,116 @@ import polars as pl
 
 from pathgeo.figures import COLOR, Plot
 from pathgeo.figures.style import (
-    BAND_OPACITY,
-    PANEL_HEIGHT,
-    PANEL_WIDTH,
+    NEUTRAL_COLOR,
+    STEPS_BAND,
+    Band,
+    Figure,
+    Tip,
+    band_grid,
+    band_log_scale,
+    epoch_domain,
+    finish,
+    line_key,
+    lines,
+    log_axis,
+    panel_word,
+    positive_filter,
+    split_by_level,
+    width_note,
+)
+from pathgeo.figures.tables import (
     RUN_KEYS,
     SERIES,
-    Figure,
-    distinct_runs,
-    epoch_x,
-    factor_color,
-    factor_title,
-    finish,
-    hover_line,
-    inline_values,
-    log_axis,
-    log_scale,
-    positive_filter,
+    before_final_epoch,
     require_columns,
     unique_columns,
-    width_note,
+    with_epoch_number,
     with_series,
 )
+from pathgeo.figures.words import factor_title
 
-OPTIMAL = "η* = RSI / EB² (mean, interquartile band)"
 TAKEN = "step taken: lr / (1 − β) under momentum β, lr without"
+TAKEN_BY_ALL = "step taken by every run: lr / (1 − β) under momentum β, lr without"
+TAKEN_DASH = [8, 4]
 
 
 def lolr(epochs: pl.DataFrame, color: str) -> Figure:
-    """Locally optimal learning rate per epoch against the step size actually taken.
+    """Locally optimal learning rate η* = RSI/EB² per epoch (each run's mean with its band, min–max over the epoch's
+    steps) against the step size actually taken: the run's mean LR times its optimizer's step scale (`step_scale`:
+    1/(1 − β) under heavy-ball momentum, so that a momentum run at lr 0.01 compares at 0.1), dashed, in the run's
+    colour, or once in grey where every run takes the same step. Runs whose optimizer has no single step scale (Adam)
+    get no dashed line. The log axis is fitted to both. Paper Figure 3."""
+    stats = ["lolr_mean", "lolr_min", "lolr_max"]
+    columns = unique_columns(
+        [
+            *RUN_KEYS,
+            "experiment",
+            "budget",
+            "epoch",
+            "schedule",
+            color,
+            "seed",
+            "width",
+            "model",
+            "width_unit",
+            "lr_mean",
+            "step_scale",
+            *stats,
+        ]
+    )
+    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
+    data = data.with_columns((pl.col("lr_mean") * pl.col("step_scale")).alias("step_lr"))
+    drawn = lines(data, color)
+    # One axis for η* and the step taken: fitted to both lines, the band reaching above them.
+    lines_and_band = data.with_columns(
+        pl.min_horizontal("lolr_mean", "step_lr").alias("lowest_line"),
+        pl.max_horizontal("lolr_max", "step_lr").alias("top"),
+    )
+    scale = band_log_scale(lines_and_band, "lowest_line", "lolr_min", "top")
+    band = Band("lolr", *stats, "learning rate (log)", scale, "η*")
+    shared = data.get_column("step_lr").drop_nulls().round(12).n_unique() == 1
+    key = line_key(TAKEN_BY_ALL if shared else TAKEN, TAKEN_DASH)
 
-    Mean η* = RSI/EB² with its interquartile band over the epoch's steps, and, dashed in the same colour, the
-    run's mean LR times its optimizer's step scale (`step_scale`: 1/(1 − β) under heavy-ball momentum, so that a
-    momentum run at lr 0.01 compares at 0.1). Runs whose optimizer has no single step scale (Adam) get no dashed
-    line. The log axis is fitted to both.  Paper Figure 3.
-    """
-    columns = unique_columns([*RUN_KEYS, "epoch", color, "lolr_mean", "lolr_q25", "lolr_q75", "lr_mean", "step_scale"])
-    require_columns(epochs, "epochs", columns)
-    data = distinct_runs(with_series(epochs.select(columns))).with_columns(
-        (pl.col("lr_mean") * pl.col("step_scale")).alias("step_lr")
-    )
-    data, color_encoding = factor_color(data, color)
-    scale = log_scale(data, ["lolr_mean", "lolr_q25", "lolr_q75", "step_lr"])
-    axis = log_axis("learning rate (log)")
-    x = epoch_x()
-    dash = alt.StrokeDash(
-        "quantity:N",
-        title="line",
-        scale=alt.Scale(domain=[OPTIMAL, TAKEN], range=[[1, 0], [6, 4]]),
-        legend=alt.Legend(symbolType="stroke", symbolSize=500, symbolStrokeWidth=2, labelLimit=0),
-    )
-    tooltip = [
-        alt.Tooltip("run:N", title="run"),
-        alt.Tooltip("epoch:Q", title="epoch"),
-        alt.Tooltip("lolr_mean:Q", title="mean η*", format=".3g"),
-        alt.Tooltip("lolr_q25:Q", title="η* 25th percentile", format=".3g"),
-        alt.Tooltip("lolr_q75:Q", title="η* 75th percentile", format=".3g"),
-        alt.Tooltip("lr_mean:Q", title="lr", format=".3g"),
-        alt.Tooltip("step_lr:Q", title="step taken, lr × step scale", format=".3g"),
-    ]
-    band = (
-        alt.Chart()
-        .transform_filter(positive_filter("lolr_q25", "lolr_q75"))
-        .mark_area(opacity=BAND_OPACITY)
-        .encode(
-            x=x,
-            y=alt.Y("lolr_q25:Q", scale=scale, axis=axis),
-            y2="lolr_q75:Q",
-            color=color_encoding,
-            detail=alt.Detail(f"{SERIES}:N"),
+    def taken(band: Band, where: str | None, x: alt.X, first: bool) -> list[alt.Chart]:
+        base = alt.Chart().transform_filter(where) if where else alt.Chart()
+        line = (
+            base.transform_filter(positive_filter("step_lr"))
+            .mark_line(strokeWidth=1.4, strokeDash=TAKEN_DASH, **({"color": NEUTRAL_COLOR} if shared else {}))
+            .encode(
+                x=x,
+                y=alt.Y("step_lr:Q", scale=scale, axis=log_axis(band.title)),
+                **({} if shared else {"color": drawn.color}),
+                detail=alt.Detail(f"{SERIES}:N"),
+            )
         )
+        return [line, key] if first else [line]
+
+    taken_tip = Tip(
+        "step_lr", "step taken, lr × step scale", ".3g", missing="no single scale (Adam's is per coordinate)"
     )
-    optimal = hover_line(
-        alt.Chart().transform_filter(positive_filter("lolr_mean")).transform_calculate(quantity=f"'{OPTIMAL}'"),
-        x,
-        alt.Y("lolr_mean:Q", scale=scale, axis=axis),
-        color_encoding,
-        tooltip,
-        stroke_dash=dash,
-    )
-    taken = (
-        alt.Chart()
-        .transform_filter(positive_filter("step_lr"))
-        .transform_calculate(quantity=f"'{TAKEN}'")
-        .mark_line(strokeWidth=1.4)
-        .encode(
-            x=x,
-            y=alt.Y("step_lr:Q", scale=scale, axis=axis),
-            color=color_encoding,
-            strokeDash=dash,
-            detail=alt.Detail(f"{SERIES}:N"),
-        )
-    )
-    chart = alt.layer(band, taken, *optimal, data=inline_values(data)).properties(
-        width=PANEL_WIDTH, height=PANEL_HEIGHT + 40
+    chart = band_grid(
+        drawn, [band], epoch_domain(data), extra_tips=[Tip("lr_mean", "mean lr", ".3g"), taken_tip], also=taken
     )
     subtitle = [
-        "η* minimizes ‖w − ηG − w*‖: the step along −G that would land closest to w*",
-        "log scale: epochs where η* ≤ 0 (G pointing away from w*) are not drawn",
+        (
+            "η* minimizes |w − ηG − w*|: the step along −G that would land closest to w*; line: each run's mean over "
+            "the epoch's steps"
+        ),
+        (
+            "band: min–max over the epoch's steps, on a log scale: where it reaches 0 or below (G pointing away from "
+            "w*), it runs to the bottom"
+        ),
     ]
-    without = data.filter(pl.col("step_scale").is_null()).get_column("run").unique().sort().to_list()
+    without = drawn.data.filter(pl.col("step_scale").is_null()).get_column("run").unique().sort().to_list()
     if without:
         subtitle.append(
             f"no dashed line for {', '.join(without)}: its step has no single scale (Adam's is per coordinate)"
         )
+    if split_by_level(drawn):
+        subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
     return finish(
         chart,
         f"Locally optimal learning rate vs the step taken, by {factor_title(color)}",
@@ -120,10 +127,11 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
 def caption(color: str) -> str:
     return (
         f"The locally optimal learning rate η* = RSI / EB², the step size along −G that would bring w closest to w*, "
-        f"per epoch by {factor_title(color)}: the mean over the epoch's steps with its interquartile band, on a log "
-        "scale (epochs with η* ≤ 0 are not drawn). Dashed in the same colour: the step actually taken, the learning "
-        "rate times 1/(1 − β) under heavy-ball momentum β (0.1 for lr 0.01 at β = 0.9), the learning rate itself "
-        "under plain SGD; Adam's step has no single scale and gets no dashed line."
+        f"per epoch by {factor_title(color)}: each run's mean over the epoch's steps with a band of {STEPS_BAND}, on a "
+        "log scale (a band reaching 0 or below runs to the bottom of the axis). Dashed: the step actually taken, the "
+        "learning rate times 1/(1 − β) under heavy-ball momentum β (0.1 for lr 0.01 at β = 0.9), the learning rate "
+        "itself under plain SGD, in the run's colour, or once in grey where every run takes the same step; Adam's step "
+        "has no single scale and gets no dashed line. Epochs count from 1; the last epoch before w* is not drawn."
     )
 
 

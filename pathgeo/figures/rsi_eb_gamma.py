@@ -4,29 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import altair as alt
 import polars as pl
 
-from pathgeo.figures import BAND, COLOR, Plot
+from pathgeo.figures import COLOR, Plot
 from pathgeo.figures.style import (
-    PANEL_WIDTH,
-    RUN_KEYS,
+    BY_RUN,
+    STEPS_BAND,
+    Band,
     Figure,
-    band_and_mean,
+    band_grid,
     band_log_scale,
-    distinct_runs,
-    factor_color,
-    factor_title,
+    epoch_domain,
     finish,
-    inline_values,
-    metric_title,
-    over_seeds,
+    linear_scale,
+    lines,
+    panel_word,
+    split_by_level,
+    width_note,
+)
+from pathgeo.figures.tables import (
+    RUN_KEYS,
+    before_final_epoch,
     require_columns,
     unique_columns,
-    width_note,
+    with_epoch_number,
     with_series,
-    zero_rule,
 )
+from pathgeo.figures.words import factor_title, metric_symbol, metric_title
 
 # RSI and EB span decades along a run (EB grows as w approaches w*); γ is a cosine.
 LOG_METRICS = frozenset({"rsi", "eb"})
@@ -39,94 +43,64 @@ PANELS = {
 }
 
 
-def rsi_eb_gamma(
-    epochs: pl.DataFrame,
-    color: str = "label",
-    panels: Sequence[str] = ("rsi", "eb", "gamma"),
-    band: str = "steps",
-) -> Figure:
-    """RSI, EB and γ per epoch (mean with a band), stacked on a shared epoch axis, coloured by run or by a factor.
-
-    RSI and EB are on log scales fitted to the data; a band reaching 0 or below (a step with negative RSI) runs to
-    the bottom of its panel. `band` as in gamma_band: the epoch's steps, or the seeds of runs that differ only in
-    their seed. Paper Figure 2 (one run), Appendix Figures 7–11 (by batch size, optimizer, architecture, seed).
-    """
+def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma")) -> Figure:
+    """RSI, EB and γ per epoch (mean with its band, min–max over the epoch's steps), one line per run and reference
+    point, coloured by run or by a factor. RSI and EB are on log scales fitted to the lines; a band reaching 0 or
+    below (a step with negative RSI) runs to the bottom of its panel. Where more than two bands would overlap, each
+    colour level has a row of panels. Paper Figure 2 (one run), Appendix Figures 7–11 (by batch size, optimizer,
+    architecture, seed)."""
     stats = [f"{metric}_{stat}" for metric in panels for stat in ("mean", "min", "max")]
-    require_columns(epochs, "epochs", unique_columns([*RUN_KEYS, "epoch", color, *stats]))
-    notes = width_note(epochs)
-    if band == "seeds":
-        data = pl.concat([over_seeds(epochs, metric) for metric in panels], how="align")
-    else:
-        data = distinct_runs(with_series(epochs.select(unique_columns([*RUN_KEYS, "epoch", color, *stats]))))
-    data, color_encoding = factor_color(data, color)
-    charts = []
-    clipped = []
-    for position, metric in enumerate(panels):
-        bottom = position == len(panels) - 1
-        low, high = (
-            (f"{metric}_seed_min", f"{metric}_seed_max") if band == "seeds" else (f"{metric}_min", f"{metric}_max")
-        )
+    factor = None if color == BY_RUN else color
+    columns = unique_columns(
+        [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", factor, "seed", "width", "model", "width_unit", *stats]
+    )
+    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
+    data = with_series(
+        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
+    )
+    drawn = lines(data, color)
+    bands, clipped = [], []
+    for metric in panels:
+        mean, low, high = f"{metric}_mean", f"{metric}_min", f"{metric}_max"
         log = metric in LOG_METRICS
-        scale = band_log_scale(data, f"{metric}_mean", low, high) if log else None
+        scale = band_log_scale(data, mean, low, high) if log else linear_scale(data, [mean, low, high], zero=True)
         if log and (data.get_column(low) <= scale.to_dict()["domain"][0]).any():
-            clipped.append(metric.upper())
-        layers = band_and_mean(
-            metric,
-            low,
-            high,
-            color_encoding,
-            metric_title(metric) + (" (log)" if log else ""),
-            scale=scale,
-            # Only the bottom panel carries the epoch axis title; the x scale is shared.
-            x_axis_title="epoch" if bottom else None,
-            band_name="seed" if band == "seeds" else "band",
-        )
-        if not log:
-            layers.insert(0, zero_rule())
-        charts.append(alt.layer(*layers).properties(width=PANEL_WIDTH, height=170))
-    chart = alt.vconcat(*charts, data=inline_values(data), spacing=12).resolve_scale(
-        x="shared", y="independent", color="shared"
-    )
-    spread = (
-        "min–max over the seeds of the epoch means (band), their mean (line)"
-        if band == "seeds"
-        else ("per-epoch mean (line) and min–max over the epoch's steps (band)")
-    )
+            clipped.append(metric_symbol(metric))
+        title = metric_title(metric).split(" =")[0] + (" (log)" if log else "")
+        bands.append(Band(metric, mean, low, high, title, scale, metric_symbol(metric), zero=not log))
+    chart = band_grid(drawn, bands, epoch_domain(data))
+    logs = [metric_symbol(m) for m in panels if m in LOG_METRICS]
     subtitle = [
-        spread + "; " + " and ".join(m.upper() for m in panels if m in LOG_METRICS) + " on log scales"
-        if any(m in LOG_METRICS for m in panels)
-        else spread
+        "line: each run's mean over the epoch's steps; band: their min–max"
+        + (f"; {' and '.join(logs)} on log scales" if logs else "")
     ]
+    subtitle += [f"{metric_title(m)}" for m in panels]
     if clipped:
         subtitle.append(
-            f"{' and '.join(clipped)}: where a band reaches below the axis (to 0 or under), it runs to the "
-            "panel's bottom edge"
+            f"{' and '.join(clipped)}: a band reaching below the axis (to 0 or under) runs to the panel's bottom edge"
         )
-    names = [metric_title(m).split(" =")[0] for m in panels]
+    if split_by_level(drawn):
+        subtitle.append(f"a row per {panel_word(color)}: its lines in colour, the others' in grey")
+    names = [metric_symbol(m) for m in panels]
     title = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
-    title += " along the optimization path" + ("" if color == "label" else f", by {factor_title(color)}")
-    return finish(chart, title, subtitle + notes)
+    title += " along the optimization path" + ("" if color == BY_RUN else f", by {factor_title(color)}")
+    if color == BY_RUN:
+        subtitle.append("run: " + ", ".join(drawn.levels))
+    return finish(chart, title, subtitle + width_note(epochs))
 
 
-def caption(color: str = "label", panels: Sequence[str] = ("rsi", "eb", "gamma"), band: str = "steps") -> str:
+def caption(color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma")) -> str:
     names = ", ".join(metric_title(m) for m in panels)
-    by = factor_title(color)
-    spread = (
-        "its minimum to maximum over the runs that differ only in their seed (the line their mean)"
-        if band == "seeds"
-        else ("its minimum to maximum over the epoch's steps")
-    )
+    by = "" if color == BY_RUN else f", by {factor_title(color)}"
     return (
-        f"{names}, per epoch along the optimization path, by {by}: the mean over each epoch's steps with a band of "
-        f"{spread}. RSI and EB are on log scales fitted to the lines (a band that reaches further down, to 0 or "
-        "below, is drawn to the bottom of its panel); γ has a dashed line at 0."
+        f"{names}, per epoch along the optimization path{by}: each run's mean over each epoch's steps with a band of "
+        f"{STEPS_BAND} (one line and band per run and reference point; runs of one colour that differ in their seed or "
+        "width are dashed apart). RSI and EB are on log scales fitted to the lines (a band that reaches further down, "
+        "to 0 or below, is drawn to the bottom of its panel); γ has a dashed line at 0. Where more than two bands "
+        "would "
+        "overlap, each level has its row of panels, the other levels' lines in grey. Epochs count from 1; the last "
+        "epoch before w* is not drawn."
     )
 
 
-PLOT = Plot(
-    "rsi_eb_gamma",
-    rsi_eb_gamma,
-    "epochs",
-    {"color": COLOR, "panels": PANELS, "band": BAND},
-    caption=caption,
-)
+PLOT = Plot("rsi_eb_gamma", rsi_eb_gamma, "epochs", {"color": COLOR, "panels": PANELS}, caption=caption)

@@ -1,324 +1,231 @@
-"""What every figure shares: sizes, colour schemes, titles of metrics, factors and runs, and the encodings and
-layers the plots are built from (epoch and step axes with whole-number ticks, scales fitted to the data, lines whose
-tooltip is the hovered datum, per-epoch band and mean, colour by factor or run, zero rule, inline data)."""
+"""The chart pieces every figure is built from, so that they follow one written style (docs/figures.md): sizes that fit
+the report, one colour per factor level in every figure (colour-blind safe), seeds and widths as dashes, bands of one
+meaning named in the legend, small multiples where bands would overlap, epoch axes counted from 1, log scales fitted to
+the data, tooltips that name the series and never show a missing value, and the shared title and configuration."""
 
 from __future__ import annotations
 
 import itertools
-import re
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import altair as alt
 import polars as pl
-import polars.selectors as cs
 
-from pathgeo.aggregate import DESCRIPTORS
-from pathgeo.columns import FACTORS
+from pathgeo.figures.tables import EPOCH, RUN, SERIES, inline_values, with_run_names
+from pathgeo.figures.words import factor_title, factor_value, value_words
 
-Figure: TypeAlias = alt.Chart | alt.LayerChart | alt.FacetChart | alt.VConcatChart | alt.HConcatChart
+Figure: TypeAlias = alt.Chart | alt.LayerChart | alt.FacetChart | alt.VConcatChart | alt.HConcatChart | alt.ConcatChart
 
-PANEL_WIDTH = 420
-PANEL_HEIGHT = 240
-FACET_WIDTH = 280
-BAND_OPACITY = 0.18
-CATEGORY_SCHEME = "tableau10"
-# Ordered factors (batch size, budget, ...) get a sequential palette so that "more"
-# reads as "darker"; the pale end of viridis is cut off because it vanishes on white.
+# The Snakemake report shows a figure in a frame about 700 px wide: no figure is wider, legends included.
+REPORT_WIDTH = 700
+# The plotting area of a figure of one panel, and of each of two side by side: with the y axes, their titles and the
+# spacing they add up to at most REPORT_WIDTH.
+FULL_WIDTH = 540
+HALF_WIDTH = 245
+PANEL_HEIGHT = 220
+SMALL_HEIGHT = 140
+SPACING = 16
+BAND_OPACITY = 0.2
+LINE_WIDTH = 1.8
+# Grey: what a panel shows for comparison (the other levels' lines), the zero rule, neutral marks.
+CONTEXT_COLOR = "#c4c4c4"
+RULE_COLOR = "#555555"
+NEUTRAL_COLOR = "#333333"
+
+# Okabe and Ito's palette, told apart with every common colour vision (yellow left out: it vanishes on white).
+CATEGORICAL = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000"]
+# A colour for each level of the factors figures colour by, the same in every figure.
+FACTOR_COLORS: dict[str, dict[str, str]] = {
+    "optimizer": {"sgd": "#0072B2", "momentum": "#E69F00", "adam": "#009E73", "adamw": "#CC79A7"},
+    "model": {"mlp": "#0072B2", "resnet1d": "#D55E00"},
+    "dataset": {"alm": "#0072B2", "sm": "#D55E00", "walk": "#009E73", "mnist1d": "#000000"},
+    "schedule": {"gawu": "#0072B2", "exp_warmup_cosine": "#E69F00", "constant": "#000000"},
+    # Seeds where the seed is what a figure compares: colours no named level above has first.
+    "seed": {"0": "#000000", "1": "#CC79A7", "2": "#56B4E9", "3": "#D55E00"},
+}
+# Ordered factors (batch size, budget, learning rate) get a sequential palette, so that their levels read in order;
+# the pale end of viridis is cut off because it vanishes on white.
 ORDERED_SCHEME = alt.SchemeParams(name="viridis", extent=[0.0, 0.85])
 # Seeds are numbers, but their order means nothing.
 UNORDERED_NUMERIC_FACTORS = frozenset({"seed"})
+# Factors that tell apart the runs of one colour, as stroke dashes: solid, dashed, dotted, dash-dot.
+DASH_FACTORS = ("seed", "width", "data_order_seed")
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3]]
 
-METRIC_SYMBOLS = {
-    "gamma": "γ",
-    "rsi": "RSI",
-    "eb": "EB",
-    "lolr": "loLR η*",
-    "grad_norm": "‖G‖",
-    "dist": "‖w − w*‖",
-    "loss": "loss",
-    "lr": "learning rate",
-    "upd_norm": "‖Δw‖",
-    "grad_corr": "cos(G(t−1), G(t))",
-    "mean_grad_corr": "μ(t)",
-    "sign_flip": "sign flips",
-}
-METRIC_TITLES = {
-    "gamma": "γ = cos(G, w − w*)",
-    "rsi": "RSI = G·(w − w*) / ‖w − w*‖²",
-    "eb": "EB = ‖G‖ / ‖w − w*‖",
-    "lolr": "loLR η* = RSI / EB²",
-    "grad_norm": "‖G‖ (minibatch gradient norm)",
-    "dist": "‖w − w*‖ (parameter-space distance)",
-    "loss": "training loss",
-    "lr": "learning rate",
-    "upd_norm": "‖Δw‖ (optimizer update norm)",
-    "grad_corr": "cos(G(t−1), G(t)) (adjacent gradient correlation)",
-    "mean_grad_corr": "μ(t) (adjacent gradient correlation, window mean, eq. 3)",
-    "sign_flip": "share of gradient entries flipping sign",
-}
-# cos(G(t−k), G(t)) of the components orthogonal to w − w*: one column per lag k, so matched
-# rather than listed.
-PERP_CORR = re.compile(r"perp_corr_lag(\d+)")
-FACTOR_TITLES = {
-    "batch_size": "batch size",
-    "budget": "epoch budget",
-    "model": "architecture",
-    "peak_lr": "peak learning rate",
-    "weight_decay": "weight decay",
-    "schedule": "LR schedule",
-    "epochs": "epochs trained",
-    "label": "run",
-    "reference": "reference point",
-    "run_id": "run",
-    "warmup_epochs": "warm-up epochs",
-    "full_batch": "full batch",
-}
-# Factor values that read better in words (a legend or facet title says "GAWU", not "gawu").
-VALUE_WORDS = {
-    "gawu": "GAWU",
-    "exp_warmup_cosine": "exponential warm-up, cosine decay",
-    "warmup_cosine": "linear warm-up, cosine decay",
-    "final_drop": "LR ÷ 10 in the last epoch",
-    "constant": "constant LR",
-    "momentum": "SGD with momentum",
-    "sgd": "SGD",
-    "adam": "Adam",
-}
-# Factors whose values name themselves: a label shows "mlp", not "architecture mlp".
-NAMED_FACTORS = frozenset({"dataset", "model", "optimizer", "schedule"})
-# A run label's "factor=value" pairs (pathgeo.labels).
-LABEL_PAIR = re.compile(r"([a-z_]+)=(\S+)")
-
-# Legends show the mean lines, not the faint bands that also carry the colour.
-LINE_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1)
-
-RUN_KEYS = ["run_id", "label", "reference"]
-HOVER_POINT_SIZE = 45
 # Each hover selection has its own name: Altair merges identical unnamed ones across the views of a figure, and a
 # shared one would light up the point of the same row in every view.
 _HOVER_NAMES = itertools.count()
-SERIES = "series"
-ZERO_RULE_COLOR = "#555555"
+HOVER_POINT_SIZE = 45
+LINE_LEGEND = {"symbolType": "stroke", "symbolStrokeWidth": 3, "symbolOpacity": 1}
+# Legends stack below the panels, each on a row of its own, so that none makes a figure wider (Vega's legend layout,
+# which Vega-Lite passes on but Altair's schema does not know: pathgeo.figures.save adds it).
+LEGEND_LAYOUT = {"bottom": {"anchor": "start", "direction": "vertical", "margin": 8}}
 
 
-def metric_title(metric: str) -> str:
-    """Axis title for a metric column stem such as "gamma", "eb_wd" or "upd_rsi"."""
-    if metric.endswith("_wd"):
-        return f"{metric_title(metric[:-3])}, G incl. weight decay"
-    if metric.startswith("upd_") and metric not in METRIC_TITLES:
-        return f"{metric_title(metric[4:])}, update Δw in place of G"
-    if lag := PERP_CORR.fullmatch(metric):
-        return f"cos(G(t−{lag[1]}), G(t)), components orthogonal to w − w*"
-    return METRIC_TITLES.get(metric, metric)
-
-
-def metric_symbol(metric: str) -> str:
-    if lag := PERP_CORR.fullmatch(metric):
-        return f"lag-{lag[1]} orthogonal gradient correlation"
-    return METRIC_SYMBOLS.get(metric, metric)
-
-
-def factor_title(factor: str) -> str:
-    return FACTOR_TITLES.get(factor, factor.replace("_", " "))
-
-
-def value_words(value: object) -> str:
-    return VALUE_WORDS.get(str(value), str(value))
-
-
-def readable(label: str) -> str:
-    """A run label in words: "peak_lr=0.05" reads "peak learning rate 0.05", "model=mlp width=32" reads
-    "mlp, width 32". A label without factor=value pairs (a run's description) is kept as it is."""
-    pairs = LABEL_PAIR.findall(label)
-    if not pairs or LABEL_PAIR.sub("", label).strip():
-        return label
-    return ", ".join(
-        value_words(value) if factor in NAMED_FACTORS else f"{factor_title(factor)} {value_words(value)}"
-        for factor, value in pairs
+def legend(title: str | None, **options: object) -> alt.Legend:
+    """A legend below the panels (a legend to the right takes width the report does not have)."""
+    return alt.Legend(
+        title=title, orient="bottom", direction="horizontal", columns=options.pop("columns", 4), **options
     )
 
 
-def without_seed(label: str) -> str:
-    """A run label without its seed: the label of the runs that differ from it only in their seed."""
-    rest = re.sub(r"\s*\bseed=\S+", "", label).strip()
-    return rest or "all seeds"
+@dataclass(frozen=True)
+class Lines:
+    """How a figure tells its lines apart: `data` with the run names ("run") and the level of each row in words
+    (`COLOR_LEVEL` and, where runs of one colour differ in a seed or width, `DASH_LEVEL`), the colour and dash
+    encodings, and the colour levels in order."""
+
+    data: pl.DataFrame
+    color: alt.Color
+    dash: alt.StrokeDash | None
+    levels: list[str]
+    factor: str
+    dash_factor: str | None
+
+    @property
+    def series(self) -> int:
+        return self.data.get_column(SERIES).n_unique() if SERIES in self.data.columns else len(self.levels)
 
 
-def width_note(table: pl.DataFrame) -> list[str]:
-    """What "width" counts for the runs drawn (hidden units, channels: the model's), where their widths differ
-    or a label names one; nothing where no run has a width."""
-    if "width_unit" not in table.columns or "width" not in table.columns:
-        return []
-    units = table.select("model", "width_unit").drop_nulls().unique().sort("model")
-    if units.is_empty():
-        return []
-    if table.get_column("width").n_unique() < 2 and not table.get_column("label").str.contains("width=").any():
-        return []
-    meanings = ", ".join(f"{unit} of {model}" for model, unit in units.iter_rows())
-    return [f"width: {meanings}"]
+COLOR_LEVEL, DASH_LEVEL = "color_level", "dash_level"
+# The colour option that colours by run (its name in words) rather than by a factor.
+BY_RUN = "label"
 
 
-def require_columns(table: pl.DataFrame, name: str, columns: list[str]) -> None:
-    if table.is_empty():
-        raise ValueError(f"the {name} table is empty: there is nothing to plot")
-    missing = [column for column in columns if column not in table.columns]
-    if missing:
-        raise ValueError(f"the {name} table lacks the columns {missing}")
+def constant_lr(table: pl.DataFrame) -> bool:
+    """Whether every run of the table keeps its learning rate constant (its LR is no peak)."""
+    return "schedule" in table.columns and set(table.get_column("schedule").drop_nulls()) <= {"constant"}
 
 
-def unique_columns(columns: list[str | None]) -> list[str]:
-    return list(dict.fromkeys(column for column in columns if column is not None))
+def ordered(table: pl.DataFrame, factor: str) -> bool:
+    return table.schema[factor].is_numeric() and factor not in UNORDERED_NUMERIC_FACTORS
 
 
-def inline_values(table: pl.DataFrame) -> alt.InlineData:
-    """Inline the table into the spec.
-
-    NaN and ±inf are not valid JSON and would break the renderer; as null they make
-    Vega-Lite skip the point instead.  Inline values also bypass Altair's 5000-row
-    guard without switching data transformers globally.
-    """
-    finite = [
-        pl.when(pl.col(column).is_finite()).then(pl.col(column)).alias(column)
-        for column in table.select(cs.float()).columns
-    ]
-    return alt.InlineData(values=table.with_columns(finite).to_dicts())
+def levels_of(table: pl.DataFrame, factor: str) -> list:
+    """A factor's levels in their natural order: numbers as numbers (64 < 128 < 1024), named levels in the order of
+    FACTOR_COLORS (SGD, momentum, Adam), then the others alphabetically."""
+    levels = table.get_column(factor).drop_nulls().unique().sort().to_list()
+    known = list(FACTOR_COLORS.get(factor, {}))
+    return sorted(levels, key=lambda level: (known.index(str(level)) if str(level) in known else len(known),))
 
 
-def with_series(table: pl.DataFrame) -> pl.DataFrame:
-    """Add the key of one line: a run measured against one reference point."""
-    return table.with_columns(pl.concat_str([pl.col("run_id"), pl.col("reference")], separator=" · ").alias(SERIES))
+def sorted_by_levels(table: pl.DataFrame, factors: Sequence[str]) -> pl.DataFrame:
+    """The rows in the order of their factors' levels (`levels_of`: SGD before momentum before Adam, 32 before 64)."""
+    keys = []
+    for factor in factors:
+        known = list(FACTOR_COLORS.get(factor, {}))
+        column = pl.col(factor)
+        if known and factor not in UNORDERED_NUMERIC_FACTORS:
+            keys.append(column.cast(pl.String).replace_strict(known, list(range(len(known))), default=len(known)))
+        keys.append(column)
+    return table.sort(keys, nulls_last=True) if keys else table
 
 
-def factor_levels(table: pl.DataFrame, factor: str) -> list[str]:
-    """The factor's levels as legend strings, in their natural order, so that
-    numeric factors (batch size 64 < 128 < 1024) do not sort as text."""
-    levels = table.get_column(factor).drop_nulls().unique().sort()
-    return [str(level) for level in levels.to_list()]
+def level_words(table: pl.DataFrame, factor: str, value: object) -> str:
+    """A level as a legend says it: "SGD", "64"; a run by its name."""
+    return str(value) if factor == RUN else value_words(factor, value)
 
 
-def factor_color(table: pl.DataFrame, factor: str) -> tuple[pl.DataFrame, alt.Color]:
-    """Colour by a factor (sequential for ordered numbers, categorical otherwise); "label" colours by run."""
-    if factor == "label":
-        return run_color(table)
-    ordered = table.schema[factor].is_numeric() and factor not in UNORDERED_NUMERIC_FACTORS
-    levels = factor_levels(table, factor)
-    table = table.with_columns(pl.col(factor).cast(pl.String))
+def panel_title(lines: Lines, level: str) -> str:
+    """A panel of one colour level names it as a run's name would: "SGD", "batch size 64"."""
+    if lines.factor == RUN:
+        return level
+    value = lines.data.filter(pl.col(COLOR_LEVEL) == level).get_column(lines.factor)[0]
+    return factor_value(lines.factor, value, constant_lr(lines.data))
+
+
+def palette(table: pl.DataFrame, factor: str, levels: list) -> list[str] | None:
+    """The colours of these levels, or None for an ordered factor (its scheme colours them)."""
+    if factor != RUN and ordered(table, factor):
+        return None
+    fixed = FACTOR_COLORS.get(factor, {})
+    spare = iter(c for c in CATEGORICAL if c not in {fixed[str(level)] for level in levels if str(level) in fixed})
+    return [fixed.get(str(level)) or next(spare) for level in levels]
+
+
+def lines(
+    table: pl.DataFrame, factor: str, legend_title: str | None = None, order: Sequence[str] | None = None
+) -> Lines:
+    """Name the runs and colour them by `factor` ("run": by run): fixed colours for named levels, viridis for ordered
+    numbers. Runs of one colour that differ in a seed or a width get a dash each, with its own legend."""
+    factor = RUN if factor == BY_RUN else factor
+    data = table if RUN in table.columns else with_run_names(table)
+    values = list(order) if order is not None else levels_of(data, factor)
+    words = [level_words(data, factor, value) for value in values]
+    data = data.with_columns(
+        pl.col(factor).cast(pl.String).replace_strict([str(v) for v in values], words, default=None).alias(COLOR_LEVEL)
+    )
+    colors = palette(data, factor, values)
+    scale = alt.Scale(domain=words, scheme=ORDERED_SCHEME) if colors is None else alt.Scale(domain=words, range=colors)
+    title = legend_title if legend_title is not None else _legend_title(data, factor)
+    # One level needs no legend: the subtitle names a figure's only run.
     color = alt.Color(
-        f"{factor}:{'O' if ordered else 'N'}",
-        title=factor_title(factor),
-        sort=levels,
-        scale=alt.Scale(domain=levels, scheme=ORDERED_SCHEME if ordered else CATEGORY_SCHEME),
-        legend=LINE_LEGEND,
+        f"{COLOR_LEVEL}:N",
+        title=title,
+        sort=words,
+        scale=scale,
+        legend=legend(title, **LINE_LEGEND) if len(words) > 1 else None,
     )
-    return table, color
-
-
-def run_color(table: pl.DataFrame) -> tuple[pl.DataFrame, alt.Color]:
-    """Colour by run, naming the reference point too when there are several."""
-    table = distinct_runs(table)
-    if "reference" in table.columns and table.get_column("reference").n_unique() > 1:
-        table = table.with_columns(pl.concat_str([pl.col("run"), pl.col("reference")], separator=" vs "))
-    levels = table.get_column("run").unique().sort().to_list()
-    color = alt.Color(
-        "run:N",
-        title="run",
-        sort=levels,
-        scale=alt.Scale(domain=levels, scheme=CATEGORY_SCHEME),
-        legend=LINE_LEGEND,
+    dash_factor = next(
+        (
+            f
+            for f in DASH_FACTORS
+            if f != factor
+            and f in data.columns
+            and data.group_by(COLOR_LEVEL).agg(pl.col(f).n_unique()).get_column(f).max() > 1
+        ),
+        None,
     )
-    return table, color
+    dash = None
+    if dash_factor is not None:
+        dash_values = levels_of(data, dash_factor)
+        dash_words = [value_words(dash_factor, value) for value in dash_values]
+        data = data.with_columns(
+            pl.col(dash_factor)
+            .cast(pl.String)
+            .replace_strict([str(v) for v in dash_values], dash_words)
+            .alias(DASH_LEVEL)
+        )
+        dash = alt.StrokeDash(
+            f"{DASH_LEVEL}:N",
+            title=factor_title(dash_factor),
+            sort=dash_words,
+            scale=alt.Scale(domain=dash_words, range=DASHES[: len(dash_words)]),
+            legend=legend(factor_title(dash_factor), symbolType="stroke", symbolStrokeWidth=2, symbolSize=400),
+        )
+    return Lines(data, color, dash, words, factor, dash_factor)
 
 
-def positive_filter(*fields: str) -> str:
-    """Vega expression keeping rows whose fields can be drawn on a log axis."""
-    return " && ".join(f"isValid(datum['{field}']) && datum['{field}'] > 0" for field in fields)
+def _legend_title(table: pl.DataFrame, factor: str) -> str | None:
+    return None if factor == RUN else factor_title(factor, constant_lr(table))
 
 
-def rule_at(y: float) -> alt.Chart:
-    """Dashed horizontal line at a reference level of the y axis."""
-    # One aggregated row per view (or facet cell), so the rule is drawn once.
-    return (
-        alt.Chart()
-        .transform_aggregate(rows="count()")
-        .mark_rule(color=ZERO_RULE_COLOR, strokeDash=[2, 2], strokeWidth=1)
-        .encode(y=alt.datum(y))
-    )
+def line_encoding(lines: Lines) -> dict:
+    """The colour, dash and line key of a mark of one line per series."""
+    encoding: dict = {"color": lines.color, "detail": alt.Detail(f"{SERIES}:N")}
+    if lines.dash is not None:
+        encoding["strokeDash"] = lines.dash
+    return encoding
 
 
-def zero_rule() -> alt.Chart:
-    """Horizontal line at 0 so that the sign of a metric can be read at a glance."""
-    return rule_at(0)
-
-
-def one_reference(table: pl.DataFrame) -> pl.DataFrame:
-    """Each run's rows for its largest-budget reference point only.
-
-    Quantities of the gradient alone (loss, learning rate, gradient correlations,
-    sign flips) repeat identically for every reference point of a run; drawing each
-    copy would stack duplicate points.
-    """
-    return table.filter(pl.col("budget") == pl.col("budget").max().over("run_id"))
-
-
-def distinct_runs(table: pl.DataFrame) -> pl.DataFrame:
-    """Add "run": the label in words, with the run id where one label names several runs
-    (labels are unique within an experiment, not across experiments)."""
-    shared = pl.col("run_id").n_unique().over("label") > 1
-    words = pl.col("label").map_elements(readable, return_dtype=pl.String)
-    return table.with_columns(
-        pl.when(shared).then(pl.concat_str([words, pl.col("run_id")], separator=" · ")).otherwise(words).alias("run")
-    )
-
-
-def switch_points(steps: pl.DataFrame) -> pl.DataFrame:
-    """Each run's switch point as the data show it: the first step of its largest learning rate, where the warm-up
-    ends (whether fixed in advance or found by GAWU), with its epoch and the step's μ(t). Runs whose learning rate
-    never changes have none."""
-    largest = pl.col("lr").max().over("run_id")
-    return (
-        steps.filter((pl.col("lr") == largest) & (largest > pl.col("lr").min().over("run_id")))
-        .sort("step")
-        .group_by("run_id", maintain_order=True)
-        .first()
-    )
-
-
-def run_names(steps: pl.DataFrame) -> dict[str, str]:
-    """A name for each run from its schedule and its switch point in the data (`switch_points`), e.g. "GAWU:
-    switched at epoch 19 (step 76)" (its warmup_epochs is only the latest switch it allows) or "exponential warm-up,
-    cosine decay: switch at epoch 10 (step 40)"; where two runs would read the same, each name adds its label."""
-    at = {row["run_id"]: row for row in switch_points(steps).iter_rows(named=True)}
-    names = {}
-    for run_id, schedule in steps.select("run_id", "schedule").unique().sort("run_id").iter_rows():
-        switch = at.get(run_id)
-        if switch is None:
-            names[run_id] = f"{value_words(schedule)}: no warm-up"
-        else:
-            verb = "switched" if schedule == "gawu" else "switch"
-            names[run_id] = f"{value_words(schedule)}: {verb} at epoch {switch['epoch']} (step {switch['step']})"
-    shared = {name for name in names.values() if list(names.values()).count(name) > 1}
-    labels = dict(steps.select("run_id", "label").unique().iter_rows())
-    return {run_id: f"{name} · {readable(labels[run_id])}" if name in shared else name for run_id, name in names.items()}
-
-
-def run_order(names: dict[str, str]) -> list[str]:
-    """The runs' names, GAWU's first."""
-    return sorted(set(names.values()), key=lambda name: (not name.startswith("GAWU"), name))
-
-
-def epoch_x(field: str = "epoch", title: str | None = "epoch", domain: list[float] | None = None) -> alt.X:
-    """An epoch (or step) axis: whole-number ticks only (a run of three epochs has no tick at 0.5), and a
+def epoch_x(field: str = EPOCH, title: str | None = "epoch", domain: Sequence[float] | None = None) -> alt.X:
+    """An epoch axis, epochs counted from 1: whole-number ticks only (a run of three epochs has no tick at 0.5), and a
     domain that ends at the data (or `domain`), so that the last label does not run into one past the end."""
     return alt.X(
         f"{field}:Q",
         title=title,
-        scale=alt.Scale(nice=False, **({"domain": domain} if domain is not None else {})),
+        scale=alt.Scale(nice=False, zero=False, **({"domain": list(domain)} if domain is not None else {})),
         axis=alt.Axis(format="d", tickMinStep=1, labelOverlap=True, labelFlush=True),
     )
 
 
-def step_x(title: str | None = "optimizer step") -> alt.X:
-    return epoch_x("step", title)
+def epoch_domain(table: pl.DataFrame, field: str = EPOCH, start: float | None = None) -> list[float]:
+    """The epochs a figure spans: from its first (or `start`) to its last."""
+    values = table.get_column(field)
+    return [float(values.min() if start is None else start), float(values.max())]
 
 
 def positive_range(table: pl.DataFrame, columns: list[str]) -> tuple[float, float] | None:
@@ -331,8 +238,8 @@ def positive_range(table: pl.DataFrame, columns: list[str]) -> tuple[float, floa
 
 
 def log_scale(table: pl.DataFrame, columns: list[str], pad: float = 1.2) -> alt.Scale:
-    """A log scale over the positive values of these columns and no further: without a fitted domain the axis
-    runs on to whole decades, and data in 1.1–3 sits in an axis from 1 to 10."""
+    """A log scale over the positive values of these columns and no further: without a fitted domain the axis runs on
+    to whole decades, and data in 1.1–3 sits in an axis from 1 to 10."""
     span = positive_range(table, columns)
     if span is None:
         return alt.Scale(type="log")
@@ -352,12 +259,35 @@ def band_log_scale(table: pl.DataFrame, mean: str, low: str, high: str, pad: flo
     return alt.Scale(type="log", domain=[min(bottom, means[0]) / pad, top[1] * pad], nice=False)
 
 
-def log_axis(title: str | None) -> alt.Axis:
+def linear_scale(table: pl.DataFrame, columns: list[str], pad: float = 0.04, zero: bool = False) -> alt.Scale:
+    """A linear scale over these columns' finite values (all of them, so that panels of one quantity compare), and
+    over 0 too where `zero` (a quantity whose sign matters, with its rule at 0)."""
+    values = pl.concat([table.get_column(column).cast(pl.Float64) for column in columns])
+    values = values.filter(values.is_finite())
+    if values.is_empty():
+        return alt.Scale(zero=zero)
+    low, high = float(values.min()), float(values.max())
+    if zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    margin = pad * (high - low or abs(high) or 1.0)
+    return alt.Scale(domain=[low - margin, high + margin], nice=False, zero=False)
+
+
+def is_log(scale: alt.Scale) -> bool:
+    return scale.to_dict().get("type") == "log"
+
+
+def log_axis(title: str | None, **options: object) -> alt.Axis:
     """Labels of a log axis: small values in powers of ten ("1e-6", not "0.000001")."""
     return alt.Axis(
         title=title,
         labelExpr="datum.label == '' ? '' : datum.value < 0.001 ? format(datum.value, '.0e') : datum.label",
+        **options,
     )
+
+
+def y_axis(title: str | None, scale: alt.Scale) -> alt.Axis:
+    return log_axis(title) if is_log(scale) else alt.Axis(title=title)
 
 
 def symlog_scale(table: pl.DataFrame, column: str) -> alt.Scale:
@@ -367,125 +297,345 @@ def symlog_scale(table: pl.DataFrame, column: str) -> alt.Scale:
     return alt.Scale(type="symlog", constant=float(magnitude or 1.0))
 
 
+def literal(text: str) -> str:
+    """Text as a string literal of a Vega expression (quotes and backslashes escaped)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def positive_filter(*fields: str) -> str:
+    """Vega expression keeping rows whose fields can be drawn on a log axis."""
+    return " && ".join(f"isValid(datum['{field}']) && datum['{field}'] > 0" for field in fields)
+
+
+def valid_filter(*fields: str) -> str:
+    return " && ".join(f"isValid(datum['{field}']) && isFinite(datum['{field}'])" for field in fields)
+
+
+def rule_at(y: float) -> alt.Chart:
+    """Dashed horizontal line at a reference level of the y axis."""
+    # One aggregated row per view, so the rule is drawn once; it carries no tooltip and covers nothing it sits on.
+    return (
+        alt.Chart()
+        .transform_aggregate(rows="count()")
+        .mark_rule(color=RULE_COLOR, strokeDash=[2, 2], strokeWidth=1, clip=True)
+        .encode(y=alt.datum(y))
+    )
+
+
+def zero_rule() -> alt.Chart:
+    """Horizontal line at 0 so that the sign of a metric can be read at a glance."""
+    return rule_at(0)
+
+
+@dataclass(frozen=True)
+class Tip:
+    """One line of a tooltip: a column, its title and number format. A number may be missing (μ(t) before its window
+    is full): the tooltip then says `missing` rather than "null", "undefined" or a wrong 0."""
+
+    field: str
+    title: str
+    format: str | None = None
+    missing: str = "not measured"
+
+
+def tooltip(tips: Sequence[Tip]) -> tuple[list[alt.Tooltip], dict[str, str]]:
+    """The tooltip encoding and the calculations it needs: each number as text, in its format, or `missing`."""
+    encoding, calculate = [], {}
+    for tip in tips:
+        if tip.format is None:
+            encoding.append(alt.Tooltip(f"{tip.field}:N", title=tip.title))
+            continue
+        text = f"{tip.field}_text"
+        value = f"datum['{tip.field}']"
+        calculate[text] = (
+            f"isValid({value}) && isFinite({value}) ? format({value}, {literal(tip.format)}) : {literal(tip.missing)}"
+        )
+        encoding.append(alt.Tooltip(f"{text}:N", title=tip.title))
+    return encoding, calculate
+
+
+def series_tips(lines: Lines | None = None) -> list[Tip]:
+    """The tooltip lines that name a row's series: its run in words (with its reference point where there are
+    several)."""
+    return [Tip(RUN, "run")]
+
+
 def hover_line(
     base: alt.Chart,
     x: alt.X,
     y: alt.Y,
-    color: alt.Color | alt.ColorValue,
-    tooltip: list[alt.Tooltip],
-    detail: str | None = SERIES,
-    stroke_width: float = 1.8,
-    stroke_dash: alt.StrokeDash | None = None,
+    encoding: dict,
+    tips: Sequence[Tip],
+    stroke_width: float = LINE_WIDTH,
 ) -> list[alt.Chart]:
     """A line and the points that make the tooltip the hovered datum's.
 
-    A line mark binds the tooltip of its first datum only (it is one mark), so wherever one hovers it would show
-    epoch 0. The points carry each datum's tooltip and show only while the pointer is nearest to them (Vega-Lite's
+    A line mark binds the tooltip of its first datum only (it is one mark), so wherever one hovers it would show the
+    first epoch. The points carry each datum's tooltip and show only while the pointer is nearest to them (Vega-Lite's
     nearest selection: a Voronoi cell around every point), so that hovering anywhere in the view names the datum
     under the pointer. One such layer per view: the topmost Voronoi cells would hide the others'.
     """
-    encoding: dict = {"x": x, "y": y, "color": color}
-    if detail is not None:
-        encoding["detail"] = alt.Detail(f"{detail}:N")
-    line = base.mark_line(strokeWidth=stroke_width).encode(
-        **encoding, **({"strokeDash": stroke_dash} if stroke_dash is not None else {})
-    )
+    line = base.mark_line(strokeWidth=stroke_width).encode(x=x, y=y, **encoding)
     nearest = alt.selection_point(
         name=f"hover{next(_HOVER_NAMES)}", nearest=True, on="pointerover", clear="pointerout", empty=False
     )
+    tip_encoding, calculate = tooltip(tips)
+    point_encoding = {k: v for k, v in encoding.items() if k in ("color", "detail")}
+    points = base.transform_calculate(**calculate) if calculate else base
     points = (
-        base.mark_point(filled=True, size=HOVER_POINT_SIZE)
-        .encode(**encoding, tooltip=tooltip, opacity=alt.when(nearest).then(alt.value(1)).otherwise(alt.value(0)))
+        points.mark_point(filled=True, size=HOVER_POINT_SIZE)
+        .encode(
+            x=x,
+            y=y,
+            **point_encoding,
+            tooltip=tip_encoding,
+            opacity=alt.when(nearest).then(alt.value(1)).otherwise(alt.value(0)),
+        )
         .add_params(nearest)
     )
     return [line, points]
 
 
-def over_seeds(table: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """Seed bands: per epoch and group of runs that differ only in their seed, the mean over the seeds of each
-    run's epoch mean (`{metric}_mean`) and its range over them (`{metric}_seed_min`, `{metric}_seed_max`), with
-    the number of seeds. The rows keep the factors, so they colour and facet as a run's would."""
-    mean = f"{metric}_mean"
-    keys = [f for f in FACTORS if f != "seed" and f in table.columns] + ["reference", "epoch"]
-    keys += [c for c in ("budget", *DESCRIPTORS) if c in table.columns]
-    grouped = table.group_by(keys, maintain_order=True).agg(
-        pl.col(mean).mean(),
-        pl.col(mean).min().alias(f"{metric}_seed_min"),
-        pl.col(mean).max().alias(f"{metric}_seed_max"),
-        pl.col("seed").n_unique().alias("seeds"),
-        pl.col("seed").sort().cast(pl.String).str.join(", ").alias("seed_list"),
-    )
-    series = [f for f in keys if f != "epoch"]
-    return grouped.with_columns(
-        pl.concat_str([pl.col(f).cast(pl.String) for f in series], separator=" · ", ignore_nulls=True).alias(SERIES),
-        pl.concat_str([pl.lit("runs of seeds "), pl.col("seed_list")]).alias("run"),
+def band_key(text: str) -> alt.Chart:
+    """The legend entry that says what a figure's bands are (docs/figures.md: one meaning unless the legend says
+    otherwise): an invisible mark whose fill legend reads `text`."""
+    return (
+        alt.Chart()
+        .transform_aggregate(rows="count()")
+        .transform_calculate(band=literal(text))
+        .mark_square(opacity=0)
+        .encode(
+            fill=alt.Fill(
+                "band:N",
+                scale=alt.Scale(domain=[text], range=[NEUTRAL_COLOR]),
+                legend=legend("band", symbolOpacity=BAND_OPACITY + 0.1, symbolSize=200, symbolStrokeWidth=0),
+            )
+        )
     )
 
 
-def band_and_mean(
-    metric: str,
-    low: str,
-    high: str,
-    color: alt.Color,
-    y_title: str,
-    scale: alt.Scale | None = None,
-    x_axis_title: str | None = "epoch",
-    band: bool = True,
-    band_name: str = "band",
-) -> list[alt.Chart]:
-    """Layers of a per-epoch band (low–high over the epoch's steps) and mean line, with a tooltip per epoch.
+# What a band is, as its legend says it.
+STEPS_BAND = "min–max over the epoch's steps"
+
+
+@dataclass(frozen=True)
+class Band:
+    """A quantity drawn as a line with a band: its mean column, the band's low and high columns (None: no band), the
+    y axis title and scale, and what its tooltip says of the band."""
+
+    metric: str
+    mean: str
+    low: str | None
+    high: str | None
+    title: str
+    scale: alt.Scale
+    symbol: str
+    zero: bool = False
+    mean_title: str | None = None
+
+
+def band_layers(band: Band, lines: Lines, x: alt.X, extra_tips: Sequence[Tip] = (), where: str | None = None) -> list:
+    """The band (an area per series) and the mean line with its hover points, for the rows `where` keeps (a Vega
+    filter).
 
     On a log `scale` with a fitted domain, the mean is drawn where it is positive and a band that reaches below the
     axis (0 or less, or below its domain) is drawn down to the bottom of the axis (its true low is in the tooltip)."""
-    mean = f"{metric}_mean"
-    scale = scale or alt.Scale(zero=False)
-    log = scale.to_dict().get("type") == "log"
-    x = epoch_x(title=x_axis_title)
-    axis = log_axis(y_title) if log else alt.Axis(title=y_title)
-    layers = []
-    if band:
-        area = alt.Chart()
-        band_low = low
+    log = is_log(band.scale)
+    axis = y_axis(band.title, band.scale)
+    encoding = line_encoding(lines)
+    layers: list = []
+
+    def chart() -> alt.Chart:
+        return alt.Chart().transform_filter(where) if where else alt.Chart()
+
+    if band.low is not None and band.high is not None:
+        area = chart()
+        low = band.low
         if log:
-            domain = scale.to_dict().get("domain")
+            domain = band.scale.to_dict().get("domain")
             floor = domain[0] if domain else 1e-300
-            band_low = f"{low}_drawn"
-            area = area.transform_filter(positive_filter(high)).transform_calculate(
-                **{band_low: f"isValid(datum['{low}']) && datum['{low}'] > {floor!r} ? datum['{low}'] : {floor!r}"}
+            low = f"{band.low}_drawn"
+            area = area.transform_filter(positive_filter(band.high)).transform_calculate(
+                **{
+                    low: f"isValid(datum['{band.low}']) && datum['{band.low}'] > {floor!r} ? datum['{band.low}'] : "
+                    f"{floor!r}"
+                }
             )
+        else:
+            area = area.transform_filter(valid_filter(band.low, band.high))
         layers.append(
             area.mark_area(opacity=BAND_OPACITY).encode(
                 x=x,
-                y=alt.Y(f"{band_low}:Q", scale=scale, axis=axis),
-                y2=alt.Y2(f"{high}:Q"),
-                color=color,
+                y=alt.Y(f"{low}:Q", scale=band.scale, axis=axis),
+                y2=alt.Y2(f"{band.high}:Q"),
+                color=lines.color,
                 detail=alt.Detail(f"{SERIES}:N"),
             )
         )
-    tooltip = [
-        alt.Tooltip("run:N", title="run"),
-        alt.Tooltip("reference:N", title="reference"),
-        alt.Tooltip("epoch:Q", title="epoch"),
-        alt.Tooltip(f"{mean}:Q", title=f"mean {metric_symbol(metric)}", format=".4g"),
-    ]
-    if band:
-        tooltip += [
-            alt.Tooltip(f"{low}:Q", title=f"{band_name} low", format=".4g"),
-            alt.Tooltip(f"{high}:Q", title=f"{band_name} high", format=".4g"),
-        ]
-    base = alt.Chart().transform_filter(positive_filter(mean)) if log else alt.Chart()
-    layers += hover_line(base, x, alt.Y(f"{mean}:Q", scale=scale, axis=axis), color, tooltip)
+    tips = [*series_tips(lines), Tip(EPOCH, "epoch"), Tip(band.mean, band.mean_title or f"mean {band.symbol}", ".4g")]
+    if band.low is not None and band.high is not None:
+        tips += [Tip(band.low, f"lowest {band.symbol}", ".4g"), Tip(band.high, f"highest {band.symbol}", ".4g")]
+    tips += list(extra_tips)
+    base = chart().transform_filter(positive_filter(band.mean) if log else valid_filter(band.mean))
+    layers += hover_line(base, x, alt.Y(f"{band.mean}:Q", scale=band.scale, axis=axis), encoding, tips)
     return layers
 
 
+def context_lines(band: Band, x: alt.X, where: str) -> alt.Chart:
+    """The other levels' mean lines in grey, behind a panel's own, for comparison."""
+    base = alt.Chart().transform_filter(where)
+    base = base.transform_filter(positive_filter(band.mean) if is_log(band.scale) else valid_filter(band.mean))
+    return base.mark_line(strokeWidth=1, color=CONTEXT_COLOR).encode(
+        x=x,
+        y=alt.Y(f"{band.mean}:Q", scale=band.scale, axis=y_axis(band.title, band.scale)),
+        detail=alt.Detail(f"{SERIES}:N"),
+    )
+
+
+def level_filter(field: str, value: str, equal: bool = True) -> str:
+    return f"datum['{field}'] {'===' if equal else '!=='} {literal(value)}"
+
+
+def panel_word(factor: str) -> str:
+    """What a panel of one colour level shows: a run, or a level of the factor."""
+    return "run" if factor in (BY_RUN, RUN) else factor_title(factor)
+
+
+def split_by_level(lines: Lines) -> bool:
+    """Whether a figure gives each colour level a panel of its own: where more than two bands would overlap in one
+    (docs/figures.md, "Bands")."""
+    return lines.series > 2 and len(lines.levels) > 1
+
+
+def band_grid(
+    lines: Lines,
+    bands: Sequence[Band],
+    x_domain: Sequence[float],
+    key: str = STEPS_BAND,
+    facet: str | None = None,
+    facet_titles: dict[str, str] | None = None,
+    extra_tips: Sequence[Tip] = (),
+    also: Callable[[Band, str | None, alt.X, bool], list[alt.Chart]] | None = None,
+    x_field: str = EPOCH,
+) -> alt.VConcatChart | alt.LayerChart | alt.ConcatChart | alt.HConcatChart:
+    """A figure of lines with bands: one panel per quantity (`bands`) and per group, the groups being the colour
+    levels where more than two bands would overlap (each panel its level's lines in colour, the others' in grey),
+    else the values of `facet`, else one. Every panel of a quantity shares its y scale; the legend says what the
+    bands are (`key`; None: no band)."""
+    data = lines.data
+    if facet is not None:
+        groups = [
+            (str(v), facet_titles.get(str(v), str(v)) if facet_titles else str(v)) for v in levels_of(data, facet)
+        ]
+        field, split = facet, False
+        data = data.with_columns(pl.col(facet).cast(pl.String))
+    elif split_by_level(lines):
+        groups, field, split = [(level, panel_title(lines, level)) for level in lines.levels], COLOR_LEVEL, True
+    else:
+        groups, field, split = [("", "")], None, False
+    width = FULL_WIDTH if len(groups) == 1 else HALF_WIDTH
+    height = PANEL_HEIGHT if len(groups) == 1 and len(bands) == 1 else SMALL_HEIGHT
+    cells = {}
+    # Rows of panels, one per group and quantity (several groups and quantities), take the epoch title and the group's
+    # name once each: on the bottom row, and on the row's first panel.
+    rows = len(groups) > 1 and len(bands) > 1
+    for g, (value, title) in enumerate(groups):
+        for b, band in enumerate(bands):
+            bottom = g == len(groups) - 1 if rows else b == len(bands) - 1
+            x = epoch_x(x_field, "epoch" if bottom else None, x_domain)
+            where = level_filter(field, value) if field else None
+            layers: list = []
+            if band.zero and not is_log(band.scale):
+                layers.append(zero_rule())
+            if split:
+                layers.append(context_lines(band, x, level_filter(field, value, equal=False)))
+            layers += band_layers(band, lines, x, extra_tips, where)
+            if also is not None:
+                layers += also(band, where, x, g == 0 and b == 0)
+            if key is not None and g == 0 and b == 0:
+                layers.append(band_key(key))
+            panel = alt.layer(*layers).properties(width=width, height=height)
+            if title and (b == 0 or not rows):
+                panel = panel.properties(title=alt.TitleParams(title, fontSize=12, anchor="start"))
+            cells[(g, b)] = panel
+    if len(groups) == 1 and len(bands) == 1:
+        chart = cells[(0, 0)]
+    elif len(groups) == 1:
+        chart = alt.vconcat(*(cells[(0, b)] for b in range(len(bands))), spacing=SPACING)
+    elif len(bands) == 1:
+        chart = alt.concat(*(cells[(g, 0)] for g in range(len(groups))), columns=2, spacing=SPACING)
+    else:
+        chart = alt.vconcat(
+            *(alt.hconcat(*(cells[(g, b)] for b in range(len(bands))), spacing=SPACING) for g in range(len(groups))),
+            spacing=SPACING,
+        )
+    return chart.properties(data=inline_values(data))
+
+
 def finish(chart: Figure, title: str, subtitle: str | list[str]) -> Figure:
-    """Title and shared styling, applied once to the top-level chart."""
+    """Title and shared styling, applied once to the top-level chart; colour, dash and band legends resolve
+    independently (each has its own title), below the panels."""
     return (
         chart.properties(title=alt.TitleParams(title, subtitle=subtitle, anchor="start"))
         .configure_axis(labelFontSize=11, titleFontSize=12, gridOpacity=0.5)
-        # No label limit: a legend that cuts "model=resnet1d width=…" off names no run.
-        .configure_legend(labelFontSize=11, titleFontSize=12, labelLimit=0)
+        # No label limit: a legend that cuts a run's name off names no run.
+        .configure_legend(labelFontSize=11, titleFontSize=12, labelLimit=0, titleLimit=0, orient="bottom")
         .configure_header(labelFontSize=12, titleFontSize=12)
         .configure_title(fontSize=15, subtitleFontSize=11, subtitleColor="#444444")
         .configure_view(stroke="#bbbbbb")
+        .configure_concat(spacing=SPACING)
     )
+
+
+def width_note(table: pl.DataFrame) -> list[str]:
+    """What "width" counts for the runs drawn (hidden units, channels: the model's), where their widths differ or a
+    label names one; nothing where no run has a width."""
+    if "width_unit" not in table.columns or "width" not in table.columns:
+        return []
+    units = table.select("model", "width_unit").drop_nulls().unique().sort("model")
+    if units.is_empty():
+        return []
+    if table.get_column("width").n_unique() < 2 and not table.get_column("label").str.contains("width=").any():
+        return []
+    meanings = ", ".join(f"{unit} of {value_words('model', model)}" for model, unit in units.iter_rows())
+    return [f"width: {meanings}"]
+
+
+def line_key(text: str, dash: list[int], color: str = NEUTRAL_COLOR) -> alt.Chart:
+    """A legend entry for a line of a fixed style (the step taken, an analytic law): an invisible mark whose stroke
+    legend shows the line and reads `text`."""
+    return (
+        alt.Chart()
+        .transform_aggregate(rows="count()")
+        .transform_calculate(line=literal(text))
+        .mark_point(opacity=0)
+        .encode(
+            stroke=alt.Stroke(
+                "line:N",
+                scale=alt.Scale(domain=[text], range=[color]),
+                legend=legend(None, symbolType="stroke", symbolDash=dash, symbolStrokeWidth=2, symbolSize=400),
+            )
+        )
+    )
+
+
+# The factor a figure colours an experiment's runs by where it names none: the first of these in which they differ
+# (the seed or width then dashes the runs of one colour apart).
+COLOR_ORDER = (
+    "optimizer",
+    "model",
+    "batch_size",
+    "schedule",
+    "warmup_epochs",
+    "peak_lr",
+    "dataset",
+    "budget",
+    "seed",
+    "width",
+)
+
+
+def varying_factor(table: pl.DataFrame) -> str:
+    """The factor in which a table's runs differ, by COLOR_ORDER; by run where they differ in none of them."""
+    runs = table.unique("run_id")
+    return next((f for f in COLOR_ORDER if f in runs.columns and runs.get_column(f).n_unique() > 1), BY_RUN)

@@ -7,78 +7,86 @@ import polars as pl
 
 from pathgeo.figures import Plot
 from pathgeo.figures.style import (
-    RUN_KEYS,
+    HALF_WIDTH,
+    NEUTRAL_COLOR,
+    SMALL_HEIGHT,
+    SPACING,
     Figure,
-    distinct_runs,
-    factor_levels,
+    Tip,
+    epoch_x,
     finish,
     hover_line,
-    inline_values,
-    require_columns,
-    step_x,
+    levels_of,
     symlog_scale,
-    value_words,
+    valid_filter,
     zero_rule,
 )
+from pathgeo.figures.tables import (
+    AT,
+    EPOCH,
+    NAME_FACTORS,
+    RUN,
+    RUN_KEYS,
+    STEP,
+    before_final_epoch,
+    inline_values,
+    require_columns,
+    with_run_names,
+    with_step_position,
+)
+from pathgeo.figures.words import describe, value_words
 
-PANEL_WIDTH, PANEL_HEIGHT = 300, 180
-COLOR = "#4c78a8"
+METRICS = {"rsi": "RSI (symmetric log)", "gamma": "γ = cos(G, w − w*)"}
 
 
 def synthetic(steps: pl.DataFrame) -> Figure:
-    """Per-step RSI and γ on the synthetic objectives (ALM, SM).  Paper Figure 5.
+    """Per-step RSI and γ on the synthetic objectives (ALM, SM), without the last epoch before w*. Paper Figure 5.
 
     One column per objective (`dataset`), rows RSI and γ, each panel on its own scale, with a zero line so that
-    negative values stand out. RSI is on a symmetric log scale (linear within its median magnitude around 0): the
-    SM's spikes reach thousands, and on a linear axis they would flatten the negative values the figure is for.
+    negative values stand out. RSI is on a symmetric log scale (linear within its median magnitude around 0): its
+    spikes can reach thousands, and on a linear axis they would flatten the negative values the figure is for.
     """
-    metrics = {"rsi": "RSI (symmetric log)", "gamma": "γ = cos(G, w − w*)"}
-    require_columns(steps, "steps", [*RUN_KEYS, "dataset", "epoch", "step", *metrics])
-    data = distinct_runs(steps.select([*RUN_KEYS, "dataset", "epoch", "step", *metrics]))
-    objectives = factor_levels(data, "dataset")
-    rows = []
-    for metric, title in metrics.items():
+    columns = [*RUN_KEYS, "budget", "dataset", "epoch", "step", *METRICS]
+    require_columns(steps, "steps", columns)
+    factors = [c for c in ("experiment", *NAME_FACTORS) if c in steps.columns and c not in columns]
+    data = with_run_names(with_step_position(before_final_epoch(steps.select(*columns, *factors))))
+    objectives = levels_of(data, "dataset")
+    tips = [Tip(RUN, "run"), Tip(STEP, "step"), Tip(EPOCH, "epoch"), Tip("rsi", "RSI", ".4g"), Tip("gamma", "γ", ".3f")]
+    columns_of_panels = []
+    for objective in objectives:
+        values = data.filter(pl.col("dataset") == objective)
+        span = [0.0, float(values.get_column("epoch").max() + 1)]
         panels = []
-        for objective in objectives:
-            values = data.filter(pl.col("dataset") == objective)
+        for position, (metric, title) in enumerate(METRICS.items()):
             scale = symlog_scale(values, metric) if metric == "rsi" else alt.Scale(zero=False)
-            tooltip = [
-                alt.Tooltip("run:N", title="run"),
-                alt.Tooltip("step:Q", title="step"),
-                alt.Tooltip("epoch:Q", title="epoch"),
-                alt.Tooltip("rsi:Q", title="RSI", format=".4g"),
-                alt.Tooltip("gamma:Q", title="γ", format=".3f"),
-            ]
             layers = hover_line(
-                alt.Chart().transform_filter(f"isValid(datum['{metric}'])"),
-                step_x("step" if metric == "gamma" else None),
+                alt.Chart().transform_filter(valid_filter(metric)),
+                epoch_x(AT, "epoch" if position == len(METRICS) - 1 else None, span),
                 alt.Y(f"{metric}:Q", title=title, scale=scale),
-                alt.value(COLOR),
-                tooltip,
-                detail=None,
-                stroke_width=1.0,
+                {"color": alt.value(NEUTRAL_COLOR)},
+                tips,
+                stroke_width=0.9,
             )
-            header = value_words(objective) if metric == "rsi" else None
-            panels.append(
-                alt.layer(zero_rule(), *layers, data=inline_values(values)).properties(
-                    width=PANEL_WIDTH,
-                    height=PANEL_HEIGHT,
-                    title=alt.TitleParams(f"objective: {header}", fontSize=13) if header else alt.TitleParams(""),
-                )
-            )
-        rows.append(alt.hconcat(*panels).resolve_scale(y="independent", x="independent"))
-    chart = alt.vconcat(*rows, spacing=10)
-    runs = "; ".join(
-        f"{objective}: {run}" for objective, run in data.select("dataset", "run").unique().sort("dataset").iter_rows()
-    )
+            panel = alt.layer(zero_rule(), *layers).properties(width=HALF_WIDTH, height=SMALL_HEIGHT)
+            if position == 0:
+                panel = panel.properties(title=alt.TitleParams(value_words("dataset", objective), fontSize=13))
+            panels.append(panel)
+        columns_of_panels.append(alt.vconcat(*panels, data=inline_values(values), spacing=8))
+    chart = alt.hconcat(*columns_of_panels, spacing=SPACING)
+    negative = dict(data.group_by("dataset").agg((pl.col("gamma") < 0).mean()).iter_rows())
+    # Each column names its objective: the runs are said without it.
+    runs = [
+        f"{value_words('dataset', row['dataset'])}: {describe(row, brief=True)}; γ < 0 on "
+        f"{100 * negative[row['dataset']]:.1f}% of the steps drawn"
+        for row in data.select("dataset", *factors).unique().sort("dataset").iter_rows(named=True)
+    ]
     return finish(
         chart,
         "RSI and γ on synthetic objectives",
         [
-            "RSI = G·(w − w*) / ‖w − w*‖² and γ = cos(G, w − w*), per step; dashed line at 0",
-            "negative values: the step moves away from the final iterate w*; RSI on a symmetric log axis (linear "
-            "near 0)",
-            runs,
+            "per step, dashed line at 0: below it the step moves away from the final iterate w*",
+            "RSI on a symmetric log axis (linear near 0); the last epoch before w* is not drawn",
+            *runs,
         ],
     )
 
@@ -89,9 +97,10 @@ PLOT = Plot(
     "steps",
     caption=(
         "RSI and γ per step on the synthetic objectives, one column per objective: the Asymmetric Linear Model "
-        "(convex, but its minibatch gradients are very noisy) and the Sinusoidal Mixture (deterministic, but strongly "
-        "non-convex). RSI is on a symmetric log axis, linear within its typical magnitude around 0 and logarithmic "
-        "beyond, so that both its spikes and its negative values show. Unlike the networks', their γ is often "
-        "negative: the step moves away from the final iterate."
+        "(convex, but its minibatch gradients are very noisy) and the Sinusoidal Mixture (deterministic, full batch, "
+        "but strongly non-convex). RSI is on a symmetric log axis, linear within its typical magnitude around 0 and "
+        "logarithmic beyond, so that both its spikes and its negative values show. The subtitle gives the share of "
+        "steps on which γ is negative, where the step moves away from the final iterate. Epochs count from 1; the "
+        "last epoch before w* is not drawn, as in the paper."
     ),
 )

@@ -1,0 +1,116 @@
+"""The README's numbers from the default run are its tables' (issue 19: the README said γ > 0 on 57.7% of steps where
+the claims table of a run said 52.6%).
+
+tests/fixtures/default_findings.json records what `python -m pathgeo.findings results` printed for the default run
+(`.venv/bin/snakemake --cores 2`, then that command). The fast tests hold the README to the record; the slow one runs
+the default's tables again (or reads those under $PATHGEO_DEFAULT_RESULTS, a default run's results/) and holds the
+record to them. Re-record after a change that moves a number, and write the new number into the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pathgeo.findings import findings
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "tests" / "fixtures" / "default_findings.json"
+# Each finding as the README states it: the sentence around the number, so that the number is the one meant.
+PHRASES = {
+    "zigzag_smooth_flips": "a median of {} of entries flipping sign",
+    "zigzag_epoch": "It turns zigzag in epoch {}, the first epoch whose mean correlation is negative",
+    "zigzag_lowest_mu": "(as low as {})",
+    "zigzag_flips_from_epoch_100": "with {} of entries flipping sign each step from epoch 100 on",
+    "zigzag_smooth_loss": "The training loss falls from {} in the smooth phase",
+    "zigzag_zigzag_loss": "and from {} in the zigzag phase",
+    "smooth_lowest_mu": "(mean correlation ≥ {},",
+    "smooth_flips": "{} sign flips)",
+    "gawu_switch_step": "turned negative at step {}",
+    "gawu_switch_after_epochs": "(after {} epochs, LR",
+    "gawu_switch_lr": "epochs, LR {}), and GAWU switched there",
+    "gawu_accuracy": "Final validation accuracy: GAWU {},",
+    "fixed_20_accuracy": "fixed switch after 20 epochs {},",
+    "fixed_15_accuracy": "after 15 {},",
+    "fixed_10_accuracy": "after 10 {}.",
+    "sm_first_objective": "its objective falls from {} in epoch 1",
+    "sm_last_objective": "to {} in epoch 10",
+    "gamma_positive_holds": "holds for {} of the 23 replayed MNIST-1D runs",
+    "mnist_runs": "of the {} replayed MNIST-1D runs",
+    "gamma_positive_range": "runs ({} of steps)",
+    "walk_gamma_positive": "for the random walk ({})",
+    "sm_gamma_positive": "and for SM ({}):",
+    "gawu_gamma_positive": "(GAWU {},",
+    "fixed_20_gamma_positive": "the fixed switch after 20 epochs {})",
+    "alm_gamma_positive": "for ALM ({}),",
+    "min_gamma_holds": "holds for {} of the 23 MNIST-1D runs",
+    "stable_holds": "holds for {} of the 23:",
+    "unstable_cv_range": "The other runs have CV {}:",
+    "trend_fails": "holds for every run ({} fail)",
+}
+
+
+def readme_text() -> str:
+    """The README with each run of whitespace one space, as a phrase may wrap."""
+    return " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_every_recorded_finding_has_its_phrase() -> None:
+    assert set(PHRASES) == set(json.loads(RECORD.read_text()))
+
+
+@pytest.mark.parametrize("key", sorted(PHRASES))
+def test_the_readme_states_the_recorded_number(key: str) -> None:
+    value = json.loads(RECORD.read_text())[key]
+    assert PHRASES[key].format(value) in readme_text(), f"{key}: the README does not say {PHRASES[key].format(value)!r}"
+
+
+def test_a_number_that_differs_from_the_record_is_caught() -> None:
+    """The README's old claim, "the fixed switch at epoch 20 57.7%" against a run whose table said 52.6%."""
+    assert PHRASES["fixed_20_gamma_positive"].format("52.6%") not in readme_text()
+
+
+def default_results(tmp_path: Path) -> Path:
+    """A default run's results/: $PATHGEO_DEFAULT_RESULTS, or the tables the findings read, built here (about five
+    minutes on 2 cores: the claims need every replay)."""
+    given = os.environ.get("PATHGEO_DEFAULT_RESULTS")
+    if given:
+        return Path(given)
+    snakemake = Path(sys.executable).parent / "snakemake"
+    targets = ["results/tables/claims.parquet"] + [
+        f"results/tables/{experiment}/{kind}.parquet"
+        for experiment in ("full_batch", "gawu", "sm")
+        for kind in ("steps", "train")
+    ]
+    command = [
+        str(snakemake) if snakemake.exists() else shutil.which("snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        "--cores",
+        "2",
+        *targets,
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return tmp_path / "results"
+
+
+@pytest.mark.slow
+def test_the_record_is_the_default_runs(tmp_path: Path) -> None:
+    assert findings(default_results(tmp_path)) == json.loads(RECORD.read_text())
+
+
+def test_findings_name_the_table_they_lack(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=re.escape("full_batch/steps.parquet")):
+        findings(tmp_path)
