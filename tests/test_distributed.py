@@ -174,6 +174,7 @@ def prepared(root: Path) -> dict:
 def reference(spec: RunSpec, root: Path, epochs: list[int], **common) -> Path:
     run(reference_job, Request(spec=spec.canonical_json(), **common, log=str(root / "reference.log"), values={
         "workspace": str(root / "partial"), "checkpoint_epochs": epochs, "checkpoints": str(root / "checkpoints"),
+        "published": epochs, "until": spec.epochs, "earlier": None, "extends": None, "validate_every": 1,
         "train_log": str(root / "train_log.parquet"), "spec": str(root / "spec.json"), "code": CODE,
         "correlations": None, "train_correlations": str(root / "train_correlations.parquet"),
         "train_correlation_matrices": str(root / "train_correlations.matrices.parquet")}))

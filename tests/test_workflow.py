@@ -158,6 +158,7 @@ def expected_counts(config: dict, plan: Plan) -> Counter:
         aggregate=len(aggregated_experiments(config)),
         landscape=len(landscape_runs(config, plan)),
         claims=1,
+        zigzag=1,
         vega_bundle=1 if config["figures"] else 0,
         figure=len(config["figures"]),
         all=1,
@@ -257,7 +258,7 @@ def test_every_replay_is_bit_identical_to_its_reference(finished):
 def test_every_job_wrote_its_log(finished):
     plan, config = finished.plan, finished.config
     logs = finished.workdir / "logs"
-    expected = {logs / "claims.log", logs / "vega_bundle.log"}
+    expected = {logs / "claims.log", logs / "zigzag.log", logs / "vega_bundle.log"}
     expected |= {logs / "prep" / f"{spec.data.name}.log" for spec in plan.runs.values()}
     expected |= {logs / "reference" / f"{run}.log" for run in plan.runs}
     expected |= {
@@ -400,7 +401,7 @@ def test_editing_aggregation_reruns_only_aggregates_and_figures(finished):
     config = finished.config
     jobs = _dry_run_after_editing(finished, "aggregate.py")
     counts = job_counts(jobs)
-    assert set(counts) <= {"aggregate", "claims", "figure", "all"}, counts
+    assert set(counts) <= {"aggregate", "claims", "zigzag", "figure", "all"}, counts
     assert {job.wildcards["experiment"] for job in jobs if job.rule == "aggregate"} == aggregated_experiments(config)
     expected_figures = _figures_drawing(config, AGGREGATED | ({"claims"} if counts["claims"] else set()))
     assert {job.wildcards["name"] for job in jobs if job.rule == "figure"} == expected_figures
@@ -417,10 +418,10 @@ def test_editing_aggregation_reruns_claims_which_imports_it(finished):
 
 
 def _downstream_of_every_replay(config: dict) -> Counter:
-    """What follows the replays: the aggregates, the claims and every figure but those that draw only landscapes
-    (which follow the checkpoints)."""
+    """What follows the replays: the aggregates, the claims, the zigzag findings and every figure but those that draw
+    only landscapes (which follow the checkpoints)."""
     figures = [fig for fig in config["figures"].values() if set(plot(fig["plot"]).tables) != {"landscape"}]
-    return Counter(aggregate=len(aggregated_experiments(config)), claims=1, figure=len(figures), all=1)
+    return Counter(aggregate=len(aggregated_experiments(config)), claims=1, zigzag=1, figure=len(figures), all=1)
 
 
 @pytest.mark.slow
