@@ -12,7 +12,10 @@ correlation μ(t) and the loss:
 - the verdict: smooth → zigzag (the paper's convolutional networks: the run starts smooth, and most of its steps
   after the first phase are zigzag), zigzag → smooth (its residual networks), or neither;
 - the training progress made under each geometry: the loss decrease from step t to t + 1, counted to step t's
-  geometry (the paper: "a substantial part of the training progress is achieved under zigzag geometry").
+  geometry (the paper: "a substantial part of the training progress is achieved under zigzag geometry"), for a
+  full-batch run, whose step loss is the loss; null for minibatch runs, whose consecutive losses are of different
+  minibatches. The share under zigzag is of the whole decrease, so a smooth phase in which the loss rose makes it
+  exceed 1.
 
 The thresholds are the config's `zigzag` section. Everything needs no w*, so every run has its findings, replayed
 or measured during training only.
@@ -114,19 +117,24 @@ def verdict(found: Sequence[Phase]) -> str:
     return VERDICTS[2]
 
 
-def run_findings(run: pl.DataFrame, threshold: float, min_steps: int) -> tuple[dict[str, Any], list[Phase]]:
-    """One run's findings from its steps (step, epoch, loss, mean_corr_from_start), in order."""
+def run_findings(
+    run: pl.DataFrame, threshold: float, min_steps: int, full_batch: bool = True
+) -> tuple[dict[str, Any], list[Phase]]:
+    """One run's findings from its steps (step, epoch, loss, mean_corr_from_start), in order. The loss decreases
+    are a full-batch run's only: consecutive minibatch losses are of different minibatches."""
     steps, epochs = run["step"].to_list(), run["epoch"].to_list()
     mu, loss = run["mean_corr_from_start"].to_list(), run["loss"].to_list()
     geometries = classify(mu, threshold)
     onset = next((i for i, value in enumerate(mu) if value is not None and value < 0), None)
     after = geometries[onset:] if onset is not None else []
     # Progress under each geometry: loss(t) − loss(t + 1), counted to step t's geometry.
-    decrease = {SMOOTH: 0.0, ZIGZAG: 0.0}
-    for i in range(len(steps) - 1):
-        if geometries[i] is not None and loss[i] is not None and loss[i + 1] is not None:
-            decrease[geometries[i]] += loss[i] - loss[i + 1]
-    total = decrease[SMOOTH] + decrease[ZIGZAG]
+    decrease: dict[str, float | None] = {SMOOTH: None, ZIGZAG: None}
+    if full_batch:
+        decrease = {SMOOTH: 0.0, ZIGZAG: 0.0}
+        for i in range(len(steps) - 1):
+            if geometries[i] is not None and loss[i] is not None and loss[i + 1] is not None:
+                decrease[geometries[i]] += loss[i] - loss[i + 1]
+    total = decrease[SMOOTH] + decrease[ZIGZAG] if full_batch else 0.0
     found = phases(steps, mu, threshold, min_steps)
     row = {
         "steps_measured": len(steps),
@@ -160,7 +168,8 @@ def findings_tables(
     )
     rows, phase_rows = [], []
     for (run_id,), run in steps.group_by("run_id", maintain_order=True):
-        row, found = run_findings(run, threshold, min_steps)
+        full_batch = bool(runs[run_id]["factors"].get("full_batch", False)) if run_id in runs else False
+        row, found = run_findings(run, threshold, min_steps, full_batch)
         rows.append({"run_id": run_id, **row})
         phase_rows += [
             {"run_id": run_id, "phase": i, "geometry": p.geometry, "first_step": p.first_step,
@@ -168,7 +177,8 @@ def findings_tables(
             for i, p in enumerate(found)
         ]
     schema = {"zigzag_onset_step": pl.Int64, "zigzag_onset_epoch": pl.Int64, "frac_zigzag_after_onset": pl.Float64,
-              "min_mean_corr": pl.Float64, "frac_loss_decrease_zigzag": pl.Float64}
+              "min_mean_corr": pl.Float64, "loss_decrease_smooth": pl.Float64, "loss_decrease_zigzag": pl.Float64,
+              "frac_loss_decrease_zigzag": pl.Float64}
     found = pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None)
     table = (
         factor_frame(runs).collect()

@@ -253,8 +253,8 @@ def replayed_runs():
 
 def table_files(table, experiments):
     """The files of one kind of table (pathgeo.figures.TABLES) for these experiments."""
-    if table == "claims":
-        return ["results/tables/claims.parquet"]
+    if table in ("claims", "zigzag", "zigzag_phases"):  # every run's, in one table
+        return [f"results/tables/{table}.parquet"]
     if table == "landscape":
         return [f"results/runs/{run}/landscape.parquet" for exp in experiments for run in PLAN.experiments[exp]]
     return [f"results/tables/{exp}/{table}.parquet" for exp in experiments]

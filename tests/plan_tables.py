@@ -20,13 +20,14 @@ import polars as pl
 from pathgeo.aggregate import experiment_tables
 from pathgeo.claims import claims_table
 from pathgeo.columns import METRICS, POINT_METRICS
-from pathgeo.config import Plan, build_plan, figure_experiments, planned_steps_per_epoch
+from pathgeo.config import Plan, build_plan, figure_experiments, planned_steps_per_epoch, zigzag_thresholds
 from pathgeo.figures import plot
 from pathgeo.labels import run_descriptions, run_labels
 from pathgeo.models import Width, model
 from pathgeo.optimizers import optimizer
 from pathgeo.schedules import schedule_for
 from pathgeo.spec import RunSpec
+from pathgeo.zigzag import findings_tables
 
 # Few steps per epoch keep the tables small; what figures show depends on the epochs, not on the steps in each.
 MAX_STEPS_PER_EPOCH = 4
@@ -154,7 +155,10 @@ class PlanTables:
                 "full_batch": folder / "full_batch.parquet",
                 "fixed_batches": folder / "fixed_batches.parquet",
             }
-            pl.DataFrame(rows, infer_schema_length=None).write_parquet(paths["replay"])
+            # Typed as the probe writes them: a run measured without w* has its columns null, not of type Null.
+            pl.DataFrame(rows, infer_schema_length=None, schema_overrides=dict.fromkeys(METRICS, pl.Float64)).write_parquet(
+                paths["replay"]
+            )
             pl.DataFrame(self.matrices(run_id, spec, per_epoch)).write_parquet(paths["matrices"])
             pl.DataFrame(self.train_log(spec), infer_schema_length=None).write_parquet(paths["train"])
             if points:
@@ -245,6 +249,14 @@ class PlanTables:
             self.config.get("exclude_final_epoch", True),
         )
 
+    @cached_property
+    def zigzag(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The second paper's findings of every run and their phases (pathgeo.zigzag), as rule zigzag makes them."""
+        descriptions = run_descriptions(self.plan.runs)
+        runs = {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in self.plan.runs.items()}
+        paths = [files["replay"] for files in self.run_files.values()]
+        return findings_tables(paths, runs, WINDOW, zigzag_thresholds(self.config))
+
     def landscape(self, run_id: str) -> pl.DataFrame:
         spec = self.plan.runs[run_id]
         factors = spec.factors()
@@ -275,6 +287,8 @@ class PlanTables:
         """One kind of table (pathgeo.figures.TABLES) of these experiments, as figure.py concatenates it."""
         if kind == "claims":
             return self.claims
+        if kind in ("zigzag", "zigzag_phases"):
+            return self.zigzag[kind == "zigzag_phases"]
         if kind == "landscape":
             frames = [self.landscape(run) for experiment in experiments for run in self.plan.experiments[experiment]]
         else:

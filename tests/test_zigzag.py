@@ -120,3 +120,12 @@ def test_findings_from_per_step_tables(tmp_path):
     assert second["zigzag_onset_step"] == 1
     assert phase_table.filter(pl.col("run_id") == "smooth_then_zigzag")["geometry"].to_list() == [S, Z]
     assert table.columns[:2] == ["run_id", "label"]
+
+
+def test_the_loss_decrease_is_a_full_batch_runs_only_and_most_steps_after_the_first_phase_decide():
+    mu = [None, 0.5, 0.4, -0.6, -0.7, 0.2, -0.8, -0.9]
+    row, _ = run_findings(run_frame(mu, [10.0, 9.0, 7.0, 6.0, 5.5, 5.0, 4.0, 3.5]), 0.0, 1, full_batch=False)
+    assert row["loss_decrease_smooth"] is None and row["frac_loss_decrease_zigzag"] is None
+    assert row["zigzag_onset_step"] == 3
+    # Zigzag for 10 steps, smooth for 20, zigzag for 8: the smooth majority after the first phase decides.
+    assert verdict([Phase(Z, 0, 9, -0.9, 10), Phase(S, 10, 29, 0.5, 20), Phase(Z, 30, 37, -0.9, 8)]) == "zigzag → smooth"
