@@ -646,3 +646,40 @@ def test_a_w_star_free_experiment_trains_once_and_reads_the_training_tables(fini
     assert steps["gamma"].null_count() == steps.height
     matrices = pl.read_parquet(finished.workdir / "results" / "tables" / "full_batch" / "matrices.parquet")
     assert matrices.height > 0 and set(matrices["run_id"]) == {run}
+
+
+@pytest.mark.slow
+def test_the_zigzag_findings_agree_with_the_steps_tables(finished):
+    """Issue 22's acceptance: each run's zigzag onset, smallest μ and share of zigzag steps after the onset,
+    recomputed here from the aggregated steps tables, as the findings table gives them."""
+    results = finished.workdir / "results" / "tables"
+    findings = pl.read_parquet(results / "zigzag.parquet")
+    assert set(findings["run_id"]) == set(finished.plan.runs)
+    pairs = finished.config["correlations"]["window"] - 1
+    steps = pl.concat([
+        pl.read_parquet(path).filter(pl.col("reference") == "final").select("run_id", "step", "grad_corr",
+                                                                             "mean_grad_corr")
+        for path in results.glob("*/steps.parquet")
+    ]).unique(["run_id", "step"]).sort("run_id", "step")
+    checked = 0
+    for row in findings.iter_rows(named=True):
+        run = steps.filter(pl.col("run_id") == row["run_id"])
+        corr, probe = run["grad_corr"].to_list(), run["mean_grad_corr"].to_list()
+        mu = []
+        for i in range(len(corr)):
+            window = [c for c in corr[max(0, i - pairs + 1): i + 1] if c is not None]
+            mu.append(probe[i] if probe[i] is not None else (sum(window) / len(window) if window else None))
+        onset = next((i for i, m in enumerate(mu) if m is not None and m < 0), None)
+        assert row["zigzag_onset_step"] == (run["step"][onset] if onset is not None else None), row["run_id"]
+        assert row["min_mean_corr"] == pytest.approx(min(m for m in mu if m is not None))
+        if onset is not None:
+            signs, current = [], None
+            for m in mu[onset:]:
+                current = "zigzag" if m is not None and m < 0 else "smooth" if m is not None and m > 0 else current
+                signs.append(current)
+            assert row["frac_zigzag_after_onset"] == pytest.approx(signs.count("zigzag") / len(signs))
+        checked += 1
+    assert checked == len(finished.plan.runs)
+    full_batch = findings.filter(pl.col("full_batch"))
+    assert not full_batch.is_empty() and full_batch["verdict"].is_not_null().all()
+    assert findings.filter(~pl.col("full_batch"))["frac_loss_decrease_zigzag"].is_null().all()

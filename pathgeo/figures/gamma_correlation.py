@@ -31,6 +31,7 @@ from pathgeo.figures.tables import (
     inline_values,
     one_reference,
     require_columns,
+    thinning_note,
     with_epoch_number,
     with_run_names,
 )
@@ -151,6 +152,7 @@ def gamma_correlation(steps: pl.DataFrame) -> Figure:
             "about the landscape"
         ),
     ]
+    subtitle += thinning_note(correlation)
     if len(runs) == 1:
         chart: Figure = panel(long, shaded, FULL_WIDTH, None, True)
         subtitle.append(f"run: {runs[0]}")

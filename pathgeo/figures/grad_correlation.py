@@ -35,6 +35,7 @@ from pathgeo.figures.tables import (
     inline_values,
     one_reference,
     require_columns,
+    thinning_note,
     unique_columns,
     with_epoch_number,
     with_series,
@@ -127,6 +128,7 @@ def grad_correlation(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
             "μ > 0: successive gradients agree (smooth geometry); μ < 0: they point back and forth (zigzag)",
             *([f"μ(t) needs a full window of h steps: it starts in {', '.join(late)}"] if late else []),
             *width_note(steps),
+            *thinning_note(per_epoch),
         ],
     )
 

@@ -24,6 +24,7 @@ from pathgeo.figures.tables import (
     epoch_statistics,
     one_reference,
     require_columns,
+    thinning_note,
     unique_columns,
     with_epoch_number,
     with_series,
@@ -74,6 +75,7 @@ def sign_flip(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
         [
             f"share of entries of G with opposite sign at steps t − 1 and t: {what}",
             f"dashed line: {RANDOM_SIGN_FLIPS:.0f} %, what independent gradients would give",
+            *thinning_note(per_epoch),
         ],
     )
 
