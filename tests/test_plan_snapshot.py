@@ -12,7 +12,8 @@ setup, which gives its runs new canonical specs; the default's and the zigzag pr
 experiments moved to `measure: w_star_free` (issue 9), which plans no replay segments for the runs they alone use;
 the default's again when its `architectures` runs went to 15 epochs and its `optimizers` to two seeds (to keep its DAG
 under 5 minutes on 2 cores), when its `sm` run went to lr 0.001, a step its objective's curvature allows (issue
-19), and when it gained the `zigzag_onset` experiment, three new full-batch runs at LR 2, 1 and 0.25 (issue 22).
+19), and when it gained the `zigzag_onset` experiment, three new full-batch runs at LR 2, 1 and 0.25 (issue 22);
+the zigzag preset's when it gained `onset_vgg16`, VGG-16 at LR 0.05 and 0.02 (issue 22).
 
 Labels changed on purpose; their tests check what they must do instead: within every experiment of every config
 no two runs share a label, and no two runs of a config share a description (the claims table's label).
