@@ -146,6 +146,20 @@ def fixed_batch_spread(points: pl.LazyFrame) -> pl.LazyFrame:
 SPREAD = {name: STATS[name] for name in ("mean", "min", "max", "std")}
 
 
+def mean_corr_from_start(window: int) -> list[pl.Expr]:
+    """`mean_corr_from_start` and `corr_pairs` over each run's steps in order (per reference point): the probe's
+    `mean_grad_corr` (μ(t), eq. 3) where it has one, and where it has none (the first h − 1 steps of the run or of a
+    segment) the mean of the adjacent correlations of the window that exist, so that a run that starts zigzag shows
+    it from its second step. `corr_pairs` is how many pairs the mean is over: h − 1 once the window is full, fewer
+    before (a mean of fewer pairs is marked so), 0 where there is none."""
+    partition = {"partition_by": ["run_id", "reference"], "order_by": "step"}
+    known = pl.col("grad_corr").is_not_null()
+    pairs = known.cast(pl.Int64).rolling_sum(window - 1, min_samples=1).over(**partition)
+    total = pl.col("grad_corr").fill_null(0.0).rolling_sum(window - 1, min_samples=1).over(**partition)
+    mean = pl.coalesce(pl.col("mean_grad_corr"), pl.when(pairs > 0).then(total / pairs))
+    return [mean.alias("mean_corr_from_start"), pairs.fill_null(0).alias("corr_pairs")]
+
+
 def experiment_tables(
     experiment: str,
     paths: Sequence[str | Path],
@@ -155,9 +169,11 @@ def experiment_tables(
     exclude_final_epoch: bool,
     full_batch_paths: Sequence[str | Path] = (),
     fixed_batch_paths: Sequence[str | Path] = (),
+    window: int = 5,
 ) -> dict[str, pl.DataFrame]:
-    """The tables of an experiment: per epoch, per step, the matrices, and (where its replays measured
-    them) the full-batch geometry per epoch and the fixed-batch spread per measured step."""
+    """The tables of an experiment: per epoch, per step (with μ(t) from the start, `mean_corr_from_start`, for the
+    correlation window h = `window`), the matrices, and (where its replays measured them) the full-batch geometry
+    per epoch and the fixed-batch spread per measured step."""
     steps = experiment_steps(experiment, paths, runs)
     epochs = per_epoch(steps, exclude_final_epoch)
     leading = [
@@ -171,7 +187,11 @@ def experiment_tables(
         "step",
         "steps_to_reference",
     ]
-    steps_table = steps.select(*leading, *FACTORS, *METRICS).sort("run_id", "budget", "step")
+    steps_table = (
+        steps.select(*leading, *FACTORS, *METRICS)
+        .with_columns(mean_corr_from_start(window))
+        .sort("run_id", "budget", "step")
+    )
     tables = {
         "epochs": epochs,
         "steps": steps_table,

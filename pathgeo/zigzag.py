@@ -30,23 +30,11 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import factor_frame, scan_steps
+from pathgeo.aggregate import factor_frame, mean_corr_from_start, scan_steps
 from pathgeo.columns import FACTORS
 
 SMOOTH, ZIGZAG = "smooth", "zigzag"
 VERDICTS = ("smooth → zigzag", "zigzag → smooth", "neither")
-
-
-def mean_corr_from_start(window: int) -> list[pl.Expr]:
-    """`mean_corr_from_start` and `corr_pairs` over one run's steps in order: the probe's `mean_grad_corr` where it
-    has one, and where it has none (the first h − 1 steps of the run or of a segment) the mean of the adjacent
-    correlations of the window that exist. `corr_pairs` is how many pairs the mean is over (h − 1 once the window
-    is full; 0 where there is no μ)."""
-    known = pl.col("grad_corr").is_not_null()
-    pairs = known.cast(pl.Int64).rolling_sum(window - 1, min_samples=1).over("run_id", order_by="step")
-    total = pl.col("grad_corr").fill_null(0.0).rolling_sum(window - 1, min_samples=1).over("run_id", order_by="step")
-    mean = pl.coalesce(pl.col("mean_grad_corr"), pl.when(pairs > 0).then(total / pairs))
-    return [mean.alias("mean_corr_from_start"), pairs.fill_null(0).alias("corr_pairs")]
 
 
 @dataclass(frozen=True)
@@ -160,7 +148,7 @@ def findings_tables(
     steps = (
         scan_steps(paths)
         .filter(pl.col("reference") == "final")
-        .select("run_id", "epoch", "step", "loss", "grad_corr", "mean_grad_corr")
+        .select("run_id", "reference", "epoch", "step", "loss", "grad_corr", "mean_grad_corr")
         .unique(["run_id", "step"])
         .sort("run_id", "step")
         .with_columns(mean_corr_from_start(window))

@@ -16,6 +16,7 @@ rule aggregate:
     params:
         runs=experiment_runs,
         exclude_final_epoch=config["exclude_final_epoch"],
+        window=correlation_settings(config)["window"],
     log:
         "logs/aggregate/{experiment}.log",
     conda:

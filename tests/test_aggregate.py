@@ -118,3 +118,19 @@ def test_epochs_say_how_many_steps_each_statistic_is_over(tables):
     assert steps == {("run-sgd", 0): 3, ("run-sgd", 1): 3, ("run-adam", 0): 1, ("run-adam", 1): 1}
     sgd = epochs.filter((pl.col("run_id") == "run-sgd") & (pl.col("epoch") == 1)).row(0, named=True)
     assert sgd["gamma_mean"] == pytest.approx(11.0) and sgd["gamma_min"] == 10.0 and sgd["gamma_max"] == 12.0
+
+
+def test_the_steps_table_has_the_mean_correlation_from_the_start(tmp_path):
+    """Issue 22: μ(t) is null for a segment's first h − 1 steps; `mean_corr_from_start` has a value from the second
+    step on, over the pairs there are (`corr_pairs`), and is μ(t) itself where the window is full."""
+    steps, matrices, logs = write_run(tmp_path, "run-sgd", 4)
+    grad_corr = [None, -0.5, -0.7, -0.6, -0.8, -0.9, -0.4, -0.5]
+    mean = [None, None, None, None, -0.65, -0.75, -0.675, -0.65]
+    pl.read_parquet(steps).with_columns(grad_corr=pl.Series(grad_corr), mean_grad_corr=pl.Series(mean)).write_parquet(
+        steps
+    )
+    table = experiment_tables("optimizers", [steps], [matrices], [logs], {"run-sgd": RUNS["run-sgd"]}, False,
+                              window=5)["steps"]
+    assert table["corr_pairs"].to_list() == [0, 1, 2, 3, 4, 4, 4, 4]
+    assert table["mean_corr_from_start"].to_list()[:4] == [None, -0.5, pytest.approx(-0.6), pytest.approx(-0.6)]
+    assert table["mean_corr_from_start"].to_list()[4:] == mean[4:]

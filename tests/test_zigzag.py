@@ -7,7 +7,8 @@ import math
 import polars as pl
 import pytest
 
-from pathgeo.zigzag import Phase, classify, findings_tables, mean_corr_from_start, phases, run_findings, verdict
+from pathgeo.aggregate import mean_corr_from_start
+from pathgeo.zigzag import Phase, classify, findings_tables, phases, run_findings, verdict
 
 S, Z = "smooth", "zigzag"
 
@@ -85,7 +86,7 @@ def test_the_mean_correlation_from_the_start_of_each_segment():
     step 4, where grad_corr is null); from the start, μ is the mean of the pairs there are."""
     grad_corr = [None, 0.2, 0.4, -0.6, None, -0.8, -1.0, 0.0]
     probe_mu = [None, None, 0.3, -0.1, None, None, -0.9, -0.5]
-    frame = pl.DataFrame({"run_id": ["r"] * 8, "step": list(range(8)), "grad_corr": grad_corr,
+    frame = pl.DataFrame({"run_id": ["r"] * 8, "reference": ["final"] * 8, "step": list(range(8)), "grad_corr": grad_corr,
                           "mean_grad_corr": probe_mu}).with_columns(mean_corr_from_start(3))
     expected = [None, 0.2, 0.3, -0.1, -0.6, -0.8, -0.9, -0.5]
     got = frame["mean_corr_from_start"].to_list()

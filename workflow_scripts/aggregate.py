@@ -12,6 +12,7 @@ tables = experiment_tables(
     snakemake.params.exclude_final_epoch,
     snakemake.input.full_batch,
     snakemake.input.fixed_batches,
+    snakemake.params.window,
 )
 for name, table in tables.items():
     write_parquet(snakemake.output[name], table)
