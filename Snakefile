@@ -5,22 +5,32 @@
 #   snakemake --report report.zip                  the figures and the claims table with their captions
 
 
-from pathgeo.config_files import ConfigFileError, check_config_files
+from snakemake.logging import logger
 
-# Snakemake's reading of a config file names no line for a syntax error and keeps the last of two equal
-# keys without a word; read each one strictly first. (A --configfile with a syntax error is read by
-# Snakemake's command line before this runs: `python -m pathgeo.config_files FILE` names its line.)
+from pathgeo.config_check import ConfigCheckError, check_config
+
+# The workflow's config: the --configfile files, else the embedded default (a --configfile is complete in itself:
+# it replaces the default rather than being merged into it, so its experiments are the only ones planned), and the
+# command line's --config. pathgeo reads and checks them (pathgeo.config_check, as `pathgeo check-config` does) and
+# its reading replaces Snakemake's, which keeps the last of two equal keys without a word, names no line for a
+# syntax error and reads 1e-3 as a string (YAML 1.1). A problem is logged as the check words it, and Snakemake
+# exits: a WorkflowError raised here would end with a line of this file. (Snakemake's command line reads a
+# --configfile before this runs, and stops at a syntax error there with only "Config file is not valid JSON or
+# YAML": `pathgeo check-config FILE` names its line.)
 try:
-    check_config_files(workflow.overwrite_configfiles or ["config/config.yaml"])
-except ConfigFileError as error:
-    raise WorkflowError(str(error)) from None
+    CHECKED = check_config(workflow.overwrite_configfiles or ["config/config.yaml"], workflow.config_settings.config)
+except ConfigCheckError as error:
+    logger.error(str(error))
+    raise SystemExit(1) from None
 
-
-# A --configfile (a preset, a test's config) is complete in itself: it replaces the embedded default
-# rather than being merged into it, so its experiments are the only ones planned.
 if not workflow.overwrite_configfiles:
 
+    # So that Snakemake lists the default among the workflow's sources (the report, --archive).
     configfile: "config/config.yaml"
+
+
+config.clear()
+config.update(CHECKED.config)
 
 
 report: "report/workflow.rst"

@@ -2,6 +2,8 @@
 
     pathgeo doctor                 # can this node run the GPU jobs?
     pathgeo plan --configfile config/presets/imagenet.yaml
+    pathgeo check-config my.yaml   # the workflow's whole check of a config
+    pathgeo schema experiments     # what a section of the config takes
     pathgeo <command> --help       # the command's own options
 
 The command's arguments go to its module's `main` unchanged. The modules are imported only when their command
@@ -25,8 +27,9 @@ class Command:
 COMMANDS = {
     "doctor": Command("pathgeo.doctor", "check this node for the GPU jobs: CUDA, driver, GPUs, Triton, NCCL, memory"),
     "plan": Command("pathgeo.plan", "the compute plan of a config: hours, GPU-hours and memory of every run"),
-    "check-config": Command("pathgeo.config_files", "check config files against the schema (FILE...)"),
-    "schema": Command("pathgeo.schema", "print the config's JSON schema, completed by the registries"),
+    "check-config": Command("pathgeo.config_check", "check config files as the workflow does: syntax, schema, "
+                            "cross-key checks, 'did you mean' (FILE...)"),
+    "schema": Command("pathgeo.schema", "what the config's keys take, one section at a time ([SECTION])"),
     "bench": Command("pathgeo.bench", "benchmarks of the probe: overhead (CPU), device (the prepared GPU check)"),
     "precision-check": Command("pathgeo.precision_check", "throughput and replay drift of each precision on a device"),
 }

@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -103,13 +102,12 @@ def planned_memory_check(configfile: str | None) -> Check:
     if not torch.cuda.is_available():
         return Check(name, "no GPU", SKIP)
     try:
-        import yaml
-
         from pathgeo.config import build_plan, correlation_settings, training_correlations
+        from pathgeo.config_files import read_config_file
     except ImportError as error:
         return Check(name, f"--configfile needs the workflow's packages: {error}", FAIL,
                      "pip install -r requirements.txt, or run the doctor without --configfile")
-    config = yaml.safe_load(Path(configfile).read_text())
+    config = read_config_file(configfile).content
     plan = build_plan(config)
 
     def probe(run_id: str) -> int | None:

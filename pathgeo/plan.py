@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-import yaml
 
 from pathgeo import sizing
 from pathgeo.config import ConfigError, correlation_settings, max_job_minutes
-from pathgeo.config_files import ConfigFileError, check_config_file
+from pathgeo.config_check import ConfigCheckError, check_config
 
 
 def plan_table(
@@ -51,11 +48,11 @@ def assumptions(device: str) -> list[str]:
     lines = [
         "Hours are estimates, not measurements. Samples per epoch: the config's, else the published dataset's size.",
         "FLOPs per training sample: 3 x the forward pass counted on the meta device (torch.utils.flop_counter).",
-        f"Replays: {sizing.ASSUMED_PROBE_SLOWDOWN:g} x a plain epoch (the probe; not measured on a GPU). "
-        f"Evaluation and checkpoints: +{sizing.ASSUMED_EPOCH_OVERHEAD:.0%}.",
+        (f"Replays: {sizing.ASSUMED_PROBE_SLOWDOWN:g} x a plain epoch (the probe; not measured on a GPU). "
+         f"Evaluation and checkpoints: +{sizing.ASSUMED_EPOCH_OVERHEAD:.0%}."),
         "device MB: weights, gradients, optimizer state, DDP buckets and the probe's vectors, without activations.",
-        "jobs: reference training + replay segments; reference training longer than max_job_minutes is a chain of "
-        "jobs, each resuming from the checkpoint of the one before it.",
+        ("jobs: reference training + replay segments; reference training longer than max_job_minutes is a chain of "
+         "jobs, each resuming from the checkpoint of the one before it."),
     ]
     if device == "cpu":
         lines.append(f"Assumed: {sizing.ASSUMED_CPU_THREAD_FLOPS / 1e9:g} GFLOP/s per CPU thread.")
@@ -88,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the site's time limit of one job (default: the config's max_job_minutes)")
     args = parser.parse_args(argv)
     try:
-        check_config_file(args.configfile)
-        config = yaml.safe_load(Path(args.configfile).read_text())
+        # The workflow's whole check first (its errors name the file and the line), then this plan's options.
+        config = check_config([args.configfile]).config
         threads = args.threads or config["threads"]
         limit = args.max_job_minutes or max_job_minutes(config)
         rows, total = plan_table(config, args.device, threads, args.data_root or config.get("data_root"), limit)
-    except (ConfigError, ConfigFileError) as error:
-        print(f"{args.configfile}: {error}", file=sys.stderr)
+    except ConfigCheckError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except ConfigError as error:
+        print(f"{args.configfile} with these options: {error}", file=sys.stderr)
         return 1
     print(format_table(rows))
     jobs = sum(int(count) for row in rows[1:] for count in row[7].split("+"))

@@ -60,8 +60,10 @@ ASSUMED_PROCESS_MB = {"cpu": 1500, "cuda": 4000}
 # DataLoader worker (ImageNet's `workers`).
 ASSUMED_DATA_MB = {"cifar10": 400, "imagenet": 1000, "corpus": 1000, "vaihingen": 2000}
 ASSUMED_WORKER_MB = 300
-# ASSUMED where the data decides them: classes of ImageNet-1K, the vocabulary of WikiText-2, training samples.
-ASSUMED_CLASSES = {"image224": 1000, "tokens": 33_278}
+# ASSUMED where the data decides them: classes of ImageNet-1K, the vocabulary of WikiText-2, training samples; the
+# classes of a tensors file whose config gives no num_classes: two, the fewest a classifier has (a model built with
+# none warns "Initializing zero-element tensors is a no-op").
+ASSUMED_CLASSES = {"image224": 1000, "tokens": 33_278, "tensors": 2}
 IMAGENET_TRAIN_IMAGES = 1_281_167
 # A corpus run's sample is one seq_len-token window of a stream; ASSUMED: its training file holds one token
 # per BYTES_PER_TOKEN bytes (WikiText-2: 10.8 MB for 2,088,628 tokens), and WikiText-2's tokens where the file
@@ -96,7 +98,10 @@ def _example(spec: RunSpec) -> tuple[tuple[int, ...], bool] | None:
 
 def model_size(spec: RunSpec) -> ModelSize:
     entry = model(spec.model)
-    classes = kind(spec.data.kind).task.num_classes or ASSUMED_CLASSES.get(entry.input, 0)
+    # By what the dataset feeds, not by the model's input: a plug-in or torchvision model has none.
+    provided = kind(spec.data.kind).provides(spec.data.params)
+    classes = (kind(spec.data.kind).task.num_classes or spec.data.params.get("num_classes")
+               or ASSUMED_CLASSES.get(provided, 0))
     reads = tuple((key, spec.data.params[key]) for key in entry.reads)
     options = tuple(sorted(spec.model_options.items()))
     return _model_size(spec.model, spec.width, reads, classes, options, _example(spec))

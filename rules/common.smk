@@ -1,23 +1,21 @@
 import json
 import os
 import re
-import tempfile
 from functools import cache
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from pathgeo import preemption, sizing, topology
 from pathgeo.config import (
-    ConfigError,
     correlation_settings,
     extended_run,
     figure_experiments,
     max_job_minutes,
-    schema_error,
     training_correlations,
     zigzag_thresholds,
 )
+from pathgeo.config_check import data_root, sized_for
 from pathgeo.data import kind
 from pathgeo.figures import plot
 from pathgeo.labels import run_descriptions, run_labels
@@ -25,7 +23,6 @@ from pathgeo.models import Width, model
 from pathgeo.optimizers import optimizer
 from pathgeo.provenance import code_version, measurement_version, preparation_version
 from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
-from pathgeo.schema import write_config_schema
 from pathgeo.spec import RunSpec
 
 
@@ -36,27 +33,15 @@ min_version("9.0")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 
-# The schema file holds the config's structure; the registries complete it (pathgeo.schema), and Snakemake's
-# validate reads a file.
-with tempfile.TemporaryDirectory() as folder:
-    try:
-        validate(config, write_config_schema(Path(folder) / "config.schema.yaml"))
-    except WorkflowError:
-        # Snakemake's message prints the whole config; say which key is wrong instead.
-        raise WorkflowError(str(schema_error(config))) from None
-
 # Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/sizing.py). A run
 # on N devices is one job on one node; the job starts its N processes itself.
-SIZED_FOR = "cpu" if config["device"] == "cpu" else "a100"
+SIZED_FOR = sized_for(config)
 # The site's time limit of one job (the cluster profile sets it): longer reference training is a chain of jobs,
 # and a replayed run's segments are short enough for one job each.
 MAX_JOB_MINUTES = max_job_minutes(config)
-DATA_ROOT = config.get("data_root", "data")
-
-try:
-    PLAN = sizing.sized_plan(config, MAX_JOB_MINUTES, SIZED_FOR, config["threads"], DATA_ROOT)
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+DATA_ROOT = data_root(config)
+# The plan the Snakefile's check made (pathgeo.config_check.workflow_plan).
+PLAN = CHECKED.plan
 
 
 DATASETS = {spec.data.name: spec.data for spec in PLAN.runs.values()}

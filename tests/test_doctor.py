@@ -271,6 +271,7 @@ def test_the_planned_memory_row_takes_the_configs_largest_run(gpu):
 
 def test_the_planned_memory_row_names_what_the_config_needs(monkeypatch, gpu):
     monkeypatch.setitem(sys.modules, "yaml", None)
+    monkeypatch.setitem(sys.modules, "pathgeo.config_files", None)  # the config reader, which imports yaml
     check = doctor.planned_memory_check(str(REPO / "tests" / "configs" / "tiny.yaml"))
     assert check.status == preflight.FAIL and "--configfile needs the workflow's packages" in check.result
     assert "pip install -r requirements.txt" in check.fix

@@ -51,7 +51,8 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 DDP = REPO / "tests" / "configs" / "ddp.yaml"
 LARGEST_PRESET = REPO / "config" / "presets" / "cifar10.yaml"
 
-GPU_RULES = {"reference", "replay", "landscape"}
+# reference_part: a job of a chain of reference training, where a run trains longer than max_job_minutes.
+GPU_RULES = {"reference", "reference_part", "replay", "landscape"}
 CLUSTER_RULES = {"prep", "fingerprint"} | GPU_RULES
 LOCAL_RULES = {"aggregate", "claims", "figure", "all"}
 
@@ -144,9 +145,9 @@ def test_profile_typed_in_the_repository_root(tmp_path):
     assert "Using profile cluster for setting default command line arguments" in result.stderr
     jobs = planned_resources(output_of(result))
     profile = load_profile()
+    assert GPU_RULES - {"reference_part"} <= set(jobs), set(jobs)  # no run trains longer than max_job_minutes
     for rule in GPU_RULES:
-        assert jobs[rule], rule
-        for resources in jobs[rule]:
+        for resources in jobs.get(rule, []):
             assert resources["gpu"] == "1" and resources["gpu_model"] == "a100", resources
             assert resources["nodes"] == "1" and resources["cpus_per_gpu"] == "1", resources
             assert resources["slurm_partition"] == profile["set-resources"][rule]["slurm_partition"]
@@ -299,6 +300,56 @@ def test_largest_preset_plans_in_seconds(tmp_path):
     counts = job_stats(output_of(result))
     assert sum(counts.values()) > 500 and counts["replay"] > 500, counts
     assert seconds < 60, f"the dry run took {seconds:.0f} s"
+
+
+# What a site would set on each line marked EDIT, by the placeholder there.
+SITE_VALUES = {"cpu": "cpuq", "gpu": "h100q", "a100": "h100", "16": "12", "max_job_minutes=2880": "max_job_minutes=1"}
+MARKED = re.compile(r"^(?P<key>\s*(?:-\s+)?(?:[\w-]+:\s+)?)(?P<value>\S+)(?P<rest>\s+# EDIT\b.*)$")
+# The layerings of profiles that cluster/README.md documents, and what each GPU job must then ask for.
+LAYERINGS = {
+    "cluster": ((), {"gpu_model": "h100"}),
+    "cluster + a100x8": (("a100x8",), {"gpu_model": "h100", "cpus_per_gpu": "12"}),
+    "cluster + gpu_constraint": (("gpu_constraint",), {"constraint": "h100"}),
+}
+
+
+def site_edit(text: str) -> tuple[str, int]:
+    """The profile with the value on every uncommented line marked EDIT replaced as a site would (SITE_VALUES), and
+    how many lines that changed. A marked line whose placeholder the test does not know fails."""
+    lines, changed = [], 0
+    for line in text.splitlines(keepends=True):
+        marked = MARKED.match(line.rstrip("\n"))
+        if "# EDIT" in line and not line.lstrip().startswith("#"):
+            assert marked and marked["value"] in SITE_VALUES, f"a marked line the test cannot edit: {line!r}"
+            line = f"{marked['key']}{SITE_VALUES[marked['value']]}{marked['rest']}\n"
+            changed += 1
+        lines.append(line)
+    return "".join(lines), changed
+
+
+@pytest.mark.parametrize("layering", list(LAYERINGS))
+def test_every_gpu_job_follows_the_marked_lines(tmp_path, layering):
+    """Issue 21: the marked lines moved the reference jobs only; replay and landscape (and reference_part, which
+    had no entry) stayed on the placeholders. A site edits only the lines marked EDIT (here: partitions gpu ->
+    h100q and cpu -> cpuq, GPU type a100 -> h100, 16 -> 12 CPUs per GPU, and max_job_minutes 1, so that reference
+    training is a chain of jobs), and every job moves."""
+    overlays, wanted = LAYERINGS[layering]
+    copy = tmp_path / "cluster"
+    shutil.copytree(PROFILE, copy, ignore=shutil.ignore_patterns("*.md"))
+    for name in ("", *overlays):
+        path = copy / name / "config.yaml"
+        text, changed = site_edit(path.read_text())
+        assert changed >= 2, path
+        path.write_text(text)
+    jobs = dry_run_resources(tmp_path / "work", TINY, copy, *(copy / name for name in overlays))
+    assert GPU_RULES <= set(jobs), set(jobs)
+    for rule in GPU_RULES:
+        for resources in jobs[rule]:
+            assert resources["slurm_partition"] == "h100q", (rule, resources)
+            assert {key: resources.get(key) for key in wanted} == wanted, (rule, resources)
+            assert "a100" not in resources.values(), (rule, resources)
+    for resources in jobs["prep"]:
+        assert resources["slurm_partition"] == "cpuq", resources
 
 
 # ---------------------------------------------------------------------------------------------------------
