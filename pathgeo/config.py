@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 
+from pathgeo.config_defaults import config_defaults, with_defaults
 from pathgeo.config_files import KeyPath, dotted
 from pathgeo.data import kinds
 from pathgeo.figures import plot, plots
@@ -60,12 +61,12 @@ POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
 # which reference training takes itself (pathgeo.w_star_free); such an experiment plans no replay.
 MEASURES = ("all", "w_star_free")
 
-# The probe's correlation settings when the config has no `correlations` section.
-CORRELATION_DEFAULTS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"}
+# The probe's correlation settings where the config leaves them out (config/defaults.yaml).
+CORRELATION_DEFAULTS = config_defaults()["correlations"]
 # The thresholds of the second paper's findings (pathgeo.zigzag) where the config's `zigzag` section leaves them out.
-ZIGZAG_DEFAULTS = {"threshold": 0.0, "min_phase_steps": 5}
-# The longest time limit of a job when the config does not set max_job_minutes: 48 hours, a common partition limit.
-DEFAULT_MAX_JOB_MINUTES = 48 * 60
+ZIGZAG_DEFAULTS = config_defaults()["zigzag"]
+# The longest time limit of a job when the config does not set max_job_minutes (48 hours, a common partition limit).
+DEFAULT_MAX_JOB_MINUTES = config_defaults()["max_job_minutes"]
 
 
 class ConfigError(ValueError):
@@ -381,6 +382,9 @@ def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment
 
 
 def build_plan(config: dict[str, Any]) -> Plan:
+    """The plan of a config laid over the defaults (config/defaults.yaml), checked: the schema's violations at once
+    (ConfigErrors), then the checks that need two keys at once (a ConfigError naming the key)."""
+    config = with_defaults(config)
     error = schema_error(config)
     if error is not None:
         raise error
@@ -492,7 +496,7 @@ def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: st
 # Settings of a run that do not change its trajectory, given at the top level, by an experiment or by a case:
 # checkpoint spacing (a replay job per segment) and epochs between validations. A run shared by experiments must
 # have one of each.
-RUN_SETTINGS = {"segment_epochs": None, "validate_every": 1}
+RUN_SETTINGS = ("segment_epochs", "validate_every")
 
 
 def _run_setting(
@@ -505,7 +509,7 @@ def _run_setting(
         return overrides.pop(name), f"experiments.{exp_name}.cases[{case_index}].{name}"
     if name in exp:
         return exp[name], f"experiments.{exp_name}.{name}"
-    return config.get(name, RUN_SETTINGS[name]), name
+    return config[name], name
 
 
 def _agreed(run_id: str, name: str, by_experiment: dict[str, tuple[int, str]]) -> int:
@@ -590,7 +594,7 @@ def correlation_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The probe's correlation settings: window h, the protocol of the lagged measure, the matrix epochs.
     YAML reads an unquoted `off` as false, so false means off; true, which meant every step before the
     anchored protocol existed, is refused rather than silently reinterpreted."""
-    settings = {**CORRELATION_DEFAULTS, **config.get("correlations", {})}
+    settings = with_defaults(config)["correlations"]
     if settings["lagged"] is True:
         raise ConfigError(
             "correlations.lagged",
@@ -612,12 +616,12 @@ def figure_experiments(fig: dict[str, Any]) -> list[str]:
 
 def max_job_minutes(config: dict[str, Any]) -> int | None:
     """The site's time limit of one job in minutes (config key max_job_minutes; None: no limit)."""
-    return config.get("max_job_minutes", DEFAULT_MAX_JOB_MINUTES)
+    return with_defaults(config)["max_job_minutes"]
 
 
 def zigzag_thresholds(config: dict[str, Any]) -> dict[str, float]:
     """The thresholds of the second paper's findings (pathgeo.zigzag): the config's `zigzag`, else the defaults."""
-    return {**ZIGZAG_DEFAULTS, **config.get("zigzag", {})}
+    return with_defaults(config)["zigzag"]
 
 
 def extended_run(

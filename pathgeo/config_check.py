@@ -4,7 +4,8 @@ plans anything (the Snakefile), so both say the same.
 1. Each file is read strictly (pathgeo.config_files): a YAML syntax error with its line and column, a key given
    twice; numbers as a person writes them (`1e-3`).
 2. The files are merged as `snakemake --configfile FILE...` merges them, later files winning key by key, and then
-   the command line's `--config KEY=VALUE`.
+   the command line's `--config KEY=VALUE`; the result is laid over every setting's default
+   (pathgeo.config_defaults: config/defaults.yaml), so a file holds only what it changes.
 3. The JSON schema (pathgeo.schema): every violation at once, an unknown key with the known key it is closest to.
 4. The checks that need two keys at once: the plan that the workflow runs (pathgeo.config.build_plan, sized by
    pathgeo.sizing.sized_plan for the config's device and its site's time limit).
@@ -26,10 +27,12 @@ from typing import Any
 
 from pathgeo import sizing
 from pathgeo.config import ConfigError, Plan, max_job_minutes, schema_errors
+from pathgeo.config_defaults import DEFAULTS_FILE, merged, with_defaults
 from pathgeo.config_files import ConfigFile, ConfigFileError, KeyPath, read_config_file
+from pathgeo.outputs import OutputsError, config_name, output_folder
 
-# Where the data lives when the config does not say (config key data_root).
-DEFAULT_DATA_ROOT = "data"
+# The embedded default: the config the workflow runs without a --configfile.
+DEFAULT_CONFIG = DEFAULTS_FILE.parent / "config.yaml"
 # Problems named by the command line's --config rather than a file.
 COMMAND_LINE = "--config"
 
@@ -56,7 +59,8 @@ def sized_for(config: Mapping[str, Any]) -> str:
 
 
 def data_root(config: Mapping[str, Any]) -> str:
-    return config.get("data_root", DEFAULT_DATA_ROOT)
+    """Where the external datasets live (config key data_root)."""
+    return with_defaults(config)["data_root"]
 
 
 def workflow_plan(config: dict[str, Any]) -> Plan:
@@ -66,19 +70,22 @@ def workflow_plan(config: dict[str, Any]) -> Plan:
 
 
 def check_config(paths: Sequence[str | Path], overrides: Mapping[str, Any] | None = None) -> CheckedConfig:
-    """The config of these files and --config overrides, checked whole; ConfigCheckError lists what is wrong."""
+    """The config of these files and --config overrides over the defaults, checked whole; ConfigCheckError lists
+    what is wrong."""
     try:
         files = [read_config_file(path) for path in paths]
+        defaults = read_config_file(DEFAULTS_FILE)
     except ConfigFileError as error:
         raise ConfigCheckError([str(error)]) from None
-    problems = [f"{file.path}: holds {type(file.content).__name__}, not keys and values (device:, experiments:, ...)"
+    problems = [f"{file.path}: holds {type(file.content).__name__}, not keys and values (experiments:, figures:, ...)"
                 for file in files if not isinstance(file.content, (dict, type(None)))]
     if problems:
         raise ConfigCheckError(problems)
-    config: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     for content in [file.content or {} for file in files] + [dict(overrides or {})]:
-        config = merged(config, content)
-    where = Locator(files, dict(overrides or {}))
+        given = merged(given, content)
+    config = with_defaults(given)
+    where = Locator([defaults, *files], dict(overrides or {}), len(files))
     errors = schema_errors(config)
     if errors:
         raise ConfigCheckError([where.located(error) for error in errors])
@@ -89,27 +96,15 @@ def check_config(paths: Sequence[str | Path], overrides: Mapping[str, Any] | Non
     return CheckedConfig(config, plan)
 
 
-def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`override` laid over `base` as Snakemake lays a config file over another: mappings key by key, anything
-    else replaced whole."""
-    result = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
-        elif isinstance(value, Mapping):
-            result[key] = merged({}, value)
-        else:
-            result[key] = value
-    return result
-
-
 @dataclass(frozen=True)
 class Locator:
     """Which file, and which line of it, gave a key: the last of the files and the --config overrides that has it
-    or the nearest key above it."""
+    or the nearest key above it. The defaults file comes first among `files`, the user's `given` last ones after
+    it: a key no file has (a required one) is named by those."""
 
     files: Sequence[ConfigFile]
     overrides: Mapping[str, Any]
+    given: int
 
     def located(self, error: ConfigError) -> str:
         path = key_path(error.key)
@@ -120,7 +115,8 @@ class Locator:
             for file in reversed(self.files):
                 if prefix in file.lines:
                     return f"{file.path}, line {file.lines[prefix]}: {error}"
-        return f"{' + '.join(str(file.path) for file in self.files) or COMMAND_LINE}: {error}"
+        users = self.files[len(self.files) - self.given:] if self.given else []
+        return f"{' + '.join(str(file.path) for file in users) or COMMAND_LINE}: {error}"
 
 
 def key_path(key: str) -> KeyPath:
@@ -140,20 +136,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pathgeo check-config",
         description="Check config files as the workflow does before it plans: YAML syntax, keys given twice, the "
-        "schema (every violation, with 'did you mean' for an unknown key) and the checks that need two keys at "
-        "once. Several files are one config, as for `snakemake --configfile FILE...`: later files win key by key.",
+        "schema (every violation, with 'did you mean' for an unknown key), the checks that need two keys at "
+        "once, and the config's name (the folder of its outputs, results/NAME/). Several files are one config, as "
+        "for `snakemake --configfile FILE...`: later files win key by key, over config/defaults.yaml.",
         epilog="Also python -m pathgeo.config_check. pathgeo schema SECTION shows what a section's keys take.",
     )
     parser.add_argument("paths", nargs="+", metavar="FILE", help="a config file (YAML)")
     paths = parser.parse_args(argv).paths
     try:
         checked = check_config(paths)
-    except ConfigCheckError as error:
+        name = config_name(paths, DEFAULT_CONFIG)
+    except (ConfigCheckError, OutputsError) as error:
         print(error, file=sys.stderr)
         return 1
     counts = {"experiment": len(checked.plan.experiments), "run": len(checked.plan.runs),
-              "figure": len(checked.config.get("figures", {}))}
-    print(f"{' + '.join(paths)}: ok ({', '.join(f'{n} {word}' + 's' * (n != 1) for word, n in counts.items())})")
+              "figure": len(checked.config["figures"])}
+    print(f"{' + '.join(paths)}: ok ({', '.join(f'{n} {word}' + 's' * (n != 1) for word, n in counts.items())}; "
+          f"its tables and figures go to {output_folder(name)}/)")
     return 0
 
 

@@ -77,7 +77,8 @@ def format_table(rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pathgeo.plan", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configfile", default="config/config.yaml", help="a complete config (a preset)")
+    parser.add_argument("--configfile", default="config/config.yaml",
+                        help="a config file (a preset, yours), laid over config/defaults.yaml")
     parser.add_argument("--device", choices=["a100", "cpu"], default="a100", help="what the hours are of")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per device (default: the config's)")
     parser.add_argument("--data-root", default=None, help="where the datasets are (default: the config's data_root)")

@@ -7,7 +7,8 @@ dataset kind's parameters and each plot's options (one `if kind/plot is X then .
 
     pathgeo schema                   the config's sections, one line each
     pathgeo schema SECTION           one section, e.g. experiments, defaults.lr, figures.gamma_band (a figure of that
-                                     plot), datasets.mnist1d (a dataset of that kind)
+                                     plot), datasets.mnist1d (a dataset of that kind), with each key's default
+                                     (config/defaults.yaml)
     pathgeo schema --json            the whole completed schema (JSON Schema, for an editor's YAML support)
 
 The registries import torch and Altair (seconds); the command keeps the completed schema in a cache keyed by
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from pathgeo.atomic import write_with
+from pathgeo.config_defaults import config_defaults
 from pathgeo.config_files import load_yaml
 
 PACKAGE = Path(__file__).resolve().parent
@@ -243,6 +245,31 @@ def readable(schema: dict[str, Any], name: str) -> Any:
     return shown(section(schema, name))
 
 
+# Sections whose entries the config names (a dataset, a figure): `datasets.X` is a dataset of kind X, whatever the
+# default entry called X holds.
+NAMED_ENTRIES = ("datasets", "figures")
+
+
+def with_defaults(shown: Any, name: str, defaults: Any) -> Any:
+    """Section `name` as `readable` shows it, with the default (`defaults`: config/defaults.yaml) of each of its keys
+    beside what the key takes, or of the section itself where it has no keys."""
+    parts = name.split(".")
+    if parts[0] in NAMED_ENTRIES and len(parts) > 1:
+        return shown
+    for part in parts:
+        if not isinstance(defaults, Mapping) or part not in defaults:
+            return shown
+        defaults = defaults[part]
+    if not isinstance(shown, dict):
+        return shown
+    properties = shown.get("properties")
+    if isinstance(properties, dict) and isinstance(defaults, Mapping):
+        keyed = {key: {**value, "default": defaults[key]} if key in defaults and isinstance(value, dict) else value
+                 for key, value in properties.items()}
+        return {**shown, "properties": keyed}
+    return {**shown, "default": defaults}
+
+
 class _Dumper(yaml.SafeDumper):
     """Every repeated part written out, never as an anchor and an alias (`color: *id002`)."""
 
@@ -301,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         print(overview(schema), end="")
     else:
         try:
-            print(f"# {args.section}\n{as_yaml(readable(schema, args.section))}", end="")
+            shown = with_defaults(readable(schema, args.section), args.section, config_defaults())
+            print(f"# {args.section}\n{as_yaml(shown)}", end="")
         except SectionError as error:
             print(f"pathgeo schema: {error}", file=sys.stderr)
             return 2

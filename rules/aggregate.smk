@@ -7,18 +7,18 @@ rule aggregate:
         fixed_batches=experiment_fixed_batches,
         library=library("aggregate.py", "columns.py"),
     output:
-        epochs="results/tables/{experiment}/epochs.parquet",
-        steps="results/tables/{experiment}/steps.parquet",
-        matrices="results/tables/{experiment}/matrices.parquet",
-        train="results/tables/{experiment}/train.parquet",
-        full_batch="results/tables/{experiment}/full_batch.parquet",
-        fixed_batches="results/tables/{experiment}/fixed_batches.parquet",
+        epochs=f"{OUTPUTS}/tables/{{experiment}}/epochs.parquet",
+        steps=f"{OUTPUTS}/tables/{{experiment}}/steps.parquet",
+        matrices=f"{OUTPUTS}/tables/{{experiment}}/matrices.parquet",
+        train=f"{OUTPUTS}/tables/{{experiment}}/train.parquet",
+        full_batch=f"{OUTPUTS}/tables/{{experiment}}/full_batch.parquet",
+        fixed_batches=f"{OUTPUTS}/tables/{{experiment}}/fixed_batches.parquet",
     params:
         runs=experiment_runs,
         exclude_final_epoch=config["exclude_final_epoch"],
         window=correlation_settings(config)["window"],
     log:
-        "logs/aggregate/{experiment}.log",
+        f"{LOGS}/aggregate/{{experiment}}.log",
     conda:
         "../environment.yml"
     script:
@@ -30,9 +30,9 @@ rule claims:
         replays=replay_files(list(PLAN.runs)),
         library=library("claims.py", "aggregate.py", "columns.py"),
     output:
-        parquet="results/tables/claims.parquet",
+        parquet=f"{OUTPUTS}/tables/claims.parquet",
         csv=report(
-            "results/tables/claims.csv",
+            f"{OUTPUTS}/tables/claims.csv",
             caption="../report/claims.rst",
             category="all runs",
             subcategory="Claims",
@@ -43,7 +43,7 @@ rule claims:
         thresholds=config["claims"],
         exclude_final_epoch=config["exclude_final_epoch"],
     log:
-        "logs/claims.log",
+        f"{LOGS}/claims.log",
     conda:
         "../environment.yml"
     script:
@@ -55,10 +55,10 @@ rule zigzag:
         steps=step_tables(list(PLAN.runs)),
         library=library("zigzag.py", "aggregate.py", "columns.py"),
     output:
-        parquet="results/tables/zigzag.parquet",
-        phases="results/tables/zigzag_phases.parquet",
+        parquet=f"{OUTPUTS}/tables/zigzag.parquet",
+        phases=f"{OUTPUTS}/tables/zigzag_phases.parquet",
         csv=report(
-            "results/tables/zigzag.csv",
+            f"{OUTPUTS}/tables/zigzag.csv",
             caption="../report/zigzag.rst",
             category="all runs",
             subcategory="zigzag findings",
@@ -69,7 +69,7 @@ rule zigzag:
         window=correlation_settings(config)["window"],
         thresholds=zigzag_thresholds(config),
     log:
-        "logs/zigzag.log",
+        f"{LOGS}/zigzag.log",
     conda:
         "../environment.yml"
     script:

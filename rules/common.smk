@@ -21,6 +21,7 @@ from pathgeo.figures import plot
 from pathgeo.labels import run_descriptions, run_labels
 from pathgeo.models import Width, model
 from pathgeo.optimizers import optimizer
+from pathgeo.outputs import log_folder, output_folder
 from pathgeo.provenance import code_version, measurement_version, preparation_version
 from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
 from pathgeo.spec import RunSpec
@@ -42,6 +43,10 @@ MAX_JOB_MINUTES = max_job_minutes(config)
 DATA_ROOT = data_root(config)
 # The plan the Snakefile's check made (pathgeo.config_check.workflow_plan).
 PLAN = CHECKED.plan
+# The config's own outputs (pathgeo.outputs): its tables, claims, findings and figures, and its jobs' logs. The runs
+# under results/runs/ are every config's.
+OUTPUTS = output_folder(CONFIG_NAME)
+LOGS = log_folder(CONFIG_NAME)
 
 
 DATASETS = {spec.data.name: spec.data for spec in PLAN.runs.values()}
@@ -239,10 +244,10 @@ def replayed_runs():
 def table_files(table, experiments):
     """The files of one kind of table (pathgeo.figures.TABLES) for these experiments."""
     if table in ("claims", "zigzag", "zigzag_phases"):  # every run's, in one table
-        return [f"results/tables/{table}.parquet"]
+        return [f"{OUTPUTS}/tables/{table}.parquet"]
     if table == "landscape":
         return [f"results/runs/{run}/landscape.parquet" for exp in experiments for run in PLAN.experiments[exp]]
-    return [f"results/tables/{exp}/{table}.parquet" for exp in experiments]
+    return [f"{OUTPUTS}/tables/{exp}/{table}.parquet" for exp in experiments]
 
 
 def figure_tables(wildcards):
@@ -269,7 +274,7 @@ def figure_caption(wildcards):
 
 
 def all_figures():
-    return expand("results/figures/{name}.{ext}", name=list(config["figures"]), ext=["html", "svg"])
+    return expand(f"{OUTPUTS}/figures/{{name}}.{{ext}}", name=list(config["figures"]), ext=["html", "svg"])
 
 
 def library(*modules):

@@ -30,14 +30,14 @@ rule figure:
         library=figure_library,
     output:
         html=report(
-            "results/figures/{name}.html",
+            f"{OUTPUTS}/figures/{{name}}.html",
             caption="../report/figure.rst",
             category=figure_category,
             subcategory=lambda wildcards: figure_title(wildcards.name),
             labels=lambda wildcards: {"figure": figure_title(wildcards.name), "view": "interactive (HTML)"},
         ),
         image=report(
-            "results/figures/{name}.svg",
+            f"{OUTPUTS}/figures/{{name}}.svg",
             caption="../report/figure.rst",
             category=figure_category,
             subcategory=lambda wildcards: figure_title(wildcards.name),
@@ -46,7 +46,7 @@ rule figure:
     params:
         figure=lambda wildcards: config["figures"][wildcards.name],
     log:
-        "logs/figures/{name}.log",
+        f"{LOGS}/figures/{{name}}.log",
     conda:
         "../environment.yml"
     script:
@@ -86,5 +86,5 @@ for figure_name in config["figures"]:
         name:
             f"figure_{figure_name}"
         input:
-            f"results/figures/{figure_name}.html",
-            f"results/figures/{figure_name}.svg",
+            f"{OUTPUTS}/figures/{figure_name}.html",
+            f"{OUTPUTS}/figures/{figure_name}.svg",
