@@ -45,7 +45,9 @@ def factor_frame(runs: dict[str, dict[str, Any]]) -> pl.LazyFrame:
     ]
     if not rows:
         return pl.LazyFrame(schema={"run_id": pl.String, "label": pl.String, **DESCRIPTORS, **dict.fromkeys(FACTORS)})
-    return pl.LazyFrame(rows, schema_overrides=DESCRIPTORS).select("run_id", "label", *DESCRIPTORS, *FACTORS)
+    # A factor no run sets (no clipping) is null: typed, so that tables of experiments with and without it concatenate.
+    typed = {**DESCRIPTORS, "grad_clip": pl.Float64}
+    return pl.LazyFrame(rows, schema_overrides=typed).select("run_id", "label", *DESCRIPTORS, *FACTORS)
 
 
 def scan_steps(paths: Sequence[str | Path]) -> pl.LazyFrame:

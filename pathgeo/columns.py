@@ -39,6 +39,7 @@ POINT_METRICS = ("loss", "grad_norm", "dist", "rsi", "eb", "gamma", "lolr", "gra
 # The per-step measurements that need no reference point: reference training takes them itself.
 W_STAR_FREE = ("lr", "loss", "grad_norm", "grad_corr", "mean_grad_corr", "sign_flip")
 
-# A run's factors: the columns figures facet and colour by (RunSpec.factors()).
+# A run's factors: every field an experiment can vary, the columns figures facet and colour by (RunSpec.factors()).
 FACTORS = ("dataset", "model", "width", "optimizer", "peak_lr", "batch_size", "seed", "weight_decay", "schedule",
-           "warmup_epochs", "full_batch", "epochs", "precision", "devices")
+           "warmup_epochs", "full_batch", "epochs", "precision", "devices", "data_order_seed", "grad_clip",
+           "warmup_growth", "gawu_window", "sync_batchnorm", "model_options", "optimizer_options")

@@ -1,9 +1,9 @@
 """The numbers the README reports from the default run, computed from that run's tables, so that the README can be
-held to them (tests/test_readme_numbers.py): `python -m pathgeo.findings RESULTS_DIR` prints them as JSON.
+held to them (tests/test_readme_numbers.py): `python -m pathgeo.findings results/default` prints them as JSON.
 
 Each finding is a name and the text the README writes ("49", "57.7%", "2.31"); epochs and steps count from 1, as on
-the figures (docs/figures.md). Only tables are read: `results/tables/<experiment>/{steps,train}.parquet` and
-`results/tables/claims.parquet`.
+the figures (docs/figures.md). Only the default's tables are read: `results/default/tables/<experiment>/{steps,
+train}.parquet` and `results/default/tables/claims.parquet`.
 """
 
 from __future__ import annotations
@@ -144,5 +144,5 @@ def findings(results: Path) -> dict[str, str]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m pathgeo.findings RESULTS_DIR (the default run's results/)")
+        raise SystemExit("usage: python -m pathgeo.findings OUTPUTS (the default run's results/default/)")
     print(json.dumps(findings(Path(sys.argv[1])), indent=1, ensure_ascii=False, sort_keys=True))

@@ -154,8 +154,9 @@ class RunSpec:
         return self.schedule in BUDGET_DEPENDENT_SCHEDULES
 
     def factors(self) -> dict[str, Any]:
-        """The columns figures facet and colour by. The LR is `peak_lr` here because `lr` is the per-step
-        column of the measurements (it differs under a schedule)."""
+        """The columns figures facet and colour by: every field an experiment can vary (pathgeo.columns.FACTORS).
+        The LR is `peak_lr` here because `lr` is the per-step column of the measurements (it differs under a
+        schedule); options are text (`options_text`), one level per set of options."""
         return {
             "dataset": self.data.name,
             "model": self.model,
@@ -171,6 +172,13 @@ class RunSpec:
             "epochs": self.epochs,
             "precision": self.precision,
             "devices": self.devices,
+            "data_order_seed": self.data_order_seed,
+            "grad_clip": self.grad_clip,
+            "warmup_growth": self.warmup_growth,
+            "gawu_window": self.gawu_window,
+            "sync_batchnorm": self.sync_batchnorm,
+            "model_options": options_text(self.model_options),
+            "optimizer_options": options_text(self.optimizer_options),
         }
 
     @classmethod
@@ -178,6 +186,13 @@ class RunSpec:
         fields = dict(spec)
         fields["data"] = DataSpec(**fields["data"])
         return cls(**fields)
+
+
+def options_text(options: dict[str, Any]) -> str:
+    """Options as a figure's legend names them: `betas=[0.9, 0.95], eps=1e-06`; `none` where there are none."""
+    if not options:
+        return "none"
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in sorted(options.items()))
 
 
 def _option_slugs(options: dict[str, Any]) -> list[str]:

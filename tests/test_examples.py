@@ -57,4 +57,4 @@ def test_own_model_with_adamw_on_tensors_runs_end_to_end(tmp_path):
         for path in fidelities:
             assert json.loads(path.read_text())["relative_drift"] == 0.0, path
     for name in config["figures"]:
-        assert (workdir / "results" / "figures" / f"{name}.svg").exists()
+        assert (workdir / "results" / "own_model" / "figures" / f"{name}.svg").exists()

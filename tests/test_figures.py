@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -1656,3 +1657,56 @@ def test_save_writes_point_figures(tmp_path: Path) -> None:
                         ("fixed", fixed_batch_spread(make_point_table(fixed=True)))):
         save(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.svg").read_text().startswith("<svg")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Any run field as colour or facet; bands off (issue 21)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_any_field_an_experiment_varies_colours_a_figure_with_its_name_in_words() -> None:
+    """`color: weight_decay` was refused: only a fixed list of factors could colour a figure."""
+    weight_decays = [0.0, 1e-4, 1e-3]
+    epochs = pl.concat(
+        make_epochs(RUNS[:1]).with_columns(pl.lit(f"r{i}").alias("run_id"), pl.lit(wd).alias("weight_decay"))
+        for i, wd in enumerate(weight_decays)
+    )
+    assert "weight_decay" in plot("gamma_band").options["color"]["enum"]
+    spec = gamma_band(epochs, color="weight_decay").to_dict()
+    colors = [enc for enc in encodings(spec, "color") if enc.get("field") == COLOR_LEVEL]
+    assert colors and all(c["title"] == "weight decay" and c["sort"] == ["0.0", "0.0001", "0.001"] for c in colors)
+    assert "by weight decay" in spec["title"]["text"]
+    options = make_epochs(RUNS[:2]).with_columns(
+        pl.Series("optimizer_options", ["none"] * N_EPOCHS + ['nesterov=true'] * N_EPOCHS)
+    )
+    spec = gamma_band(options, color="optimizer", facet="optimizer_options").to_dict()
+    assert [panel["title"]["text"] for panel in panels_of(spec)] == [
+        "optimizer options nesterov=true", "optimizer options none"
+    ]
+
+
+def test_every_run_field_is_a_factor_column_and_a_colour() -> None:
+    from pathgeo.columns import FACTORS
+    from pathgeo.spec import RunSpec
+
+    fields = {f.name for f in dataclasses.fields(RunSpec)} - {"data", "lr"}
+    assert fields | {"dataset", "peak_lr"} == set(FACTORS)
+    assert set(FACTORS) <= set(plot("gamma_band").options["color"]["enum"])
+    assert set(FACTORS) <= set(plot("gamma_band").options["facet"]["enum"])
+
+
+@pytest.mark.parametrize("name", ["gamma_band", "distance", "rsi_eb_gamma"])
+def test_band_none_draws_the_lines_alone_in_one_panel(name: str) -> None:
+    """Bands could not be turned off for a figure whose bands overlap (issue 21)."""
+    many = [{**RUNS[i % 3], "run_id": f"r{i}", "seed": i} for i in range(4)]
+    epochs = make_epochs(many)
+    draw = {"gamma_band": gamma_band, "distance": distance, "rsi_eb_gamma": rsi_eb_gamma}[name]
+    banded = draw(epochs, color="optimizer").to_dict()
+    bare = draw(epochs, color="optimizer", band="none").to_dict()
+    areas = [node for node in walk(banded) if mark_type(node) == "area"]
+    assert areas and not [node for node in walk(bare) if mark_type(node) == "area"]
+    # Four runs in three colours split into a panel per colour with bands; without them they share one per quantity.
+    assert len(panels_of(banded)) > len(panels_of(bare)) == (3 if name == "rsi_eb_gamma" else 1)
+    assert "no band" in " ".join(bare["title"]["subtitle"])
+    assert "without a band" in plot(name).describe(color="optimizer", band="none")
+    assert "min–max" in plot(name).describe(color="optimizer")

@@ -165,7 +165,7 @@ def test_prep_reference_and_replay_through_snakemake(tmp_path, case):
     assert steps.height > 0 and steps["gamma"].is_finite().all()
     log = pl.read_parquet(workdir / "results/runs" / run_id / "train_log.parquet")
     assert log["epoch"].to_list() == [0, 1]
-    assert (workdir / "results/figures/gamma.svg").exists()
+    assert (workdir / "results/config/figures/gamma.svg").exists()
 
 
 def test_changed_dataset_is_refused_after_prep(tmp_path):

@@ -1,8 +1,8 @@
 """The README's numbers from the default run are its tables' (issue 19: the README said γ > 0 on 57.7% of steps where
 the claims table of a run said 52.6%).
 
-tests/fixtures/default_findings.json records what `python -m pathgeo.findings results` printed for the default run
-(`.venv/bin/snakemake --cores 2`, then that command). The fast tests hold the README to the record; the slow one runs
+tests/fixtures/default_findings.json records what `python -m pathgeo.findings results/default` printed for the
+default run (`.venv/bin/snakemake --cores 2`, then that command). The fast tests hold the README to the record; the slow one runs
 the default's tables again (or reads those under $PATHGEO_DEFAULT_RESULTS, a default run's results/) and holds the
 record to them. Re-record after a change that moves a number, and write the new number into the README.
 """
@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -78,28 +75,13 @@ def test_a_number_that_differs_from_the_record_is_caught() -> None:
 
 
 @pytest.fixture(scope="module")
-def default_results(tmp_path_factory) -> Path:
-    """A default run's results/: $PATHGEO_DEFAULT_RESULTS, or the whole default run, made here (about five minutes
-    on 2 cores)."""
+def default_results(request) -> Path:
+    """A default run's outputs, results/default/: under $PATHGEO_DEFAULT_RESULTS (a default run's results/), or of
+    the whole default run, made once for the session (tests/conftest.py)."""
     given = os.environ.get("PATHGEO_DEFAULT_RESULTS")
     if given:
-        return Path(given)
-    workdir = tmp_path_factory.mktemp("default-run")
-    snakemake = Path(sys.executable).parent / "snakemake"
-    command = [
-        str(snakemake) if snakemake.exists() else shutil.which("snakemake"),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(ROOT / "config" / "config.yaml"),
-        "--cores",
-        "2",
-    ]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1800, check=False)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return workdir / "results"
+        return Path(given) / "default"
+    return request.getfixturevalue("default_run") / "results" / "default"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="not a git checkout")
 @pytest.mark.parametrize("path,ignored", [
-    ("report.zip", True), ("data/examples/mnist1d.pt", True), ("results/tables/claims.csv", True),
+    ("report.zip", True), ("data/examples/mnist1d.pt", True), ("results/default/tables/claims.csv", True),
     ("pathgeo/data/__init__.py", False), ("pathgeo/data/new_kind.py", False), ("tests/data/x.pt", False),
 ])
 def test_a_run_s_outputs_are_ignored_and_the_library_is_not(path, ignored):

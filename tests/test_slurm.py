@@ -509,7 +509,7 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
         assert re.search(rf"^localrule {rule}:$", output, re.MULTILINE), rule
     for rule in CLUSTER_RULES & set(rules):
         assert re.search(rf"^rule {rule}:$", output, re.MULTILINE), rule
-    assert (slurm_runs["slurm"] / "results" / "figures" / "rsi_eb_gamma.svg").exists()
+    assert (slurm_runs["slurm"] / "results" / "tiny" / "figures" / "rsi_eb_gamma.svg").exists()
 
 
 @pytest.mark.slurm

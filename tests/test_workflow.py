@@ -213,7 +213,7 @@ def test_tiny_config_shares_runs_between_experiments(tiny_plan):
 
 @pytest.mark.slow
 def test_every_figure_as_offline_html_and_svg(finished):
-    figures = finished.workdir / "results" / "figures"
+    figures = finished.workdir / "results" / "tiny" / "figures"
     for name in finished.config["figures"]:
         html = (figures / f"{name}.html").read_text(encoding="utf-8")
         assert "<html" in html.lower()
@@ -228,7 +228,7 @@ def test_every_figure_as_offline_html_and_svg(finished):
 
 @pytest.mark.slow
 def test_claims_table_has_one_row_per_planned_run(finished):
-    tables = finished.workdir / "results" / "tables"
+    tables = finished.workdir / "results" / "tiny" / "tables"
     parquet = pl.read_parquet(tables / "claims.parquet")
     csv = pl.read_csv(tables / "claims.csv")
     # The claims are about the runs measured against w*: all but those only w*-free experiments use.
@@ -292,7 +292,7 @@ def test_every_training_and_replay_job_wrote_its_benchmark(finished):
 @pytest.mark.slow
 def test_aggregates_have_every_run_of_their_experiment(finished):
     for exp in aggregated_experiments(finished.config):
-        epochs = pl.read_parquet(finished.workdir / "results" / "tables" / exp / "epochs.parquet")
+        epochs = pl.read_parquet(finished.workdir / "results" / "tiny" / "tables" / exp / "epochs.parquet")
         assert set(epochs["run_id"].unique()) == set(finished.plan.experiments[exp]), exp
 
 
@@ -326,7 +326,7 @@ def test_every_figure_in_the_report_has_its_caption_and_experiment(finished, rep
     results = report_results(report["page"])
     for name, fig in finished.config["figures"].items():
         for suffix in ("svg", "html"):
-            entry = results[f"results/figures/{name}.{suffix}"]
+            entry = results[f"results/tiny/figures/{name}.{suffix}"]
             assert entry["labels"]["figure"] == figure_title(name)
             caption = entry["caption"]
             assert caption.startswith("<p>") and "Reproduces: " + fig["reproduces"].split(",")[0] in caption, name
@@ -334,7 +334,7 @@ def test_every_figure_in_the_report_has_its_caption_and_experiment(finished, rep
                 assert f"Experiment '{experiment_title(experiment)}'" in caption, name
             # Once: not again under "Job parameters" (issue 19).
             assert "Reproduces" not in json.dumps(entry["job_properties"]), name
-    assert "Section 4.1" in results["results/tables/claims.csv"]["caption"]
+    assert "Section 4.1" in results["results/tiny/tables/claims.csv"]["caption"]
 
 
 @pytest.mark.slow
@@ -348,7 +348,7 @@ def test_a_second_run_has_nothing_to_do(finished):
 def test_deleting_an_experiments_tables_builds_them_again(finished):
     """The README lists the tables as outputs: a table folder deleted by hand is built again, with the figures
     that read it (it was "Nothing to be done")."""
-    tables = finished.workdir / "results" / "tables" / "walk"
+    tables = finished.workdir / "results" / "tiny" / "tables" / "walk"
     moved = tables.with_name("walk.kept")
     tables.rename(moved)
     try:
@@ -588,7 +588,7 @@ def test_divergence_fails_the_workflow_naming_run_and_epoch(diverged):
     run_dir = workdir / "results" / "runs" / run_id
     for leftover in ("train_log.parquet", "spec.json", "checkpoints", "replay"):
         assert not (run_dir / leftover).exists(), f"{leftover} left behind by a diverged run"
-    assert not (workdir / "results" / "tables" / "claims.parquet").exists()
+    assert not (workdir / "results" / workdir.name / "tables" / "claims.parquet").exists()
 
 
 @pytest.mark.slow
@@ -641,10 +641,10 @@ def test_a_w_star_free_experiment_trains_once_and_reads_the_training_tables(fini
     assert training["step"].to_list() == list(range(12))
     # Two segments (checkpoints every 6 epochs of one step): each starts without G_{t−1}.
     assert training["grad_corr"].is_null().to_list() == [True, False, False, False, False, False] * 2
-    steps = pl.read_parquet(finished.workdir / "results" / "tables" / "full_batch" / "steps.parquet")
+    steps = pl.read_parquet(finished.workdir / "results" / "tiny" / "tables" / "full_batch" / "steps.parquet")
     assert steps["grad_corr"].to_list() == training["grad_corr"].to_list()
     assert steps["gamma"].null_count() == steps.height
-    matrices = pl.read_parquet(finished.workdir / "results" / "tables" / "full_batch" / "matrices.parquet")
+    matrices = pl.read_parquet(finished.workdir / "results" / "tiny" / "tables" / "full_batch" / "matrices.parquet")
     assert matrices.height > 0 and set(matrices["run_id"]) == {run}
 
 
@@ -652,7 +652,7 @@ def test_a_w_star_free_experiment_trains_once_and_reads_the_training_tables(fini
 def test_the_zigzag_findings_agree_with_the_steps_tables(finished):
     """Issue 22's acceptance: each run's zigzag onset, smallest μ and share of zigzag steps after the onset,
     recomputed here from the aggregated steps tables, as the findings table gives them."""
-    results = finished.workdir / "results" / "tables"
+    results = finished.workdir / "results" / "tiny" / "tables"
     findings = pl.read_parquet(results / "zigzag.parquet")
     assert set(findings["run_id"]) == set(finished.plan.runs)
     pairs = finished.config["correlations"]["window"] - 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from pathgeo.columns import FACTORS
 from pathgeo.registry import discover, lookup
 
 if TYPE_CHECKING:
@@ -34,27 +35,19 @@ TABLES = ("epochs", "steps", "matrices", "train", "full_batch", "fixed_batches",
 FIGURE_KEYS = ("plot", "experiment", "reproduces")
 
 # The JSON schemas of the options plots share.
-COLOR = {
-    "type": "string",
-    "enum": [
-        "optimizer",
-        "batch_size",
-        "model",
-        "width",
-        "seed",
-        "budget",
-        "label",
-        "peak_lr",
-        "dataset",
-        "schedule",
-        "warmup_epochs",
-    ],
-}
-FACET = {
-    "type": "string",
-    "enum": ["optimizer", "batch_size", "model", "width", "seed", "budget", "dataset", "peak_lr", "epochs"],
-}
+# A figure colours or facets by any field an experiment can vary (pathgeo.columns.FACTORS), by a run's epoch budget
+# (its reference points), or colours by its label.
+COLOR = {"type": "string", "enum": [*FACTORS, "budget", "label"]}
+FACET = {"type": "string", "enum": [*FACTORS, "budget"]}
 METRIC = {"type": "string", "enum": ["gamma", "gamma_wd", "upd_gamma"]}
+# A figure's bands: the paper's, min–max over the epoch's steps (MIN_MAX), or none (NO_BAND: the lines alone, in one
+# panel, where a reader would rather compare the means of many runs).
+MIN_MAX, NO_BAND = "min_max", "none"
+BAND = {
+    "description": "min_max (default): each line with the min–max of the epoch's steps; none: the lines alone",
+    "type": "string",
+    "enum": [MIN_MAX, NO_BAND],
+}
 EPOCHS = {
     "description": "the epochs whose matrices are drawn (default first, middle, last)",
     "type": "array",

@@ -6,14 +6,15 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from pathgeo.figures import COLOR, Plot
+from pathgeo.figures import BAND, COLOR, MIN_MAX, Plot
 from pathgeo.figures.style import (
     BY_RUN,
-    STEPS_BAND,
     Band,
     Figure,
+    band_clause,
     band_grid,
     band_log_scale,
+    band_subtitle,
     epoch_domain,
     finish,
     linear_scale,
@@ -43,11 +44,13 @@ PANELS = {
 }
 
 
-def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma")) -> Figure:
+def rsi_eb_gamma(
+    epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma"), band: str = MIN_MAX
+) -> Figure:
     """RSI, EB and γ per epoch (mean with its band, min–max over the epoch's steps), one line per run and reference
     point, coloured by run or by a factor. RSI and EB are on log scales fitted to the lines; a band reaching 0 or
     below (a step with negative RSI) runs to the bottom of its panel. Where more than two bands would overlap, each
-    colour level has a row of panels. Paper Figure 2 (one run), Appendix Figures 7–11 (by batch size, optimizer,
+    colour level has a row of panels; `band` none draws the lines alone. Paper Figure 2 (one run), Appendix Figures 7–11 (by batch size, optimizer,
     architecture, seed)."""
     stats = [f"{metric}_{stat}" for metric in panels for stat in ("mean", "min", "max")]
     factor = None if color == BY_RUN else color
@@ -64,14 +67,14 @@ def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str
         mean, low, high = f"{metric}_mean", f"{metric}_min", f"{metric}_max"
         log = metric in LOG_METRICS
         scale = band_log_scale(data, mean, low, high) if log else linear_scale(data, [mean, low, high], zero=True)
-        if log and (data.get_column(low) <= scale.to_dict()["domain"][0]).any():
+        if band == MIN_MAX and log and (data.get_column(low) <= scale.to_dict()["domain"][0]).any():
             clipped.append(metric_symbol(metric))
         title = metric_title(metric).split(" =")[0] + (" (log)" if log else "")
         bands.append(Band(metric, mean, low, high, title, scale, metric_symbol(metric), zero=not log))
-    chart = band_grid(drawn, bands, epoch_domain(data))
+    chart = band_grid(drawn, bands, epoch_domain(data), band=band)
     logs = [metric_symbol(m) for m in panels if m in LOG_METRICS]
     subtitle = [
-        "line: each run's mean over the epoch's steps; band: their min–max"
+        f"line: each run's mean over the epoch's steps; {band_subtitle(band)}"
         + (f"; {' and '.join(logs)} on log scales" if logs else "")
     ]
     subtitle += [f"{metric_title(m)}" for m in panels]
@@ -79,7 +82,7 @@ def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str
         subtitle.append(
             f"{' and '.join(clipped)}: a band reaching below the axis (to 0 or under) runs to the panel's bottom edge"
         )
-    if split_by_level(drawn):
+    if band == MIN_MAX and split_by_level(drawn):
         subtitle.append(f"a row per {panel_word(color)}: its lines in colour, the others' in grey")
     names = [metric_symbol(m) for m in panels]
     title = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
@@ -89,18 +92,24 @@ def rsi_eb_gamma(epochs: pl.DataFrame, color: str = BY_RUN, panels: Sequence[str
     return finish(chart, title, subtitle + width_note(epochs))
 
 
-def caption(color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma")) -> str:
+def caption(color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma"), band: str = MIN_MAX) -> str:
     names = ", ".join(metric_title(m) for m in panels)
     by = "" if color == BY_RUN else f", by {factor_title(color)}"
+    bands = (
+        " (a band that reaches further down, to 0 or below, is drawn to the bottom of its panel); γ has a dashed line "
+        "at 0. Where more than two bands would overlap, each level has its row of panels, the other levels' lines in "
+        "grey."
+        if band == MIN_MAX
+        else "; γ has a dashed line at 0."
+    )
     return (
-        f"{names}, per epoch along the optimization path{by}: each run's mean over each epoch's steps with a band of "
-        f"{STEPS_BAND} (one line and band per run and reference point; runs of one colour that differ in their seed or "
-        "width are dashed apart). RSI and EB are on log scales fitted to the lines (a band that reaches further down, "
-        "to 0 or below, is drawn to the bottom of its panel); γ has a dashed line at 0. Where more than two bands "
-        "would "
-        "overlap, each level has its row of panels, the other levels' lines in grey. Epochs count from 1; the last "
-        "epoch before w* is not drawn."
+        f"{names}, per epoch along the optimization path{by}: each run's mean over each epoch's steps "
+        f"{band_clause(band)} (one line per run and reference point; runs of one colour that differ in their seed or "
+        f"width are dashed apart). RSI and EB are on log scales fitted to the lines{bands} Epochs count from 1; the "
+        "last epoch before w* is not drawn."
     )
 
 
-PLOT = Plot("rsi_eb_gamma", rsi_eb_gamma, "epochs", {"color": COLOR, "panels": PANELS}, caption=caption)
+PLOT = Plot(
+    "rsi_eb_gamma", rsi_eb_gamma, "epochs", {"color": COLOR, "panels": PANELS, "band": BAND}, caption=caption
+)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeAlias
 
 import altair as alt
 import polars as pl
 
+from pathgeo.figures import MIN_MAX, NO_BAND
 from pathgeo.figures.tables import EPOCH, RUN, SERIES, inline_values, with_run_names
 from pathgeo.figures.words import factor_title, factor_value, value_words
 
@@ -50,7 +51,7 @@ FACTOR_COLORS: dict[str, dict[str, str]] = {
 # the pale end of viridis is cut off because it vanishes on white.
 ORDERED_SCHEME = alt.SchemeParams(name="viridis", extent=[0.0, 0.85])
 # Seeds are numbers, but their order means nothing.
-UNORDERED_NUMERIC_FACTORS = frozenset({"seed"})
+UNORDERED_NUMERIC_FACTORS = frozenset({"seed", "data_order_seed"})
 # Factors that tell apart the runs of one colour, as stroke dashes: solid, dashed, dotted, dash-dot.
 DASH_FACTORS = ("seed", "width", "data_order_seed")
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3]]
@@ -418,6 +419,16 @@ def band_key(text: str) -> alt.Chart:
 STEPS_BAND = "min–max over the epoch's steps"
 
 
+def band_clause(band: str) -> str:
+    """How a caption says what is drawn around each run's line."""
+    return f"with a band of {STEPS_BAND}" if band == MIN_MAX else "without a band (the figure's band: none)"
+
+
+def band_subtitle(band: str) -> str:
+    """How a subtitle says it."""
+    return "band: their min–max" if band == MIN_MAX else "no band (the figure's band: none)"
+
+
 @dataclass(frozen=True)
 class Band:
     """A quantity drawn as a line with a band: its mean column, the band's low and high columns (None: no band), the
@@ -517,19 +528,22 @@ def band_grid(
     extra_tips: Sequence[Tip] = (),
     also: Callable[[Band, str | None, alt.X, bool], list[alt.Chart]] | None = None,
     x_field: str = EPOCH,
+    band: str = MIN_MAX,
 ) -> alt.VConcatChart | alt.LayerChart | alt.ConcatChart | alt.HConcatChart:
     """A figure of lines with bands: one panel per quantity (`bands`) and per group, the groups being the colour
     levels where more than two bands would overlap (each panel its level's lines in colour, the others' in grey),
     else the values of `facet`, else one. Every panel of a quantity shares its y scale; the legend says what the
-    bands are (`key`; None: no band)."""
+    bands are (`key`; None: no band). `band` NO_BAND draws the lines alone, in one panel per quantity and facet."""
     data = lines.data
+    if band == NO_BAND:
+        bands, key = [replace(b, low=None, high=None) for b in bands], None
     if facet is not None:
         groups = [
             (str(v), facet_titles.get(str(v), str(v)) if facet_titles else str(v)) for v in levels_of(data, facet)
         ]
         field, split = facet, False
         data = data.with_columns(pl.col(facet).cast(pl.String))
-    elif split_by_level(lines):
+    elif band == MIN_MAX and split_by_level(lines):
         groups, field, split = [(level, panel_title(lines, level)) for level in lines.levels], COLOR_LEVEL, True
     else:
         groups, field, split = [("", "")], None, False
@@ -540,18 +554,18 @@ def band_grid(
     # name once each: on the bottom row, and on the row's first panel.
     rows = len(groups) > 1 and len(bands) > 1
     for g, (value, title) in enumerate(groups):
-        for b, band in enumerate(bands):
+        for b, quantity in enumerate(bands):
             bottom = g == len(groups) - 1 if rows else b == len(bands) - 1
             x = epoch_x(x_field, "epoch" if bottom else None, x_domain)
             where = level_filter(field, value) if field else None
             layers: list = []
-            if band.zero and not is_log(band.scale):
+            if quantity.zero and not is_log(quantity.scale):
                 layers.append(zero_rule())
             if split:
-                layers.append(context_lines(band, x, level_filter(field, value, equal=False)))
-            layers += band_layers(band, lines, x, extra_tips, where)
+                layers.append(context_lines(quantity, x, level_filter(field, value, equal=False)))
+            layers += band_layers(quantity, lines, x, extra_tips, where)
             if also is not None:
-                layers += also(band, where, x, g == 0 and b == 0)
+                layers += also(quantity, where, x, g == 0 and b == 0)
             if key is not None and g == 0 and b == 0:
                 layers.append(band_key(key))
             panel = alt.layer(*layers).properties(width=width, height=height)

@@ -49,6 +49,10 @@ FACTOR_TITLES = {
     "warmup_growth": "warm-up growth",
     "full_batch": "full batch",
     "data_order_seed": "data-order seed",
+    "grad_clip": "gradient norm clipped to",
+    "gawu_window": "GAWU window h",
+    "sync_batchnorm": "batch norm",
+    "devices": "devices",
 }
 # The learning rate of a run whose schedule keeps it constant is no peak.
 CONSTANT_SCHEDULE = "constant"
@@ -105,6 +109,8 @@ VALUE_WORDS: dict[str, dict[str, str]] = {
         "constant": "constant LR",
     },
     "full_batch": {"True": "full batch", "False": "minibatches", "true": "full batch", "false": "minibatches"},
+    "sync_batchnorm": {"True": "synchronized", "False": "per device", "true": "synchronized", "false": "per device"},
+    "grad_clip": {"None": "none"},
 }
 # Factors whose values name themselves: a run reads "Adam", not "optimizer Adam".
 NAMED_FACTORS = frozenset({"dataset", "model", "optimizer", "schedule", "full_batch"})
