@@ -38,8 +38,12 @@ from pathgeo.figures.sign_flip import RANDOM_SIGN_FLIPS, sign_flip
 from pathgeo.figures.style import BAND_OPACITY, COLOR_LEVEL, CONTEXT_COLOR, DASH_LEVEL, NEUTRAL_COLOR, Figure
 from pathgeo.figures.synthetic import synthetic
 from pathgeo.figures.tables import EPOCH, SERIES
+from pathgeo.figures.tables import RUN as RUN_COLUMN
 from pathgeo.figures.warmup import warmup
 from pathgeo.figures.words import metric_title, run_name
+from pathgeo.figures.zigzag_onset import ONSET, zigzag_onset
+from pathgeo.figures.zigzag_phases import GEOMETRY_COLORS, zigzag_phases
+from pathgeo.zigzag import run_findings
 
 EPOCH_METRICS = [
     "rsi",
@@ -470,6 +474,8 @@ def test_every_figure_builds_a_valid_titled_spec(epochs: pl.DataFrame, steps: pl
         "mu_lr": mu_lr(make_warmup_steps()),
         "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
         "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
+        "zigzag_onset": zigzag_onset(make_zigzag()[0], make_train()),
+        "zigzag_phases": zigzag_phases(make_zigzag()[1], make_zigzag()[0], make_train()),
     }
     assert set(built) == set(plots())
     for name, chart in built.items():
@@ -1179,6 +1185,8 @@ def every_figure() -> dict[str, Figure]:
         "mu_lr": mu_lr(make_warmup_steps()),
         "full_batch_geometry": full_batch_geometry(make_point_table(fixed=False)),
         "fixed_batch_spread": fixed_batch_spread(make_point_table(fixed=True)),
+        "zigzag_onset": zigzag_onset(make_zigzag()[0], make_train()),
+        "zigzag_phases": zigzag_phases(make_zigzag()[1], make_zigzag()[0], make_train()),
     }
 
 
@@ -1203,13 +1211,15 @@ FIGURES = [
     "mu_lr",
     "full_batch_geometry",
     "fixed_batch_spread",
+    "zigzag_onset",
 ]
 
 
 def test_every_plot_with_lines_is_in_the_tooltip_test() -> None:
-    assert set(every_figure()) == set(FIGURES) | {"gamma_correlation"}
-    # gamma_correlation draws dots with a band, no line (issue 19): its dots carry the tooltip themselves.
-    without_lines = {"claims", "correlation_matrices", "gamma_correlation"}
+    assert set(every_figure()) == set(FIGURES) | {"gamma_correlation", "zigzag_phases"}
+    # gamma_correlation draws dots with a band, no line (issue 19): its dots carry the tooltip themselves; so do
+    # zigzag_phases's bars.
+    without_lines = {"claims", "correlation_matrices", "gamma_correlation", "zigzag_phases"}
     assert {name.split()[0] for name in FIGURES} == set(plots()) - without_lines
 
 
@@ -1710,3 +1720,76 @@ def test_band_none_draws_the_lines_alone_in_one_panel(name: str) -> None:
     assert "no band" in " ".join(bare["title"]["subtitle"])
     assert "without a band" in plot(name).describe(color="optimizer", band="none")
     assert "min–max" in plot(name).describe(color="optimizer")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The second paper's findings: zigzag onset and phases
+# ---------------------------------------------------------------------------------------------------------
+
+# r3's μ(t) never turns negative; r1 and r2 turn at step 2 / lr.
+ZIGZAG_LRS = {"r1": 0.5, "r2": 0.25, "r3": 0.05}
+
+
+@functools.cache
+def make_zigzag() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The zigzag and zigzag_phases tables of RUNS as pathgeo.zigzag makes them, from full-batch μ(t) that is 0.5
+    until the run's onset and −0.5 from it."""
+    rows, phase_rows = [], []
+    steps = N_EPOCHS * STEPS_PER_EPOCH
+    for run in RUNS:
+        lr = ZIGZAG_LRS[run["run_id"]]
+        onset = round(2 / lr) if lr > 0.1 else steps
+        frame = pl.DataFrame({
+            "step": list(range(steps)),
+            "epoch": [step // STEPS_PER_EPOCH for step in range(steps)],
+            "loss": [10.0 - 0.01 * step for step in range(steps)],
+            "mean_corr_from_start": [None] + [0.5 if step < onset else -0.5 for step in range(1, steps)],
+        })
+        row, found = run_findings(frame, 0.0, 3)
+        rows.append({"run_id": run["run_id"], "label": run["label"], **run_factors(run), "peak_lr": lr, **row})
+        phase_rows += [{"run_id": run["run_id"], "phase": i, "geometry": p.geometry, "first_step": p.first_step,
+                        "last_step": p.last_step, "steps": p.steps, "mean_corr": p.mean_corr}
+                       for i, p in enumerate(found)]
+    return pl.DataFrame(rows, infer_schema_length=None), pl.DataFrame(phase_rows)
+
+
+def test_zigzag_onset_plots_each_turning_run_on_log_axes_with_the_fitted_slope() -> None:
+    spec = zigzag_onset(make_zigzag()[0], make_train()).to_dict()
+    points = [row for row in dataset_rows(spec) if ONSET in row and "verdict" in row]
+    # Onsets are counted from 1: steps 4 and 8 are the 5th and 9th.
+    assert sorted((row["peak_lr"], row[ONSET]) for row in points) == [(0.25, 9.0), (0.5, 5.0)]
+    assert all(enc["scale"]["type"] == "log" for enc in encodings(spec, "x") + encodings(spec, "y") if "scale" in enc)
+    slope = math.log(9 / 5) / math.log(0.25 / 0.5)
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert f"slope {slope:.2f}" in subtitle
+    assert "1 run not zigzag by its last step, at η = 0.05" in subtitle
+
+
+def test_zigzag_phases_draws_each_runs_phases_over_its_epochs_with_the_verdicts() -> None:
+    zigzag, phases = make_zigzag()
+    spec = zigzag_phases(phases, zigzag, make_train()).to_dict()
+    bars = dataset_rows(spec)
+    by_run = {}
+    for row in bars:
+        by_run.setdefault(row[RUN_COLUMN], []).append((row["geometry"], row["start"], row["end"]))
+    assert len(by_run) == 3
+    # r1 is smooth for its steps 1..3 (step 0 has no μ, so no phase) and zigzag from step 4 on; r2 from step 8; r3
+    # never.
+    first = 1 / STEPS_PER_EPOCH
+    assert sorted(by_run.values()) == [
+        [("smooth", first, 4 / STEPS_PER_EPOCH), ("zigzag", 4 / STEPS_PER_EPOCH, N_EPOCHS)],
+        [("smooth", first, 8 / STEPS_PER_EPOCH), ("zigzag", 8 / STEPS_PER_EPOCH, N_EPOCHS)],
+        [("smooth", first, N_EPOCHS)],
+    ]
+    (color,) = [enc for enc in encodings(spec, "color") if enc.get("field") == "geometry"]
+    assert color["scale"]["range"] == list(GEOMETRY_COLORS.values())
+    assert "smooth → zigzag: 2" in " ".join(spec["title"]["subtitle"]) and "neither: 1" in spec["title"]["subtitle"][1]
+
+
+def test_zigzag_onset_of_runs_that_never_turn_says_so() -> None:
+    """The tiny config's one full-batch run stays smooth: no point, no fit, and the subtitle names the run."""
+    zigzag = make_zigzag()[0].filter(pl.col("run_id") == "r3")
+    spec = zigzag_onset(zigzag, make_train()).to_dict()
+    assert not [row for row in dataset_rows(spec) if ONSET in row]
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert "none: no run turns zigzag" in subtitle and "1 run not zigzag by its last step, at η = 0.05" in subtitle

@@ -132,6 +132,8 @@ def write_config(config: dict, path: Path) -> Path:
 
 # The tables the aggregate rule writes (the others: a run's landscape, the claims of every run).
 AGGREGATED = {"epochs", "steps", "matrices", "train", "full_batch", "fixed_batches"}
+# Tables of every run at once, one per config (pathgeo.claims, pathgeo.zigzag): their figures plan every run.
+EVERY_RUN = {"claims", "zigzag", "zigzag_phases"}
 
 
 def aggregated_experiments(config: dict) -> set[str]:
@@ -499,7 +501,7 @@ def test_graphs_print_dot(tmp_path, flag):
 
 def _figure_cases():
     config = load_tiny()
-    return [name for name, fig in config["figures"].items() if plot(fig["plot"]).table != "claims"]
+    return [name for name, fig in config["figures"].items() if plot(fig["plot"]).table not in EVERY_RUN]
 
 
 @pytest.mark.parametrize("name", _figure_cases())
@@ -526,6 +528,20 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     assert [j.wildcards["name"] for j in by_rule["figure"]] == [name]
     assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {tiny_plan.runs[run].data.name for run in runs}
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["zigzag_onset", "zigzag_phases"])
+def test_a_zigzag_figure_plans_the_findings_of_every_run_and_its_experiments_train_logs(
+    tmp_path, tiny_config, tiny_plan, name
+):
+    result = check(snakemake(tmp_path, "-n", f"figure_{name}"))
+    jobs = planned_jobs(output_of(result))
+    counts = job_counts(jobs)
+    assert counts["zigzag"] == 1 and counts["figure"] == 1
+    # The findings table is every run's (pathgeo.zigzag): each run trains, and the replayed ones replay.
+    assert counts["reference"] == len(tiny_plan.runs)
+    experiments = set(figure_experiments(tiny_config["figures"][name]))
+    assert {j.wildcards["experiment"] for j in jobs if j.rule == "aggregate"} == experiments
 
 
 def test_claims_figure_plans_every_replayed_run_and_no_aggregate(tmp_path, tiny_plan):

@@ -176,7 +176,7 @@ def lines(
             for f in DASH_FACTORS
             if f != factor
             and f in data.columns
-            and data.group_by(COLOR_LEVEL).agg(pl.col(f).n_unique()).get_column(f).max() > 1
+            and (data.group_by(COLOR_LEVEL).agg(pl.col(f).n_unique()).get_column(f).max() or 0) > 1
         ),
         None,
     )

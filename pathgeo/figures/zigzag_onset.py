@@ -80,9 +80,10 @@ def zigzag_onset(zigzag: pl.DataFrame, train: pl.DataFrame, color: str = "model"
         layers.insert(0, alt.Chart(inline_values(pl.DataFrame(fits))).mark_line(strokeDash=[5, 3], strokeWidth=1.5)
                       .encode(x=x, y=y, color=runs.color.legend(None), detail=f"{FIT}:N"))
     chart = alt.layer(*layers).properties(width=FULL_WIDTH, height=PANEL_HEIGHT + 40)
+    unfitted = "none: one LR" if points.height else "none: no run turns zigzag"
     subtitle = [
         "each point a run: the first step where the mean correlation of adjacent gradients, μ(t), turns negative",
-        "dashed: the least-squares line in log–log, onset ~ η^b, " + ("; ".join(keys) if keys else "none: one LR"),
+        "dashed: the least-squares line in log–log, onset ~ η^b, " + ("; ".join(keys) if keys else unfitted),
     ]
     if not never.is_empty():
         lrs = ", ".join(value_words("peak_lr", lr) for lr in sorted(never.get_column("peak_lr").to_list()))
