@@ -21,6 +21,7 @@ from pathgeo.aggregate import experiment_tables
 from pathgeo.claims import claims_table
 from pathgeo.columns import METRICS, POINT_METRICS
 from pathgeo.config import Plan, build_plan, figure_experiments, planned_steps_per_epoch, zigzag_thresholds
+from pathgeo.config_defaults import with_defaults
 from pathgeo.figures import plot
 from pathgeo.labels import run_descriptions, run_labels
 from pathgeo.models import Width, model
@@ -78,7 +79,7 @@ class PlanTables:
     """The tables of every experiment of `config`, written under `root` as the workflow would, built on first use."""
 
     def __init__(self, config: dict[str, Any], root: Path, seed: int = 0):
-        self.config = config
+        self.config = with_defaults(config)
         self.root = Path(root)
         self.plan: Plan = build_plan(config)
         self.rng = random.Random(seed)

@@ -26,6 +26,13 @@ def factors(optimizer: str) -> dict:
         "epochs": 2,
         "precision": "float32",
         "devices": 1,
+        "data_order_seed": 0,
+        "grad_clip": None,
+        "warmup_growth": 0.0,
+        "gawu_window": 5,
+        "sync_batchnorm": False,
+        "model_options": "none",
+        "optimizer_options": "none",
     }
 
 

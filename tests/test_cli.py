@@ -104,7 +104,8 @@ def test_schema_points_to_the_sections_it_shares(tmp_path):
     assert experiment["cases"]["items"]["properties"]["lr"] == {"see": "pathgeo schema defaults.lr"}
     assert experiment["cases"]["items"]["properties"]["segment_epochs"]["description"] == "this case's segment_epochs"
     lr = yaml.safe_load(pathgeo("schema", "defaults.lr", cache=tmp_path).stdout)
-    assert lr == {"type": "number", "exclusiveMinimum": 0}
+    # With its default (config/defaults.yaml): a config holds only what it changes.
+    assert lr == {"type": "number", "exclusiveMinimum": 0, "default": 0.01}
     figures = yaml.safe_load(pathgeo("schema", "figures", cache=tmp_path).stdout)
     assert figures["additionalProperties"]["keys by plot"].startswith("pathgeo schema figures.<plot> (accuracy, ")
 

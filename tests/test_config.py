@@ -103,8 +103,7 @@ SCHEMA_ERRORS = [
     ("negative lr", _set("defaults", "lr", -0.1), "defaults.lr"),
     ("zero lr in a grid", _set("experiments", "batch_sizes", "grid", "lr", [0.01, 0.0]),
      "experiments.batch_sizes.grid.lr[1]"),
-    ("missing defaults.lr", _drop("defaults", "lr"), "defaults.lr"),
-    ("missing segment_epochs", _drop("segment_epochs"), "segment_epochs"),
+    ("missing experiments", _drop("experiments"), "experiments"),
     ("unknown device", _set("device", "tpu"), "device"),
 ]
 

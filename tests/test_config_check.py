@@ -69,9 +69,10 @@ def test_a_key_is_named_in_the_last_file_that_gives_it(tmp_path):
     with pytest.raises(ConfigCheckError, match=re.escape(f"{override}, line 2: config key 'experiments.baseline.set.lrr': "
                                                          "is not a known key; did you mean 'lr'?")):
         check_config([base, override])
-    base.write_text(edited(TINY_TEXT, "device: auto\n", ""))
-    override.write_text("threads: 1\n")
-    with pytest.raises(ConfigCheckError, match=re.escape(f"{base} + {override}: config key 'device': is missing")):
+    # The one key without a default (config/defaults.yaml): the files given are named, not the defaults.
+    base.write_text("threads: 2\n")
+    override.write_text("device: cpu\n")
+    with pytest.raises(ConfigCheckError, match=re.escape(f"{base} + {override}: config key 'experiments': is missing")):
         check_config([base, override])
 
 
@@ -130,7 +131,9 @@ def test_pathgeo_check_config_prints_every_problem(tmp_path, capsys):
     assert main([str(path)]) == 0
     checked = check_config([path])
     counts = len(checked.plan.experiments), len(checked.plan.runs), len(checked.config["figures"])
-    assert capsys.readouterr().out == "{}: ok ({} experiments, {} runs, {} figures)\n".format(path, *counts)
+    assert capsys.readouterr().out == (
+        "{}: ok ({} experiments, {} runs, {} figures; its tables and figures go to results/my/)\n".format(path, *counts)
+    )
 
 
 def test_the_compute_plan_names_the_file_once(tmp_path, capsys):

@@ -30,11 +30,12 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 
 def report(workdir: Path, configfile: Path, name: str) -> dict[str, bytes]:
-    """The report of a config as `snakemake --report` packs it: its members by name."""
+    """The report of a config as `snakemake --report` packs it: its members by name, below the folder named after
+    the zip file."""
     target = workdir / f"{name}.zip"
     run(workdir, "--configfile", str(configfile), "--report", str(target))
     with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as packed:
-        return {member: packed.read(member) for member in packed.namelist()}
+        return {member.split("/", 1)[1]: packed.read(member) for member in packed.namelist()}
 
 
 @pytest.mark.slow
