@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install run test bench lint dag clean
+.PHONY: install run test bench lint docs dag clean
 
 install: $(STAMP)
 
@@ -30,8 +30,12 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
+# The docs site into site/ (mkdocs.yml); --strict fails on a broken link, anchor or page left out of the nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph
 
 clean:
-	rm -rf results logs benchmarks .snakemake
+	rm -rf results logs benchmarks .snakemake site
