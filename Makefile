@@ -27,8 +27,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pathgeo.bench overhead
 
+# The code (ruff, its rules in pyproject.toml), the workflow (snakemake --lint) and the docs site (--strict: a
+# broken link or anchor fails). CI runs this after the tests (.ci/run).
 lint: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
+	$(BIN)/mkdocs build --strict --quiet
 
 # The docs site into site/ (mkdocs.yml); --strict fails on a broken link, anchor or page left out of the nav.
 docs: $(STAMP)
