@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install run test bench lint dag clean
+.PHONY: install run test bench lint docs dag clean
 
 install: $(STAMP)
 
@@ -27,11 +27,19 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pathgeo.bench overhead
 
+# The code (ruff, its rules in pyproject.toml), the workflow (snakemake --lint) and the docs site (--strict: a
+# broken link or anchor fails). CI runs this after the tests (.ci/run).
 lint: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
+	$(BIN)/mkdocs build --strict --quiet
+
+# The docs site into site/ (mkdocs.yml); --strict fails on a broken link, anchor or page left out of the nav.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph
 
 clean:
-	rm -rf results logs benchmarks .snakemake
+	rm -rf results logs benchmarks .snakemake site

@@ -8,7 +8,7 @@ workflow's aggregation and figures run without it.
 import importlib
 
 # pyproject.toml's version (tests/test_measure.py keeps the two in step).
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "measure": "pathgeo.user_loop",

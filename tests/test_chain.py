@@ -111,7 +111,7 @@ def test_the_compute_plan_prints_each_runs_jobs():
         run_id: len(sizing.reference_chain(spec, plan.checkpoint_epochs(run_id), DEFAULT_MAX_JOB_MINUTES, "a100", 16))
         for run_id, spec in plan.runs.items()
     }
-    # The README's figures for the ImageNet preset at the default limit.
+    # docs/sizing.md's figures for the ImageNet preset at the default limit.
     assert sum(count > 1 for count in jobs.values()) == 11 and sum(jobs.values()) == 56
 
 

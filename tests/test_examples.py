@@ -1,5 +1,5 @@
 """The configs of config/examples/: each plans, and own_model.yaml (a model from a module of its own, AdamW, a
-`tensors` dataset) runs end to end through Snakemake as the README says, with replay drift 0.0."""
+`tensors` dataset) runs end to end through Snakemake as docs/own-code.md says, with replay drift 0.0."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_plans(path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # as the README runs them: from the repository root
+    monkeypatch.chdir(ROOT)  # as docs/own-code.md runs them: from the repository root
     assert build_plan(yaml.safe_load(path.read_text())).runs
 
 

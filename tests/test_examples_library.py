@@ -51,9 +51,8 @@ def python_block(text: str, after: str) -> str:
 
 
 @pytest.mark.parametrize("page,heading", [
-    ("README.md", "## Using the probe in your own training loop"),
     ("docs/measure.md", "# Measuring your own training loop"),
-], ids=["readme", "docs"])
+], ids=["docs"])
 def test_the_snippet_runs_as_written(page, heading, tmp_path):
     script = tmp_path / "snippet.py"
     script.write_text(python_block((ROOT / page).read_text(), heading))
@@ -65,17 +64,14 @@ def test_the_snippet_runs_as_written(page, heading, tmp_path):
 
 
 def test_the_docs_define_every_column():
-    """docs/measure.md's tables name every column of both tables, and the README's section names them too."""
+    """docs/measure.md's tables name every column of both tables."""
     from pathgeo.columns import LAGS, METRICS
 
     docs = (ROOT / "docs/measure.md").read_text()
-    section = (ROOT / "README.md").read_text().split("## Using the probe in your own training loop")[1].split("\n## ")[0]
     generic = {f"perp_corr_lag{k}": "perp_corr_lag{k}" for k in LAGS} | {f"dist_lag{k}": "dist_lag{k}" for k in LAGS}
     steps = ["reference", "epoch", "step", *METRICS]
     for column in steps:
         name = generic.get(column, column)
         assert f"`{name}`" in docs, column
-        assert f"`{name}`" in section, column
     for column in ("epoch", "start_step", "i", "j", "corr", "sign_flip"):
         assert f"`{column}`" in docs.split("## The matrices table")[1], column
-        assert f"`{column}`" in section.split("`matrices` has")[1], column

@@ -19,8 +19,8 @@ from torch.nn import functional as F
 
 L = pytest.importorskip("lightning")
 
-from pathgeo.lightning import Observe
-from pathgeo.user_loop import PassesDiffer, measure
+from pathgeo.lightning import Observe  # noqa: E402 (only where lightning is installed)
+from pathgeo.user_loop import PassesDiffer, measure  # noqa: E402
 
 EPOCHS, SAMPLES, BATCH = 2, 64, 16
 

@@ -104,7 +104,10 @@ def recomputed(loop: Loop, w_star: np.ndarray, lam: float = 0.0) -> dict[str, np
     W = np.asarray(loop.weights, dtype=np.float64)
     w, d = W[:-1], W[:-1] - w_star.astype(np.float64)
     s = W[:-1] - W[1:]  # pathgeo's step: w_t − w_{t+1}
-    dot = lambda a, b: np.einsum("ij,ij->i", a, b)
+
+    def dot(a, b):
+        return np.einsum("ij,ij->i", a, b)
+
     gd, gg, dd = dot(G, d), dot(G, G), dot(d, d)
     g_wd = G + lam * w
     with np.errstate(divide="ignore", invalid="ignore"):  # d = 0 at the step where w is a reference point

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PRESETS = sorted((ROOT / "config" / "presets").glob("*.yaml"))
 
-# Reference runs each preset needs after sharing, as stated in the README. CIFAR-10: Table 2's optimizer
+# Reference runs each preset needs after sharing, as docs/presets.md states them. CIFAR-10: Table 2's optimizer
 # grid (9 runs, budgets 100/190/280 from one replay each), 3 seeds, 4 batch sizes (batch 256 at LR 0.01 is
 # the default run that the seed experiment also uses), Medium-MLP and ResNet18-2, VGG-11/19 and MobileNet-V2.
 # ImageNet: six ResNets and MobileNet-V2, each at 90 and 180 epochs (the warm-up + cosine schedule depends on

@@ -135,7 +135,10 @@ def quadratic_oracle(lam: float) -> tuple[dict[str, np.ndarray], np.ndarray, np.
     w_star = W[-1]  # the final iterate, as the engine uses it, not the minimum 0
     D = W[:-1] - w_star
     Gw = G + lam * W[:-1]
-    dot = lambda x, y: np.einsum("ij,ij->i", x, y)
+
+    def dot(x, y):
+        return np.einsum("ij,ij->i", x, y)
+
     nd, ng, ngw, ns = (np.sqrt(dot(x, x)) for x in (D, G, Gw, S))
     expected = {
         "rsi": dot(G, D) / nd**2, "eb": ng / nd, "gamma": dot(G, D) / (ng * nd), "lolr": dot(G, D) / ng**2,
@@ -727,7 +730,10 @@ def test_reference_points_in_a_wrong_form_are_named(trained_library_model):
 def test_gradients_set_to_none_are_measured_as_gradients_zeroed_in_place(trained_library_model):
     """optimizer.zero_grad() (set_to_none=True since torch 2.0) gives the table, and the weights, of a loop
     that keeps the gradients views of the flat buffer."""
-    references = lambda: {"final": trained_library_model}
+
+    def references():
+        return {"final": trained_library_model}
+
     in_place, in_place_model = library_run(references)
     set_to_none, set_to_none_model = library_run(references, zero="optimizer")
     for a, b in zip(in_place_model.state_dict().values(), set_to_none_model.state_dict().values(), strict=True):
@@ -754,7 +760,10 @@ def test_finish_twice_gives_the_same_table_and_calls_out_of_order_say_what_comes
 
 @pytest.mark.parametrize("backend", ["fused", "triton"])
 def test_without_steps_per_epoch_the_records_grow_as_epochs_need(trained_library_model, monkeypatch, backend):
-    references = lambda: {"final": trained_library_model, "start": library_model()}
+
+    def references():
+        return {"final": trained_library_model, "start": library_model()}
+
     known, _ = library_run(references, backend=backend)
     monkeypatch.setattr("pathgeo.probe.INITIAL_CAPACITY", 2)  # grown twice in each epoch of 6 steps
     grown, _ = library_run(references, steps_per_epoch=None, backend=backend)

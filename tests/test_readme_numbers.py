@@ -1,10 +1,11 @@
-"""The README's numbers from the default run are its tables' (issue 19: the README said γ > 0 on 57.7% of steps where
+"""The default run's numbers in the docs are its tables' (issue 19: the README said γ > 0 on 57.7% of steps where
 the claims table of a run said 52.6%).
 
 tests/fixtures/default_findings.json records what `python -m pathgeo.findings results/default` printed for the
-default run (`.venv/bin/snakemake --cores 2`, then that command). The fast tests hold the README to the record; the slow one runs
-the default's tables again (or reads those under $PATHGEO_DEFAULT_RESULTS, a default run's results/) and holds the
-record to them. Re-record after a change that moves a number, and write the new number into the README.
+default run (`.venv/bin/snakemake --cores 2`, then that command). docs/results.md states every finding and the
+README some of them; the fast tests hold both to the record, and the slow one runs the default's tables again (or
+reads those under $PATHGEO_DEFAULT_RESULTS, a default run's results/) and holds the record to them. Re-record after
+a change that moves a number, and write the new number into docs/results.md and the README.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathgeo.findings import findings
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "tests" / "fixtures" / "default_findings.json"
-# Each finding as the README states it: the sentence around the number, so that the number is the one meant.
+# Each finding as the docs state it: the sentence around the number, so that the number is the one meant.
 PHRASES = {
     "zigzag_smooth_flips": "a median of {} of entries flipping sign",
     "zigzag_epoch": "It turns zigzag in epoch {}, the first epoch whose mean correlation is negative",
@@ -54,24 +55,37 @@ PHRASES = {
 }
 
 
-def readme_text() -> str:
-    """The README with each run of whitespace one space, as a phrase may wrap."""
-    return " ".join((ROOT / "README.md").read_text().split())
+# The findings the README states beside docs/results.md, which states them all.
+README_FINDINGS = {
+    "zigzag_smooth_flips", "zigzag_epoch", "zigzag_lowest_mu", "zigzag_flips_from_epoch_100", "zigzag_smooth_loss",
+    "zigzag_zigzag_loss", "smooth_lowest_mu", "smooth_flips", "gawu_switch_step", "gawu_switch_after_epochs",
+    "gawu_switch_lr", "gawu_accuracy", "fixed_20_accuracy", "fixed_15_accuracy", "fixed_10_accuracy",
+    "gamma_positive_holds", "mnist_runs", "alm_gamma_positive",
+}
+PAGES = {"docs/results.md": set(PHRASES), "README.md": README_FINDINGS}
+
+
+def page_text(page: str) -> str:
+    """The page with each run of whitespace one space, as a phrase may wrap."""
+    return " ".join((ROOT / page).read_text().split())
 
 
 def test_every_recorded_finding_has_its_phrase() -> None:
     assert set(PHRASES) == set(json.loads(RECORD.read_text()))
+    assert README_FINDINGS <= set(PHRASES)
 
 
-@pytest.mark.parametrize("key", sorted(PHRASES))
-def test_the_readme_states_the_recorded_number(key: str) -> None:
+@pytest.mark.parametrize(("page", "key"), [(page, key) for page, keys in PAGES.items() for key in sorted(keys)])
+def test_the_page_states_the_recorded_number(page: str, key: str) -> None:
     value = json.loads(RECORD.read_text())[key]
-    assert PHRASES[key].format(value) in readme_text(), f"{key}: the README does not say {PHRASES[key].format(value)!r}"
+    assert PHRASES[key].format(value) in page_text(page), f"{key}: {page} does not say {PHRASES[key].format(value)!r}"
 
 
-def test_a_number_that_differs_from_the_record_is_caught() -> None:
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_a_number_that_differs_from_the_record_is_caught(page: str) -> None:
     """The README's old claim, "the fixed switch at epoch 20 57.7%" against a run whose table said 52.6%."""
-    assert PHRASES["fixed_20_gamma_positive"].format("52.6%") not in readme_text()
+    assert PHRASES["fixed_20_gamma_positive"].format("52.6%") not in page_text(page)
+    assert PHRASES["gawu_accuracy"].format("41.3%") not in page_text(page)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ def test_a_run_s_outputs_are_ignored_and_the_library_is_not(path, ignored):
 
 
 def test_a_command_with_dot_names_graphviz():
-    for doc in [REPO / "README.md", REPO / "cluster" / "README.md", *(REPO / "docs").glob("*.md")]:
+    for doc in [REPO / "README.md", REPO / "config" / "README.md", REPO / "cluster" / "README.md",
+                *(REPO / "docs").glob("*.md")]:
         lines = doc.read_text().splitlines()
         for number, line in enumerate(lines):
             if re.search(r"\|\s*dot\b", line):

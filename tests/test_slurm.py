@@ -122,7 +122,7 @@ def test_profile_keys_are_plugin_settings():
     settings = {f"slurm-{f.name.replace('_', '-')}" for f in fields(ExecutorSettings)}
     slurm_keys = {key for key in profile if key.startswith("slurm-")}
     assert slurm_keys <= settings, slurm_keys - settings
-    # squeue, not sacct: clusters without accounting storage (see cluster/README.md).
+    # squeue, not sacct: clusters without accounting storage (see docs/cluster.md).
     assert profile["slurm-status-command"] == "squeue"
     assert profile["retries"] >= 1
     defaults = profile["default-resources"]
@@ -305,7 +305,7 @@ def test_largest_preset_plans_in_seconds(tmp_path):
 # What a site would set on each line marked EDIT, by the placeholder there.
 SITE_VALUES = {"cpu": "cpuq", "gpu": "h100q", "a100": "h100", "16": "12", "max_job_minutes=2880": "max_job_minutes=1"}
 MARKED = re.compile(r"^(?P<key>\s*(?:-\s+)?(?:[\w-]+:\s+)?)(?P<value>\S+)(?P<rest>\s+# EDIT\b.*)$")
-# The layerings of profiles that cluster/README.md documents, and what each GPU job must then ask for.
+# The layerings of profiles that docs/cluster.md documents, and what each GPU job must then ask for.
 LAYERINGS = {
     "cluster": ((), {"gpu_model": "h100"}),
     "cluster + a100x8": (("a100x8",), {"gpu_model": "h100", "cpus_per_gpu": "12"}),
