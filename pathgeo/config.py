@@ -30,36 +30,12 @@ from pathgeo.schedules import EXPONENTIAL_WARMUPS
 from pathgeo.schema import config_schema
 from pathgeo.spec import DataSpec, RunSpec, scaled_lr
 
-RUN_FIELDS = (
-    "dataset",
-    "model",
-    "width",
-    "optimizer",
-    "lr",
-    "base_batch_size",
-    "weight_decay",
-    "schedule",
-    "warmup_epochs",
-    "batch_size",
-    "epochs",
-    "seed",
-    "data_order_seed",
-    "precision",
-    "grad_clip",
-    "model_options",
-    "full_batch",
-    "warmup_growth",
-    "gawu_window",
-    "devices",
-    "sync_batchnorm",
-    "optimizer_options",
-)
+# The fields a config's `defaults`, an experiment's `set`, its cases and its grid may give a run: the run spec's, with
+# its dataset by name, and the batch size the LR is scaled from (base_batch_size, pathgeo.spec.scaled_lr).
+RUN_FIELDS = ("dataset", "base_batch_size", *(field.name for field in dataclasses.fields(RunSpec) if field.name != "data"))
 
 # Measurements an experiment may ask the replays of its runs for (pathgeo.point_geometry).
 POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
-# What an experiment measures: everything (its runs are replayed against w*), or only what needs no w*,
-# which reference training takes itself (pathgeo.w_star_free); such an experiment plans no replay.
-MEASURES = ("all", "w_star_free")
 
 # The probe's correlation settings where the config leaves them out (config/defaults.yaml).
 CORRELATION_DEFAULTS = config_defaults()["correlations"]

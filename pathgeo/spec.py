@@ -15,8 +15,6 @@ from typing import Any
 
 from pathgeo import models, plugins
 
-SCHEDULES = ("constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu")
-
 # Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
 # before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
 BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu"})

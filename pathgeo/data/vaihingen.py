@@ -236,16 +236,6 @@ def extract_patches(tiles: VaihingenTiles, plan: PatchPlan, indices: Sequence[in
     return x, y
 
 
-def vaihingen_batches(
-    tiles: VaihingenTiles, plan: PatchPlan, batch_size: int = 10, drop_last: bool = True
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """The plan's patches in order, `batch_size` at a time (the paper: 10; DeepNetsForEO drops the last)."""
-    n = len(plan)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        yield extract_patches(tiles, plan, range(start, min(start + batch_size, n)))
-
-
 class Segmentation(Task):
     """Vaihingen: random patches of the training tiles each epoch (positions and flips from (seed, epoch)),
     fixed patches of the validation tiles; the metric is pixel accuracy."""
