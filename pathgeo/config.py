@@ -26,7 +26,7 @@ from pathgeo.figures import plot, plots
 from pathgeo.models import Model, Width, for_input, model
 from pathgeo.optimizers import Optimizer, optimizer
 from pathgeo.plugins import PluginError
-from pathgeo.schedules import EXPONENTIAL_WARMUPS
+from pathgeo.schedules import EXPONENTIAL, NO_WARMUP, schedule
 from pathgeo.schema import config_schema
 from pathgeo.spec import DataSpec, RunSpec, scaled_lr
 
@@ -274,16 +274,17 @@ def _run_spec(config: dict[str, Any], exp_name: str, exp: dict[str, Any], case_i
             f"not dataset '{data.name}' (kind {data.kind})",
         )
     _check_devices(fields, data, where)
-    if fields["schedule"] in ("warmup_cosine", *EXPONENTIAL_WARMUPS) and fields["warmup_epochs"] >= fields["epochs"]:
+    kind = schedule(fields["schedule"])
+    if kind.warmup != NO_WARMUP and fields["warmup_epochs"] >= fields["epochs"]:
         raise ConfigError(
             where("warmup_epochs"),
             f"warm-up of {fields['warmup_epochs']} epochs leaves nothing of a {fields['epochs']}-epoch run",
         )
-    if fields["schedule"] in EXPONENTIAL_WARMUPS and not (fields["warmup_epochs"] and fields.get("warmup_growth")):
+    if kind.warmup == EXPONENTIAL and not (fields["warmup_epochs"] and fields.get("warmup_growth")):
         raise ConfigError(
             where("warmup_growth" if fields["warmup_epochs"] else "warmup_epochs"),
             f"schedule '{fields['schedule']}' needs warmup_growth (omega > 0) and warmup_epochs > 0 (the switch "
-            "epoch" + (", the latest one for gawu)" if fields["schedule"] == "gawu" else ")"),
+            "epoch" + (f", the latest one for {kind.name})" if kind.adaptive else ")"),
         )
     if entry.width is Width.NONE:
         fields["width"] = 0  # so that a change of the networks' default width does not rename these runs

@@ -48,7 +48,7 @@ TRAJECTORY = (
     "randomness.py",
     "reference.py",
     "registry.py",
-    "schedules.py",
+    "schedules",
     "spec.py",
     "topology.py",
     "training.py",

@@ -1,9 +1,9 @@
 """The config's JSON schema: the structure in config/schema/config.schema.yaml, completed by the registries.
 
-The registries add what they own, so that adding a model, an optimizer, a dataset kind or a plot never touches
-the schema file: the enums of `model`, `optimizer`, `precision`, a dataset's `kind` and a figure's `plot`, and each
-dataset kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per entry). A `model` or
-`optimizer` is either a registry name or a plug-in's `<module>:<name>` (pathgeo.plugins).
+The registries add what they own, so that adding a model, an optimizer, a schedule, a dataset kind or a plot never
+touches the schema file: the enums of `model`, `optimizer`, `precision`, `schedule`, a dataset's `kind` and a figure's
+`plot`, and each dataset kind's parameters and each plot's options (one `if kind/plot is X then ...` clause per
+entry). A `model` or `optimizer` is either a registry name or a plug-in's `<module>:<name>` (pathgeo.plugins).
 
     pathgeo schema                   the config's sections, one line each
     pathgeo schema SECTION           one section, e.g. experiments, defaults.lr, figures.gamma_band (a figure of that
@@ -70,6 +70,7 @@ def config_schema() -> dict[str, Any]:
     from pathgeo.models import models
     from pathgeo.optimizers import OPTIMIZERS, UNSUPPORTED
     from pathgeo.precision import PRECISIONS
+    from pathgeo.schedules import schedules
 
     schema = load_yaml(STRUCTURE.read_text())
     run_fields = schema["$defs"]["run_fields"]["properties"]
@@ -78,6 +79,7 @@ def config_schema() -> dict[str, Any]:
     optimizers = sorted({*OPTIMIZERS, *UNSUPPORTED})
     run_fields["optimizer"]["anyOf"] = [{"enum": optimizers}, _plugin("my_optimizer:Lion")]
     run_fields["precision"]["enum"] = list(PRECISIONS)
+    run_fields["schedule"]["enum"] = list(schedules())
     dataset = schema["properties"]["datasets"]["additionalProperties"]
     dataset["properties"]["kind"]["enum"] = list(kinds())
     dataset["allOf"] = [_kind_clause(kind) for kind in kinds().values()]

@@ -14,10 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pathgeo import models, plugins
+from pathgeo.schedules import schedule
 
-# Schedules whose LR at a given step depends on the total number of epochs: a checkpoint of such a run
-# before the end is not the end point of a shorter run, so it cannot stand for another epoch budget.
-BUDGET_DEPENDENT_SCHEDULES = frozenset({"warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu"})
 
 
 # Run fields added after the first runs existed: at these values they are left out of the canonical JSON.
@@ -42,9 +40,6 @@ USUAL_VALUES = {
     "precision": "float32",
 }
 
-# How a run id names a schedule; the constant one goes unnamed.
-SCHEDULE_SLUGS = {"constant": None, "warmup_cosine": "wucos", "final_drop": "drop", "exp_warmup_cosine": "expwucos",
-                  "gawu": "gawu"}
 # A slug is a directory name: it is cut here (the hash still tells runs apart).
 MAX_SLUG = 160
 
@@ -125,8 +120,8 @@ class RunSpec:
         if self.weight_decay:
             parts.append(f"wd{self.weight_decay:.3g}")
         parts += ["full", f"chunk{self.batch_size}"] if self.full_batch else [f"bs{self.batch_size}"]
-        if SCHEDULE_SLUGS[self.schedule]:
-            parts.append(SCHEDULE_SLUGS[self.schedule])
+        if schedule(self.schedule).slug:
+            parts.append(schedule(self.schedule).slug)
         if self.warmup_epochs:
             parts.append(f"wu{self.warmup_epochs}")
         if self.warmup_growth:
@@ -149,7 +144,7 @@ class RunSpec:
 
     @property
     def budget_dependent(self) -> bool:
-        return self.schedule in BUDGET_DEPENDENT_SCHEDULES
+        return schedule(self.schedule).budget_dependent
 
     def factors(self) -> dict[str, Any]:
         """The columns figures facet and colour by: every field an experiment can vary (pathgeo.columns.FACTORS).

@@ -30,7 +30,7 @@ from pathgeo.flat import FlatParameters
 from pathgeo.optimizers import build_optimizer, decay_in_gradient
 from pathgeo.precision import forward_context, numerics
 from pathgeo.randomness import capture_rng_state, restore_rng_state, seed_global_generators
-from pathgeo.schedules import Schedule, schedule_for
+from pathgeo.schedules import Schedule, schedule, schedule_for
 from pathgeo.spec import RunSpec
 from pathgeo.warmup import GeometrySwitch
 
@@ -276,7 +276,7 @@ def build_trainer(spec: RunSpec, data: Any, device: torch.device, shard: Shard =
     flat = FlatParameters(parameters(task.model))
     optimizer = build_optimizer(spec, flat.params)
     switch = None
-    if spec.schedule == "gawu":
+    if schedule(spec.schedule).adaptive:
         switch = GeometrySwitch(flat.numel, spec.gawu_window, flat.buffer.device, flat.buffer.dtype)
     if shard.world > 1:
         task.model = replicate(task.model, device)

@@ -558,7 +558,7 @@ ENUM_ERRORS = [
      "'some' is not 'all', nor a list"),
     ("max_job_minutes", _set("max_job_minutes", "2 days"), "max_job_minutes", "'2 days' is not null, nor an integer"),
     ("schedule", _set("defaults", "schedule", "cosine"), "defaults.schedule",
-     "'cosine' is not one of ['constant', 'warmup_cosine', 'final_drop', 'exp_warmup_cosine', 'gawu']"),
+     "'cosine' is not one of ['constant', 'exp_warmup_cosine', 'final_drop', 'gawu', 'warmup_cosine']"),
 ]
 
 

@@ -80,3 +80,19 @@ def test_global_generators_start_from_the_seed(mnist):
     assert states[0]["python"] == states[1]["python"]
     other = build_trainer(_spec(seed=1), mnist, CPU).state()["rng"]
     assert not torch.equal(states[0]["torch"], other["torch"])
+
+
+def test_the_schedules_are_a_registry_that_the_schema_and_the_run_ids_read():
+    """Schedules were spelled in five places (issue 23): now each is one module of pathgeo/schedules/."""
+    from pathgeo.schedules import EXPONENTIAL, LINEAR, NO_WARMUP, schedules
+    from pathgeo.schema import config_schema
+
+    kinds = schedules()
+    assert set(kinds) == {"constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu"}
+    assert config_schema()["$defs"]["run_fields"]["properties"]["schedule"]["enum"] == list(kinds)
+    slugs = [kind.slug for kind in kinds.values() if kind.slug]
+    assert len(slugs) == len(set(slugs)) == len(kinds) - 1  # the constant LR goes unnamed
+    assert all(kind.warmup in (NO_WARMUP, LINEAR, EXPONENTIAL) for kind in kinds.values())
+    assert [name for name, kind in kinds.items() if not kind.budget_dependent] == ["constant"]
+    assert [name for name, kind in kinds.items() if kind.adaptive] == ["gawu"]
+    assert _spec(schedule="gawu", warmup_epochs=1, warmup_growth=0.1).slug.split("-").count("gawu") == 1
