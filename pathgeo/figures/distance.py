@@ -19,14 +19,7 @@ from pathgeo.figures.style import (
     split_by_level,
     width_note,
 )
-from pathgeo.figures.tables import (
-    RUN_KEYS,
-    before_final_epoch,
-    require_columns,
-    unique_columns,
-    with_epoch_number,
-    with_series,
-)
+from pathgeo.figures.tables import epoch_lines
 from pathgeo.figures.words import factor_title
 
 
@@ -36,13 +29,7 @@ def distance(epochs: pl.DataFrame, color: str, band: str = MIN_MAX) -> Figure:
     seed dashed apart; a panel per colour level where more than two bands would overlap; `band` none: the lines
     alone). Paper Figures 12 and 13."""
     stats = ["dist_mean", "dist_min", "dist_max"]
-    columns = unique_columns(
-        [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", color, "seed", "width", "model", "width_unit", *stats]
-    )
-    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(
-        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
-    )
+    data = epoch_lines(epochs, [color, *stats])
     drawn = lines(data, color)
     quantity = Band("dist", *stats, "|w − w*| (L2, log)", log_scale(data, stats), "|w − w*|")
     chart = band_grid(drawn, [quantity], epoch_domain(data), band=band)

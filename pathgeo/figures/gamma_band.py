@@ -20,14 +20,7 @@ from pathgeo.figures.style import (
     split_by_level,
     width_note,
 )
-from pathgeo.figures.tables import (
-    RUN_KEYS,
-    before_final_epoch,
-    require_columns,
-    unique_columns,
-    with_epoch_number,
-    with_series,
-)
+from pathgeo.figures.tables import epoch_lines
 from pathgeo.figures.words import factor_title, factor_value, metric_symbol, metric_title
 
 
@@ -40,28 +33,7 @@ def gamma_band(
     w* is not drawn; `band` none draws the lines alone. Paper Figures 1, 4, 6 and 16 (γ by optimizer, batch size,
     architecture, seed, epoch budget)."""
     mean, low, high = f"{metric}_mean", f"{metric}_min", f"{metric}_max"
-    columns = unique_columns(
-        [
-            *RUN_KEYS,
-            "experiment",
-            "budget",
-            "epoch",
-            "schedule",
-            color,
-            facet,
-            "seed",
-            "width",
-            "model",
-            "width_unit",
-            mean,
-            low,
-            high,
-        ]
-    )
-    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(
-        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
-    )
+    data = epoch_lines(epochs, [color, facet, mean, low, high])
     drawn = lines(data, color)
     notes = width_note(epochs) if "width" in (color, facet, drawn.dash_factor) or color == BY_RUN else []
     quantity = Band(

@@ -24,15 +24,7 @@ from pathgeo.figures.style import (
     split_by_level,
     width_note,
 )
-from pathgeo.figures.tables import (
-    RUN_KEYS,
-    SERIES,
-    before_final_epoch,
-    require_columns,
-    unique_columns,
-    with_epoch_number,
-    with_series,
-)
+from pathgeo.figures.tables import SERIES, epoch_lines
 from pathgeo.figures.words import factor_title
 
 TAKEN = "step taken: lr / (1 − β) under momentum β, lr without"
@@ -47,27 +39,7 @@ def lolr(epochs: pl.DataFrame, color: str) -> Figure:
     colour, or once in grey where every run takes the same step. Runs whose optimizer has no single step scale (Adam)
     get no dashed line. The log axis is fitted to both. Paper Figure 3."""
     stats = ["lolr_mean", "lolr_min", "lolr_max"]
-    columns = unique_columns(
-        [
-            *RUN_KEYS,
-            "experiment",
-            "budget",
-            "epoch",
-            "schedule",
-            color,
-            "seed",
-            "width",
-            "model",
-            "width_unit",
-            "lr_mean",
-            "step_scale",
-            *stats,
-        ]
-    )
-    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(
-        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
-    )
+    data = epoch_lines(epochs, [color, "lr_mean", "step_scale", *stats])
     data = data.with_columns((pl.col("lr_mean") * pl.col("step_scale")).alias("step_lr"))
     drawn = lines(data, color)
     # One axis for η* and the step taken: fitted to both lines, the band reaching above them.

@@ -23,14 +23,7 @@ from pathgeo.figures.style import (
     split_by_level,
     width_note,
 )
-from pathgeo.figures.tables import (
-    RUN_KEYS,
-    before_final_epoch,
-    require_columns,
-    unique_columns,
-    with_epoch_number,
-    with_series,
-)
+from pathgeo.figures.tables import epoch_lines
 from pathgeo.figures.words import factor_title, metric_symbol, metric_title
 
 # RSI and EB span decades along a run (EB grows as w approaches w*); γ is a cosine.
@@ -54,13 +47,7 @@ def rsi_eb_gamma(
     architecture, seed)."""
     stats = [f"{metric}_{stat}" for metric in panels for stat in ("mean", "min", "max")]
     factor = None if color == BY_RUN else color
-    columns = unique_columns(
-        [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", factor, "seed", "width", "model", "width_unit", *stats]
-    )
-    require_columns(epochs, "epochs", [c for c in columns if c not in ("experiment", "width_unit")])
-    data = with_series(
-        with_epoch_number(before_final_epoch(epochs.select([c for c in columns if c in epochs.columns])))
-    )
+    data = epoch_lines(epochs, [factor, *stats])
     drawn = lines(data, color)
     bands, clipped = [], []
     for metric in panels:

@@ -36,6 +36,20 @@ def unique_columns(columns: list[str | None]) -> list[str]:
     return list(dict.fromkeys(column for column in columns if column is not None))
 
 
+# What every line of a per-epoch figure keeps besides its own columns: which run and reference it is, and what names
+# it; the experiment and the width's unit where the table has them.
+LINE_COLUMNS = [*RUN_KEYS, "experiment", "budget", "epoch", "schedule", "seed", "width", "model", "width_unit"]
+WHERE_GIVEN = ("experiment", "width_unit")
+
+
+def epoch_lines(epochs: pl.DataFrame, columns: list[str | None]) -> pl.DataFrame:
+    """The rows of an epochs table that a line figure draws, with `columns` (None: none) besides LINE_COLUMNS: every
+    epoch but the last before w* (the paper's), counted from 1, one series per run and reference point."""
+    wanted = unique_columns([*LINE_COLUMNS, *columns])
+    require_columns(epochs, "epochs", [c for c in wanted if c not in WHERE_GIVEN])
+    return with_series(with_epoch_number(before_final_epoch(epochs.select([c for c in wanted if c in epochs.columns]))))
+
+
 def inline_values(table: pl.DataFrame) -> alt.InlineData:
     """Inline the table into the spec.
 
