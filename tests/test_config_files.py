@@ -5,6 +5,7 @@ workflow's default config and in a --configfile alike. pathgeo reads YAML throug
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,21 +106,28 @@ def test_a_syntax_error_names_file_line_and_column(tmp_path):
                               "column 10"), message
 
 
-def workflow(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def workflow(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "-n", *args],
+    return subprocess.run([SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir), "-n", *args],
                           cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
 
 
-def default_config_in(workdir: Path, text: str) -> None:
-    (workdir / "config").mkdir(parents=True, exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(text)
+def workflow_with_default(folder: Path, text: str) -> Path:
+    """A workflow whose embedded default (config/config.yaml beside its Snakefile) is `text`: the repository's
+    workflow, its config folder copied and the rest linked. Returns its Snakefile."""
+    folder.mkdir(parents=True)
+    for part in ("pathgeo", "rules", "workflow_scripts", "report", "environment.yml"):
+        (folder / part).symlink_to(REPO / part)
+    shutil.copytree(REPO / "config", folder / "config")
+    (folder / "config" / "config.yaml").write_text(text)
+    shutil.copy2(REPO / "Snakefile", folder / "Snakefile")
+    return folder / "Snakefile"
 
 
 def test_the_workflow_refuses_a_duplicate_in_its_default_config(tmp_path):
     text = with_second_baseline(DEFAULT)
-    default_config_in(tmp_path, text)
-    result = workflow(tmp_path)
+    snakefile = workflow_with_default(tmp_path / "workflow", text)
+    result = workflow(tmp_path / "work", snakefile=snakefile)
     assert result.returncode != 0
     first, second = line_of(text, "  baseline:", 1), line_of(text, "  baseline:", 2)
     assert (f"config/config.yaml: key 'experiments.baseline' appears twice, on lines {first} and {second}"
@@ -127,8 +135,9 @@ def test_the_workflow_refuses_a_duplicate_in_its_default_config(tmp_path):
 
 
 def test_the_workflow_names_the_line_of_a_syntax_error_in_its_default_config(tmp_path):
-    default_config_in(tmp_path, DEFAULT.replace("\nthreads: 1 ", "\nthreads: [1 ", 1))
-    result = workflow(tmp_path)
+    assert "\nexperiments:\n" in DEFAULT
+    snakefile = workflow_with_default(tmp_path / "workflow", DEFAULT.replace("\nexperiments:\n", "\nexperiments: [1\n", 1))
+    result = workflow(tmp_path / "work", snakefile=snakefile)
     assert result.returncode != 0
     assert "config/config.yaml, line " in result.stdout + result.stderr
     assert "not valid YAML: while parsing a flow sequence" in result.stdout + result.stderr
