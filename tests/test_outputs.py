@@ -27,13 +27,15 @@ DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 # The README's example of one's own experiment.
 WEIGHT_DECAY = """\
 experiments:
-  weight_decay:
-    description: the MNIST-1D MLP under three weight decays, 10 epochs
+  momentum:
     set: {epochs: 10}
+    grid: {weight_decay: [0.0, 1e-4, 1e-3]}
+  adam:
+    set: {epochs: 10, optimizer: adam, lr: 0.001}
     grid: {weight_decay: [0.0, 1e-4, 1e-3]}
 figures:
   gamma_by_weight_decay:
-    {plot: gamma_band, experiment: weight_decay, color: weight_decay, reproduces: "none"}
+    {plot: gamma_band, experiment: [momentum, adam], color: weight_decay, facet: optimizer, reproduces: "none"}
 """
 
 
@@ -42,7 +44,9 @@ def test_a_config_of_experiments_and_figures_alone_is_complete(tmp_path):
     path = tmp_path / "my_sweep.yaml"
     path.write_text(WEIGHT_DECAY)
     checked = check_config([path])
-    assert [spec.weight_decay for spec in checked.plan.runs.values()] == [0.0, 1e-4, 1e-3]
+    assert sorted((spec.optimizer, spec.weight_decay) for spec in checked.plan.runs.values()) == [
+        (optimizer, wd) for optimizer in ("adam", "momentum") for wd in (0.0, 1e-4, 1e-3)
+    ]
     assert {spec.epochs for spec in checked.plan.runs.values()} == {10}
     # Every other setting is its default; the default's own experiments are not planned.
     defaults = config_defaults()
@@ -50,7 +54,7 @@ def test_a_config_of_experiments_and_figures_alone_is_complete(tmp_path):
     assert {key: checked.config[key] for key in defaults if key not in given} == {
         key: value for key, value in defaults.items() if key not in given
     }
-    assert list(checked.plan.experiments) == ["weight_decay"]
+    assert list(checked.plan.experiments) == ["momentum", "adam"]
 
 
 def test_a_file_changes_single_keys_of_a_section_and_a_dataset_with_a_kind_replaces_the_default_entry():
@@ -71,17 +75,17 @@ def test_a_file_changes_single_keys_of_a_section_and_a_dataset_with_a_kind_repla
 
 def test_a_misspelt_key_of_a_short_config_gets_did_you_mean_with_its_file(tmp_path):
     path = tmp_path / "my_sweep.yaml"
-    path.write_text(WEIGHT_DECAY.replace("    grid:", "    gird:"))
+    path.write_text(WEIGHT_DECAY.replace("    grid:", "    gird:", 1))
     with pytest.raises(ConfigCheckError) as error:
         check_config([path])
-    assert f"{path}, line 5:" in str(error.value) and "did you mean 'grid'" in str(error.value)
+    assert f"{path}, line 4:" in str(error.value) and "did you mean 'grid'" in str(error.value)
 
 
 def test_check_config_says_where_the_outputs_go(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("my_sweep.yaml").write_text(WEIGHT_DECAY)
     assert main(["my_sweep.yaml"]) == 0
-    assert "1 experiment, 3 runs, 1 figure; its tables and figures go to results/my_sweep/" in capsys.readouterr().out
+    assert "2 experiments, 6 runs, 1 figure; its tables and figures go to results/my_sweep/" in capsys.readouterr().out
 
 
 def test_each_config_has_its_own_folder_named_after_its_file():

@@ -1,5 +1,6 @@
-"""Issue 21's acceptance, end to end: a ten-line config of one's own runs beside the default, and leaves the default's
-claims table, figures and report byte-identical; each report packs its own config's outputs only."""
+"""Issue 21's acceptance, end to end: a ten-line config of one's own (two experiments, one figure coloured by
+weight decay) runs beside the default, and leaves the default's claims table, figures and report byte-identical;
+each report packs its own config's outputs only."""
 
 from __future__ import annotations
 
@@ -51,9 +52,12 @@ def test_a_ten_line_config_runs_beside_the_default_and_leaves_its_outputs_byte_i
 
     mine = default_run / "results" / "my_sweep"
     claims = pl.read_csv(mine / "tables" / "claims.csv")
-    assert sorted(claims.get_column("weight_decay").to_list()) == [0.0, 1e-4, 1e-3]
+    assert sorted(claims.select("optimizer", "weight_decay").iter_rows()) == [
+        (optimizer, wd) for optimizer in ("adam", "momentum") for wd in (0.0, 1e-4, 1e-3)
+    ]
     assert {p.name for p in (mine / "figures").iterdir()} == {"gamma_by_weight_decay.html", "gamma_by_weight_decay.svg"}
-    assert "weight decay" in (mine / "figures" / "gamma_by_weight_decay.svg").read_text()
+    svg = (mine / "figures" / "gamma_by_weight_decay.svg").read_text()
+    assert "weight decay" in svg and "SGD with momentum" in svg and "Adam" in svg
 
     assert outputs(default) == before
     assert report(default_run, DEFAULT, "default-after") == report_before
