@@ -1,7 +1,4 @@
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 # The probe's GPU path (Triton kernels) runs on the CPU under Triton's interpreter, which is chosen when
@@ -10,6 +7,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from workflow_runner import DEFAULT_CONFIG, run_snakemake  # noqa: E402
 
 from pathgeo import devices  # noqa: E402
 
@@ -26,22 +24,34 @@ def deterministic_single_thread():
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    """The workflow of this checkout, run in `workdir`."""
-    beside = Path(sys.executable).parent / "snakemake"
-    executable = str(beside) if beside.exists() else shutil.which("snakemake")
-    return [executable, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-
-
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory) -> Path:
     """A working directory where the whole default ran (about five minutes on 2 cores), made once for the session:
     the README's numbers and the configs that run beside the default read it."""
     workdir = tmp_path_factory.mktemp("default-run")
-    command = snakemake_command(workdir, "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "2")
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1800, check=False)
+    result = run_snakemake(workdir, "--cores", "2", configfile=DEFAULT_CONFIG, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return workdir
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n 2 --dist loadgroup`): a module's tests go to one worker, so that its module fixtures
+    (a workflow run, the SLURM cluster) are made once and its tests run one at a time as in a serial run; the tests of
+    the session's default run (fixture `default_run`) go to one worker together, so that it runs once. The longest
+    groups go first (those of the SLURM cluster, then those with the most end-to-end runs), so that neither worker is
+    left with one of them at the end."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in items:
+        group = "default_run" if "default_run" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+    def group_of(item) -> str:
+        return item.get_closest_marker("xdist_group").args[0]
+
+    weight: dict[str, tuple[int, int]] = {}
+    for item in items:
+        slurm, slow = weight.get(group_of(item), (0, 0))
+        weight[group_of(item)] = (slurm + bool(item.get_closest_marker("slurm")), slow + bool(item.get_closest_marker("slow")))
+    items.sort(key=lambda item: tuple(-w for w in weight[group_of(item)]))
