@@ -33,25 +33,3 @@ def default_run(tmp_path_factory) -> Path:
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return workdir
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n 2 --dist loadgroup`): a module's tests go to one worker, so that its module fixtures
-    (a workflow run, the SLURM cluster) are made once and its tests run one at a time as in a serial run; the tests of
-    the session's default run (fixture `default_run`) go to one worker together, so that it runs once. The longest
-    groups go first (those of the SLURM cluster, then those with the most end-to-end runs), so that neither worker is
-    left with one of them at the end."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    for item in items:
-        group = "default_run" if "default_run" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-
-    def group_of(item) -> str:
-        return item.get_closest_marker("xdist_group").args[0]
-
-    weight: dict[str, tuple[int, int]] = {}
-    for item in items:
-        slurm, slow = weight.get(group_of(item), (0, 0))
-        weight[group_of(item)] = (slurm + bool(item.get_closest_marker("slurm")), slow + bool(item.get_closest_marker("slow")))
-    items.sort(key=lambda item: tuple(-w for w in weight[group_of(item)]))
