@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -66,8 +68,6 @@ def output_of(result: subprocess.CompletedProcess) -> str:
 def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     """The result of a run that must succeed; otherwise the test fails with the end of Snakemake's output."""
     if result.returncode != 0:
-        import pytest
-
         pytest.fail(f"snakemake exited with {result.returncode}:\n{output_of(result)[-6000:]}")
     return result
 
