@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install run test bench lint docs dag clean
+.PHONY: install run test test-fast bench lint docs dag clean
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
+# Every test (CI's command); the 20 slowest are listed at the end, so that CI's log shows where its time goes.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
+
+# For development: the tests that take seconds, without the end-to-end runs (marker slow) and the SLURM cluster (slurm).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 bench: $(STAMP)
 	$(BIN)/python -m pathgeo.bench overhead

@@ -1,7 +1,4 @@
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 # The probe's GPU path (Triton kernels) runs on the CPU under Triton's interpreter, which is chosen when
@@ -10,6 +7,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from workflow_runner import DEFAULT_CONFIG, run_snakemake  # noqa: E402
 
 from pathgeo import devices  # noqa: E402
 
@@ -26,22 +24,12 @@ def deterministic_single_thread():
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    """The workflow of this checkout, run in `workdir`."""
-    beside = Path(sys.executable).parent / "snakemake"
-    executable = str(beside) if beside.exists() else shutil.which("snakemake")
-    return [executable, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-
-
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory) -> Path:
     """A working directory where the whole default ran (about five minutes on 2 cores), made once for the session:
     the README's numbers and the configs that run beside the default read it."""
     workdir = tmp_path_factory.mktemp("default-run")
-    command = snakemake_command(workdir, "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "2")
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1800, check=False)
+    result = run_snakemake(workdir, "--cores", "2", configfile=DEFAULT_CONFIG, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return workdir
+

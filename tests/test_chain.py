@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo import sizing
 from pathgeo.config import DEFAULT_MAX_JOB_MINUTES, build_plan, max_job_minutes
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 IMAGENET = ROOT / "config" / "presets" / "imagenet.yaml"
 
 
@@ -117,11 +117,8 @@ def test_the_compute_plan_prints_each_runs_jobs():
 
 def test_the_cluster_profile_plans_a_chain_for_imagenet(tmp_path):
     """The issue's acceptance: more reference-training jobs than runs, through the profile, without SLURM."""
-    result = subprocess.run(
-        [SNAKEMAKE, "-n", "--profile", "cluster", "--directory", str(tmp_path), "--configfile", str(IMAGENET),
-         "--config", f"data_root={tmp_path / 'x'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+    result = run_snakemake(tmp_path, "-n", "--profile", "cluster", "--config", f"data_root={tmp_path / 'x'}",
+                           snakefile=None, configfile=IMAGENET, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     stats = dict(re.findall(r"^(reference(?:_part)?)\s+(\d+)$", output, re.M))
@@ -155,11 +152,7 @@ def small_config(limit: int | None) -> dict:
 def run_workflow(workdir: Path, limit: int | None) -> str:
     path = workdir.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(small_config(limit)))
-    result = subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(path),
-         "--cores", "2"],
-        capture_output=True, text=True, timeout=900,
-    )
+    result = run_snakemake(workdir, "--cores", "2", configfile=path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     return output

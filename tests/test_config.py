@@ -12,13 +12,12 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo.config import ConfigError, ConfigErrors, build_plan, schema_error, schema_errors
 from pathgeo.data import kinds
@@ -46,14 +45,9 @@ def schema() -> dict:
 
 
 def snakemake_dry_run(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "snakemake"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    cmd = [str(exe) if exe.exists() else shutil.which("snakemake"), "-s", str(SNAKEFILE), "--directory", str(workdir),
-           "--configfile", str(path), "-n"]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
+    return run_snakemake(tmp_path / "work", "-n", configfile=path)
 
 
 def names_key(text: str, key: str) -> bool:

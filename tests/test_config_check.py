@@ -10,18 +10,17 @@ from __future__ import annotations
 import copy
 import re
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from workflow_runner import run_snakemake
 
 from pathgeo.config_check import ConfigCheckError, check_config, key_path, main, merged
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 TINY_TEXT = TINY.read_text()
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def line_of(text: str, needle: str) -> int:
@@ -164,9 +163,7 @@ def test_the_own_model_example_plans_without_a_warning():
 
 
 def dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "-n", *args],
-                          cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
+    return run_snakemake(workdir, "-n", *args)
 
 
 def test_the_workflow_prints_the_check_s_message_and_no_traceback(tmp_path):

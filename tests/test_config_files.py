@@ -7,17 +7,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo.config_files import ConfigFileError, load_yaml, read_config_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = (REPO / "config" / "config.yaml").read_text()
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def with_second_baseline(text: str) -> str:
@@ -107,9 +106,7 @@ def test_a_syntax_error_names_file_line_and_column(tmp_path):
 
 
 def workflow(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
-    workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir), "-n", *args],
-                          cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
+    return run_snakemake(workdir, "-n", *args, snakefile=snakefile)
 
 
 def workflow_with_default(folder: Path, text: str) -> Path:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo import devices
 from pathgeo.devices import NoCudaError, configure_determinism, select_device
@@ -169,14 +168,10 @@ def test_a_reference_job_in_a_gpu_allocation_fails_instead_of_training_on_the_cp
 
     tiny = REPO / "tests" / "configs" / "tiny.yaml"
     run = min(build_plan(yaml.safe_load(tiny.read_text())).runs)
-    snakemake = Path(sys.executable).parent / "snakemake"
     outside = {key: value for key, value in os.environ.items() if key not in SLURM_VARIABLES}
     env = {**outside, **SLURM_ONE_GPU, **fake_nvidia_smi(tmp_path / "bin", "535.104.05")}
-    done = subprocess.run(
-        [str(snakemake), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path / "work"), "--configfile",
-         str(tiny), "--config", "device=auto", "--cores", "1", f"results/runs/{run}/spec.json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
+    done = run_snakemake(tmp_path / "work", "--config", "device=auto", "--cores", "1", f"results/runs/{run}/spec.json",
+                         configfile=tiny, cwd=tmp_path, env=env, timeout=600)
     assert done.returncode != 0
     assert "Error in rule reference" in done.stdout + done.stderr
     log = (tmp_path / "work" / "logs" / "reference" / f"{run}.log").read_text()

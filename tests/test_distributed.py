@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import fake_data
 import polars as pl
 import pytest
 import torch
+from workflow_runner import snakemake_command
 
 from pathgeo import checkpoints, data
 from pathgeo.config import ConfigError, build_plan
@@ -314,11 +314,6 @@ def tiny_ddp_config() -> dict:
     return config
 
 
-def snakemake_command(workdir: Path, config_path: Path, *targets: str) -> list[str]:
-    return [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
-            str(workdir), "--configfile", str(config_path), "--cores", "2", *targets]
-
-
 def ranks_of(pid: int) -> list[int]:
     """The rank processes among the descendants of `pid` (their command line names pathgeo.distributed)."""
     found, frontier = [], [pid]
@@ -344,7 +339,7 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     (run_id,) = build_plan(config).runs
     target = f"results/runs/{run_id}/train_log.parquet"
     killed = tmp_path / "killed"
-    job = subprocess.Popen(snakemake_command(killed, config_path, target), start_new_session=True,
+    job = subprocess.Popen(snakemake_command(killed, "--cores", "2", target, configfile=config_path), start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = killed / "results/runs" / run_id / "partial"
     deadline = time.monotonic() + 300
@@ -362,7 +357,7 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     assert "of 2 ended with signal SIGKILL" in log_text, log_text[-3000:]
 
-    again = subprocess.run(snakemake_command(killed, config_path, target, "--rerun-incomplete"),
+    again = subprocess.run(snakemake_command(killed, "--cores", "2", target, "--rerun-incomplete", configfile=config_path),
                            capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
@@ -370,7 +365,8 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     assert 3 <= resumed_at < 8, log_text
 
     clean = tmp_path / "clean"
-    subprocess.run(snakemake_command(clean, config_path, target), check=True, capture_output=True)
+    subprocess.run(snakemake_command(clean, "--cores", "2", target, configfile=config_path), check=True,
+                   capture_output=True)
     run_dir = Path("results/runs") / run_id
     for name in [*(f"checkpoints/epoch{e:04d}.pt" for e in range(9)), "train_log.parquet"]:
         assert (killed / run_dir / name).read_bytes() == (clean / run_dir / name).read_bytes(), name

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo.config import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -33,11 +33,8 @@ def test_own_model_with_adamw_on_tensors_runs_end_to_end(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "config/examples/make_tensors.py"), str(data_root / "examples/mnist1d.pt")],
                    check=True, env=env, capture_output=True)
     workdir = tmp_path / "work"
-    result = subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-         "--configfile", str(ROOT / "config/examples/own_model.yaml"), "--config", f"data_root={data_root}"],
-        capture_output=True, text=True, timeout=1200,
-    )
+    result = run_snakemake(workdir, "--cores", "2", "--config", f"data_root={data_root}",
+                           configfile=ROOT / "config/examples/own_model.yaml", cwd=ROOT, timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
     config = yaml.safe_load((ROOT / "config/examples/own_model.yaml").read_text())

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo.config import build_plan, extended_run
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def config(*steps: int) -> dict:
@@ -52,11 +50,7 @@ def test_which_runs_extend_which():
 def run_workflow(workdir: Path, steps: tuple[int, ...]) -> str:
     path = workdir.parent / f"{workdir.name}-{'-'.join(map(str, steps))}.yaml"
     path.write_text(yaml.safe_dump(config(*steps)))
-    result = subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(path),
-         "--cores", "2"],
-        capture_output=True, text=True, timeout=900,
-    )
+    result = run_snakemake(workdir, "--cores", "2", configfile=path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     return output

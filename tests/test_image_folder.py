@@ -11,7 +11,8 @@ import fake_data
 import pytest
 import torch
 import yaml
-from test_paper_data import base_config, defaults, snakemake
+from test_paper_data import base_config, defaults
+from workflow_runner import run_snakemake
 
 from pathgeo import data
 from pathgeo.config import build_plan
@@ -128,7 +129,7 @@ def test_through_snakemake_with_a_torchvision_model(folder, tmp_path):
     }
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path / "work", "--configfile", str(config_path), "--cores", "2")
+    result = run_snakemake(tmp_path / "work", "--configfile", str(config_path), "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     (run_id,) = build_plan(config).runs
     replay = tmp_path / "work" / "results" / "runs" / run_id / "replay"

@@ -4,11 +4,10 @@ issue 21's user config of ten lines, the layering of the defaults, and the names
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import snakemake_command
+from workflow_runner import run_snakemake
 
 from pathgeo.config_check import ConfigCheckError, check_config, main
 from pathgeo.config_defaults import config_defaults, with_defaults
@@ -129,7 +128,6 @@ def test_a_second_file_of_the_same_name_may_not_write_into_the_first_s_folder(tm
 
 def test_the_workflow_runs_in_another_folder_without_a_configfile(tmp_path):
     """`--directory` worked only with a --configfile (FileNotFoundError: 'config/config.yaml')."""
-    result = subprocess.run(snakemake_command(tmp_path, "-n"), cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = run_snakemake(tmp_path, "-n")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "results/default/tables/claims.csv" in result.stdout

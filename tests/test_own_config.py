@@ -5,22 +5,19 @@ each report packs its own config's outputs only."""
 from __future__ import annotations
 
 import io
-import subprocess
 import zipfile
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, snakemake_command
 from test_outputs import WEIGHT_DECAY
-
-DEFAULT = ROOT / "config" / "config.yaml"
+from workflow_runner import DEFAULT_CONFIG as DEFAULT
+from workflow_runner import run_snakemake
 
 
 def run(workdir: Path, *args: str) -> None:
-    result = subprocess.run(snakemake_command(workdir, *args), cwd=workdir, capture_output=True, text=True,
-                            timeout=1800, check=False)
+    result = run_snakemake(workdir, *args, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo.config import build_plan
 
@@ -79,12 +80,8 @@ def test_sdm_conda_jobs_import_pathgeo_from_the_checkout(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (run,) = build_plan(config).runs
     env = {**os.environ, "PATH": f"{conda_root / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--sdm", "conda",
-         "--directory", str(workdir), "--configfile", str(tmp_path / "config.yaml"), "--cores", "1",
-         f"results/runs/{run}/spec.json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
+    result = run_snakemake(workdir, "--sdm", "conda", "--cores", "1", f"results/runs/{run}/spec.json",
+                           configfile=tmp_path / "config.yaml", cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     calls = log.read_text()
     (created,) = re.findall(r"^created (\S+) from (\S+)$", calls, re.MULTILINE)

@@ -8,20 +8,18 @@ the CPU and checks that the replay followed the reference exactly (drift 0.0).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import fake_data
 import polars as pl
 import pytest
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo import sizing
 from pathgeo.config import build_plan, max_job_minutes
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PRESETS = sorted((ROOT / "config" / "presets").glob("*.yaml"))
 
 # Reference runs each preset needs after sharing, as docs/presets.md states them. CIFAR-10: Table 2's optimizer
@@ -39,15 +37,6 @@ EXPECTED_REFERENCE_RUNS = {
     "vaihingen": 2,
     "zigzag": 12,
 }
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def base_config(data_root: Path) -> dict:
@@ -152,7 +141,7 @@ def test_prep_reference_and_replay_through_snakemake(tmp_path, case):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
-    result = snakemake(workdir, "--configfile", str(config_path), "--cores", "2")
+    result = run_snakemake(workdir, "--configfile", str(config_path), "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
 
     (run_id,) = build_plan(config).runs
@@ -175,10 +164,10 @@ def test_changed_dataset_is_refused_after_prep(tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
-    prep = snakemake(workdir, "--configfile", str(config_path), "--cores", "1", "results/data/wikitext2/manifest.json")
+    prep = run_snakemake(workdir, "--configfile", str(config_path), "--cores", "1", "results/data/wikitext2/manifest.json")
     assert prep.returncode == 0, prep.stderr[-3000:]
     (data_root / "wikitext-2" / "wiki.train.tokens").write_text(" a different corpus \n")
-    result = snakemake(workdir, "--configfile", str(config_path), "--cores", "1")
+    result = run_snakemake(workdir, "--configfile", str(config_path), "--cores", "1")
     assert result.returncode != 0
     assert "the dataset changed since prep" in result.stderr and str(data_root / "wikitext-2") in result.stderr
     # It names the changed file and the command that fingerprints the dataset again (prep is not its rule).
@@ -192,14 +181,14 @@ def test_missing_data_fails_prep_naming_the_path(tmp_path):
     config["datasets"]["cifar10"]["path"] = "nowhere"
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path / "work", "--configfile", str(config_path), "--cores", "1")
+    result = run_snakemake(tmp_path / "work", "--configfile", str(config_path), "--cores", "1")
     assert result.returncode != 0
     assert f"{data_root / 'nowhere'}: CIFAR-10 root not found; expected a folder holding" in result.stderr
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_every_preset_plans_the_papers_runs(tmp_path, preset):
-    result = snakemake(tmp_path, "-n", "--configfile", str(preset), "--config", f"data_root={tmp_path / 'data'}")
+    result = run_snakemake(tmp_path, "-n", "--configfile", str(preset), "--config", f"data_root={tmp_path / 'data'}")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = {
         line.split()[0]: int(line.split()[1])

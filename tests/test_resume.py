@@ -7,18 +7,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from workflow_runner import snakemake_command
 
 from pathgeo.config import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def config() -> dict:
@@ -33,8 +32,7 @@ def config() -> dict:
 
 
 def command(workdir: Path, config_path: Path, *targets: str) -> list[str]:
-    return [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(config_path),
-            "--cores", "1", *targets]
+    return snakemake_command(workdir, "--cores", "1", *targets, configfile=config_path)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import yaml
+from workflow_runner import run_snakemake
 
 from pathgeo import plan as compute_plan_cli
 from pathgeo import sizing
@@ -116,8 +117,6 @@ def test_compute_plan_names_a_wrong_config(tmp_path, capsys):
 def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tmp_path):
     """torchvision's ResNet-18 on MNIST-1D's (N, 40) signals passed planning and failed 10 s into its job; a
     forward pass on the meta device refuses it at plan time, naming the model, the dataset and the shape."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     from pathgeo.config import ConfigError
@@ -134,11 +133,7 @@ def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tm
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-n", "-s", str(root / "Snakefile"), "--directory",
-         str(tmp_path / "work"), "--configfile", str(path)],
-        capture_output=True, text=True, timeout=300,
-    )
+    result = run_snakemake(tmp_path / "work", "-n", configfile=path)
     assert result.returncode != 0 and "cannot take dataset 'mnist1d'" in result.stdout + result.stderr
     # A torchvision model that takes images plans on image data.
     config["datasets"] = {"images": {"kind": "cifar10", "path": "cifar10", "split_seed": 0, "val_fraction": 0.2,

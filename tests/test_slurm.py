@@ -29,7 +29,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import fields
@@ -40,14 +39,12 @@ import polars as pl
 import pytest
 import torch
 import yaml
+from workflow_runner import REPO, TINY, job_stats, output_of, planned_jobs, run_snakemake, snakemake_command
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
 PROFILE = REPO / "cluster"
 MULTI_GPU_PROFILE = PROFILE / "a100x8"
 CONSTRAINT_PROFILE = PROFILE / "gpu_constraint"
 LOCAL_SLURM = REPO / "cluster_tools" / "local_slurm.sh"
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 DDP = REPO / "tests" / "configs" / "ddp.yaml"
 LARGEST_PRESET = REPO / "config" / "presets" / "cifar10.yaml"
 
@@ -66,47 +63,16 @@ LOCAL_URGENT_PARTITION = "local_urgent"
 STATUS_DELAY = 10
 
 
-def snakemake_exe() -> str:
-    beside = Path(sys.executable).parent / "snakemake"
-    return str(beside) if beside.exists() else shutil.which("snakemake")
-
-
 def load_profile(path: Path = PROFILE) -> dict:
     return yaml.safe_load((path / "config.yaml").read_text())
-
-
-def output_of(result: subprocess.CompletedProcess) -> str:
-    return result.stdout + result.stderr
 
 
 def planned_resources(text: str) -> dict[str, list[dict[str, str]]]:
     """rule name -> the resources of each of its jobs, from a (dry-)run's output."""
     jobs: dict[str, list[dict[str, str]]] = {}
-    rule = None
-    for line in text.splitlines():
-        m = re.match(r"^(?:local)?rule (\S+):$", line)
-        if m:
-            rule = m.group(1)
-            continue
-        m = re.match(r"^    resources: (.*)$", line)
-        if rule is not None and m:
-            pairs = dict(item.split("=", 1) for item in m.group(1).split(", ") if "=" in item)
-            jobs.setdefault(rule, []).append(pairs)
-            rule = None
+    for job in planned_jobs(text):
+        jobs.setdefault(job.rule, []).append(job.resources)
     return jobs
-
-
-def job_stats(text: str) -> Counter:
-    """The `Job stats` table of a (dry-)run's output."""
-    counts: Counter = Counter()
-    lines = text.splitlines()
-    start = lines.index("Job stats:") + 3
-    for line in lines[start:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -135,12 +101,16 @@ def test_profile_keys_are_plugin_settings():
     assert set(profile["set-resources"]) <= CLUSTER_RULES
 
 
-def test_profile_typed_in_the_repository_root(tmp_path):
-    """`snakemake -n --profile cluster` from the repository root (the workflow's files go to a tmp dir)."""
-    result = subprocess.run(
-        [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path), "--configfile", str(TINY)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )
+@pytest.fixture(scope="module")
+def profile_dry_run(tmp_path_factory):
+    """`snakemake -n --profile cluster` of the tiny config from the repository root (the workflow's files go to a tmp
+    dir), once for the tests that read its plan."""
+    return run_snakemake(tmp_path_factory.mktemp("profile"), "-n", "--profile", "cluster", snakefile=None,
+                         configfile=TINY, cwd=REPO)
+
+
+def test_profile_typed_in_the_repository_root(profile_dry_run):
+    result = profile_dry_run
     assert result.returncode == 0, output_of(result)[-4000:]
     assert "Using profile cluster for setting default command line arguments" in result.stderr
     jobs = planned_resources(output_of(result))
@@ -169,11 +139,8 @@ def test_multi_gpu_override_stays_in_step(tmp_path):
         assert constrained[rule] == {"slurm_partition": main[rule]["slurm_partition"], "constraint": "a100"}
         assert multi[rule]["gpu_model"] == "a100"
         assert multi[rule]["cpus_per_gpu"] * 8 <= 128 and "mem_mb" not in multi[rule]
-    result = subprocess.run(
-        [snakemake_exe(), "-n", "--profile", "cluster", "--profile", "cluster/a100x8",
-         "--directory", str(tmp_path), "--configfile", str(TINY)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = run_snakemake(tmp_path, "-n", "--profile", "cluster", "--profile", "cluster/a100x8", snakefile=None,
+                           configfile=TINY, cwd=REPO)
     assert result.returncode == 0, output_of(result)[-4000:]
     for resources in planned_resources(output_of(result))["replay"]:
         assert resources["cpus_per_gpu"] == "16" and int(resources["mem_mb"]) > 1000, resources
@@ -189,11 +156,8 @@ def test_a_run_on_several_gpus_asks_for_them_on_one_node(tmp_path):
     config["defaults"]["devices"] = 2
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path / "work"), "--configfile",
-         str(path), "--cores", "8"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = run_snakemake(tmp_path / "work", "-n", "--profile", "cluster", "--cores", "8", snakefile=None,
+                           configfile=path, cwd=REPO)
     assert result.returncode == 0, output_of(result)[-4000:]
     (spec,) = build_plan(config).runs.values()
     jobs = planned_resources(output_of(result))
@@ -235,10 +199,7 @@ def sbatch_line(resources: dict[str, str | int], threads: int = 1) -> str:
 
 def dry_run_resources(tmp_path: Path, config: Path, *profiles: Path) -> dict[str, list[dict[str, str]]]:
     options = [option for profile in profiles for option in ("--profile", str(profile))]
-    result = subprocess.run(
-        [snakemake_exe(), "-n", *options, "--directory", str(tmp_path), "--configfile", str(config), "--cores", "8"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = run_snakemake(tmp_path, "-n", *options, "--cores", "8", snakefile=None, configfile=config, cwd=REPO)
     assert result.returncode == 0, output_of(result)[-4000:]
     return planned_resources(output_of(result))
 
@@ -247,14 +208,15 @@ def dry_run_resources(tmp_path: Path, config: Path, *profiles: Path) -> dict[str
 NVML_TYPE = "nvidia_a100-sxm4-80gb"
 
 
-def test_gpu_type_by_gres_name_or_by_node_feature(tmp_path):
+def test_gpu_type_by_gres_name_or_by_node_feature(profile_dry_run, tmp_path):
     """The profile names the GPUs by GRES type (gpu_model: `--gpus=a100:N`); cluster/gpu_constraint by a node
     feature (constraint: `--gpus=N -C a100`). The plugin refuses a GRES type with a hyphen, as NVML names them,
     and --gpus in slurm_extra; a node feature may have one."""
     from snakemake_interface_common.exceptions import WorkflowError
 
-    by_type = dry_run_resources(tmp_path / "type", TINY, PROFILE)["reference"][0]
-    by_feature = dry_run_resources(tmp_path / "feature", TINY, PROFILE, CONSTRAINT_PROFILE)["reference"][0]
+    assert profile_dry_run.returncode == 0, output_of(profile_dry_run)[-4000:]
+    by_type = planned_resources(output_of(profile_dry_run))["reference"][0]
+    by_feature = dry_run_resources(tmp_path, TINY, PROFILE, CONSTRAINT_PROFILE)["reference"][0]
     assert by_type["gpu_model"] == "a100" and "constraint" not in by_type
     assert by_feature["constraint"] == "a100" and "gpu_model" not in by_feature
     line = sbatch_line(by_type)
@@ -290,11 +252,8 @@ def test_jobs_of_three_or_more_gpus_take_their_node_whole(tmp_path):
 def test_largest_preset_plans_in_seconds(tmp_path):
     """The whole CIFAR-10 paper (556 jobs) plans through the profile without SLURM or the data."""
     start = time.monotonic()
-    result = subprocess.run(
-        [snakemake_exe(), "-n", "--profile", "cluster", "--directory", str(tmp_path),
-         "--configfile", str(LARGEST_PRESET), "--config", f"data_root={tmp_path / 'data'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = run_snakemake(tmp_path, "-n", "--profile", "cluster", "--config", f"data_root={tmp_path / 'data'}",
+                           snakefile=None, configfile=LARGEST_PRESET, cwd=REPO)
     seconds = time.monotonic() - start
     assert result.returncode == 0, output_of(result)[-4000:]
     counts = job_stats(output_of(result))
@@ -454,17 +413,14 @@ def slurm_runs(slurm_env, tmp_path_factory):
     config = base / "config.yaml"
     config.write_text(yaml.safe_dump(small_config(two_gpus=True), sort_keys=False))
     override = site_override(base / "site")
-    common = [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(config)]
     # The local run goes on beside the SLURM run; both are small.
     local = subprocess.Popen(
-        [*common, "--directory", str(base / "local"), "--cores", "2"],
+        snakemake_command(base / "local", "--cores", "2", configfile=config),
         cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     start = time.monotonic()
-    slurm = subprocess.run(
-        [*common, "--directory", str(base / "slurm"), "--profile", str(PROFILE), "--profile", str(override)],
-        cwd=base, env=slurm_env, capture_output=True, text=True, timeout=900, check=False,
-    )
+    slurm = run_snakemake(base / "slurm", "--profile", str(PROFILE), "--profile", str(override), configfile=config,
+                          cwd=base, env=slurm_env)
     slurm_seconds = time.monotonic() - start
     local_output, _ = local.communicate(timeout=600)
     assert local.returncode == 0, local_output[-4000:]
@@ -552,10 +508,9 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
     shutil.copytree(slurm_runs["slurm"], workdir)  # prepared data on hand: the first submission is training
     start = time.monotonic()
     result = subprocess.run(
-        [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(slurm_runs["config"]),
-         "--directory", str(workdir), "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]),
-         "--forcerun", "reference",
-         "--set-resources", "reference:gpu_model=h100", f"reference:slurm_partition={LOCAL_GPU_PARTITION}"],
+        snakemake_command(workdir, "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]),
+                          "--forcerun", "reference", "--set-resources", "reference:gpu_model=h100",
+                          f"reference:slurm_partition={LOCAL_GPU_PARTITION}", configfile=slurm_runs["config"]),
         cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300, check=False,
     )
     seconds = time.monotonic() - start
@@ -609,8 +564,8 @@ def run_through_preemption(slurm_env: dict, slurm_runs: dict, workdir: Path, sec
     run = one_device_run(slurm_runs["config"])
     options = [opt for profile in (PROFILE, slurm_runs["override"], *profiles) for opt in ("--profile", str(profile))]
     process = subprocess.Popen(
-        [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(slurm_runs["config"]), "--directory", str(workdir),
-         *options, f"results/runs/{run}/spec.json", "--forcerun", "reference"],
+        snakemake_command(workdir, *options, f"results/runs/{run}/spec.json", "--forcerun", "reference",
+                          configfile=slurm_runs["config"]),
         cwd=workdir.parent, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -670,11 +625,8 @@ def test_a_reference_longer_than_the_limit_trains_in_a_chain_of_jobs(slurm_env, 
     workdir = tmp_path / "work"
     shutil.copytree(slurm_runs["slurm"] / "results" / "data", workdir / "results" / "data")
     # On the command line, as a site's user would give it (it replaces the profile's `config` list).
-    result = subprocess.run(
-        [snakemake_exe(), "-s", str(SNAKEFILE), "--configfile", str(path), "--directory", str(workdir),
-         "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]), "--config", "max_job_minutes=1"],
-        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=900,
-    )
+    result = run_snakemake(workdir, "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]), "--config",
+                           "max_job_minutes=1", configfile=path, cwd=tmp_path, env=slurm_env)
     output = output_of(result)
     assert result.returncode == 0, output[-8000:]
     jobs = slurm_jobs(slurm_env, run_id_of(output))

@@ -16,9 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import subprocess
-import sys
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -32,93 +30,19 @@ from pathgeo.config import Plan, build_plan, figure_experiments
 from pathgeo.figures import plot, plots
 from pathgeo.figures.words import experiment_title
 from pathgeo.report import figure_title
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
-DEFAULT_CONFIG = REPO / "config" / "config.yaml"
-
-
-def snakemake_exe() -> str:
-    beside = Path(sys.executable).parent / "snakemake"
-    return str(beside) if beside.exists() else shutil.which("snakemake")
-
-
-def snakemake(
-    workdir: Path, *args: str, configfile: Path = TINY, snakefile: Path = SNAKEFILE, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    """Run snakemake in `workdir` (never in the repository itself)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [snakemake_exe(), "-s", str(snakefile), "--directory", str(workdir), "--configfile", str(configfile), *args]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
-
-
-def output_of(result: subprocess.CompletedProcess) -> str:
-    return result.stdout + result.stderr
-
-
-COPY_IGNORE = {".git", ".venv", ".snakemake", ".pytest_cache", "results", "logs", "tests", "pathgeo.egg-info"}
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A copy of the repository's workflow files (modification times kept); returns its Snakefile."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    dest.mkdir(parents=True)
-    for item in REPO.iterdir():
-        if item.name in COPY_IGNORE:
-            continue
-        if item.is_dir():
-            shutil.copytree(item, dest / item.name, ignore=ignore)
-        else:
-            shutil.copy2(item, dest / item.name)
-    return dest / "Snakefile"
-
-
-def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    if result.returncode != 0:
-        pytest.fail(f"snakemake exited with {result.returncode}:\n{output_of(result)[-6000:]}")
-    return result
-
-
-@dataclass(frozen=True)
-class Job:
-    rule: str
-    wildcards: dict[str, str]
-    resources: dict[str, str]
-
-
-def planned_jobs(text: str) -> list[Job]:
-    """The jobs of a (dry-)run's output: each `rule NAME:` / `localrule NAME:` block with its fields."""
-    jobs: list[Job] = []
-    rule = None
-    fields: dict[str, str] = {}
-
-    def flush():
-        if rule is not None:
-            jobs.append(Job(rule, _pairs(fields.get("wildcards", "")), _pairs(fields.get("resources", ""))))
-
-    for line in text.splitlines():
-        m = re.match(r"^(?:local)?(?:checkpoint|rule) (\S+):$", line)
-        if m:
-            flush()
-            rule, fields = m.group(1), {}
-            continue
-        m = re.match(r"^    (\w+): (.*)$", line)
-        if rule is not None and m:
-            fields[m.group(1)] = m.group(2)
-        elif rule is not None and not line.startswith("    "):
-            flush()
-            rule, fields = None, {}
-    flush()
-    return jobs
-
-
-def _pairs(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in text.split(", ") if "=" in item)
-
-
-def job_counts(jobs: list[Job]) -> Counter:
-    return Counter(job.rule for job in jobs)
+from workflow_runner import (
+    DEFAULT_CONFIG,
+    REPO,
+    TINY,
+    Job,
+    check,
+    copy_workflow,
+    job_counts,
+    output_of,
+    planned_jobs,
+    run_snakemake,
+    upstream,
+)
 
 
 def load_tiny() -> dict:
@@ -178,7 +102,7 @@ class Finished:
     result: subprocess.CompletedProcess
 
     def snakemake(self, *args: str) -> subprocess.CompletedProcess:
-        return snakemake(self.workdir, *args, snakefile=self.snakefile)
+        return run_snakemake(self.workdir, *args, snakefile=self.snakefile, configfile=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +119,7 @@ def tiny_plan(tiny_config) -> Plan:
 def finished(tmp_path_factory, tiny_config, tiny_plan) -> Finished:
     workdir = tmp_path_factory.mktemp("tiny-run")
     snakefile = copy_workflow(tmp_path_factory.mktemp("workflow-copy") / "workflow")
-    result = check(snakemake(workdir, "--cores", "2", snakefile=snakefile))
+    result = check(run_snakemake(workdir, "--cores", "2", snakefile=snakefile, configfile=TINY))
     return Finished(workdir, snakefile, tiny_config, tiny_plan, result)
 
 
@@ -479,18 +403,50 @@ def test_undoing_an_edit_leaves_nothing_to_do(finished):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_dry_run_shows_the_full_plan_and_runs_nothing(tmp_path, tiny_config, tiny_plan):
-    result = check(snakemake(tmp_path, "-n"))
-    jobs = planned_jobs(output_of(result))
+@dataclass(frozen=True)
+class DryRun:
+    """A dry run in a fresh directory, parsed: Snakemake's output, its jobs, and what it left in the directory."""
+
+    jobs: list[Job]
+    output: str
+    left: list[Path]
+
+
+def dry_run_in_fresh_directory(workdir: Path, *args: str) -> DryRun:
+    result = check(run_snakemake(workdir, "-n", *args, configfile=TINY))
+    return DryRun(planned_jobs(output_of(result)), output_of(result), sorted(workdir.iterdir()))
+
+
+@pytest.fixture(scope="module")
+def tiny_dry_run(tmp_path_factory) -> DryRun:
+    """`snakemake -n` of the tiny config, once for the tests that read its plan."""
+    return dry_run_in_fresh_directory(tmp_path_factory.mktemp("tiny-dry-run"))
+
+
+@pytest.fixture(scope="module")
+def figure_dry_run(tmp_path_factory, tiny_config) -> DryRun:
+    """`snakemake -n figure_A figure_B ...`: every figure's target in one dry run. What one figure alone plans is its
+    target's job and the jobs upstream of it (workflow_runner.upstream says why that is the same plan)."""
+    targets = [f"figure_{name}" for name in tiny_config["figures"]]
+    return dry_run_in_fresh_directory(tmp_path_factory.mktemp("figure-dry-run"), *targets)
+
+
+def plan_of_figure(dry_run: DryRun, name: str) -> list[Job]:
+    (target,) = [job for job in dry_run.jobs if job.rule == f"figure_{name}"]
+    return upstream(dry_run.jobs, target)
+
+
+def test_dry_run_shows_the_full_plan_and_runs_nothing(tiny_dry_run, tiny_config, tiny_plan):
+    jobs = tiny_dry_run.jobs
     assert job_counts(jobs) == expected_counts(tiny_config, tiny_plan)
     assert {job.wildcards["run"] for job in jobs if job.rule == "reference"} == set(tiny_plan.runs)
-    assert not (tmp_path / "results").exists()
-    assert not (tmp_path / "logs").exists()
+    # Snakemake's own records only: no results, no logs.
+    assert [path.name for path in tiny_dry_run.left] == [".snakemake"]
 
 
 @pytest.mark.parametrize("flag", ["--rulegraph", "--dag"])
 def test_graphs_print_dot(tmp_path, flag):
-    result = check(snakemake(tmp_path, flag))
+    result = check(run_snakemake(tmp_path, flag, configfile=TINY))
     dot = result.stdout.strip()
     assert dot.startswith("digraph"), dot[:200]
     assert dot.endswith("}")
@@ -505,13 +461,12 @@ def _figure_cases():
 
 
 @pytest.mark.parametrize("name", _figure_cases())
-def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, name):
+def test_one_figure_plans_only_what_it_needs(figure_dry_run, tiny_config, tiny_plan, name):
     fig = tiny_config["figures"][name]
     tables = set(plot(fig["plot"]).tables)
     experiments = set(figure_experiments(fig))
     runs = {run for exp in experiments for run in tiny_plan.experiments[exp]}
-    result = check(snakemake(tmp_path, "-n", f"figure_{name}"))
-    jobs = planned_jobs(output_of(result))
+    jobs = plan_of_figure(figure_dry_run, name)
     by_rule = {rule: [j for j in jobs if j.rule == rule] for rule in job_counts(jobs)}
 
     allowed = {"prep", "reference", "replay", "aggregate", "landscape", "vega_bundle", "figure", f"figure_{name}"}
@@ -527,15 +482,14 @@ def test_one_figure_plans_only_what_it_needs(tmp_path, tiny_config, tiny_plan, n
     assert {j.wildcards["experiment"] for j in by_rule.get("aggregate", [])} == aggregated
     assert [j.wildcards["name"] for j in by_rule["figure"]] == [name]
     assert {j.wildcards["dataset"] for j in by_rule.get("prep", [])} == {tiny_plan.runs[run].data.name for run in runs}
-    assert not (tmp_path / "results").exists()
+    assert [path.name for path in figure_dry_run.left] == [".snakemake"]
 
 
 @pytest.mark.parametrize("name", ["zigzag_onset", "zigzag_phases"])
 def test_a_zigzag_figure_plans_the_findings_of_every_run_and_its_experiments_train_logs(
-    tmp_path, tiny_config, tiny_plan, name
+    figure_dry_run, tiny_config, tiny_plan, name
 ):
-    result = check(snakemake(tmp_path, "-n", f"figure_{name}"))
-    jobs = planned_jobs(output_of(result))
+    jobs = plan_of_figure(figure_dry_run, name)
     counts = job_counts(jobs)
     assert counts["zigzag"] == 1 and counts["figure"] == 1
     # The findings table is every run's (pathgeo.zigzag): each run trains, and the replayed ones replay.
@@ -544,18 +498,17 @@ def test_a_zigzag_figure_plans_the_findings_of_every_run_and_its_experiments_tra
     assert {j.wildcards["experiment"] for j in jobs if j.rule == "aggregate"} == experiments
 
 
-def test_claims_figure_plans_every_replayed_run_and_no_aggregate(tmp_path, tiny_plan):
-    result = check(snakemake(tmp_path, "-n", "figure_claims"))
-    counts = job_counts(planned_jobs(output_of(result)))
+def test_claims_figure_plans_every_replayed_run_and_no_aggregate(figure_dry_run, tiny_plan):
+    counts = job_counts(plan_of_figure(figure_dry_run, "claims"))
     assert counts["reference"] == len(tiny_plan.replayed_runs)
     assert counts["claims"] == 1
     assert counts["figure"] == 1
     assert counts["aggregate"] == 0
 
 
-def test_training_and_replay_ask_for_a_gpu_unless_pinned_to_cpu(tmp_path):
-    auto = planned_jobs(output_of(check(snakemake(tmp_path / "auto", "-n"))))
-    cpu = planned_jobs(output_of(check(snakemake(tmp_path / "cpu", "-n", "--config", "device=cpu"))))
+def test_training_and_replay_ask_for_a_gpu_unless_pinned_to_cpu(tiny_dry_run, tmp_path):
+    auto = tiny_dry_run.jobs
+    cpu = planned_jobs(output_of(check(run_snakemake(tmp_path, "-n", "--config", "device=cpu", configfile=TINY))))
     assert job_counts(auto) == job_counts(cpu)
     for job in auto:
         expected = "1" if job.rule in ("reference", "replay", "landscape") else None
@@ -566,7 +519,7 @@ def test_training_and_replay_ask_for_a_gpu_unless_pinned_to_cpu(tmp_path):
 
 @pytest.mark.parametrize("configfile", [DEFAULT_CONFIG, TINY], ids=["default", "tiny"])
 def test_lint_is_clean(tmp_path, configfile):
-    result = snakemake(tmp_path, "--lint", configfile=configfile)
+    result = run_snakemake(tmp_path, "--lint", configfile=configfile)
     text = output_of(result)
     lints = re.findall(r"^Lints for (.+?):\n\s+\* (.+?)\.?:?$", text, re.MULTILINE)
     assert not lints, "snakemake --lint: " + "; ".join(f"{where}: {what}" for where, what in lints)
@@ -591,7 +544,7 @@ def diverged(tmp_path_factory):
     config["figures"] = {}
     path = write_config(config, workdir.parent / f"{workdir.name}.yaml")
     (run_id,) = build_plan(config).runs
-    result = snakemake(workdir, "--cores", "2", configfile=path)
+    result = run_snakemake(workdir, "--cores", "2", configfile=path)
     return workdir, run_id, result
 
 

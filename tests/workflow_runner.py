@@ -1,0 +1,179 @@
+"""Snakemake as the tests run it: the workflow of this checkout (or of a copy of it), always in a directory of the
+test's own (`--directory`), never in the repository; and what a (dry) run's output says about the jobs it planned.
+
+Every test that starts Snakemake goes through `snakemake_command` or `run_snakemake`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+
+
+def snakemake_exe() -> str:
+    """The snakemake of the running interpreter's environment (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "snakemake"
+    return str(beside) if beside.exists() else shutil.which("snakemake")
+
+
+def snakemake_command(
+    workdir: Path | None, *args: str, snakefile: Path | None = SNAKEFILE, configfile: Path | None = None
+) -> list[str]:
+    """`snakemake -s SNAKEFILE --directory WORKDIR [--configfile CONFIGFILE] ARGS`; without `-s` where `snakefile` is
+    None (Snakemake then finds the Snakefile in its working directory, as a user's command does) and without
+    `--directory` where `workdir` is None."""
+    command = [snakemake_exe()]
+    if snakefile is not None:
+        command += ["-s", str(snakefile)]
+    if workdir is not None:
+        command += ["--directory", str(workdir)]
+    if configfile is not None:
+        command += ["--configfile", str(configfile)]
+    return [*command, *args]
+
+
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    snakefile: Path | None = SNAKEFILE,
+    configfile: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """Snakemake in `workdir` (created if missing), run from `cwd` (default: `workdir`), its output captured as text."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        snakemake_command(workdir, *args, snakefile=snakefile, configfile=configfile),
+        cwd=cwd or workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return (result.stdout or "") + (result.stderr or "")
+
+
+def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The result of a run that must succeed; otherwise the test fails with the end of Snakemake's output."""
+    if result.returncode != 0:
+        pytest.fail(f"snakemake exited with {result.returncode}:\n{output_of(result)[-6000:]}")
+    return result
+
+
+COPY_IGNORE = {".git", ".venv", ".snakemake", ".pytest_cache", "results", "logs", "tests", "pathgeo.egg-info", "site"}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the repository's workflow files (modification times kept), so that a test can edit a library module
+    without touching the repository; returns the copy's Snakefile."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    dest.mkdir(parents=True)
+    for item in REPO.iterdir():
+        if item.name in COPY_IGNORE:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name, ignore=ignore)
+        else:
+            shutil.copy2(item, dest / item.name)
+    return dest / "Snakefile"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a (dry) run planned
+
+
+@dataclass(frozen=True)
+class Job:
+    rule: str
+    wildcards: dict[str, str]
+    resources: dict[str, str]
+    input: tuple[str, ...] = ()
+    output: tuple[str, ...] = ()
+
+
+def planned_jobs(text: str) -> list[Job]:
+    """The jobs of a (dry-)run's output: each `rule NAME:` / `localrule NAME:` block with its fields."""
+    jobs: list[Job] = []
+    rule = None
+    fields: dict[str, str] = {}
+
+    def flush():
+        if rule is not None:
+            jobs.append(Job(
+                rule, _pairs(fields.get("wildcards", "")), _pairs(fields.get("resources", "")),
+                _files(fields.get("input", "")), _files(fields.get("output", "")),
+            ))
+
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?(?:checkpoint|rule) (\S+):$", line)
+        if m:
+            flush()
+            rule, fields = m.group(1), {}
+            continue
+        m = re.match(r"^    (\w+): (.*)$", line)
+        if rule is not None and m:
+            fields[m.group(1)] = m.group(2)
+        elif rule is not None and not line.startswith("    "):
+            flush()
+            rule, fields = None, {}
+    flush()
+    return jobs
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(", ") if "=" in item)
+
+
+def _files(text: str) -> tuple[str, ...]:
+    return tuple(item for item in text.split(", ") if item)
+
+
+def job_counts(jobs: list[Job]) -> Counter:
+    return Counter(job.rule for job in jobs)
+
+
+def job_stats(text: str) -> Counter:
+    """The `Job stats:` table that ends a (dry) run's output, by rule (without its `total` line)."""
+    stats: Counter = Counter()
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.strip() == "Job stats:":
+            break
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            if parts[0] != "total":
+                stats[parts[0]] = int(parts[1])
+        elif stats:
+            break
+    return stats
+
+
+def upstream(jobs: list[Job], target: Job) -> list[Job]:
+    """`target` and every job of `jobs` it needs, directly or not (a job needs the jobs whose outputs are its inputs).
+
+    In a directory where nothing was built yet, every needed job runs, so this is what `snakemake -n` plans for
+    `target` alone: a dry run of several targets plans the union of their dependency graphs, a job shared by
+    two targets once, and nothing else (the workflow has no checkpoints, which could change the graph as it runs).
+    """
+    producer = {path: job for job in jobs for path in job.output}
+    needed, frontier = [target], [target]
+    while frontier:
+        for path in frontier.pop().input:
+            job = producer.get(path)
+            if job is not None and not any(job is seen for seen in needed):
+                needed.append(job)
+                frontier.append(job)
+    return needed
