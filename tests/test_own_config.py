@@ -60,6 +60,7 @@ def test_a_ten_line_config_runs_beside_the_default_and_leaves_its_outputs_byte_i
     assert report(default_run, DEFAULT, "default-after") == report_before
     # The sweep's report holds its figure and tables, none of the default's.
     packed = report(default_run, sweep, "my_sweep")
-    names = " ".join(packed)
-    assert "gamma_by_weight_decay" in names
-    assert not [name for name in yaml.safe_load(DEFAULT.read_text())["figures"] if name in names]
+    files = {Path(member).name for member in packed}
+    assert {"gamma_by_weight_decay.svg", "gamma_by_weight_decay.html", "claims.csv", "zigzag.csv"} <= files
+    assert not {f"{name}.{suffix}" for name in yaml.safe_load(DEFAULT.read_text())["figures"]
+                for suffix in ("svg", "html")} & files

@@ -465,7 +465,8 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
         assert re.search(rf"^localrule {rule}:$", output, re.MULTILINE), rule
     for rule in CLUSTER_RULES & set(rules):
         assert re.search(rf"^rule {rule}:$", output, re.MULTILINE), rule
-    assert (slurm_runs["slurm"] / "results" / "tiny" / "figures" / "rsi_eb_gamma.svg").exists()
+    # The config file is config.yaml: its outputs are results/config/ (pathgeo.outputs).
+    assert (slurm_runs["slurm"] / "results" / "config" / "figures" / "rsi_eb_gamma.svg").exists()
 
 
 @pytest.mark.slurm
@@ -478,8 +479,8 @@ def test_slurm_results_equal_local_results(slurm_runs):
     data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
     other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
     assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)
-    for table in ["tables/baseline/epochs.parquet", "tables/baseline/steps.parquet", "tables/baseline/matrices.parquet",
-                  "tables/claims.parquet"]:
+    for table in ["config/tables/baseline/epochs.parquet", "config/tables/baseline/steps.parquet",
+                  "config/tables/baseline/matrices.parquet", "config/tables/claims.parquet"]:
         assert pl.read_parquet(local / table).equals(pl.read_parquet(slurm / table)), table
 
 

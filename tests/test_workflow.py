@@ -184,15 +184,17 @@ def test_every_replay_is_bit_identical_to_its_reference(finished):
 def test_every_job_wrote_its_log(finished):
     plan, config = finished.plan, finished.config
     logs = finished.workdir / "logs"
-    expected = {logs / "claims.log", logs / "zigzag.log", logs / "vega_bundle.log"}
+    # The config's own jobs log under logs/<config name>/ (pathgeo.outputs), the runs' jobs under logs/.
+    own = logs / "tiny"
+    expected = {own / "claims.log", own / "zigzag.log", logs / "vega_bundle.log"}
     expected |= {logs / "prep" / f"{spec.data.name}.log" for spec in plan.runs.values()}
     expected |= {logs / "reference" / f"{run}.log" for run in plan.runs}
     expected |= {
         logs / "replay" / run / f"{start:04d}-{end:04d}.log" for run in plan.runs for start, end in plan.segments(run)
     }
-    expected |= {logs / "aggregate" / f"{exp}.log" for exp in aggregated_experiments(config)}
+    expected |= {own / "aggregate" / f"{exp}.log" for exp in aggregated_experiments(config)}
     expected |= {logs / "landscape" / f"{run}.log" for run in landscape_runs(config, plan)}
-    expected |= {logs / "figures" / f"{name}.log" for name in config["figures"]}
+    expected |= {own / "figures" / f"{name}.log" for name in config["figures"]}
     missing = sorted(str(p.relative_to(logs)) for p in expected if not p.exists())
     assert not missing, f"jobs without a log: {missing}"
     empty = sorted(str(p.relative_to(logs)) for p in expected if p.stat().st_size == 0)
