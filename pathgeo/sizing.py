@@ -12,6 +12,8 @@ device's peak rate. The compute plan (pathgeo.plan) says which.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -20,11 +22,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from pathgeo import plugins
+from pathgeo.atomic import write_with
 from pathgeo.columns import LAG_PROTOCOLS, LAGS
 from pathgeo.data import kind
 from pathgeo.layout import Layout, rings_for
 from pathgeo.models import build_model, model
 from pathgeo.optimizers import optimizer
+from pathgeo.provenance import library_version
+from pathgeo.schema import cache_folder
 from pathgeo.spec import RunSpec
 
 if TYPE_CHECKING:  # a job checks its device memory here without the config's machinery (jsonschema, figures)
@@ -104,7 +110,38 @@ def model_size(spec: RunSpec) -> ModelSize:
                or ASSUMED_CLASSES.get(provided, 0))
     reads = tuple((key, spec.data.params[key]) for key in entry.reads)
     options = tuple(sorted(spec.model_options.items()))
-    return _model_size(spec.model, spec.width, reads, classes, options, _example(spec))
+    arguments = (spec.model, spec.width, reads, classes, options, _example(spec))
+    return _model_size(*arguments) if plugins.is_plugin(spec.model) else _stored_model_size(*arguments)
+
+
+@cache
+def _sizes_file() -> Path:
+    """Where the registry's models' sizes are kept between processes: every `snakemake` run checks its config's
+    models with a forward pass on the meta device, and the first such pass in a process imports torch's compiler
+    (1.5 s). Keyed by the code that measures (the models, this module) and torch's version; a plug-in or torchvision
+    model (code outside pathgeo) is measured every time."""
+    code = f"{library_version(('models', 'sizing.py'))} torch {torch.__version__}"
+    return cache_folder() / f"model-sizes-{hashlib.sha256(code.encode()).hexdigest()[:16]}.json"
+
+
+@cache
+def _stored_model_size(*arguments) -> ModelSize:
+    """`_model_size`, from the file of sizes measured before where it holds them; a file that cannot be read or
+    written is only slower."""
+    key = json.dumps(arguments, default=str)
+    path = _sizes_file()
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    if key in stored:
+        return ModelSize(*stored[key])
+    size = _model_size(*arguments)
+    try:
+        write_with(path, lambda tmp: tmp.write_text(json.dumps({**stored, key: dataclasses.astuple(size)})))
+    except OSError:
+        pass
+    return size
 
 
 @cache

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +19,7 @@ from pathgeo.config import build_plan
 from pathgeo.models import model
 from pathgeo.spec import DataSpec, RunSpec
 
+ROOT = Path(__file__).resolve().parents[1]
 CIFAR = DataSpec("cifar10", "cifar10", {"path": "cifar10", "split_seed": 0, "val_fraction": 0.2, "flip": False})
 IMAGENET = DataSpec("imagenet", "imagenet", {"path": "imagenet", "workers": 12})
 
@@ -140,3 +146,35 @@ def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tm
                                      "flip": False}}
     config["defaults"]["dataset"] = "images"
     assert sizing.sized_plan(config, None, "a100", 1).runs
+
+
+def test_model_sizes_are_kept_between_processes_and_read_back(tmp_path, monkeypatch):
+    """Every snakemake run measured its config's models on the meta device, whose first pass imports torch's compiler
+    (1.5 s a run): the registry's models' sizes are now kept in a file under the user's cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for cached in (sizing._sizes_file, sizing._stored_model_size):
+        cached.cache_clear()
+    measured = sizing.model_size(spec())
+    (path,) = (tmp_path / "pathgeo").glob("model-sizes-*.json")
+    stored = json.loads(path.read_text())
+    assert list(stored.values()) == [list(dataclasses.astuple(measured))]
+    # What the file says is what a new process gets: a value written there comes back.
+    path.write_text(json.dumps({key: [1, 2, 3.0] for key in stored}))
+    sizing._stored_model_size.cache_clear()
+    assert sizing.model_size(spec()) == sizing.ModelSize(1, 2, 3.0)
+    for cached in (sizing._sizes_file, sizing._stored_model_size):
+        cached.cache_clear()
+
+
+def test_a_second_check_of_a_config_needs_no_forward_pass(tmp_path):
+    check = (
+        "import sys; from pathgeo.config_check import main; main(['config/config.yaml']); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    first, second = (
+        subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        for _ in range(2)
+    )
+    assert first.stdout.splitlines()[-1] == "True" and second.stdout.splitlines()[-1] == "False"
+    assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0]
