@@ -32,12 +32,15 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pathgeo.bench overhead
 
-# The code (ruff, its rules in pyproject.toml), the workflow (snakemake --lint) and the docs site (--strict: a
-# broken link or anchor fails). CI runs this after the tests (.ci/run).
+# The code (ruff check, its rules in pyproject.toml; ruff format and snakefmt, the one formatting of the Python code and
+# of the rules), the workflow (snakemake --lint) and the docs site (--strict: a broken link or anchor fails). CI runs
+# this after the tests (.ci/run).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/snakemake --lint
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The docs site into site/ (mkdocs.yml); --strict fails on a broken link, anchor or page left out of the nav.
 docs: $(STAMP)
