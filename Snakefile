@@ -73,9 +73,9 @@ localrules:
 # Every experiment's tables are outputs of their own (README), not only inputs of figures: a table deleted by hand
 # is built again even where no figure reads it, or the figures that read it are older.
 rule all:
+    default_target: True
     input:
         all_figures(),
         expand(rules.aggregate.output, experiment=list(PLAN.experiments)),
         rules.claims.output,
         rules.zigzag.output,
-    default_target: True

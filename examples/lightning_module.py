@@ -55,14 +55,25 @@ def main() -> None:
         L.seed_everything(0, verbose=False)
         module = Classifier(args.epochs)
         loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
-        trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", deterministic=True, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            callbacks=[Observe(observe)])
+        trainer = L.Trainer(
+            max_epochs=args.epochs,
+            accelerator="cpu",
+            deterministic=True,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[Observe(observe)],
+        )
         trainer.fit(module, loader)
         return module
 
     result = pathgeo.measure(run, references=["final"])
-    print(result.steps.group_by("epoch", maintain_order=True).agg(pl.col("lr", "loss", "rsi_wd", "gamma", "gamma_wd").mean()))
+    print(
+        result.steps.group_by("epoch", maintain_order=True).agg(
+            pl.col("lr", "loss", "rsi_wd", "gamma", "gamma_wd").mean()
+        )
+    )
     if args.out:
         result.steps.write_parquet(args.out)
 

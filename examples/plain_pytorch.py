@@ -22,15 +22,23 @@ def mnist1d(samples: int) -> torch.utils.data.TensorDataset:
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = samples, 1.0, 0
     data = make_dataset(args)
-    return torch.utils.data.TensorDataset(torch.from_numpy(data["x"]).float().unsqueeze(1),
-                                          torch.from_numpy(data["y"]).long())
+    return torch.utils.data.TensorDataset(
+        torch.from_numpy(data["x"]).float().unsqueeze(1), torch.from_numpy(data["y"]).long()
+    )
 
 
 def cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv1d(1, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(), nn.MaxPool1d(2),
-        nn.Conv1d(16, 32, 5, padding=2), nn.BatchNorm1d(32), nn.ReLU(), nn.AdaptiveAvgPool1d(1),
-        nn.Flatten(), nn.Linear(32, 10),
+        nn.Conv1d(1, 16, 5, padding=2),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.MaxPool1d(2),
+        nn.Conv1d(16, 32, 5, padding=2),
+        nn.BatchNorm1d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
     )
 
 
@@ -47,8 +55,9 @@ def main() -> None:
         torch.manual_seed(0)
         model = cnn()
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True,
-                                             generator=torch.Generator().manual_seed(0))
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
         for _ in range(args.epochs):
             for x, y in loader:
                 optimizer.zero_grad()

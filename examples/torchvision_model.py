@@ -38,8 +38,9 @@ def main() -> None:
         torch.manual_seed(0)
         model = resnet18(num_classes=10).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
-                                             generator=torch.Generator().manual_seed(0))
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
         for _ in range(args.epochs):
             model.train()
             for x, y in loader:
@@ -54,8 +55,11 @@ def main() -> None:
     result = pathgeo.measure(run, references=["final", 1])
     # Each reference point's rows before it is reached (at w* itself d = 0, and RSI and γ are NaN).
     before = pl.col("epoch") < pl.col("reference").replace_strict(result.references)
-    print(result.steps.filter(before).group_by("reference", "epoch", maintain_order=True)
-          .agg(pl.col("loss", "rsi", "rsi_wd", "gamma", "upd_gamma").mean()))
+    print(
+        result.steps.filter(before)
+        .group_by("reference", "epoch", maintain_order=True)
+        .agg(pl.col("loss", "rsi", "rsi_wd", "gamma", "upd_gamma").mean())
+    )
     if args.out:
         result.steps.write_parquet(args.out)
 

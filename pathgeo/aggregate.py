@@ -132,10 +132,17 @@ def experiment_points(
         typed = [pl.lit(None, dtype=pl.String).alias("reference"), pl.lit(None, dtype=pl.Int64).alias("budget")]
         typed += [pl.lit(None, dtype=pl.Int64).alias(k) for k in keys]
         typed += [pl.lit(None, dtype=pl.Float64).alias(m) for m in POINT_METRICS]
-        return factor_frame(runs).head(0).select(
-            pl.lit(experiment).alias("experiment"), "run_id", "label", *DESCRIPTORS, *typed, *FACTORS
-        ).select(*leading, *FACTORS, *POINT_METRICS)
-    return experiment_steps(experiment, paths, runs).select(*leading, *FACTORS, *POINT_METRICS).sort("run_id", "budget", *keys)
+        return (
+            factor_frame(runs)
+            .head(0)
+            .select(pl.lit(experiment).alias("experiment"), "run_id", "label", *DESCRIPTORS, *typed, *FACTORS)
+            .select(*leading, *FACTORS, *POINT_METRICS)
+        )
+    return (
+        experiment_steps(experiment, paths, runs)
+        .select(*leading, *FACTORS, *POINT_METRICS)
+        .sort("run_id", "budget", *keys)
+    )
 
 
 def fixed_batch_spread(points: pl.LazyFrame) -> pl.LazyFrame:

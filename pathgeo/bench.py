@@ -120,8 +120,9 @@ class Setup:
         self.optimizer = torch.optim.SGD(self.flat.params, lr=0.01, momentum=0.9, weight_decay=WEIGHT_DECAY)
         torch.manual_seed(seed)
         self.user_model = spec.build().to(device)
-        self.user_optimizer = torch.optim.SGD(self.user_model.parameters(), lr=0.01, momentum=0.9,
-                                              weight_decay=WEIGHT_DECAY)
+        self.user_optimizer = torch.optim.SGD(
+            self.user_model.parameters(), lr=0.01, momentum=0.9, weight_decay=WEIGHT_DECAY
+        )
         generator = torch.Generator().manual_seed(seed)
         self.batches = [
             (
@@ -322,8 +323,12 @@ def format_table(results: list[dict], bandwidth: float) -> str:
 
 
 def device_timings(model_names: list[str], device: torch.device, steps: int, rounds: int) -> list[str]:
-    lines = [(f"{'model':<18} {'batch':>5} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} "
-              f"{'c/a':>6} {'(d) user':>11} {'(e) measure':>12} {'e/d':>6}")]
+    lines = [
+        (
+            f"{'model':<18} {'batch':>5} {'(a) plain':>11} {'(b) probe':>11} {'(c) authors':>12} {'b/a':>6} "
+            f"{'c/a':>6} {'(d) user':>11} {'(e) measure':>12} {'e/d':>6}"
+        )
+    ]
     for name in model_names:
         spec = MODELS[name]
         timing = timings(Setup(spec, steps, device), rounds)
@@ -365,7 +370,9 @@ def compare_kernels(device: torch.device, numel: int, steps: int) -> KernelCompa
     for where, backend in ((device, "triton"), (CPU, "fused")):
         w = nn.Parameter(start.clone().to(where))
         flat = FlatParameters([w])
-        probe = Probe(flat, {k: v.to(where) for k, v in references.items()}, 1e-4, steps_per_epoch=steps, backend=backend)
+        probe = Probe(
+            flat, {k: v.to(where) for k, v in references.items()}, 1e-4, steps_per_epoch=steps, backend=backend
+        )
         for g in grads:
             with torch.no_grad():
                 flat.grads.copy_(g)
@@ -388,8 +395,10 @@ def kernel_check(device: torch.device, numel: int = 1_000_003, steps: int = 60) 
         return "kernel check: skipped (the Triton kernels run on the CPU only under TRITON_INTERPRET=1)"
     missing = fused_pass_missing()
     if missing:
-        return (f"kernel check: skipped (the fused CPU pass it compares against needs numba, which is not importable "
-                f"here: {missing}; pip install numba, the version in requirements.txt)")
+        return (
+            f"kernel check: skipped (the fused CPU pass it compares against needs numba, which is not importable "
+            f"here: {missing}; pip install numba, the version in requirements.txt)"
+        )
     found = compare_kernels(device, numel, steps)
     return (
         f"kernel check: Triton on {device} against the fused CPU pass, {numel:,} parameters, {steps} steps: "
@@ -423,17 +432,33 @@ def replay_check(name: str, device: torch.device, epochs: int, samples: int) -> 
         params = {"n_train": samples, "n_test": batch, "seed": 0}
     labels = torch.randint(0, classes, (samples,), generator=generator)
     data |= {"y_train": labels, "y_val": labels[:batch], "y_test": labels[:batch]}
-    spec = RunSpec(data=DataSpec("synthetic", kind, params), model=model, width=1 if kind == "cifar10" else 16,
-                   optimizer="momentum", lr=0.01, weight_decay=5e-4, schedule="constant", warmup_epochs=0,
-                   batch_size=batch, epochs=epochs, seed=0, data_order_seed=0, precision="float32")
+    spec = RunSpec(
+        data=DataSpec("synthetic", kind, params),
+        model=model,
+        width=1 if kind == "cifar10" else 16,
+        optimizer="momentum",
+        lr=0.01,
+        weight_decay=5e-4,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=batch,
+        epochs=epochs,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+    )
     reference = build_trainer(spec, data, device)
     start_state = reference.state()
     for _ in range(epochs):
         reference.train_epoch()
     replayed = build_trainer(spec, data, device)
     replayed.load_state(start_state)
-    probe = Probe(replayed.flat, {"final": reference.flat.weights.detach().clone()}, spec.weight_decay,
-                  steps_per_epoch=replayed.task.steps_per_epoch)
+    probe = Probe(
+        replayed.flat,
+        {"final": reference.flat.weights.detach().clone()},
+        spec.weight_decay,
+        steps_per_epoch=replayed.task.steps_per_epoch,
+    )
     for _ in range(epochs):
         stats = replayed.train_epoch(probe)
         probe.end_epoch(stats.epoch)
@@ -446,8 +471,16 @@ def replay_check(name: str, device: torch.device, epochs: int, samples: int) -> 
     )
 
 
-def device_check(device: torch.device, model_names: list[str], steps: int, rounds: int, kernel_parameters: int,
-                 replay: str, replay_epochs: int, replay_samples: int) -> list[str]:
+def device_check(
+    device: torch.device,
+    model_names: list[str],
+    steps: int,
+    rounds: int,
+    kernel_parameters: int,
+    replay: str,
+    replay_epochs: int,
+    replay_samples: int,
+) -> list[str]:
     """Every line of the device check, timed and replayed under the deterministic settings the runs use."""
     from pathgeo.devices import configure_determinism
 
@@ -469,8 +502,9 @@ def main(argv: list[str] | None = None) -> None:
     cmd.add_argument("--models", default=CPU_MODELS)
     cmd.add_argument("--steps", type=int, default=50, help="steps per round (one probe epoch)")
     cmd.add_argument("--rounds", type=int, default=11, help="timed rounds per model, at least")
-    cmd.add_argument("--seconds", type=float, default=40.0,
-                     help="more rounds per model until this much time has passed")
+    cmd.add_argument(
+        "--seconds", type=float, default=40.0, help="more rounds per model until this much time has passed"
+    )
     cmd.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     dev = sub.add_parser("device", help="the prepared GPU check: timings, kernels against the CPU, a replay")
     dev.add_argument("--device", default="cuda")
@@ -496,8 +530,16 @@ def main(argv: list[str] | None = None) -> None:
         from pathgeo.devices import no_cuda_message
 
         parser.error(no_cuda_message("--device cuda"))
-    for line in device_check(device, models, args.steps, args.rounds, args.kernel_parameters, args.replay,
-                             args.replay_epochs, args.replay_samples):
+    for line in device_check(
+        device,
+        models,
+        args.steps,
+        args.rounds,
+        args.kernel_parameters,
+        args.replay,
+        args.replay_epochs,
+        args.replay_samples,
+    ):
         print(line, flush=True)
 
 

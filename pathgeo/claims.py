@@ -34,8 +34,17 @@ def claims_table(
     exclude_final_epoch: bool = True,
 ) -> pl.DataFrame:
     if not paths:  # a config whose experiments all measure during training only: no run to judge
-        steps = pl.LazyFrame(schema={"run_id": pl.String, "reference": pl.String, "epoch": pl.Int64,
-                                     "budget": pl.Int64, "gamma": pl.Float64, "rsi": pl.Float64, "eb": pl.Float64})
+        steps = pl.LazyFrame(
+            schema={
+                "run_id": pl.String,
+                "reference": pl.String,
+                "epoch": pl.Int64,
+                "budget": pl.Int64,
+                "gamma": pl.Float64,
+                "rsi": pl.Float64,
+                "eb": pl.Float64,
+            }
+        )
     else:
         steps = scan_steps(paths).filter(pl.col("reference") == "final")
     if exclude_final_epoch:

@@ -27,8 +27,10 @@ class Command:
 COMMANDS = {
     "doctor": Command("pathgeo.doctor", "check this node for the GPU jobs: CUDA, driver, GPUs, Triton, NCCL, memory"),
     "plan": Command("pathgeo.plan", "the compute plan of a config: hours, GPU-hours and memory of every run"),
-    "check-config": Command("pathgeo.config_check", "check config files as the workflow does: syntax, schema, "
-                            "cross-key checks, 'did you mean' (FILE...)"),
+    "check-config": Command(
+        "pathgeo.config_check",
+        "check config files as the workflow does: syntax, schema, cross-key checks, 'did you mean' (FILE...)",
+    ),
     "schema": Command("pathgeo.schema", "what the config's keys take, one section at a time ([SECTION])"),
     "bench": Command("pathgeo.bench", "benchmarks of the probe: overhead (CPU), device (the prepared GPU check)"),
     "precision-check": Command("pathgeo.precision_check", "throughput and replay drift of each precision on a device"),
@@ -36,8 +38,11 @@ COMMANDS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pathgeo", description="pathgeo's tools; each is also python -m <its module>.",
-                                  epilog="pathgeo COMMAND --help shows the options of the command.")
+    top = argparse.ArgumentParser(
+        prog="pathgeo",
+        description="pathgeo's tools; each is also python -m <its module>.",
+        epilog="pathgeo COMMAND --help shows the options of the command.",
+    )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         commands.add_parser(name, help=f"{command.help} (python -m {command.module})", add_help=False)

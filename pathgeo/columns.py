@@ -33,13 +33,45 @@ METRICS = (
 
 # The geometry of one gradient at one point (pathgeo.point_geometry: the full-batch gradient, a fixed
 # minibatch's), per reference point.
-POINT_METRICS = ("loss", "grad_norm", "dist", "rsi", "eb", "gamma", "lolr", "grad_norm_wd", "rsi_wd", "eb_wd",
-                 "gamma_wd", "lolr_wd")
+POINT_METRICS = (
+    "loss",
+    "grad_norm",
+    "dist",
+    "rsi",
+    "eb",
+    "gamma",
+    "lolr",
+    "grad_norm_wd",
+    "rsi_wd",
+    "eb_wd",
+    "gamma_wd",
+    "lolr_wd",
+)
 
 # The per-step measurements that need no reference point: reference training takes them itself.
 W_STAR_FREE = ("lr", "loss", "grad_norm", "grad_corr", "mean_grad_corr", "sign_flip")
 
 # A run's factors: every field an experiment can vary, the columns figures facet and colour by (RunSpec.factors()).
-FACTORS = ("dataset", "model", "width", "optimizer", "peak_lr", "batch_size", "seed", "weight_decay", "schedule",
-           "warmup_epochs", "full_batch", "epochs", "precision", "devices", "data_order_seed", "grad_clip",
-           "warmup_growth", "gawu_window", "sync_batchnorm", "model_options", "optimizer_options")
+FACTORS = (
+    "dataset",
+    "model",
+    "width",
+    "optimizer",
+    "peak_lr",
+    "batch_size",
+    "seed",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "full_batch",
+    "epochs",
+    "precision",
+    "devices",
+    "data_order_seed",
+    "grad_clip",
+    "warmup_growth",
+    "gawu_window",
+    "sync_batchnorm",
+    "model_options",
+    "optimizer_options",
+)

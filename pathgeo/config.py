@@ -32,7 +32,11 @@ from pathgeo.spec import DataSpec, RunSpec, scaled_lr
 
 # The fields a config's `defaults`, an experiment's `set`, its cases and its grid may give a run: the run spec's, with
 # its dataset by name, and the batch size the LR is scaled from (base_batch_size, pathgeo.spec.scaled_lr).
-RUN_FIELDS = ("dataset", "base_batch_size", *(field.name for field in dataclasses.fields(RunSpec) if field.name != "data"))
+RUN_FIELDS = (
+    "dataset",
+    "base_batch_size",
+    *(field.name for field in dataclasses.fields(RunSpec) if field.name != "data"),
+)
 
 # Measurements an experiment may ask the replays of its runs for (pathgeo.point_geometry).
 POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
@@ -58,8 +62,11 @@ def schema_errors(config: dict[str, Any], schema: dict[str, Any] | None = None) 
     key, in the config's order. An unknown key gets the known key closest to it, or the keys known there."""
     schema = config_schema() if schema is None else schema
     validator = jsonschema.validators.validator_for(schema)(schema)
-    found = [violation for error in validator.iter_errors(config)
-             for violation in _violations(jsonschema.exceptions.best_match([error]))]
+    found = [
+        violation
+        for error in validator.iter_errors(config)
+        for violation in _violations(jsonschema.exceptions.best_match([error]))
+    ]
     return [error for _, error in sorted(found, key=lambda pair: _document_order(config, pair[0]))]
 
 
@@ -87,8 +94,10 @@ def _violations(error: jsonschema.exceptions.ValidationError) -> list[tuple[KeyP
         known = list(error.schema.get("properties", {}))
         patterns = list(error.schema.get("patternProperties", {}))
         unknown = [key for key in error.instance if key not in known and not any(re.search(p, key) for p in patterns)]
-        return [((*path, key), ConfigError(dotted((*path, key)), "is not a known key" + _suggestion(key, known)))
-                for key in unknown]
+        return [
+            ((*path, key), ConfigError(dotted((*path, key)), "is not a known key" + _suggestion(key, known)))
+            for key in unknown
+        ]
     if error.validator == "required":
         named = re.search(r"'([^']+)' is a required property", error.message)
         missing = (*path, named.group(1)) if named else path
@@ -145,7 +154,13 @@ def _expected(schema: dict[str, Any]) -> str:
     if "description" in schema:
         return schema["description"]
     kind = schema.get("type")
-    words = {"null": "null", "boolean": "true or false", "integer": "an integer", "array": "a list", "object": "a mapping"}
+    words = {
+        "null": "null",
+        "boolean": "true or false",
+        "integer": "an integer",
+        "array": "a list",
+        "object": "a mapping",
+    }
     return words.get(kind, f"a {kind}" if kind else "valid here")
 
 
@@ -184,9 +199,7 @@ class Plan:
     def references(self, run_id: str) -> tuple[Reference, ...]:
         """All reference points of a run over every experiment that uses it: one replay measures them all."""
         final = self.runs[run_id].epochs
-        epochs = sorted(
-            {e for (_, rid), refs in self.experiment_references.items() if rid == run_id for e in refs}
-        )
+        epochs = sorted({e for (_, rid), refs in self.experiment_references.items() if rid == run_id for e in refs})
         return tuple(Reference(reference_name(e, final), e) for e in epochs)
 
     def checkpoint_epochs(self, run_id: str) -> tuple[int, ...]:
@@ -339,7 +352,9 @@ def _reference_epochs(exp_name: str, exp: dict[str, Any], spec: RunSpec, segment
     for ref in exp.get("references", ["final"]):
         epoch = spec.epochs if ref == "final" else ref
         if epoch <= 0:
-            raise ConfigError(key, f"reference epoch {epoch} is not ahead of the starting point (epoch 0); a reference must lie ahead")
+            raise ConfigError(
+                key, f"reference epoch {epoch} is not ahead of the starting point (epoch 0); a reference must lie ahead"
+            )
         if epoch > spec.epochs:
             raise ConfigError(key, f"reference epoch {epoch} is past the run's end (epochs = {spec.epochs})")
         if epoch < spec.epochs and epoch % segment_epochs:
@@ -390,8 +405,10 @@ def build_plan(config: dict[str, Any]) -> Plan:
             experiment_references[(exp_name, spec.run_id)] = _reference_epochs(exp_name, exp, spec, segment_epochs)
         experiments[exp_name] = tuple(run_ids)
         _check_w_star_free(exp_name, exp)
-    agreed = {name: {run_id: _agreed(run_id, name, by_run[name]) for run_id, by_run in settings.items()}
-              for name in RUN_SETTINGS}
+    agreed = {
+        name: {run_id: _agreed(run_id, name, by_run[name]) for run_id, by_run in settings.items()}
+        for name in RUN_SETTINGS
+    }
     for fig_name, fig in config.get("figures", {}).items():
         # A claims figure draws every run; the experiments it may name only group its rows.
         if plot(fig["plot"]).table != "claims" and "experiment" not in fig:
@@ -409,8 +426,15 @@ def build_plan(config: dict[str, Any]) -> Plan:
                     f"w_star_free (no replay); draw it from an experiment that measures all, or plot one of "
                     f"{drawable}",
                 )
-    plan = Plan(runs, experiments, experiment_references, agreed["segment_epochs"], run_measurements,
-                frozenset(replayed_runs), agreed["validate_every"])
+    plan = Plan(
+        runs,
+        experiments,
+        experiment_references,
+        agreed["segment_epochs"],
+        run_measurements,
+        frozenset(replayed_runs),
+        agreed["validate_every"],
+    )
     _check_correlations(config, plan)
     return plan
 
@@ -441,7 +465,9 @@ def training_correlations(plan: Plan, run_id: str, config: dict[str, Any]) -> di
     return {"window": settings["window"], "matrix_epochs": settings["matrix_epochs"]}
 
 
-def _add_measurements(run_measurements: dict[str, dict[str, dict]], exp_name: str, exp: dict[str, Any], spec: RunSpec) -> None:
+def _add_measurements(
+    run_measurements: dict[str, dict[str, dict]], exp_name: str, exp: dict[str, Any], spec: RunSpec
+) -> None:
     """The experiment's point measurements join those its run already has; two experiments asking for the
     same measurement of one run with different settings are refused."""
     for kind in POINT_MEASUREMENTS:

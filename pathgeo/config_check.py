@@ -77,8 +77,11 @@ def check_config(paths: Sequence[str | Path], overrides: Mapping[str, Any] | Non
         defaults = read_config_file(DEFAULTS_FILE)
     except ConfigFileError as error:
         raise ConfigCheckError([str(error)]) from None
-    problems = [f"{file.path}: holds {type(file.content).__name__}, not keys and values (experiments:, figures:, ...)"
-                for file in files if not isinstance(file.content, (dict, type(None)))]
+    problems = [
+        f"{file.path}: holds {type(file.content).__name__}, not keys and values (experiments:, figures:, ...)"
+        for file in files
+        if not isinstance(file.content, (dict, type(None)))
+    ]
     if problems:
         raise ConfigCheckError(problems)
     given: dict[str, Any] = {}
@@ -115,7 +118,7 @@ class Locator:
             for file in reversed(self.files):
                 if prefix in file.lines:
                     return f"{file.path}, line {file.lines[prefix]}: {error}"
-        users = self.files[len(self.files) - self.given:] if self.given else []
+        users = self.files[len(self.files) - self.given :] if self.given else []
         return f"{' + '.join(str(file.path) for file in users) or COMMAND_LINE}: {error}"
 
 
@@ -149,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigCheckError, OutputsError) as error:
         print(error, file=sys.stderr)
         return 1
-    counts = {"experiment": len(checked.plan.experiments), "run": len(checked.plan.runs),
-              "figure": len(checked.config["figures"])}
-    print(f"{' + '.join(paths)}: ok ({', '.join(f'{n} {word}' + 's' * (n != 1) for word, n in counts.items())}; "
-          f"its tables and figures go to {output_folder(name)}/)")
+    counts = {
+        "experiment": len(checked.plan.experiments),
+        "run": len(checked.plan.runs),
+        "figure": len(checked.config["figures"]),
+    }
+    print(
+        f"{' + '.join(paths)}: ok ({', '.join(f'{n} {word}' + 's' * (n != 1) for word, n in counts.items())}; "
+        f"its tables and figures go to {output_folder(name)}/)"
+    )
     return 0
 
 

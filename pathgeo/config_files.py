@@ -76,7 +76,9 @@ def read_config_file(path: str | Path) -> ConfigFile:
     try:
         root = yaml.compose(text, Loader=ConfigLoader)
     except yaml.MarkedYAMLError as error:
-        raise ConfigFileError(f"{path}{_at(error.problem_mark or error.context_mark)}: not valid YAML: {_describe(error)}") from None
+        raise ConfigFileError(
+            f"{path}{_at(error.problem_mark or error.context_mark)}: not valid YAML: {_describe(error)}"
+        ) from None
     except yaml.YAMLError as error:
         raise ConfigFileError(f"{path}: not valid YAML: {error}") from None
     lines: dict[KeyPath, int] = {}

@@ -77,7 +77,10 @@ def driver_version() -> str | None:
     try:
         done = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -106,22 +109,30 @@ def cuda_diagnosis(driver: str | None, cuda: str | None) -> tuple[str, str]:
     what to do."""
     needed = required_driver(cuda)
     found = f"NVIDIA driver {driver}" if driver else f"NVIDIA driver: none found ({DRIVER_FILE}, nvidia-smi)"
-    built = f"CUDA {cuda}, which needs driver >= {needed}" if needed else f"CUDA {cuda}" if cuda else "no CUDA (CPU only)"
+    built = (
+        f"CUDA {cuda}, which needs driver >= {needed}" if needed else f"CUDA {cuda}" if cuda else "no CUDA (CPU only)"
+    )
     facts = f"{found}; torch {torch.__version__} built for {built}"
     if cuda is None:
         fix = f"install a CUDA build of torch (the README's setup, or PyTorch's wheel index {WHEEL_INDEX.format(version='XY')})"
     elif driver is None:
-        fix = ("this node shows no NVIDIA driver: check that the job runs on a GPU node of the partition (nvidia-smi "
-               "there), or ask the cluster's admins to load the driver")
+        fix = (
+            "this node shows no NVIDIA driver: check that the job runs on a GPU node of the partition (nvidia-smi "
+            "there), or ask the cluster's admins to load the driver"
+        )
     elif needed and version_tuple(driver) < version_tuple(needed):
         fix = f"update the NVIDIA driver to >= {needed}"
         supported = newest_cuda_for(driver)
         if supported:
-            fix += (f", or install a torch built for CUDA {supported}.x, which driver {driver} runs, from PyTorch's wheel "
-                    f"index {WHEEL_INDEX.format(version=f'{supported}X')} (README, 'On a GPU')")
+            fix += (
+                f", or install a torch built for CUDA {supported}.x, which driver {driver} runs, from PyTorch's wheel "
+                f"index {WHEEL_INDEX.format(version=f'{supported}X')} (README, 'On a GPU')"
+            )
     else:
-        fix = (f"driver {driver} is new enough, yet torch sees no GPU: check CUDA_VISIBLE_DEVICES="
-               f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')} and nvidia-smi on the node")
+        fix = (
+            f"driver {driver} is new enough, yet torch sees no GPU: check CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')} and nvidia-smi on the node"
+        )
     return facts, fix
 
 
@@ -143,10 +154,12 @@ def select_device(name: str) -> torch.device:
     allocation = gpu_allocation()
     if allocation:
         held = ", ".join(f"{key}={value}" for key, value in allocation.items())
-        raise NoCudaError(no_cuda_message(
-            f"config key 'device': 'auto' would train on the CPU in a job that holds GPUs ({held}; device: cpu trains "
-            "there on purpose)"
-        ))
+        raise NoCudaError(
+            no_cuda_message(
+                f"config key 'device': 'auto' would train on the CPU in a job that holds GPUs ({held}; device: cpu trains "
+                "there on purpose)"
+            )
+        )
     return torch.device("cpu")
 
 

@@ -105,8 +105,14 @@ def launch(
         # The ranks import the same pathgeo as this process, wherever it was imported from.
         package_root = str(Path(__file__).resolve().parent.parent)
         python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, **environment, RENDEZVOUS: str(folder / "store"), PARENT: str(os.getpid()),
-               "WORLD_SIZE": str(world), "PYTHONPATH": python_path}
+        env = {
+            **os.environ,
+            **environment,
+            RENDEZVOUS: str(folder / "store"),
+            PARENT: str(os.getpid()),
+            "WORLD_SIZE": str(world),
+            "PYTHONPATH": python_path,
+        }
         ranks = [
             subprocess.Popen(
                 [sys.executable, "-m", "pathgeo.distributed", str(request_path)],

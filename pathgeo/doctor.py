@@ -51,10 +51,16 @@ def kernel_launch_check(numel: int = KERNEL_PARAMETERS, steps: int = KERNEL_STEP
     try:
         found = bench.compare_kernels(device, numel, steps)
     except Exception as error:  # noqa: BLE001 -- whatever stops the build or launch is this check's finding
-        return Check(name, f"{type(error).__name__}: {error}", FAIL,
-                     "see the Triton build row; TRITON_DEBUG=1 shows the compiler's command")
-    result = (f"{device}, {numel:,} parameters, {steps} steps: largest scaled difference {found.difference:.2e}, "
-              f"NaN pattern {'equal' if found.same_nan else 'DIFFERENT'}")
+        return Check(
+            name,
+            f"{type(error).__name__}: {error}",
+            FAIL,
+            "see the Triton build row; TRITON_DEBUG=1 shows the compiler's command",
+        )
+    result = (
+        f"{device}, {numel:,} parameters, {steps} steps: largest scaled difference {found.difference:.2e}, "
+        f"NaN pattern {'equal' if found.same_nan else 'DIFFERENT'}"
+    )
     if found.same_nan and found.difference <= KERNEL_TOLERANCE:
         return Check(name, result, OK)
     return Check(name, result, FAIL, "the Triton kernels disagree with the CPU pass: report it with this table")
@@ -105,8 +111,12 @@ def planned_memory_check(configfile: str | None) -> Check:
         from pathgeo.config import build_plan, correlation_settings, training_correlations
         from pathgeo.config_files import read_config_file
     except ImportError as error:
-        return Check(name, f"--configfile needs the workflow's packages: {error}", FAIL,
-                     "pip install -r requirements.txt, or run the doctor without --configfile")
+        return Check(
+            name,
+            f"--configfile needs the workflow's packages: {error}",
+            FAIL,
+            "pip install -r requirements.txt, or run the doctor without --configfile",
+        )
     config = read_config_file(configfile).content
     plan = build_plan(config)
 
@@ -116,8 +126,9 @@ def planned_memory_check(configfile: str | None) -> Check:
         return preflight.probe_vectors(training_correlations(plan, run_id, config), 0)
 
     run_id = max(plan.runs, key=lambda r: sizing.model_state_mb(plan.runs[r], probe(r) or 0))
-    device = min((torch.device("cuda", i) for i in range(torch.cuda.device_count())),
-                 key=lambda d: torch.cuda.mem_get_info(d)[0])
+    device = min(
+        (torch.device("cuda", i) for i in range(torch.cuda.device_count())), key=lambda d: torch.cuda.mem_get_info(d)[0]
+    )
     check = preflight.memory_check(plan.runs[run_id], device, probe(run_id))
     return Check(name, f"{configfile}, largest {check.result}", check.status, check.fix)
 
@@ -125,22 +136,36 @@ def planned_memory_check(configfile: str | None) -> Check:
 def determinism_check() -> Check:
     """The settings every deterministic run applies (pathgeo.devices.configure_determinism), as they took."""
     settings = devices.configure_determinism(True)
-    wanted = {"deterministic_algorithms": True, "cudnn_deterministic": True, "cudnn_benchmark": False,
-              "allow_tf32": False}
+    wanted = {
+        "deterministic_algorithms": True,
+        "cudnn_deterministic": True,
+        "cudnn_benchmark": False,
+        "allow_tf32": False,
+    }
     wrong = [key for key, value in wanted.items() if settings[key] != value]
     if settings["cublas_workspace_config"] not in (":4096:8", ":16:8"):
         wrong.append("cublas_workspace_config")
     result = ", ".join(f"{key}={value}" for key, value in settings.items())
     if not wrong:
         return Check("deterministic settings", result, OK)
-    return Check("deterministic settings", result, FAIL,
-                 f"{', '.join(wrong)} did not take: unset CUBLAS_WORKSPACE_CONFIG or set it to :4096:8")
+    return Check(
+        "deterministic settings",
+        result,
+        FAIL,
+        f"{', '.join(wrong)} did not take: unset CUBLAS_WORKSPACE_CONFIG or set it to :4096:8",
+    )
 
 
 def checks(configfile: str | None = None) -> list[Callable[[], Check]]:
     return [
-        preflight.cuda_check, preflight.driver_check, preflight.allocation_check, triton_build_row,
-        kernel_launch_check, nccl_check, lambda: planned_memory_check(configfile), determinism_check,
+        preflight.cuda_check,
+        preflight.driver_check,
+        preflight.allocation_check,
+        triton_build_row,
+        kernel_launch_check,
+        nccl_check,
+        lambda: planned_memory_check(configfile),
+        determinism_check,
     ]
 
 
@@ -180,8 +205,11 @@ def format_memory_table() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pathgeo doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", default=None, help="check device memory against this config's largest run")
-    parser.add_argument("--memory-table", action="store_true",
-                        help="print the largest model each lag protocol fits on 40 and 80 GiB, and exit")
+    parser.add_argument(
+        "--memory-table",
+        action="store_true",
+        help="print the largest model each lag protocol fits on 40 and 80 GiB, and exit",
+    )
     args = parser.parse_args(argv)
     if args.memory_table:
         print(format_memory_table())
@@ -192,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(check())
         print(format_row(rows[-1]), flush=True)  # row by row: a Triton build or an all-reduce takes seconds
     failed = [row.name for row in rows if row.status == FAIL]
-    print(f"\n{len(failed)} check{'s' if len(failed) != 1 else ''} failed" + (f": {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(failed)} check{'s' if len(failed) != 1 else ''} failed" + (f": {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

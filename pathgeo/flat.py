@@ -147,8 +147,9 @@ class FlatParameters:
         for i, (tensor, p) in enumerate(zip(tensors, self.params, strict=True)):
             if tensor.shape != p.shape:
                 name = self.names[i] if self.names else f"parameter {i}"
-                raise ValueError(f"reference tensor {i} ({name}) has shape {tuple(tensor.shape)}, the model's "
-                                 f"{tuple(p.shape)}")
+                raise ValueError(
+                    f"reference tensor {i} ({name}) has shape {tuple(tensor.shape)}, the model's {tuple(p.shape)}"
+                )
         return torch.cat([t.detach().reshape(-1).to(device=device, dtype=dtype) for t in tensors])
 
 

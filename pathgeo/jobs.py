@@ -86,8 +86,13 @@ def start_job(request: Request, shard: Shard = SINGLE) -> Job:
     settings.update(device=str(chosen), threads=threads, torch=torch.__version__)
     settings.update(topology.recorded(chosen, shard.world))
     log.info(
-        "run %s on %s (%d threads%s, deterministic=%s, precision %s)", spec.run_id, chosen, threads,
-        f" per rank, {shard.world} ranks" if shard.world > 1 else "", request.deterministic, spec.precision,
+        "run %s on %s (%d threads%s, deterministic=%s, precision %s)",
+        spec.run_id,
+        chosen,
+        threads,
+        f" per rank, {shard.world} ranks" if shard.world > 1 else "",
+        request.deterministic,
+        spec.precision,
     )
     loaded = data.load_for_run(spec.data, request.data_root, request.tensors, request.manifest)
     return Job(spec, chosen, loaded, settings, shard)
@@ -119,11 +124,16 @@ def run(job: Callable[[dict, Shard], None], request: Request) -> None:
     # ru_maxrss is in KiB on Linux; for the children, that of the largest rank (or DataLoader worker).
     own, ranks = (u.ru_maxrss / 1024 for u in usage)
     log.info(
-        "run %s: job done in %.1f s; peak resident memory %.0f MB%s", spec.run_id, seconds, own,
+        "run %s: job done in %.1f s; peak resident memory %.0f MB%s",
+        spec.run_id,
+        seconds,
+        own,
         f", largest of its {spec.devices} ranks {ranks:.0f} MB" if spec.devices > 1 else "",
     )
     if request.values.get("benchmark"):
-        write_benchmark(request.values["benchmark"], seconds, max(own, ranks), sum(u.ru_utime + u.ru_stime for u in usage))
+        write_benchmark(
+            request.values["benchmark"], seconds, max(own, ranks), sum(u.ru_utime + u.ru_stime for u in usage)
+        )
 
 
 def write_benchmark(path: str, seconds: float, max_rss_mb: float, cpu_seconds: float) -> None:
@@ -183,8 +193,12 @@ def reference_job(message: dict, shard: Shard) -> None:
         adopt_checkpoints(Path(values["earlier"]), workspace)
     if shard.lead and values["extends"]:
         taken = take_up_shorter_run(Path(values["extends"]), workspace, job.spec, epochs)
-        log.info("run %s goes on from the shorter run %s, whose checkpoints up to epoch %d are this run's",
-                 job.spec.run_id, Path(values["extends"]).parent.name, taken)
+        log.info(
+            "run %s goes on from the shorter run %s, whose checkpoints up to epoch %d are this run's",
+            job.spec.run_id,
+            Path(values["extends"]).parent.name,
+            taken,
+        )
     resume = resume_point(workspace, epochs, code, shard)
     # The last state saved holds the w*-free tables (a run resumed after its last checkpoint saves none).
     last = {"state": resume}
@@ -196,8 +210,16 @@ def reference_job(message: dict, shard: Shard) -> None:
 
     try:
         table = train_reference(
-            job.spec, job.data, job.device, epochs, save, resume=resume, correlations=values["correlations"],
-            shard=shard, until=until, validate_every=values["validate_every"],
+            job.spec,
+            job.data,
+            job.device,
+            epochs,
+            save,
+            resume=resume,
+            correlations=values["correlations"],
+            shard=shard,
+            until=until,
+            validate_every=values["validate_every"],
         )
     finally:
         distributed.leave()
@@ -205,8 +227,12 @@ def reference_job(message: dict, shard: Shard) -> None:
         return
     if not last_job:
         publish_checkpoints(workspace, Path(values["checkpoints"]), tuple(values["published"]), prune=False)
-        log.info("run %s: trained to epoch %d of %d; the next job of its chain goes on from there", job.spec.run_id,
-                 until, job.spec.epochs)
+        log.info(
+            "run %s: trained to epoch %d of %d; the next job of its chain goes on from there",
+            job.spec.run_id,
+            until,
+            job.spec.epochs,
+        )
         return
     steps, matrices = w_star_free.tables(last["state"], job.spec.run_id, job.spec.epochs)
     publish_checkpoints(workspace, Path(values["checkpoints"]), tuple(values["published"]))

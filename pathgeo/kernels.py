@@ -41,7 +41,9 @@ BLOCK = 1 << 14
 FASTMATH = {"reassoc", "contract"}
 
 
-def _step_pass(w, g, w_prev, w_star, ring_g, ring_w, plan, ring_lags, geometry, lag_block, out):  # pragma: no cover - compiled
+def _step_pass(
+    w, g, w_prev, w_star, ring_g, ring_w, plan, ring_lags, geometry, lag_block, out
+):  # pragma: no cover - compiled
     """One probe step (pathgeo.layout): fill the record `out` with this step's products as the plan row
     `plan` says, then store w into w_prev (with references) and G, and at an anchor w, into the rings.
 
@@ -214,8 +216,9 @@ def _renamed(kernel, suffix: str):
     function's name, signature and bytecode, not by its flags: two variants of one function share a cache
     entry, and whichever compiled first serves both (a small model's run left the serial pass to every
     later ResNet-18 replay, at twice the time)."""
-    copy = types.FunctionType(kernel.__code__, kernel.__globals__, kernel.__name__ + suffix, kernel.__defaults__,
-                              kernel.__closure__)
+    copy = types.FunctionType(
+        kernel.__code__, kernel.__globals__, kernel.__name__ + suffix, kernel.__defaults__, kernel.__closure__
+    )
     copy.__qualname__ = kernel.__qualname__ + suffix
     copy.__doc__ = kernel.__doc__
     return copy

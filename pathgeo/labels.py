@@ -63,14 +63,17 @@ def describe(spec: RunSpec) -> str:
     reads 'full batch (chunks of 1000)'."""
     shown = facets(spec)
     batch = f"full batch (chunks of {spec.batch_size})" if spec.full_batch else f"bs={spec.batch_size}"
-    words = [spec.data.name, slug(spec.model, spec.width), spec.optimizer, f"lr={shown['peak_lr']}", batch,
-             f"{spec.epochs} epochs", f"seed={spec.seed}"]
-    usual = {name: format_value(value) for name, value in USUAL_VALUES.items()}
-    words += [
-        f"{name}={value}"
-        for name, value in shown.items()
-        if name not in _DESCRIBED and usual.get(name) != value
+    words = [
+        spec.data.name,
+        slug(spec.model, spec.width),
+        spec.optimizer,
+        f"lr={shown['peak_lr']}",
+        batch,
+        f"{spec.epochs} epochs",
+        f"seed={spec.seed}",
     ]
+    usual = {name: format_value(value) for name, value in USUAL_VALUES.items()}
+    words += [f"{name}={value}" for name, value in shown.items() if name not in _DESCRIBED and usual.get(name) != value]
     return " ".join(words)
 
 
@@ -89,6 +92,4 @@ def run_labels(specs: Mapping[str, RunSpec]) -> dict[str, str]:
     varying = [name for name in names if len({run.get(name) for run in shown.values()}) > 1]
     if not varying:
         return run_descriptions(specs)
-    return {
-        run_id: " ".join(f"{name}={run[name]}" for name in varying if name in run) for run_id, run in shown.items()
-    }
+    return {run_id: " ".join(f"{name}={run[name]}" for name in varying if name in run) for run_id, run in shown.items()}

@@ -177,7 +177,11 @@ def vectors_moved(layout: Layout, rows: np.ndarray) -> np.ndarray:
     and w); and the writes of G, w_{t−1} and the anchor. This is the traffic floor both backends are judged by."""
     rows = np.atleast_2d(rows)
     lag_g = G_SLOTS + layout.ring_lags
-    reads = 2 + (rows[:, G_SLOTS + 1 : lag_g] >= 0).sum(axis=1) + 2 * (rows[:, lag_g : lag_g + len(layout.lags)] >= 0).sum(axis=1)
+    reads = (
+        2
+        + (rows[:, G_SLOTS + 1 : lag_g] >= 0).sum(axis=1)
+        + 2 * (rows[:, lag_g : lag_g + len(layout.lags)] >= 0).sum(axis=1)
+    )
     writes = 1 + (rows[:, BASE_WRITE] >= 0) + (rows[:, W_WRITE] >= 0)
     if layout.refs:
         reads = reads + 2 + layout.refs

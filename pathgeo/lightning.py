@@ -49,8 +49,9 @@ class Observe(Callback):
         loss = loss.detach()
         self._loss = loss if self._loss is None else self._loss + loss
 
-    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule,
-                                 optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         if len(trainer.optimizers) != 1:
             raise ValueError(
                 f"pathgeo measures one optimizer's path; configure_optimizers returned {len(trainer.optimizers)}"

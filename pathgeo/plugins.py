@@ -58,13 +58,17 @@ def import_module(module: str, reference: str) -> Any:
     except ModuleNotFoundError as error:
         missing = error.name or module
         if missing != module and not module.startswith(missing + "."):
-            raise PluginError(f"module '{module}' of '{reference}' imports '{missing}', which is not installed") from error
+            raise PluginError(
+                f"module '{module}' of '{reference}' imports '{missing}', which is not installed"
+            ) from error
         raise PluginError(
             f"cannot import module '{module}' of '{reference}': put {module.replace('.', '/')}.py in the working "
             f"directory ({cwd}), or make it importable (PYTHONPATH)"
         ) from error
     except Exception as error:
-        raise PluginError(f"importing module '{module}' of '{reference}' failed: {type(error).__name__}: {error}") from error
+        raise PluginError(
+            f"importing module '{module}' of '{reference}' failed: {type(error).__name__}: {error}"
+        ) from error
 
 
 def resolve(reference: str) -> Any:

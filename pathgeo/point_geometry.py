@@ -75,8 +75,14 @@ def products(w: torch.Tensor, g: torch.Tensor, w_star: torch.Tensor) -> dict[str
         d = wc - w_star[:, start : start + CHUNK].double()
         sums += torch.cat([torch.stack([gc @ gc, gc @ wc, wc @ wc]), d @ gc, (d * d).sum(1), d @ wc])
     values = sums.cpu().numpy()
-    return {"gg": values[0], "gw": values[1], "ww": values[2], "gd": values[3 : 3 + refs],
-            "dd": values[3 + refs : 3 + 2 * refs], "wd": values[3 + 2 * refs :]}
+    return {
+        "gg": values[0],
+        "gw": values[1],
+        "ww": values[2],
+        "gd": values[3 : 3 + refs],
+        "dd": values[3 + refs : 3 + 2 * refs],
+        "wd": values[3 + 2 * refs :],
+    }
 
 
 def point_rows(p: dict[str, np.ndarray], loss: float, weight_decay: float) -> dict[str, np.ndarray]:
@@ -87,7 +93,12 @@ def point_rows(p: dict[str, np.ndarray], loss: float, weight_decay: float) -> di
     with np.errstate(divide="ignore", invalid="ignore"):
         plain = geometry(p["gd"], gg, p["dd"])
         with_wd = geometry(p["gd"] + lam * p["wd"], gg + 2 * lam * p["gw"] + lam**2 * p["ww"], p["dd"])
-    return {"loss": np.full(refs, loss), "dist": np.sqrt(p["dd"]), **plain, **{f"{k}_wd": v for k, v in with_wd.items()}}
+    return {
+        "loss": np.full(refs, loss),
+        "dist": np.sqrt(p["dd"]),
+        **plain,
+        **{f"{k}_wd": v for k, v in with_wd.items()},
+    }
 
 
 class PointGeometry:
@@ -132,9 +143,16 @@ class PointGeometry:
         """One row per measurement and reference (empty, with the columns, if none was taken)."""
         import polars as pl
 
-        schema = {"run_id": pl.String, "reference": pl.String, "budget": pl.Int64,
-                  **{k: pl.Int64 for k in self.keys}, **{m: pl.Float64 for m in POINT_METRICS}}
-        rows = [{"run_id": run_id, "budget": self.budgets[row["reference"]], **row} for row in getattr(self, "rows", [])]
+        schema = {
+            "run_id": pl.String,
+            "reference": pl.String,
+            "budget": pl.Int64,
+            **{k: pl.Int64 for k in self.keys},
+            **{m: pl.Float64 for m in POINT_METRICS},
+        }
+        rows = [
+            {"run_id": run_id, "budget": self.budgets[row["reference"]], **row} for row in getattr(self, "rows", [])
+        ]
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
 
@@ -157,8 +175,11 @@ class FullBatchGeometry(PointGeometry):
         trainer = self.trainer
         if self.every_epochs and trainer.epoch % self.every_epochs == 0:
             # The epoch just ended is trainer.epoch − 1; its last update has been taken.
-            self.measure(trainer.task.full_batch_chunks(), trainer.task.train_size,
-                         {"epoch": trainer.epoch - 1, "step": trainer.step})
+            self.measure(
+                trainer.task.full_batch_chunks(),
+                trainer.task.train_size,
+                {"epoch": trainer.epoch - 1, "step": trainer.step},
+            )
 
 
 class FixedBatchGeometry(PointGeometry):
@@ -192,4 +213,6 @@ def measurements_from(settings: dict | None) -> tuple[FullBatchGeometry, FixedBa
     settings = settings or {}
     full = settings.get("full_batch_geometry") or {}
     fixed = settings.get("fixed_batch_geometry") or {}
-    return FullBatchGeometry(full.get("every_epochs")), FixedBatchGeometry(fixed.get("every_steps"), fixed.get("batches", 10))
+    return FullBatchGeometry(full.get("every_epochs")), FixedBatchGeometry(
+        fixed.get("every_steps"), fixed.get("batches", 10)
+    )

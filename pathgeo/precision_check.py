@@ -39,9 +39,19 @@ def synthetic_cifar10(images: int, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def run_spec(precision: str, batch_size: int, width: float) -> RunSpec:
     return RunSpec(
-        data=DataSpec("synthetic_cifar10", "cifar10", CIFAR_PARAMS), model="cifar_resnet18", width=width,
-        optimizer="momentum", lr=0.01, weight_decay=5e-4, schedule="constant", warmup_epochs=0,
-        batch_size=batch_size, epochs=3, seed=0, data_order_seed=0, precision=precision,
+        data=DataSpec("synthetic_cifar10", "cifar10", CIFAR_PARAMS),
+        model="cifar_resnet18",
+        width=width,
+        optimizer="momentum",
+        lr=0.01,
+        weight_decay=5e-4,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=batch_size,
+        epochs=3,
+        seed=0,
+        data_order_seed=0,
+        precision=precision,
     )
 
 
@@ -84,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     for precision in args.precisions:
         row = check(precision, data, device, args.batch_size, args.width)
         exact &= row["drift"] == 0.0
-        print(f"{row['precision']:<10} {row['images_per_second']:>10.1f} {row['seconds']:>9.2f} "
-              f"{row['train_loss']:>11.4f} {row['drift']:>13.3g}  {', '.join(row['nondeterministic_ops']) or '-'}",
-              flush=True)
+        print(
+            f"{row['precision']:<10} {row['images_per_second']:>10.1f} {row['seconds']:>9.2f} "
+            f"{row['train_loss']:>11.4f} {row['drift']:>13.3g}  {', '.join(row['nondeterministic_ops']) or '-'}",
+            flush=True,
+        )
     print(f"total {time.perf_counter() - began:.1f} s; every replay exact: {exact}")
     return 0 if exact else 1
 

@@ -103,8 +103,9 @@ class Watch:
             self.log.warning(f"could not list preempted SLURM jobs ({command}): {listed.stderr.strip()}; trying again")
             return []
         preempted = [job for job in parse_jobs(listed.stdout) if job.state == PREEMPTED]
-        self.refused = {job_id: reason for job_id, reason in self.refused.items()
-                        if job_id in {job.job_id for job in preempted}}
+        self.refused = {
+            job_id: reason for job_id, reason in self.refused.items() if job_id in {job.job_id for job in preempted}
+        }
         requeued = []
         for job in preempted:
             result = self.runner(requeue_command(job.job_id))

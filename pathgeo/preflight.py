@@ -76,9 +76,13 @@ def allocation_check() -> Check:
     count = devices.allocated_gpu_count(allocation)
     result = f"SLURM: {held}; torch sees {visible}"
     if visible == 0 or (count is not None and visible < count):
-        return Check("GPUs of the allocation", result, FAIL,
-                     "torch sees fewer GPUs than the job holds: see the CUDA and driver rows; a CUDA_VISIBLE_DEVICES "
-                     "set in the job's environment or profile hides the others")
+        return Check(
+            "GPUs of the allocation",
+            result,
+            FAIL,
+            "torch sees fewer GPUs than the job holds: see the CUDA and driver rows; a CUDA_VISIBLE_DEVICES "
+            "set in the job's environment or profile hides the others",
+        )
     return Check("GPUs of the allocation", result, OK)
 
 
@@ -102,16 +106,22 @@ def triton_build_check() -> Check:
     """What Triton's first launch on a GPU builds its launcher with: a C compiler and Python's headers."""
     compiler, wanted = c_compiler()
     header = python_header()
-    found = [f"C compiler {compiler or f'missing ({wanted} on PATH)'}",
-             f"{header}{'' if header.is_file() else ' missing'}"]
+    found = [
+        f"C compiler {compiler or f'missing ({wanted} on PATH)'}",
+        f"{header}{'' if header.is_file() else ' missing'}",
+    ]
     fixes = []
     if compiler is None:
-        fixes.append("a C compiler: `module load gcc` on a cluster, `conda install -c conda-forge gcc` in a conda "
-                     "environment or `apt-get install build-essential`; or set CC to one")
+        fixes.append(
+            "a C compiler: `module load gcc` on a cluster, `conda install -c conda-forge gcc` in a conda "
+            "environment or `apt-get install build-essential`; or set CC to one"
+        )
     if not header.is_file():
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        fixes.append(f"Python's headers: `apt-get install python{version}-dev` (python3-dev) for the system's Python, "
-                     "`module load python` with its headers on a cluster, or a conda environment's Python (it has them)")
+        fixes.append(
+            f"Python's headers: `apt-get install python{version}-dev` (python3-dev) for the system's Python, "
+            "`module load python` with its headers on a cluster, or a conda environment's Python (it has them)"
+        )
     return Check("Triton build (compiler, Python.h)", "; ".join(found), FAIL if fixes else OK, "; ".join(fixes))
 
 
@@ -131,13 +141,19 @@ def memory_check(spec: RunSpec, device: torch.device, probe: int | None) -> Chec
     parts = sizing.model_state_parts_mb(spec, probe or 0)
     needed = sum(parts.values())
     shown = ", ".join(f"{part} {value:.0f}" for part, value in parts.items() if value)
-    result = (f"run {spec.run_id}: {needed:.0f} MB before activations ({shown}); {device} has {free / MB:.0f} MB free "
-              f"of {total / MB:.0f} MB")
+    result = (
+        f"run {spec.run_id}: {needed:.0f} MB before activations ({shown}); {device} has {free / MB:.0f} MB free "
+        f"of {total / MB:.0f} MB"
+    )
     if needed <= free / MB:
         return Check("device memory", result, OK)
-    return Check("device memory", result, FAIL,
-                 "fewer reference points for the run, correlations: {lagged: anchored} or off (every_step keeps 51 "
-                 "gradients and 51 weights), an optimizer with fewer slots, or a GPU with more memory")
+    return Check(
+        "device memory",
+        result,
+        FAIL,
+        "fewer reference points for the run, correlations: {lagged: anchored} or off (every_step keeps 51 "
+        "gradients and 51 weights), an optimizer with fewer slots, or a GPU with more memory",
+    )
 
 
 def job_checks(spec: RunSpec, device: torch.device, probe: int | None) -> list[Check]:
@@ -152,6 +168,7 @@ def before_training(spec: RunSpec, device: torch.device, probe: int | None) -> N
     """Refuse to start the run where a job check fails, naming each failure and its fix."""
     failed = [check for check in job_checks(spec, device, probe) if check.status == FAIL]
     if failed:
-        raise PreflightError(f"run {spec.run_id} cannot train on {device}: " + " ".join(
-            f"{check.name}: {check.result}. To do: {check.fix}." for check in failed
-        ))
+        raise PreflightError(
+            f"run {spec.run_id} cannot train on {device}: "
+            + " ".join(f"{check.name}: {check.result}. To do: {check.fix}." for check in failed)
+        )

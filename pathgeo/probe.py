@@ -131,9 +131,11 @@ class Probe:
         self.flat = flat
         self.names = list(references)
         device, dtype = flat.buffer.device, flat.buffer.dtype
-        self.w_star = torch.stack(
-            [flat.flatten(references[n]) for n in self.names]
-        ) if references else torch.zeros(0, flat.numel, dtype=dtype, device=device)
+        self.w_star = (
+            torch.stack([flat.flatten(references[n]) for n in self.names])
+            if references
+            else torch.zeros(0, flat.numel, dtype=dtype, device=device)
+        )
         if backend == "auto":
             backend = "fused" if device.type == "cpu" else "triton"
         if backend not in BACKENDS or (backend == "fused" and device.type != "cpu"):
@@ -189,8 +191,12 @@ class Probe:
             # microseconds, and so would choosing a kernel, slicing rows and setting tensor items each step.
             self._kernel = kernels.step_pass.variant(self.flat.numel, torch.get_num_threads())
             self._arrays = (
-                self.flat.weights.numpy(), self.flat.grads.numpy(), self.w_prev.numpy(), self.w_star.numpy(),
-                self.ring_g.numpy(), self.ring_w.numpy(),
+                self.flat.weights.numpy(),
+                self.flat.grads.numpy(),
+                self.w_prev.numpy(),
+                self.w_star.numpy(),
+                self.ring_g.numpy(),
+                self.ring_w.numpy(),
             )
             self._sizes = (self.layout.ring_lags, self.layout.geometry, self.layout.lag_block)
             self._plan_rows, self._record_rows = list(self._plan), list(self._record.numpy())
@@ -202,11 +208,16 @@ class Probe:
         from pathgeo import triton_kernels
 
         if self.flat.buffer.device.type == "cpu" and not triton_kernels.interpreting():
-            raise ValueError("probe backend 'triton' runs on the CPU only under Triton's interpreter (TRITON_INTERPRET=1)")
+            raise ValueError(
+                "probe backend 'triton' runs on the CPU only under Triton's interpreter (TRITON_INTERPRET=1)"
+            )
         arrays = {
-            "w": self.flat.weights, "g": self.flat.grads,
-            "w_prev": self.w_prev if self.names else self.flat.weights, "w_star": self.w_star,
-            "ring_g": self.ring_g, "ring_w": self.ring_w if len(self.ring_w) else self.ring_g,
+            "w": self.flat.weights,
+            "g": self.flat.grads,
+            "w_prev": self.w_prev if self.names else self.flat.weights,
+            "w_star": self.w_star,
+            "ring_g": self.ring_g,
+            "ring_w": self.ring_w if len(self.ring_w) else self.ring_g,
             "plan": torch.from_numpy(self._plan).to(self.flat.buffer.device),
         }
         self._plan_device = arrays["plan"]
@@ -265,8 +276,12 @@ class Probe:
             return
         width = self.layout.lag_width
         with torch.no_grad():
-            self._triton.step(n, active_lags(self.layout, self._plan[n]), self._main_rows[n],
-                              lambda j: self._record[n, self.layout.lag(j) : self.layout.lag(j) + width])
+            self._triton.step(
+                n,
+                active_lags(self.layout, self._plan[n]),
+                self._main_rows[n],
+                lambda j: self._record[n, self.layout.lag(j) : self.layout.lag(j) + width],
+            )
 
     def end_epoch(self, epoch: int | None = None) -> None:
         """Move the epoch's records to the host (the one synchronisation), log a summary, plan the next."""
@@ -286,8 +301,13 @@ class Probe:
             with np.errstate(divide="ignore", invalid="ignore"):
                 gamma = geometry(records[:, at], records[:, 0], records[:, at + 1])["gamma"]
             finite = gamma[np.isfinite(gamma)]
-            log.info("epoch %d: %d steps, mean gamma vs %s = %.4g", epoch, self._n, self.names[0],
-                     finite.mean() if finite.size else np.nan)
+            log.info(
+                "epoch %d: %d steps, mean gamma vs %s = %.4g",
+                epoch,
+                self._n,
+                self.names[0],
+                finite.mean() if finite.size else np.nan,
+            )
         self._record[: self._n].fill_(np.nan)
         self._lrs, self._wds, self._n = [], [], 0
         self.epoch = epoch + 1
@@ -466,8 +486,12 @@ def matrix_table(measured: Measured, wanted: frozenset[int] | None) -> pl.DataFr
     return pl.DataFrame(
         rows,
         schema={
-            "epoch": pl.Int64, "start_step": pl.Int64, "i": pl.Int64, "j": pl.Int64,
-            "corr": pl.Float64, "sign_flip": pl.Float64,
+            "epoch": pl.Int64,
+            "start_step": pl.Int64,
+            "i": pl.Int64,
+            "j": pl.Int64,
+            "corr": pl.Float64,
+            "sign_flip": pl.Float64,
         },
         orient="row",
     )

@@ -55,7 +55,13 @@ TRAJECTORY = (
     "warmup.py",
 )
 MEASUREMENT = (
-    "columns.py", "layout.py", "point_geometry.py", "probe.py", "replay.py", "triton_kernels.py", "w_star_free.py",
+    "columns.py",
+    "layout.py",
+    "point_geometry.py",
+    "probe.py",
+    "replay.py",
+    "triton_kernels.py",
+    "w_star_free.py",
 )
 # Modules a job runs that decide only whether it starts, never what it computes (the node's checks before a GPU job
 # trains, and the memory arithmetic they use): editing them re-runs nothing, so no version covers them.
@@ -112,7 +118,9 @@ def code_version(spec: RunSpec) -> str:
     """The version of the code that trains this run: TRAJECTORY, the user's plug-in modules it names (their
     source), and torchvision's version for a torchvision model."""
     extra = [library_version(TRAJECTORY)]
-    own = [name for name in (spec.model, spec.optimizer) if plugins.is_plugin(name) and not name.startswith("torchvision:")]
+    own = [
+        name for name in (spec.model, spec.optimizer) if plugins.is_plugin(name) and not name.startswith("torchvision:")
+    ]
     if spec.model.startswith("torchvision:"):
         import torchvision
 

@@ -86,8 +86,12 @@ def train_reference(
             last_line = time.monotonic()
             log.info(
                 "run %s epoch %d/%d: train loss %.4g, %s (%.2f s, %.4g samples/s)",
-                spec.run_id, stats.epoch + 1, spec.epochs, stats.train_loss,
-                ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation", stats.seconds,
+                spec.run_id,
+                stats.epoch + 1,
+                spec.epochs,
+                stats.train_loss,
+                ", ".join(f"{k} {v:.4g}" for k, v in val.items()) or "no validation",
+                stats.seconds,
                 stats.samples_per_second,
             )
         if trainer.epoch in checkpoint_epochs:
@@ -97,7 +101,9 @@ def train_reference(
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.exclude("epoch").cast(pl.Float64))
 
 
-def resume_point(workspace: Path, epochs: tuple[int, ...], code: str | None = None, shard: Shard = SINGLE) -> dict | None:
+def resume_point(
+    workspace: Path, epochs: tuple[int, ...], code: str | None = None, shard: Shard = SINGLE
+) -> dict | None:
     """The newest checkpoint in `workspace` that every wanted checkpoint before it is there for, loaded; None
     when training must start from the seed. Writes are atomic, so every file there is whole; files for other
     epochs (an earlier segment length) are ignored. Given the `code` version (pathgeo.provenance), checkpoints
@@ -122,8 +128,12 @@ def _usable(workspace: Path, epochs: tuple[int, ...], code: str | None) -> tuple
         return None, None
     state = checkpoints.load(checkpoints.checkpoint_path(workspace, usable))
     if code is not None and state.get("code") != code:
-        log.info("%s: its checkpoints were made by other code (version %s, now %s); training from the start",
-                 workspace, state.get("code"), code)
+        log.info(
+            "%s: its checkpoints were made by other code (version %s, now %s); training from the start",
+            workspace,
+            state.get("code"),
+            code,
+        )
         for path in workspace.glob("epoch*.pt"):
             path.unlink()
         return None, None

@@ -32,7 +32,9 @@ def discover(package: str, attribute: str) -> dict[str, Any]:
         declared = getattr(module, attribute, ())
         for entry in declared if isinstance(declared, tuple) else (declared,):
             if entry.name in entries:
-                raise ValueError(f"{package}: '{entry.name}' is declared by both {where[entry.name]} and {module.__name__}")
+                raise ValueError(
+                    f"{package}: '{entry.name}' is declared by both {where[entry.name]} and {module.__name__}"
+                )
             entries[entry.name] = entry
             where[entry.name] = module.__name__
     return dict(sorted(entries.items()))

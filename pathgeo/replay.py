@@ -147,7 +147,12 @@ def _replay_to(
             measurement.end_epoch()
         log.info(
             "run %s replay epoch %d/%d: train loss %.4g (%.2f s, %.4g samples/s)",
-            run_id, stats.epoch + 1, end_epoch, stats.train_loss, stats.seconds, stats.samples_per_second,
+            run_id,
+            stats.epoch + 1,
+            end_epoch,
+            stats.train_loss,
+            stats.seconds,
+            stats.samples_per_second,
         )
     fidelity = measure_fidelity(trainer, end_state)
     log.info("run %s epoch %d: replay drift %.3g", run_id, trainer.epoch, fidelity.relative_drift)
@@ -155,7 +160,11 @@ def _replay_to(
         raise FidelityError(
             f"run {run_id}: replay drifted from the reference at epoch {trainer.epoch}: relative drift "
             f"{fidelity.relative_drift:.3g} > tolerance {tolerance:g}"
-            + (f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})" if fidelity.nondeterministic_ops else "")
+            + (
+                f" (nondeterministic ops: {', '.join(fidelity.nondeterministic_ops)})"
+                if fidelity.nondeterministic_ops
+                else ""
+            )
         )
     return fidelity
 

@@ -96,8 +96,10 @@ def _case(schema: dict[str, Any]) -> dict[str, Any]:
     top-level ones."""
     run_fields = schema["$defs"]["run_fields"]
     fields = {name: {"$ref": f"#/$defs/run_fields/properties/{name}"} for name in run_fields["properties"]}
-    own = {name: {**schema["properties"][name], "description": f"this case's {name}"}
-           for name in ("segment_epochs", "validate_every")}
+    own = {
+        name: {**schema["properties"][name], "description": f"this case's {name}"}
+        for name in ("segment_epochs", "validate_every")
+    }
     return {**run_fields, "properties": {**fields, **own}}
 
 
@@ -266,8 +268,10 @@ def with_defaults(shown: Any, name: str, defaults: Any) -> Any:
         return shown
     properties = shown.get("properties")
     if isinstance(properties, dict) and isinstance(defaults, Mapping):
-        keyed = {key: {**value, "default": defaults[key]} if key in defaults and isinstance(value, dict) else value
-                 for key, value in properties.items()}
+        keyed = {
+            key: {**value, "default": defaults[key]} if key in defaults and isinstance(value, dict) else value
+            for key, value in properties.items()
+        }
         return {**shown, "properties": keyed}
     return {**shown, "default": defaults}
 
@@ -306,8 +310,14 @@ def overview(schema: dict[str, Any]) -> str:
         clauses = _clauses(entry) if isinstance(entry, dict) else None
         if clauses:
             key, by = clauses
-            lines.append(textwrap.fill(f"{name}.{key.upper()}: an entry of that {key}; {key}s: {', '.join(by)}",
-                                       118, initial_indent=" " * (width + 4), subsequent_indent=" " * (width + 6)))
+            lines.append(
+                textwrap.fill(
+                    f"{name}.{key.upper()}: an entry of that {key}; {key}s: {', '.join(by)}",
+                    118,
+                    initial_indent=" " * (width + 4),
+                    subsequent_indent=" " * (width + 6),
+                )
+            )
     return "\n".join(lines) + "\n"
 
 

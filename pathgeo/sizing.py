@@ -91,8 +91,8 @@ def _example(spec: RunSpec) -> tuple[tuple[int, ...], bool] | None:
     synthetic objective, whose model is its parameters, or a tensors file, whose shape only the file knows)."""
     params = spec.data.params
     provided = kind(spec.data.kind).provides(params)
-    if provided.startswith("image") and provided[len("image"):].isdigit():
-        side = int(provided[len("image"):])
+    if provided.startswith("image") and provided[len("image") :].isdigit():
+        side = int(provided[len("image") :])
         return (1, 3, side, side), False
     shapes = {
         "mnist1d": ((1, 40), False),
@@ -106,8 +106,9 @@ def model_size(spec: RunSpec) -> ModelSize:
     entry = model(spec.model)
     # By what the dataset feeds, not by the model's input: a plug-in or torchvision model has none.
     provided = kind(spec.data.kind).provides(spec.data.params)
-    classes = (kind(spec.data.kind).task.num_classes or spec.data.params.get("num_classes")
-               or ASSUMED_CLASSES.get(provided, 0))
+    classes = (
+        kind(spec.data.kind).task.num_classes or spec.data.params.get("num_classes") or ASSUMED_CLASSES.get(provided, 0)
+    )
     reads = tuple((key, spec.data.params[key]) for key in entry.reads)
     options = tuple(sorted(spec.model_options.items()))
     arguments = (spec.model, spec.width, reads, classes, options, _example(spec))
@@ -171,8 +172,12 @@ def optimizer_slots(name: str) -> int:
     weight.grad = torch.ones(1)
     opt.step()
     # Tensors of the parameter's shape (a 0-dim tensor is a step count).
-    return sum(1 for state in opt.state.values() for value in state.values()
-               if torch.is_tensor(value) and value.is_floating_point() and value.shape == weight.shape)
+    return sum(
+        1
+        for state in opt.state.values()
+        for value in state.values()
+        if torch.is_tensor(value) and value.is_floating_point() and value.shape == weight.shape
+    )
 
 
 def probe_copies(correlations: dict, references: int) -> int:
@@ -249,8 +254,14 @@ def training_hours(
 
 
 def runtime_minutes(
-    spec: RunSpec, epochs: int, device: str, threads: int, attempt: int = 1, probe: bool = False,
-    data_root: str | Path | None = None, limit: int | None = None,
+    spec: RunSpec,
+    epochs: int,
+    device: str,
+    threads: int,
+    attempt: int = 1,
+    probe: bool = False,
+    data_root: str | Path | None = None,
+    limit: int | None = None,
 ) -> int:
     """The time limit of a job that trains `epochs` epochs: twice the estimate and the start-up, more with every
     attempt, at least MIN_RUNTIME_MINUTES and at most `limit` (the site's, config key max_job_minutes)."""
@@ -270,7 +281,11 @@ def epochs_per_job(
 
 
 def reference_chain(
-    spec: RunSpec, checkpoints: tuple[int, ...], limit: int | None, device: str, threads: int,
+    spec: RunSpec,
+    checkpoints: tuple[int, ...],
+    limit: int | None,
+    device: str,
+    threads: int,
     data_root: str | Path | None = None,
 ) -> tuple[int, ...]:
     """The epoch at which each job of the run's reference training ends, in order; the last is the run's end.
@@ -290,7 +305,12 @@ def reference_chain(
 
 
 def segment_epochs_within(
-    spec: RunSpec, spacing: int, limit: int | None, device: str, threads: int, probe: bool,
+    spec: RunSpec,
+    spacing: int,
+    limit: int | None,
+    device: str,
+    threads: int,
+    probe: bool,
     data_root: str | Path | None = None,
 ) -> int:
     """The run's checkpoint spacing: the config's `spacing` (segment_epochs) or, where one segment would take one
@@ -300,7 +320,9 @@ def segment_epochs_within(
     if limit is None:
         return spacing
     divisors = [d for d in range(spacing, 0, -1) if spacing % d == 0]
-    fitting = (d for d in divisors if runtime_minutes(spec, d, device, threads, probe=probe, data_root=data_root) <= limit)
+    fitting = (
+        d for d in divisors if runtime_minutes(spec, d, device, threads, probe=probe, data_root=data_root) <= limit
+    )
     return next(fitting, 1)
 
 
@@ -321,9 +343,7 @@ def unfit_model(spec: RunSpec) -> str | None:
     return None
 
 
-def sized_plan(
-    config: dict, limit: int | None, device: str, threads: int, data_root: str | Path | None = None
-) -> Plan:
+def sized_plan(config: dict, limit: int | None, device: str, threads: int, data_root: str | Path | None = None) -> Plan:
     """The config's plan (pathgeo.config.build_plan), refused where a model cannot take its dataset's input, with
     every segment short enough for one job within `limit` minutes (`within_time_limit`)."""
     from pathgeo.config import ConfigError, build_plan
@@ -344,7 +364,9 @@ def within_time_limit(
     replayed run, a job of its reference training for one that is not (`reference_chain` ends its jobs at
     segment ends)."""
     spacing = {
-        run_id: segment_epochs_within(plan.runs[run_id], every, limit, device, threads, plan.replayed(run_id), data_root)
+        run_id: segment_epochs_within(
+            plan.runs[run_id], every, limit, device, threads, plan.replayed(run_id), data_root
+        )
         for run_id, every in plan.run_segment_epochs.items()
     }
     return dataclasses.replace(plan, run_segment_epochs=spacing)
@@ -364,15 +386,20 @@ def state_vectors(optimizer_name: str, devices: int, probe_vectors: int = 0) -> 
     """Model-sized vectors one rank holds on its device, by part: weights and gradients (the flat buffer), the
     optimizer's slots, DDP's gradient buckets on several devices, and the probe's copies (rank 0's)."""
     return {
-        "weights": 1, "gradients": 1, "optimizer": optimizer_slots(optimizer_name),
-        "DDP buckets": 1 if devices > 1 else 0, "probe": probe_vectors,
+        "weights": 1,
+        "gradients": 1,
+        "optimizer": optimizer_slots(optimizer_name),
+        "DDP buckets": 1 if devices > 1 else 0,
+        "probe": probe_vectors,
     }
 
 
 def model_state_parts_mb(spec: RunSpec, probe_vectors: int = 0) -> dict[str, float]:
     """`model_state_mb` by part (state_vectors)."""
     vector_mb = model_size(spec).parameters * _element_bytes(spec) / MB
-    return {part: count * vector_mb for part, count in state_vectors(spec.optimizer, spec.devices, probe_vectors).items()}
+    return {
+        part: count * vector_mb for part, count in state_vectors(spec.optimizer, spec.devices, probe_vectors).items()
+    }
 
 
 def model_state_mb(spec: RunSpec, probe_vectors: int = 0) -> float:
@@ -386,20 +413,23 @@ def model_state_mb(spec: RunSpec, probe_vectors: int = 0) -> float:
 DEFAULT_WINDOW = 5
 
 
-def largest_model(memory_bytes: int, optimizer_name: str, lagged: str, references: int = 1,
-                  window: int = DEFAULT_WINDOW) -> int:
+def largest_model(
+    memory_bytes: int, optimizer_name: str, lagged: str, references: int = 1, window: int = DEFAULT_WINDOW
+) -> int:
     """The most float32 parameters whose model state and probe copies (a replay's rank 0 on one device, the
     vectors model_state_mb counts) fit in `memory_bytes`; activations and the CUDA context come on top."""
     probe = probe_copies({"window": window, "lagged": lagged}, references)
     return memory_bytes // (4 * sum(state_vectors(optimizer_name, 1, probe).values()))
 
 
-def largest_models(memories_gib: tuple[int, ...] = (40, 80), optimizers: tuple[str, ...] = ("momentum", "adam"),
-                   references: int = 1) -> list[tuple[str, str, dict[int, int]]]:
+def largest_models(
+    memories_gib: tuple[int, ...] = (40, 80), optimizers: tuple[str, ...] = ("momentum", "adam"), references: int = 1
+) -> list[tuple[str, str, dict[int, int]]]:
     """(lag protocol, optimizer, {GiB of device memory: largest_model}) for every lag protocol and optimizer."""
     return [
         (lagged, name, {gib: largest_model(gib << 30, name, lagged, references) for gib in memories_gib})
-        for lagged in LAG_PROTOCOLS for name in optimizers
+        for lagged in LAG_PROTOCOLS
+        for name in optimizers
     ]
 
 
@@ -444,12 +474,15 @@ def compute_plan(
     for run_id, spec in sorted(plan.runs.items()):
         segments = plan.segments(run_id)
         replayed = sum(end - start for start, end in segments)
-        rows.append(PlannedRun(
-            run_id, spec,
-            training_hours(spec, spec.epochs, device, threads, data_root=data_root),
-            training_hours(spec, replayed, device, threads, probe=True, data_root=data_root),
-            throughput(spec, device, threads).source,
-            len(reference_chain(spec, plan.checkpoint_epochs(run_id), limit, device, threads, data_root)),
-            len(segments),
-        ))
+        rows.append(
+            PlannedRun(
+                run_id,
+                spec,
+                training_hours(spec, spec.epochs, device, threads, data_root=data_root),
+                training_hours(spec, replayed, device, threads, probe=True, data_root=data_root),
+                throughput(spec, device, threads).source,
+                len(reference_chain(spec, plan.checkpoint_epochs(run_id), limit, device, threads, data_root)),
+                len(segments),
+            )
+        )
     return rows

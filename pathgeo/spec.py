@@ -17,7 +17,6 @@ from pathgeo import models, plugins
 from pathgeo.schedules import schedule
 
 
-
 # Run fields added after the first runs existed: at these values they are left out of the canonical JSON.
 OPTIONAL_DEFAULTS = {
     "grad_clip": None,

@@ -103,7 +103,7 @@ def parse_topology_matrix(text: str) -> dict[tuple[int, int], str]:
         at: int(m.group(1)) for at, cell in enumerate(CELL.split(header)) if (m := GPU_COLUMN.fullmatch(cell.strip()))
     }
     cells = {}
-    for line in lines[lines.index(header) + 1:]:
+    for line in lines[lines.index(header) + 1 :]:
         row = CELL.split(line)
         label = GPU_COLUMN.fullmatch(row[0].strip())
         if label is not None:
@@ -138,8 +138,11 @@ def read(count: int, run: Runner = commands.run) -> Topology:
         cells = parse_topology_matrix(matrix.stdout)
         links = tuple(tuple(cells[i, j] for j in indices) for i in indices)
     except (ValueError, KeyError, IndexError) as error:
-        log.warning("GPU links not recorded: nvidia-smi's output is not what pathgeo reads (%s: %s)",
-                    type(error).__name__, error)
+        log.warning(
+            "GPU links not recorded: nvidia-smi's output is not what pathgeo reads (%s: %s)",
+            type(error).__name__,
+            error,
+        )
         return unlinked
     return Topology(tuple(by_address[address][1] for address, _ in ranks), links)
 
@@ -169,4 +172,3 @@ def differences(reference: dict[str, Any] | None, replay: dict[str, Any] | None)
 
 def _matrix(links: Sequence[Sequence[str]]) -> str:
     return "[" + "; ".join(" ".join(row) for row in links) + "]"
-

@@ -149,7 +149,9 @@ class Trainer:
                 if self.switch is not None:
                     self.switch.observe(self.flat.grads, self.step)
                     if self.switch.switch_step == self.step:
-                        log.info("run %s: GAWU ends the warm-up at step %d (epoch %d)", self.run_id, self.step, self.epoch)
+                        log.info(
+                            "run %s: GAWU ends the warm-up at step %d (epoch %d)", self.run_id, self.step, self.epoch
+                        )
                 switch_step = self.switch.switch_step if self.switch is not None else None
                 lr = self.spec.lr * self.schedule.lr_factor(self.step, switch_step)
                 weight_decay = self.spec.weight_decay * self.schedule.wd_factor(self.step)
@@ -222,12 +224,14 @@ class Trainer:
         which DDP's mean over ranks turns into the gradient of the global mean loss. Ranks with equal parts get
         a weight of exactly 1. One all-reduce of four numbers gives the global loss, counts and rows."""
         device = self.task.device
-        local = torch.stack([
-            out.loss.detach().double() * out.count,
-            _number(out.count, device),
-            out.correct.double() if out.correct is not None else _number(0, device),
-            _number(rows, device),
-        ])
+        local = torch.stack(
+            [
+                out.loss.detach().double() * out.count,
+                _number(out.count, device),
+                out.correct.double() if out.correct is not None else _number(0, device),
+                _number(rows, device),
+            ]
+        )
         loss_total, count, correct, all_rows = sum_across(local, self.shard).unbind()
         weight = (self.shard.world * out.count / count).to(out.loss.dtype)
         (out.loss * weight).backward()
@@ -263,8 +267,9 @@ def build_trainer(spec: RunSpec, data: Any, device: torch.device, shard: Shard =
     process's rank of a run on several devices (its process group already joined)."""
     seed_global_generators(spec.seed, shard.rank)
     if spec.precision == "tf32" and device.type != "cuda":
-        log.warning("run %s: tf32 changes only CUDA matmuls and convolutions; on %s it computes in float32",
-                    spec.run_id, device)
+        log.warning(
+            "run %s: tf32 changes only CUDA matmuls and convolutions; on %s it computes in float32", spec.run_id, device
+        )
     task = build_task(spec, data, device, shard)
     if spec.sync_batchnorm:
         if device.type != "cuda":

@@ -46,8 +46,12 @@ PROGRAMS = 1024
 NUM_WARPS = 8
 
 # Triton reads only constexpr globals inside a kernel.
-_PREV_VALID, _G_WRITE, _BASE_WRITE, _W_WRITE, _G_SLOTS = (tl.constexpr(v) for v in (PREV_VALID, G_WRITE, BASE_WRITE, W_WRITE, G_SLOTS))
-_GEO_WW, _GEO_GW, _GEO_SS, _GEO_REF, _GEO_REF_WIDTH = (tl.constexpr(v) for v in (GEO_WW, GEO_GW, GEO_SS, GEO_REF, GEO_REF_WIDTH))
+_PREV_VALID, _G_WRITE, _BASE_WRITE, _W_WRITE, _G_SLOTS = (
+    tl.constexpr(v) for v in (PREV_VALID, G_WRITE, BASE_WRITE, W_WRITE, G_SLOTS)
+)
+_GEO_WW, _GEO_GW, _GEO_SS, _GEO_REF, _GEO_REF_WIDTH = (
+    tl.constexpr(v) for v in (GEO_WW, GEO_GW, GEO_SS, GEO_REF, GEO_REF_WIDTH)
+)
 _LAG_GG, _LAG_DW, _LAG_REF, _LAG_REF_WIDTH = (tl.constexpr(v) for v in (LAG_GG, LAG_DW, LAG_REF, LAG_REF_WIDTH))
 
 
@@ -57,9 +61,23 @@ def interpreting() -> bool:
 
 @triton.jit(do_not_specialize=["step"])
 def _step_kernel(
-    w_ptr, g_ptr, w_prev_ptr, w_star_ptr, ring_g_ptr, ring_w_ptr, plan_ptr, partial_ptr, n, step,
-    PLAN_WIDTH: tl.constexpr, RING_LAGS: tl.constexpr, RING_PAD: tl.constexpr, REFS: tl.constexpr,
-    REFS_PAD: tl.constexpr, WIDTH: tl.constexpr, BLOCK: tl.constexpr,
+    w_ptr,
+    g_ptr,
+    w_prev_ptr,
+    w_star_ptr,
+    ring_g_ptr,
+    ring_w_ptr,
+    plan_ptr,
+    partial_ptr,
+    n,
+    step,
+    PLAN_WIDTH: tl.constexpr,
+    RING_LAGS: tl.constexpr,
+    RING_PAD: tl.constexpr,
+    REFS: tl.constexpr,
+    REFS_PAD: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
     programs = tl.num_programs(0)
@@ -105,7 +123,8 @@ def _step_kernel(
             w64 = w.to(tl.float64)
             s64 = tl.load(w_prev_ptr + offs, mask=inside, other=0.0).to(tl.float64) - w64
             star = tl.load(
-                w_star_ptr + ref[:, None].to(tl.int64) * n + offs[None, :], mask=ref_rows[:, None] & inside[None, :],
+                w_star_ptr + ref[:, None].to(tl.int64) * n + offs[None, :],
+                mask=ref_rows[:, None] & inside[None, :],
                 other=0.0,
             ).to(tl.float64)
             d = w64[None, :] - star
@@ -140,9 +159,23 @@ def _step_kernel(
 
 @triton.jit(do_not_specialize=["step", "lag"])
 def _lag_kernel(
-    w_ptr, g_ptr, w_star_ptr, ring_g_ptr, ring_w_ptr, plan_ptr, partial_ptr, n, step, lag,
-    PLAN_WIDTH: tl.constexpr, LAG_SLOTS: tl.constexpr, LAGS: tl.constexpr, REFS: tl.constexpr,
-    REFS_PAD: tl.constexpr, WIDTH: tl.constexpr, BLOCK: tl.constexpr,
+    w_ptr,
+    g_ptr,
+    w_star_ptr,
+    ring_g_ptr,
+    ring_w_ptr,
+    plan_ptr,
+    partial_ptr,
+    n,
+    step,
+    lag,
+    PLAN_WIDTH: tl.constexpr,
+    LAG_SLOTS: tl.constexpr,
+    LAGS: tl.constexpr,
+    REFS: tl.constexpr,
+    REFS_PAD: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
     programs = tl.num_programs(0)
@@ -164,7 +197,8 @@ def _lag_kernel(
         bg64 = tl.load(base_g + offs, mask=inside, other=0.0).to(tl.float64)
         bw64 = tl.load(base_w + offs, mask=inside, other=0.0).to(tl.float64)
         star = tl.load(
-            w_star_ptr + ref[:, None].to(tl.int64) * n + offs[None, :], mask=ref_rows[:, None] & inside[None, :],
+            w_star_ptr + ref[:, None].to(tl.int64) * n + offs[None, :],
+            mask=ref_rows[:, None] & inside[None, :],
             other=0.0,
         ).to(tl.float64)
         d = w64[None, :] - star
@@ -212,12 +246,22 @@ class TritonPass:
         self.main_partial = torch.empty(self.programs, layout.lag_block, dtype=torch.float64, device=device)
         self.lag_partial = torch.empty(self.programs, layout.lag_width, dtype=torch.float64, device=device)
         self.step_constants = {
-            "PLAN_WIDTH": plan_width, "RING_LAGS": layout.ring_lags, "RING_PAD": pad(layout.ring_lags),
-            "REFS": layout.refs, "REFS_PAD": pad(layout.refs), "WIDTH": layout.lag_block, "BLOCK": block,
+            "PLAN_WIDTH": plan_width,
+            "RING_LAGS": layout.ring_lags,
+            "RING_PAD": pad(layout.ring_lags),
+            "REFS": layout.refs,
+            "REFS_PAD": pad(layout.refs),
+            "WIDTH": layout.lag_block,
+            "BLOCK": block,
         }
         self.lag_constants = {
-            "PLAN_WIDTH": plan_width, "LAG_SLOTS": G_SLOTS + layout.ring_lags, "LAGS": max(len(layout.lags), 1),
-            "REFS": layout.refs, "REFS_PAD": pad(layout.refs), "WIDTH": layout.lag_width, "BLOCK": block,
+            "PLAN_WIDTH": plan_width,
+            "LAG_SLOTS": G_SLOTS + layout.ring_lags,
+            "LAGS": max(len(layout.lags), 1),
+            "REFS": layout.refs,
+            "REFS_PAD": pad(layout.refs),
+            "WIDTH": layout.lag_width,
+            "BLOCK": block,
         }
 
     def step(self, n: int, lags: list[int], main_out: torch.Tensor, lag_out) -> None:
@@ -226,9 +270,35 @@ class TritonPass:
         (the slots differ anyway; see pathgeo.layout.Rings)."""
         a, grid = self.a, (self.programs,)
         for j in lags:
-            launch(_lag_kernel, grid, a["w"], a["g"], a["w_star"], a["ring_g"], a["ring_w"], a["plan"],
-                   self.lag_partial, self.n, n, j, **self.lag_constants)
+            launch(
+                _lag_kernel,
+                grid,
+                a["w"],
+                a["g"],
+                a["w_star"],
+                a["ring_g"],
+                a["ring_w"],
+                a["plan"],
+                self.lag_partial,
+                self.n,
+                n,
+                j,
+                **self.lag_constants,
+            )
             torch.sum(self.lag_partial, dim=0, out=lag_out(j))
-        launch(_step_kernel, grid, a["w"], a["g"], a["w_prev"], a["w_star"], a["ring_g"], a["ring_w"], a["plan"],
-               self.main_partial, self.n, n, **self.step_constants)
+        launch(
+            _step_kernel,
+            grid,
+            a["w"],
+            a["g"],
+            a["w_prev"],
+            a["w_star"],
+            a["ring_g"],
+            a["ring_w"],
+            a["plan"],
+            self.main_partial,
+            self.n,
+            n,
+            **self.step_constants,
+        )
         torch.sum(self.main_partial, dim=0, out=main_out)

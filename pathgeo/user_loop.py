@@ -119,8 +119,9 @@ class Observer:
     after which the trained weights are kept (the first pass's reference points); `probe` builds the probe
     at the first step (the second pass), from the flat parameters and the epoch the step is in."""
 
-    def __init__(self, snapshot_epochs: Collection[int] = (),
-                 probe: Callable[[FlatParameters, int], Probe] | None = None):
+    def __init__(
+        self, snapshot_epochs: Collection[int] = (), probe: Callable[[FlatParameters, int], Probe] | None = None
+    ):
         self._snapshot_epochs = frozenset(snapshot_epochs)
         self._make_probe = probe
         self.model: nn.Module | None = None
@@ -165,7 +166,9 @@ class Observer:
 
     def _start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"observe(model, loss, optimizer): model must be a torch.nn.Module, not {type(model).__name__}")
+            raise TypeError(
+                f"observe(model, loss, optimizer): model must be a torch.nn.Module, not {type(model).__name__}"
+            )
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"observe(model, loss, optimizer): optimizer must be a torch.optim.Optimizer, not "
@@ -205,8 +208,13 @@ def measure(
     and epochs (the weights after that many epochs); none: one pass, only what needs no w*. `window`, `lags`,
     `lagged`, `matrix_epochs` and `backend` are the probe's (pathgeo.probe.Probe)."""
     wanted = reference_epochs(references)
-    settings: dict[str, Any] = {"window": window, "lags": lags, "lagged": lagged if wanted else "off",
-                                "matrix_epochs": matrix_epochs, "backend": backend}
+    settings: dict[str, Any] = {
+        "window": window,
+        "lags": lags,
+        "lagged": lagged if wanted else "off",
+        "matrix_epochs": matrix_epochs,
+        "backend": backend,
+    }
     if not wanted:
         only = Observer(probe=lambda flat, epoch: Probe(flat, {}, start_epoch=epoch, **settings))
         model = _run(run, only)
@@ -222,8 +230,9 @@ def measure(
             f"reference points {missing} lie past the run's end: run called observe.end_epoch() {epochs} time(s); "
             f"call it after every epoch"
         )
-    points = {name: first.flat.weights.detach().clone() if e is None else first.snapshots[e]
-              for name, e in wanted.items()}
+    points = {
+        name: first.flat.weights.detach().clone() if e is None else first.snapshots[e] for name, e in wanted.items()
+    }
     names = first.flat.names
     # The end of the first pass, on the host: the second pass then has the device's memory to itself.
     end_weights = first.flat.weights.detach().to("cpu", copy=True)
@@ -232,8 +241,10 @@ def measure(
 
     def probe(flat: FlatParameters, epoch: int) -> Probe:
         if flat.names != names:
-            raise PassesDiffer(f"the two passes differ: the first trained parameters {_listed(names)}, the second "
-                               f"{_listed(flat.names)}. {CAUSES}")
+            raise PassesDiffer(
+                f"the two passes differ: the first trained parameters {_listed(names)}, the second "
+                f"{_listed(flat.names)}. {CAUSES}"
+            )
         built = Probe(flat, points, start_epoch=epoch, **settings)
         points.clear()  # the probe holds its own copy of each
         return built
@@ -292,8 +303,13 @@ class Difference:
         self.entries += 1
         if not _same(first, second):
             self.differ += 1
-            if isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape \
-                    and first.is_floating_point() and second.is_floating_point():
+            if (
+                isinstance(first, torch.Tensor)
+                and isinstance(second, torch.Tensor)
+                and first.shape == second.shape
+                and first.is_floating_point()
+                and second.is_floating_point()
+            ):
                 self.largest = max(self.largest, (first.double() - second.cpu().double()).abs().max().item())
 
     def __str__(self) -> str:
@@ -318,8 +334,9 @@ def _same(first: Any, second: Any) -> bool:
     return first == second
 
 
-def _check_identical(first_lengths: list[int], end_weights: torch.Tensor, end_state: dict[str, Any],
-                     second: Observer, model: nn.Module) -> None:
+def _check_identical(
+    first_lengths: list[int], end_weights: torch.Tensor, end_state: dict[str, Any], second: Observer, model: nn.Module
+) -> None:
     """Raise PassesDiffer unless the second pass took the first one's steps and ended in its exact state."""
     if second.steps_per_epoch != first_lengths:
         raise PassesDiffer(

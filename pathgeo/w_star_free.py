@@ -41,8 +41,13 @@ class TrainingCorrelations:
     def _start(self) -> None:
         trainer, matrix_epochs = self.trainer, self.settings["matrix_epochs"]
         self.probe = Probe(
-            trainer.flat, {}, steps_per_epoch=trainer.task.steps_per_epoch, start_step=trainer.step,
-            start_epoch=trainer.epoch, window=self.settings["window"], lagged="off",
+            trainer.flat,
+            {},
+            steps_per_epoch=trainer.task.steps_per_epoch,
+            start_step=trainer.step,
+            start_epoch=trainer.epoch,
+            window=self.settings["window"],
+            lagged="off",
             matrix_epochs=None if matrix_epochs == "all" else matrix_epochs,
         )
 
@@ -85,8 +90,16 @@ def tables(state: dict | None, run_id: str, epochs: int) -> tuple[pl.DataFrame, 
 
     if state is None or STATE_KEY not in state:
         steps = pl.DataFrame(schema={"epoch": pl.Int64, "step": pl.Int64, **{m: pl.Float64 for m in METRICS}})
-        matrices = pl.DataFrame(schema={"epoch": pl.Int64, "start_step": pl.Int64, "i": pl.Int64, "j": pl.Int64,
-                                        "corr": pl.Float64, "sign_flip": pl.Float64})
+        matrices = pl.DataFrame(
+            schema={
+                "epoch": pl.Int64,
+                "start_step": pl.Int64,
+                "i": pl.Int64,
+                "j": pl.Int64,
+                "corr": pl.Float64,
+                "sign_flip": pl.Float64,
+            }
+        )
     else:
         steps, matrices = _table(state[STATE_KEY]["steps"]), _table(state[STATE_KEY]["matrices"])
     steps = steps.select(pl.lit("final").alias("reference"), pl.all()).with_columns(

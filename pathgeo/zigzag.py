@@ -160,20 +160,41 @@ def findings_tables(
         row, found = run_findings(run, threshold, min_steps, full_batch)
         rows.append({"run_id": run_id, **row})
         phase_rows += [
-            {"run_id": run_id, "phase": i, "geometry": p.geometry, "first_step": p.first_step,
-             "last_step": p.last_step, "steps": p.steps, "mean_corr": p.mean_corr}
+            {
+                "run_id": run_id,
+                "phase": i,
+                "geometry": p.geometry,
+                "first_step": p.first_step,
+                "last_step": p.last_step,
+                "steps": p.steps,
+                "mean_corr": p.mean_corr,
+            }
             for i, p in enumerate(found)
         ]
-    schema = {"zigzag_onset_step": pl.Int64, "zigzag_onset_epoch": pl.Int64, "frac_zigzag_after_onset": pl.Float64,
-              "min_mean_corr": pl.Float64, "loss_decrease_smooth": pl.Float64, "loss_decrease_zigzag": pl.Float64,
-              "frac_loss_decrease_zigzag": pl.Float64}
+    schema = {
+        "zigzag_onset_step": pl.Int64,
+        "zigzag_onset_epoch": pl.Int64,
+        "frac_zigzag_after_onset": pl.Float64,
+        "min_mean_corr": pl.Float64,
+        "loss_decrease_smooth": pl.Float64,
+        "loss_decrease_zigzag": pl.Float64,
+        "frac_loss_decrease_zigzag": pl.Float64,
+    }
     found = pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None)
     table = (
-        factor_frame(runs).collect()
+        factor_frame(runs)
+        .collect()
         .join(found, on="run_id", how="left")
         .with_columns(pl.lit(threshold).alias("threshold"), pl.lit(min_steps).alias("min_phase_steps"))
         .sort(*FACTORS, "run_id")
     )
-    phase_schema = {"run_id": pl.String, "phase": pl.Int64, "geometry": pl.String, "first_step": pl.Int64,
-                    "last_step": pl.Int64, "steps": pl.Int64, "mean_corr": pl.Float64}
+    phase_schema = {
+        "run_id": pl.String,
+        "phase": pl.Int64,
+        "geometry": pl.String,
+        "first_step": pl.Int64,
+        "last_step": pl.Int64,
+        "steps": pl.Int64,
+        "mean_corr": pl.Float64,
+    }
     return table, pl.DataFrame(phase_rows, schema=phase_schema).sort("run_id", "phase")

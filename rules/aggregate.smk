@@ -13,14 +13,14 @@ rule aggregate:
         train=f"{OUTPUTS}/tables/{{experiment}}/train.parquet",
         full_batch=f"{OUTPUTS}/tables/{{experiment}}/full_batch.parquet",
         fixed_batches=f"{OUTPUTS}/tables/{{experiment}}/fixed_batches.parquet",
-    params:
-        runs=experiment_runs,
-        exclude_final_epoch=config["exclude_final_epoch"],
-        window=correlation_settings(config)["window"],
     log:
         f"{LOGS}/aggregate/{{experiment}}.log",
     conda:
         "../environment.yml"
+    params:
+        runs=experiment_runs,
+        exclude_final_epoch=config["exclude_final_epoch"],
+        window=correlation_settings(config)["window"],
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -38,14 +38,14 @@ rule claims:
             subcategory="Claims",
             labels={"table": "claims", "view": "table (CSV)"},
         ),
-    params:
-        runs=replayed_runs(),
-        thresholds=config["claims"],
-        exclude_final_epoch=config["exclude_final_epoch"],
     log:
         f"{LOGS}/claims.log",
     conda:
         "../environment.yml"
+    params:
+        runs=replayed_runs(),
+        thresholds=config["claims"],
+        exclude_final_epoch=config["exclude_final_epoch"],
     script:
         "../workflow_scripts/claims.py"
 
@@ -64,13 +64,13 @@ rule zigzag:
             subcategory="zigzag findings",
             labels={"table": "zigzag", "view": "table (CSV)"},
         ),
-    params:
-        runs=all_runs(),
-        window=correlation_settings(config)["window"],
-        thresholds=zigzag_thresholds(config),
     log:
         f"{LOGS}/zigzag.log",
     conda:
         "../environment.yml"
+    params:
+        runs=all_runs(),
+        window=correlation_settings(config)["window"],
+        thresholds=zigzag_thresholds(config),
     script:
         "../workflow_scripts/zigzag.py"

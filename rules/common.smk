@@ -26,7 +26,6 @@ from pathgeo.provenance import code_version, measurement_version, preparation_ve
 from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
 from pathgeo.spec import RunSpec
 
-
 min_version("9.0")
 
 # Jobs outside conda import pathgeo from this checkout ahead of any installed copy (Snakemake drops PYTHONPATH for
@@ -140,7 +139,7 @@ def finished_runs():
         folder = path.parent / "checkpoints"
         if spec.run_id in PLAN.runs or recorded.get("code") != code_version(spec) or not folder.is_dir():
             continue
-        found[spec.run_id] = (spec, tuple(sorted(int(f.stem[len("epoch"):]) for f in folder.glob("epoch*.pt"))))
+        found[spec.run_id] = (spec, tuple(sorted(int(f.stem[len("epoch") :]) for f in folder.glob("epoch*.pt"))))
     return found
 
 
@@ -207,11 +206,16 @@ def run_descriptors(spec):
 
 
 def experiment_full_batch(wildcards):
-    return [path.replace(".parquet", ".full_batch.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])]
+    return [
+        path.replace(".parquet", ".full_batch.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])
+    ]
 
 
 def experiment_fixed_batches(wildcards):
-    return [path.replace(".parquet", ".fixed_batches.parquet") for path in replay_files(PLAN.experiments[wildcards.experiment])]
+    return [
+        path.replace(".parquet", ".fixed_batches.parquet")
+        for path in replay_files(PLAN.experiments[wildcards.experiment])
+    ]
 
 
 def experiment_runs(wildcards):
@@ -338,7 +342,13 @@ def replay_mem_mb(wildcards, attempt):
 def replay_runtime(wildcards, attempt):
     epochs = int(wildcards.end) - int(wildcards.start)
     return sizing.runtime_minutes(
-        PLAN.runs[wildcards.run], epochs, SIZED_FOR, config["threads"], attempt, probe=True, data_root=DATA_ROOT,
+        PLAN.runs[wildcards.run],
+        epochs,
+        SIZED_FOR,
+        config["threads"],
+        attempt,
+        probe=True,
+        data_root=DATA_ROOT,
         limit=MAX_JOB_MINUTES,
     )
 

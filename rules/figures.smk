@@ -18,9 +18,7 @@ rule vega_bundle:
 
 # The report's captions, where report/figure.rst reads them (snakemake.config): as a rule's params, each would show a
 # second time, escaped, under the report's "Job parameters".
-config["report_captions"] = {
-    name: figure_caption(SimpleNamespace(name=name)) for name in config["figures"]
-}
+config["report_captions"] = {name: figure_caption(SimpleNamespace(name=name)) for name in config["figures"]}
 
 
 rule figure:
@@ -43,12 +41,12 @@ rule figure:
             subcategory=lambda wildcards: figure_title(wildcards.name),
             labels=lambda wildcards: {"figure": figure_title(wildcards.name), "view": "static (SVG)"},
         ),
-    params:
-        figure=lambda wildcards: config["figures"][wildcards.name],
     log:
         f"{LOGS}/figures/{{name}}.log",
     conda:
         "../environment.yml"
+    params:
+        figure=lambda wildcards: config["figures"][wildcards.name],
     script:
         "../workflow_scripts/figure.py"
 
@@ -60,11 +58,10 @@ rule landscape:
         library=library("landscape.py"),
     output:
         "results/runs/{run}/landscape.parquet",
-    params:
-        spec=run_spec_json,
-        device=config["device"],
-        data_root=DATA_ROOT,
-        deterministic=config["deterministic"],
+    log:
+        "logs/landscape/{run}.log",
+    conda:
+        "../environment.yml"
     threads: config["threads"]
     resources:
         gpu=one_gpu,
@@ -72,10 +69,11 @@ rule landscape:
         cpus_per_gpu=config["threads"],
         mem_mb=reference_mem_mb,
         runtime=landscape_runtime,
-    log:
-        "logs/landscape/{run}.log",
-    conda:
-        "../environment.yml"
+    params:
+        spec=run_spec_json,
+        device=config["device"],
+        data_root=DATA_ROOT,
+        deterministic=config["deterministic"],
     script:
         "../workflow_scripts/landscape.py"
 

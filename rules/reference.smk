@@ -9,6 +9,21 @@ rule reference:
         spec="results/runs/{run}/spec.json",
         correlations="results/runs/{run}/train_correlations.parquet",
         correlation_matrices="results/runs/{run}/train_correlations.matrices.parquet",
+    log:
+        main="logs/reference/{run}.log",
+        # Snakemake's benchmark columns, written by the job: a rule cached between workflows has no benchmark:.
+        benchmark="benchmarks/reference/{run}.tsv",
+    cache: "omit-software"
+    conda:
+        "../environment.yml"
+    threads: run_threads
+    resources:
+        gpu=gpus,
+        nodes=1,
+        cpus_per_gpu=cpus_per_gpu,
+        slurm_extra=keep_topology,
+        mem_mb=reference_mem_mb,
+        runtime=reference_runtime,
     params:
         spec=run_spec_json,
         code=run_code,
@@ -22,21 +37,6 @@ rule reference:
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],
-    threads: run_threads
-    resources:
-        gpu=gpus,
-        nodes=1,
-        cpus_per_gpu=cpus_per_gpu,
-        slurm_extra=keep_topology,
-        mem_mb=reference_mem_mb,
-        runtime=reference_runtime,
-    log:
-        main="logs/reference/{run}.log",
-        # Snakemake's benchmark columns, written by the job: a rule cached between workflows has no benchmark:.
-        benchmark="benchmarks/reference/{run}.tsv",
-    cache: "omit-software"
-    conda:
-        "../environment.yml"
     script:
         "../workflow_scripts/reference.py"
 

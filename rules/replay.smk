@@ -9,6 +9,20 @@ rule replay:
         fidelity="results/runs/{run}/replay/{start}-{end}.fidelity.json",
         full_batch="results/runs/{run}/replay/{start}-{end}.full_batch.parquet",
         fixed_batches="results/runs/{run}/replay/{start}-{end}.fixed_batches.parquet",
+    log:
+        "logs/replay/{run}/{start}-{end}.log",
+    benchmark:
+        "benchmarks/replay/{run}/{start}-{end}.tsv"
+    conda:
+        "../environment.yml"
+    threads: run_threads
+    resources:
+        gpu=gpus,
+        nodes=1,
+        cpus_per_gpu=cpus_per_gpu,
+        slurm_extra=keep_topology,
+        mem_mb=replay_mem_mb,
+        runtime=replay_runtime,
     params:
         spec=run_spec_json,
         code=run_code,
@@ -20,19 +34,5 @@ rule replay:
         device=config["device"],
         data_root=DATA_ROOT,
         deterministic=config["deterministic"],
-    threads: run_threads
-    resources:
-        gpu=gpus,
-        nodes=1,
-        cpus_per_gpu=cpus_per_gpu,
-        slurm_extra=keep_topology,
-        mem_mb=replay_mem_mb,
-        runtime=replay_runtime,
-    log:
-        "logs/replay/{run}/{start}-{end}.log",
-    benchmark:
-        "benchmarks/replay/{run}/{start}-{end}.tsv"
-    conda:
-        "../environment.yml"
     script:
         "../workflow_scripts/replay.py"

@@ -32,4 +32,3 @@ def default_run(tmp_path_factory) -> Path:
     result = run_snakemake(workdir, "--cores", "2", configfile=DEFAULT_CONFIG, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return workdir
-

@@ -157,9 +157,9 @@ class PlanTables:
                 "fixed_batches": folder / "fixed_batches.parquet",
             }
             # Typed as the probe writes them: a run measured without w* has its columns null, not of type Null.
-            pl.DataFrame(rows, infer_schema_length=None, schema_overrides=dict.fromkeys(METRICS, pl.Float64)).write_parquet(
-                paths["replay"]
-            )
+            pl.DataFrame(
+                rows, infer_schema_length=None, schema_overrides=dict.fromkeys(METRICS, pl.Float64)
+            ).write_parquet(paths["replay"])
             pl.DataFrame(self.matrices(run_id, spec, per_epoch)).write_parquet(paths["matrices"])
             pl.DataFrame(self.train_log(spec), infer_schema_length=None).write_parquet(paths["train"])
             if points:

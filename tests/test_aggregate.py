@@ -136,8 +136,9 @@ def test_the_steps_table_has_the_mean_correlation_from_the_start(tmp_path):
     pl.read_parquet(steps).with_columns(grad_corr=pl.Series(grad_corr), mean_grad_corr=pl.Series(mean)).write_parquet(
         steps
     )
-    table = experiment_tables("optimizers", [steps], [matrices], [logs], {"run-sgd": RUNS["run-sgd"]}, False,
-                              window=5)["steps"]
+    table = experiment_tables("optimizers", [steps], [matrices], [logs], {"run-sgd": RUNS["run-sgd"]}, False, window=5)[
+        "steps"
+    ]
     assert table["corr_pairs"].to_list() == [0, 1, 2, 3, 4, 4, 4, 4]
     assert table["mean_corr_from_start"].to_list()[:4] == [None, -0.5, pytest.approx(-0.6), pytest.approx(-0.6)]
     assert table["mean_corr_from_start"].to_list()[4:] == mean[4:]

@@ -48,11 +48,15 @@ def test_a_checkpoint_on_a_full_disk_says_so_and_leaves_nothing(full_disk):
     assert leftovers(path.parent) == []
 
 
-@pytest.mark.parametrize("write", [
-    lambda path: write_parquet(path, pl.DataFrame({"x": list(range(200_000))})),
-    lambda path: write_json(path, {"x": list(range(200_000))}),
-    lambda path: path.parent.mkdir(exist_ok=True) or write_torch(path, torch.arange(100_000)),
-], ids=["parquet", "json", "torch"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: write_parquet(path, pl.DataFrame({"x": list(range(200_000))})),
+        lambda path: write_json(path, {"x": list(range(200_000))}),
+        lambda path: path.parent.mkdir(exist_ok=True) or write_torch(path, torch.arange(100_000)),
+    ],
+    ids=["parquet", "json", "torch"],
+)
 def test_every_writer_reports_a_full_disk_with_the_path(full_disk, write):
     path = full_disk / "tables" / "epochs.out"
     with pytest.raises(DiskFullError, match=rf"^{path}: the disk is full"):
@@ -65,7 +69,9 @@ def test_a_figure_on_a_full_disk_names_the_file(full_disk):
 
     from pathgeo.figures.save import save
 
-    chart = alt.Chart(pl.DataFrame({"x": list(range(5000)), "y": list(range(5000))})).mark_point().encode(x="x:Q", y="y:Q")
+    chart = (
+        alt.Chart(pl.DataFrame({"x": list(range(5000)), "y": list(range(5000))})).mark_point().encode(x="x:Q", y="y:Q")
+    )
     html = full_disk / "figures" / "f.html"
     with pytest.raises(DiskFullError, match=rf"^{html}: the disk is full"):
         save(chart, html, full_disk / "figures" / "f.svg")

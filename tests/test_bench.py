@@ -32,10 +32,34 @@ runpy.run_module("pathgeo.bench", run_name="__main__")
 
 def test_device_check_runs_without_the_workflow_packages():
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRITON_INTERPRET": "1"}
-    args = ["device", "--device", "cpu", "--models", "mlp", "--steps", "3", "--rounds", "1",
-            "--kernel-parameters", "3000", "--replay", "mlp", "--replay-epochs", "2", "--replay-samples", "96"]
-    result = subprocess.run([sys.executable, "-c", BLOCKER, *args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600, check=False)
+    args = [
+        "device",
+        "--device",
+        "cpu",
+        "--models",
+        "mlp",
+        "--steps",
+        "3",
+        "--rounds",
+        "1",
+        "--kernel-parameters",
+        "3000",
+        "--replay",
+        "mlp",
+        "--replay-epochs",
+        "2",
+        "--replay-samples",
+        "96",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("cpu, ")
@@ -47,8 +71,19 @@ def test_device_check_runs_without_the_workflow_packages():
     assert "relative drift 0;" in replay and "probe backend fused" in replay
 
     # The blocker really blocks: the workflow's own modules fail to import under it.
-    blocked = subprocess.run([sys.executable, "-c", BLOCKER.replace('runpy.run_module("pathgeo.bench", run_name="__main__")', "import pathgeo.aggregate")],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    blocked = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER.replace('runpy.run_module("pathgeo.bench", run_name="__main__")', "import pathgeo.aggregate"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert blocked.returncode != 0 and "polars is not installed here" in blocked.stderr
 
 
@@ -79,16 +114,30 @@ def test_the_device_check_times_under_the_runs_deterministic_settings(monkeypatc
     timings = bench.timings
 
     def spy(setup, rounds, *args, **kwargs):
-        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-                     torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32))
+        seen.append(
+            (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.backends.cudnn.deterministic,
+                torch.backends.cudnn.benchmark,
+                torch.backends.cuda.matmul.allow_tf32,
+            )
+        )
         return timings(setup, rounds, *args, **kwargs)
 
     monkeypatch.setattr(bench, "timings", spy)
     try:
         devices.configure_determinism(False)
         torch.backends.cuda.matmul.allow_tf32 = True
-        lines = bench.device_check(torch.device("cpu"), ["mlp"], steps=2, rounds=1, kernel_parameters=3000,
-                                   replay="mlp", replay_epochs=1, replay_samples=64)
+        lines = bench.device_check(
+            torch.device("cpu"),
+            ["mlp"],
+            steps=2,
+            rounds=1,
+            kernel_parameters=3000,
+            replay="mlp",
+            replay_epochs=1,
+            replay_samples=64,
+        )
     finally:
         torch.use_deterministic_algorithms(saved[0], warn_only=True)
         torch.backends.cudnn.benchmark = saved[1]
@@ -106,8 +155,9 @@ def test_the_kernel_check_says_why_it_skips_without_numba():
         "print(bench.kernel_check(torch.device('cpu'), 3000, 3))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.startswith("kernel check: skipped (the fused CPU pass it compares against needs numba")
     assert "import of numba halted" in done.stdout

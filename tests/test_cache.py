@@ -53,14 +53,24 @@ def first(tmp_path_factory) -> First:
     return First(base / "first", config_path, run_id, base / "cache")
 
 
-def run(snakefile: Path, workdir: Path, config_path: Path, cache: Path | None, *targets: str) -> subprocess.CompletedProcess:
+def run(
+    snakefile: Path, workdir: Path, config_path: Path, cache: Path | None, *targets: str
+) -> subprocess.CompletedProcess:
     """Snakemake in `workdir`, with the between-workflow cache in `cache` (None: without it)."""
     env = dict(os.environ)
     if cache is not None:
         cache.mkdir(exist_ok=True)
         env["SNAKEMAKE_OUTPUT_CACHE"] = str(cache)
-    return run_snakemake(workdir, "--cores", "2", *(["--cache"] if cache is not None else []), *targets,
-                         snakefile=snakefile, configfile=config_path, env=env)
+    return run_snakemake(
+        workdir,
+        "--cores",
+        "2",
+        *(["--cache"] if cache is not None else []),
+        *targets,
+        snakefile=snakefile,
+        configfile=config_path,
+        env=env,
+    )
 
 
 @pytest.mark.slow

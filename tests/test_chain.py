@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGENET = ROOT / "config" / "presets" / "imagenet.yaml"
 
 
-
 def fitted_imagenet(limit: int | None):
     plan = build_plan(yaml.safe_load(IMAGENET.read_text()))
     return plan, sizing.within_time_limit(plan, limit, "a100", 16)
@@ -83,7 +82,9 @@ def test_a_limit_below_one_epoch_trains_one_epoch_per_job():
     _, plan = fitted_imagenet(1)
     run_id, spec = next(iter(plan.runs.items()))
     assert plan.checkpoint_epochs(run_id) == tuple(range(spec.epochs + 1))
-    assert sizing.reference_chain(spec, plan.checkpoint_epochs(run_id), 1, "a100", 16) == tuple(range(1, spec.epochs + 1))
+    assert sizing.reference_chain(spec, plan.checkpoint_epochs(run_id), 1, "a100", 16) == tuple(
+        range(1, spec.epochs + 1)
+    )
 
 
 def test_the_default_limit_and_none():
@@ -94,15 +95,18 @@ def test_the_default_limit_and_none():
 
 def test_the_compute_plan_prints_each_runs_jobs():
     result = subprocess.run(
-        [sys.executable, "-m", "pathgeo.plan", "--configfile", str(IMAGENET)], capture_output=True, text=True,
-        cwd=ROOT, timeout=300,
+        [sys.executable, "-m", "pathgeo.plan", "--configfile", str(IMAGENET)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "jobs" in lines[0], lines[0]
     _, plan = fitted_imagenet(DEFAULT_MAX_JOB_MINUTES)
     jobs = {}
-    for line in lines[1: 1 + len(plan.runs)]:
+    for line in lines[1 : 1 + len(plan.runs)]:
         run_id, *_ = line.split()
         (cell,) = re.findall(r"\s(\d+)\+(\d+)\s", line)
         jobs[run_id] = int(cell[0])
@@ -117,8 +121,17 @@ def test_the_compute_plan_prints_each_runs_jobs():
 
 def test_the_cluster_profile_plans_a_chain_for_imagenet(tmp_path):
     """The issue's acceptance: more reference-training jobs than runs, through the profile, without SLURM."""
-    result = run_snakemake(tmp_path, "-n", "--profile", "cluster", "--config", f"data_root={tmp_path / 'x'}",
-                           snakefile=None, configfile=IMAGENET, cwd=ROOT)
+    result = run_snakemake(
+        tmp_path,
+        "-n",
+        "--profile",
+        "cluster",
+        "--config",
+        f"data_root={tmp_path / 'x'}",
+        snakefile=None,
+        configfile=IMAGENET,
+        cwd=ROOT,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     stats = dict(re.findall(r"^(reference(?:_part)?)\s+(\d+)$", output, re.M))
@@ -126,8 +139,10 @@ def test_the_cluster_profile_plans_a_chain_for_imagenet(tmp_path):
     assert int(stats["reference"]) == runs
     assert int(stats["reference"]) + int(stats["reference_part"]) > runs, stats
     # Every job of the chain asks for no more than the limit, in minutes.
-    runtimes = [int(m) for m in re.findall(r"^rule reference(?:_part)?:\n(?:    .*\n)*?    resources: .*\bruntime=(\d+)",
-                                            output, re.M)]
+    runtimes = [
+        int(m)
+        for m in re.findall(r"^rule reference(?:_part)?:\n(?:    .*\n)*?    resources: .*\bruntime=(\d+)", output, re.M)
+    ]
     assert runtimes and max(runtimes) <= DEFAULT_MAX_JOB_MINUTES
 
 
@@ -142,8 +157,11 @@ def small_config(limit: int | None) -> dict:
     config["max_job_minutes"] = limit
     config["experiments"] = {
         "baseline": {"description": "one run"},
-        "trained_only": {"description": "measured during training", "measure": "w_star_free",
-                         "set": {"optimizer": "sgd", "lr": 0.05}},
+        "trained_only": {
+            "description": "measured during training",
+            "measure": "w_star_free",
+            "set": {"optimizer": "sgd", "lr": 0.05},
+        },
     }
     config["figures"] = {}
     return config
@@ -180,7 +198,9 @@ def test_a_chained_reference_ends_bit_identical_to_one_job(tmp_path):
             compared += 1
         # Each job of the chain but the last handed on everything it saved up to its end.
         assert sorted(path.name for path in (chained / "runs" / run / "chain" / "0002").glob("*.pt")) == [
-            "epoch0000.pt", "epoch0001.pt", "epoch0002.pt"
+            "epoch0000.pt",
+            "epoch0001.pt",
+            "epoch0002.pt",
         ]
         log = (tmp_path / "chained" / "logs" / "reference" / f"{run}.until0001.log").read_text()
         assert "trained to epoch 1 of 3" in log

@@ -17,17 +17,42 @@ THRESHOLDS = {
 
 def factors(schedule: str, warmup_epochs: int) -> dict:
     return {
-        "dataset": "mnist1d", "model": "mlp", "width": 64, "optimizer": "sgd", "peak_lr": 0.001, "batch_size": 1000,
-        "seed": 0, "weight_decay": 0.0, "schedule": schedule, "warmup_epochs": warmup_epochs, "full_batch": False,
-        "epochs": 4, "precision": "float32", "devices": 1, "data_order_seed": 0, "grad_clip": None, "warmup_growth": 0.0,
-        "gawu_window": 5, "sync_batchnorm": False, "model_options": "none", "optimizer_options": "none",
+        "dataset": "mnist1d",
+        "model": "mlp",
+        "width": 64,
+        "optimizer": "sgd",
+        "peak_lr": 0.001,
+        "batch_size": 1000,
+        "seed": 0,
+        "weight_decay": 0.0,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "full_batch": False,
+        "epochs": 4,
+        "precision": "float32",
+        "devices": 1,
+        "data_order_seed": 0,
+        "grad_clip": None,
+        "warmup_growth": 0.0,
+        "gawu_window": 5,
+        "sync_batchnorm": False,
+        "model_options": "none",
+        "optimizer_options": "none",
     }
 
 
 def replay_file(path, run_id: str, offset: float) -> str:
     rows = [
-        {"run_id": run_id, "reference": "final", "budget": 4, "epoch": epoch, "step": 3 * epoch + i,
-         "gamma": 0.1 + offset + 0.01 * i, "rsi": 1.0 + epoch, "eb": 2.0 + epoch}
+        {
+            "run_id": run_id,
+            "reference": "final",
+            "budget": 4,
+            "epoch": epoch,
+            "step": 3 * epoch + i,
+            "gamma": 0.1 + offset + 0.01 * i,
+            "rsi": 1.0 + epoch,
+            "eb": 2.0 + epoch,
+        }
         for epoch in range(4)
         for i in range(3)
     ]
@@ -38,8 +63,14 @@ def replay_file(path, run_id: str, offset: float) -> str:
 def test_runs_that_tie_on_the_leading_factors_come_out_in_one_total_order(tmp_path):
     # The default's GAWU experiment: four runs that differ only in schedule and warm-up epochs. Their ids
     # are listed in an order that is neither sorted by id nor by factors.
-    cases = [("gawu", 25), ("exp_warmup_cosine", 20), ("exp_warmup_cosine", 10), ("exp_warmup_cosine", 15),
-             ("constant", 0), ("warmup_cosine", 2)]
+    cases = [
+        ("gawu", 25),
+        ("exp_warmup_cosine", 20),
+        ("exp_warmup_cosine", 10),
+        ("exp_warmup_cosine", 15),
+        ("constant", 0),
+        ("warmup_cosine", 2),
+    ]
     runs, paths = {}, []
     for i, (schedule, warmup) in enumerate(cases):
         run_id = f"run-{(7 * i) % len(cases)}"
@@ -62,8 +93,12 @@ def test_the_table_carries_the_thresholds_it_was_decided_with(tmp_path):
 def test_a_config_without_a_replayed_run_has_an_empty_claims_table():
     """Every experiment measuring during training only (measure: w_star_free): no run to judge, an empty table
     with the usual columns (it was `ValueError: no replay files to aggregate`)."""
-    thresholds = {"min_frac_steps_gamma_positive": 0.9, "max_gamma_epoch_cv": 0.5,
-                  "min_frac_epochs_min_gamma_positive": 0.9, "min_abs_trend": 0.7}
+    thresholds = {
+        "min_frac_steps_gamma_positive": 0.9,
+        "max_gamma_epoch_cv": 0.5,
+        "min_frac_epochs_min_gamma_positive": 0.9,
+        "min_abs_trend": 0.7,
+    }
     table = claims_table([], {}, thresholds)
     assert table.is_empty()
     assert {"run_id", "label", "holds_gamma_positive", "holds_trend", *thresholds} <= set(table.columns)

@@ -20,8 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 def pathgeo(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess:
     """The command; `cache`: the folder of the completed schema's cache (XDG_CACHE_HOME)."""
     env = {**os.environ, **({"XDG_CACHE_HOME": str(cache)} if cache else {})}
-    return subprocess.run([sys.executable, "-m", "pathgeo.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, check=False, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pathgeo.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
 
 
 def test_pyproject_installs_the_script():
@@ -38,7 +45,10 @@ def test_help_lists_every_command_without_importing_torch():
         assert name in done.stdout and command.module in done.stdout
     imported = subprocess.run(
         [sys.executable, "-c", "import sys\nfrom pathgeo import cli\ncli.parser()\nprint('torch' in sys.modules)"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert imported.stdout.strip() == "False"
 
@@ -69,9 +79,17 @@ def test_a_main_that_returns_nothing_is_success(monkeypatch):
 def test_the_commands_give_what_python_m_gives(tmp_path):
     overview = pathgeo("schema", cache=tmp_path)
     assert overview.returncode == 0
-    assert overview.stdout == subprocess.run([sys.executable, "-m", "pathgeo.schema"], cwd=REPO, capture_output=True,
-                                             text=True, check=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-                                             ).stdout
+    assert (
+        overview.stdout
+        == subprocess.run(
+            [sys.executable, "-m", "pathgeo.schema"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        ).stdout
+    )
     checked = pathgeo("check-config", "config/config.yaml")
     experiments = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["experiments"])
     assert checked.returncode == 0, checked
@@ -116,23 +134,30 @@ def test_schema_lists_the_sections_and_refuses_an_unknown_one(tmp_path):
     assert max(map(len, overview.splitlines())) <= 120
     unknown = pathgeo("schema", "experiments.x.gird", cache=tmp_path)
     assert unknown.returncode == 2
-    assert unknown.stderr.startswith("pathgeo schema: no section 'experiments.x.gird': section 'experiments.x' has "
-                                     "description, segment_epochs, ")
+    assert unknown.stderr.startswith(
+        "pathgeo schema: no section 'experiments.x.gird': section 'experiments.x' has description, segment_epochs, "
+    )
     helped = pathgeo("schema", "--help", cache=tmp_path)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: pathgeo schema [-h] [--json] [section]")
 
 
 def test_schema_json_is_the_completed_schema(tmp_path):
-    assert json.loads(pathgeo("schema", "--json", cache=tmp_path).stdout) == json.loads(json.dumps(schema.config_schema()))
+    assert json.loads(pathgeo("schema", "--json", cache=tmp_path).stdout) == json.loads(
+        json.dumps(schema.config_schema())
+    )
 
 
 def test_schema_from_its_cache_imports_no_torch(tmp_path):
     """The registries import torch and Altair (seconds); the second call reads the completed schema from the cache."""
-    program = ("import sys\nfrom pathgeo import schema\nschema.main(['experiments'])\n"
-               "print('torch' in sys.modules, 'altair' in sys.modules, file=sys.stderr)")
+    program = (
+        "import sys\nfrom pathgeo import schema\nschema.main(['experiments'])\n"
+        "print('torch' in sys.modules, 'altair' in sys.modules, file=sys.stderr)"
+    )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    runs = [subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=True, env=env)
-            for _ in range(2)]
+    runs = [
+        subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=True, env=env)
+        for _ in range(2)
+    ]
     assert [run.stderr.strip() for run in runs] == ["True True", "False False"]
     assert runs[0].stdout == runs[1].stdout
     assert [path.name for path in (tmp_path / "pathgeo").iterdir()] == [f"schema-{schema.source_key()}.json"]

@@ -92,62 +92,126 @@ def _reference_between_checkpoints(config):
 
 
 SCHEMA_ERRORS = [
-    ("unknown optimizer", _set("experiments", "optimizers", "cases", 0, "optimizer", "adamx"),
-     "experiments.optimizers.cases[0].optimizer"),
+    (
+        "unknown optimizer",
+        _set("experiments", "optimizers", "cases", 0, "optimizer", "adamx"),
+        "experiments.optimizers.cases[0].optimizer",
+    ),
     ("negative lr", _set("defaults", "lr", -0.1), "defaults.lr"),
-    ("zero lr in a grid", _set("experiments", "batch_sizes", "grid", "lr", [0.01, 0.0]),
-     "experiments.batch_sizes.grid.lr[1]"),
+    (
+        "zero lr in a grid",
+        _set("experiments", "batch_sizes", "grid", "lr", [0.01, 0.0]),
+        "experiments.batch_sizes.grid.lr[1]",
+    ),
     ("missing experiments", _drop("experiments"), "experiments"),
     ("unknown device", _set("device", "tpu"), "device"),
 ]
 
 PLAN_ERRORS = [
-    ("batch larger than the dataset", _set("experiments", "batch_sizes", "grid", "batch_size", [25, 1000]),
-     "experiments.batch_sizes.grid.batch_size"),
+    (
+        "batch larger than the dataset",
+        _set("experiments", "batch_sizes", "grid", "batch_size", [25, 1000]),
+        "experiments.batch_sizes.grid.batch_size",
+    ),
     ("multi-reference with warmup_cosine", _multi_reference_warmup_cosine, "experiments.budgets.references"),
     ("reference between checkpoints", _reference_between_checkpoints, "experiments.budgets.references"),
-    ("reference past the end", _set("experiments", "budgets", "references", [5, "final"]),
-     "experiments.budgets.references"),
-    ("model that cannot train on the data", _set("experiments", "alm", "set", "model", "mlp"),
-     "experiments.alm.set.model"),
-    ("figure of an unknown experiment", _set("figures", "x", {"plot": "gamma_band", "experiment": "nope"}),
-     "figures.x.experiment"),
-    ("figure of unknown experiments in a list", _set("figures", "synthetic", "experiment", ["alm", "nope"]),
-     "figures.synthetic.experiment"),
+    (
+        "reference past the end",
+        _set("experiments", "budgets", "references", [5, "final"]),
+        "experiments.budgets.references",
+    ),
+    (
+        "model that cannot train on the data",
+        _set("experiments", "alm", "set", "model", "mlp"),
+        "experiments.alm.set.model",
+    ),
+    (
+        "figure of an unknown experiment",
+        _set("figures", "x", {"plot": "gamma_band", "experiment": "nope"}),
+        "figures.x.experiment",
+    ),
+    (
+        "figure of unknown experiments in a list",
+        _set("figures", "synthetic", "experiment", ["alm", "nope"]),
+        "figures.synthetic.experiment",
+    ),
     ("unknown dataset", _set("experiments", "alm", "set", "dataset", "nope"), "experiments.alm.set.dataset"),
-    ("warm-up as long as the run", _set("experiments", "baseline", "set",
-                                        {"schedule": "warmup_cosine", "warmup_epochs": 2}),
-     "experiments.baseline.set.warmup_epochs"),
-    ("full batch on a dataset without a training set", _set("experiments", "sm", "set", "full_batch", True),
-     "experiments.sm.set.full_batch"),
-    ("gawu without a growth rate", _set("experiments", "gawu", "set", "warmup_growth", 0.0),
-     "experiments.gawu.set.warmup_growth"),
-    ("exponential warm-up without a switch epoch", _set("experiments", "gawu", "set", "warmup_epochs", 0),
-     "experiments.gawu.set.warmup_epochs"),
-    ("one run with two checkpoint spacings", _set("experiments", "optimizers", "segment_epochs", 2),
-     "experiments.optimizers.segment_epochs"),
-    ("reference at epoch 0", _set("experiments", "budgets", "references", [0, "final"]),
-     "experiments.budgets.references"),
+    (
+        "warm-up as long as the run",
+        _set("experiments", "baseline", "set", {"schedule": "warmup_cosine", "warmup_epochs": 2}),
+        "experiments.baseline.set.warmup_epochs",
+    ),
+    (
+        "full batch on a dataset without a training set",
+        _set("experiments", "sm", "set", "full_batch", True),
+        "experiments.sm.set.full_batch",
+    ),
+    (
+        "gawu without a growth rate",
+        _set("experiments", "gawu", "set", "warmup_growth", 0.0),
+        "experiments.gawu.set.warmup_growth",
+    ),
+    (
+        "exponential warm-up without a switch epoch",
+        _set("experiments", "gawu", "set", "warmup_epochs", 0),
+        "experiments.gawu.set.warmup_epochs",
+    ),
+    (
+        "one run with two checkpoint spacings",
+        _set("experiments", "optimizers", "segment_epochs", 2),
+        "experiments.optimizers.segment_epochs",
+    ),
+    (
+        "reference at epoch 0",
+        _set("experiments", "budgets", "references", [0, "final"]),
+        "experiments.budgets.references",
+    ),
     ("a window longer than every segment", _set("correlations", {"window": 5}), "correlations.window"),
-    ("matrix epochs past every run's end", _set("correlations", {"window": 2, "matrix_epochs": [0, 3, 40]}),
-     "correlations.matrix_epochs"),
-    ("figure epochs past the end of its runs", _set("figures", "correlation_matrices", "epochs", [0, 40]),
-     "figures.correlation_matrices.epochs"),
-    ("figure epochs without a matrix", _set("correlations", {"window": 2, "matrix_epochs": [0]}),
-     "figures.correlation_matrices.epochs"),
-    ("a torchvision model torchvision lacks", _set("experiments", "architectures", "grid", "model", ["torchvision:resnet19"]),
-     "experiments.architectures.grid.model"),
-    ("a model module that cannot be imported", _set("experiments", "baseline", "set", {"model": "no_such_module:build"}),
-     "experiments.baseline.set.model"),
-    ("an optimizer module that cannot be imported", _set("defaults", "optimizer", "no_such_module:Lion"),
-     "defaults.optimizer"),
-    ("an option the optimizer does not take", _set("experiments", "baseline", "set",
-                                                   {"optimizer": "adamw", "optimizer_options": {"beta": 0.9}}),
-     "experiments.baseline.set.optimizer_options"),
-    ("weight decay for an optimizer without", _set("experiments", "baseline", "set", {"optimizer": "rprop"}),
-     "defaults.weight_decay"),
-    ("an optimizer the loop cannot drive", _set("experiments", "baseline", "set", {"optimizer": "lbfgs"}),
-     "experiments.baseline.set.optimizer"),
+    (
+        "matrix epochs past every run's end",
+        _set("correlations", {"window": 2, "matrix_epochs": [0, 3, 40]}),
+        "correlations.matrix_epochs",
+    ),
+    (
+        "figure epochs past the end of its runs",
+        _set("figures", "correlation_matrices", "epochs", [0, 40]),
+        "figures.correlation_matrices.epochs",
+    ),
+    (
+        "figure epochs without a matrix",
+        _set("correlations", {"window": 2, "matrix_epochs": [0]}),
+        "figures.correlation_matrices.epochs",
+    ),
+    (
+        "a torchvision model torchvision lacks",
+        _set("experiments", "architectures", "grid", "model", ["torchvision:resnet19"]),
+        "experiments.architectures.grid.model",
+    ),
+    (
+        "a model module that cannot be imported",
+        _set("experiments", "baseline", "set", {"model": "no_such_module:build"}),
+        "experiments.baseline.set.model",
+    ),
+    (
+        "an optimizer module that cannot be imported",
+        _set("defaults", "optimizer", "no_such_module:Lion"),
+        "defaults.optimizer",
+    ),
+    (
+        "an option the optimizer does not take",
+        _set("experiments", "baseline", "set", {"optimizer": "adamw", "optimizer_options": {"beta": 0.9}}),
+        "experiments.baseline.set.optimizer_options",
+    ),
+    (
+        "weight decay for an optimizer without",
+        _set("experiments", "baseline", "set", {"optimizer": "rprop"}),
+        "defaults.weight_decay",
+    ),
+    (
+        "an optimizer the loop cannot drive",
+        _set("experiments", "baseline", "set", {"optimizer": "lbfgs"}),
+        "experiments.baseline.set.optimizer",
+    ),
 ]
 
 
@@ -175,11 +239,15 @@ def test_two_spacings_name_both_experiments_and_their_keys_in_any_order():
 def test_a_case_sets_its_own_spacing_and_validation_interval():
     """A long run among short ones in one experiment: its own segment_epochs and validate_every (issue 22)."""
     config = tiny()
-    config["experiments"] = {"lengths": {
-        "description": "two lengths", "measure": "w_star_free", "segment_epochs": 6,
-        "set": {"full_batch": True, "batch_size": 100, "optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0},
-        "cases": [{"epochs": 6}, {"epochs": 12, "segment_epochs": 12, "validate_every": 4}],
-    }}
+    config["experiments"] = {
+        "lengths": {
+            "description": "two lengths",
+            "measure": "w_star_free",
+            "segment_epochs": 6,
+            "set": {"full_batch": True, "batch_size": 100, "optimizer": "sgd", "lr": 0.5, "weight_decay": 0.0},
+            "cases": [{"epochs": 6}, {"epochs": 12, "segment_epochs": 12, "validate_every": 4}],
+        }
+    }
     config["figures"] = {}
     plan = build_plan(config)
     by_epochs = {spec.epochs: run_id for run_id, spec in plan.runs.items()}
@@ -189,7 +257,10 @@ def test_a_case_sets_its_own_spacing_and_validation_interval():
     config["experiments"]["lengths"]["cases"][1] = {"epochs": 12}
     assert set(build_plan(config).runs) == set(plan.runs)
     config["experiments"]["lengths"]["cases"][1]["segment_epochs"] = "x"
-    assert str(schema_error(config)) == "config key 'experiments.lengths.cases[1].segment_epochs': 'x' is not of type 'integer'"
+    assert (
+        str(schema_error(config))
+        == "config key 'experiments.lengths.cases[1].segment_epochs': 'x' is not of type 'integer'"
+    )
 
 
 def broken(edit) -> dict:
@@ -222,7 +293,8 @@ def test_plan_rejects(schema, name, edit, key):
 
 
 @pytest.mark.parametrize(
-    "name,edit,key", SCHEMA_ERRORS[:2] + SCHEMA_ERRORS[3:5] + PLAN_ERRORS[:6],
+    "name,edit,key",
+    SCHEMA_ERRORS[:2] + SCHEMA_ERRORS[3:5] + PLAN_ERRORS[:6],
     ids=[c[0] for c in SCHEMA_ERRORS[:2] + SCHEMA_ERRORS[3:5] + PLAN_ERRORS[:6]],
 )
 def test_snakemake_names_the_key(tmp_path, name, edit, key):
@@ -242,9 +314,14 @@ def test_every_violation_is_named_in_the_config_s_order():
     config["defaults"]["lr"] = -1
     errors = schema_errors(config)
     assert [error.key for error in errors] == [
-        "defaults.lr", "experiments.batch_sizes.grid.lr[1]", "experiments.batch_sizes.grid.lr[2]"]
-    assert str(errors[1]) == ("config key 'experiments.batch_sizes.grid.lr[1]': '1e-4' is not of type 'number'; YAML "
-                              "read it as text: write a number without quotes and without `_` (0.001, 1e-3)")
+        "defaults.lr",
+        "experiments.batch_sizes.grid.lr[1]",
+        "experiments.batch_sizes.grid.lr[2]",
+    ]
+    assert str(errors[1]) == (
+        "config key 'experiments.batch_sizes.grid.lr[1]': '1e-4' is not of type 'number'; YAML "
+        "read it as text: write a number without quotes and without `_` (0.001, 1e-3)"
+    )
     combined = schema_error(config)
     assert isinstance(combined, ConfigErrors) and combined.key == "defaults.lr"
     assert str(combined).splitlines() == [str(error) for error in errors]
@@ -253,14 +330,26 @@ def test_every_violation_is_named_in_the_config_s_order():
 
 
 UNKNOWN_KEYS = [
-    ("an experiment's key", _set("experiments", "baseline", "gird", {"lr": [0.1]}), "experiments.baseline.gird",
-     "did you mean 'grid'?"),
+    (
+        "an experiment's key",
+        _set("experiments", "baseline", "gird", {"lr": [0.1]}),
+        "experiments.baseline.gird",
+        "did you mean 'grid'?",
+    ),
     ("a top-level key", _set("segment_epoch", 2), "segment_epoch", "did you mean 'segment_epochs'?"),
-    ("a plot's option", _set("figures", "gamma_by_budget", "colr", "seed"), "figures.gamma_by_budget.colr",
-     "did you mean 'color'?"),
+    (
+        "a plot's option",
+        _set("figures", "gamma_by_budget", "colr", "seed"),
+        "figures.gamma_by_budget.colr",
+        "did you mean 'color'?",
+    ),
     ("a run field", _set("defaults", "weight_decy", 0.1), "defaults.weight_decy", "did you mean 'weight_decay'?"),
-    ("nothing close", _set("experiments", "baseline", "zzz", 1), "experiments.baseline.zzz",
-     "the keys known here are description, segment_epochs, validate_every, measure, set, cases, grid, "),
+    (
+        "nothing close",
+        _set("experiments", "baseline", "zzz", 1),
+        "experiments.baseline.zzz",
+        "the keys known here are description, segment_epochs, validate_every, measure, set, cases, grid, ",
+    ),
 ]
 
 
@@ -282,16 +371,38 @@ def test_two_unknown_keys_in_one_mapping_are_two_errors(schema):
 
 # The registries' parts of the schema: (name, how to break the tiny config, the key, the start of the message)
 REGISTRY_ERRORS = [
-    ("unknown model", _set("experiments", "architectures", "grid", "model", ["mlp", "resnet9"]),
-     "experiments.architectures.grid.model[1]", "'resnet9' is not one of ['cifar_cnn', 'cifar_mobilenet_v2', "),
+    (
+        "unknown model",
+        _set("experiments", "architectures", "grid", "model", ["mlp", "resnet9"]),
+        "experiments.architectures.grid.model[1]",
+        "'resnet9' is not one of ['cifar_cnn', 'cifar_mobilenet_v2', ",
+    ),
     ("unknown dataset kind", _set("datasets", "alm", "kind", "alms"), "datasets.alm.kind", "'alms' is not one of"),
-    ("a parameter another kind has", _set("datasets", "mnist1d", "dim", 5), "datasets.mnist1d.dim", "is not a known key"),
+    (
+        "a parameter another kind has",
+        _set("datasets", "mnist1d", "dim", 5),
+        "datasets.mnist1d.dim",
+        "is not a known key",
+    ),
     ("a kind's parameter out of range", _set("datasets", "walk", "dim", 1), "datasets.walk.dim", "1 is less than"),
-    ("unknown plot", _set("figures", "rsi_eb_gamma", "plot", "rsi"), "figures.rsi_eb_gamma.plot", "'rsi' is not one of"),
-    ("an option another plot has", _set("figures", "rsi_eb_gamma", "facet", "width"), "figures.rsi_eb_gamma.facet",
-     "is not a known key"),
-    ("a plot option's value", _set("figures", "gamma_by_budget", "metric", "rsi"), "figures.gamma_by_budget.metric",
-     "'rsi' is not one of"),
+    (
+        "unknown plot",
+        _set("figures", "rsi_eb_gamma", "plot", "rsi"),
+        "figures.rsi_eb_gamma.plot",
+        "'rsi' is not one of",
+    ),
+    (
+        "an option another plot has",
+        _set("figures", "rsi_eb_gamma", "facet", "width"),
+        "figures.rsi_eb_gamma.facet",
+        "is not a known key",
+    ),
+    (
+        "a plot option's value",
+        _set("figures", "gamma_by_budget", "metric", "rsi"),
+        "figures.gamma_by_budget.metric",
+        "'rsi' is not one of",
+    ),
 ]
 
 
@@ -320,7 +431,12 @@ def test_schema_enums_are_the_registries():
     run_fields = structure["$defs"]["run_fields"]["properties"]
     dataset = structure["properties"]["datasets"]["additionalProperties"]
     figure = structure["properties"]["figures"]["additionalProperties"]
-    for owned in (run_fields["model"], run_fields["optimizer"], dataset["properties"]["kind"], figure["properties"]["plot"]):
+    for owned in (
+        run_fields["model"],
+        run_fields["optimizer"],
+        dataset["properties"]["kind"],
+        figure["properties"]["plot"],
+    ):
         assert "enum" not in owned and "anyOf" not in owned
     assert "allOf" not in dataset and "allOf" not in figure
 
@@ -520,8 +636,14 @@ def test_plug_ins_plan_with_options_of_any_type(schema, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = tiny()
     config["experiments"] = {
-        "own": {"set": {"model": "lab_models:mlp", "model_options": {"sizes": [16], "activation": "gelu"},
-                        "optimizer": "adamw", "optimizer_options": {"betas": [0.9, 0.95], "amsgrad": True}}},
+        "own": {
+            "set": {
+                "model": "lab_models:mlp",
+                "model_options": {"sizes": [16], "activation": "gelu"},
+                "optimizer": "adamw",
+                "optimizer_options": {"betas": [0.9, 0.95], "amsgrad": True},
+            }
+        },
         "vision": {"set": {"model": "torchvision:resnet18", "optimizer": "nadam"}},
     }
     config["figures"] = {}
@@ -539,20 +661,34 @@ def test_snakemake_names_the_key_of_a_module_it_cannot_import(tmp_path):
     result = snakemake_dry_run(broken(_set("experiments", "baseline", "set", {"model": "my_nets:tiny"})), tmp_path)
     text = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "config key 'experiments.baseline.set.model': cannot import module 'my_nets' of 'my_nets:tiny': put " \
-           "my_nets.py in the working directory" in text, text[-3000:]
+    assert (
+        "config key 'experiments.baseline.set.model': cannot import module 'my_nets' of 'my_nets:tiny': put "
+        "my_nets.py in the working directory" in text
+    ), text[-3000:]
     assert "Traceback" not in text, text[-3000:]
 
 
 # A misspelt value where the schema offers alternatives (oneOf / anyOf): the message lists what each expects.
 ENUM_ERRORS = [
-    ("lagged", _set("correlations", "lagged", "every"), "correlations.lagged",
-     "'every' is not one of ['anchored', 'every_step', 'off'], nor true or false"),
-    ("matrix_epochs", _set("correlations", "matrix_epochs", "some"), "correlations.matrix_epochs",
-     "'some' is not 'all', nor a list"),
+    (
+        "lagged",
+        _set("correlations", "lagged", "every"),
+        "correlations.lagged",
+        "'every' is not one of ['anchored', 'every_step', 'off'], nor true or false",
+    ),
+    (
+        "matrix_epochs",
+        _set("correlations", "matrix_epochs", "some"),
+        "correlations.matrix_epochs",
+        "'some' is not 'all', nor a list",
+    ),
     ("max_job_minutes", _set("max_job_minutes", "2 days"), "max_job_minutes", "'2 days' is not null, nor an integer"),
-    ("schedule", _set("defaults", "schedule", "cosine"), "defaults.schedule",
-     "'cosine' is not one of ['constant', 'exp_warmup_cosine', 'final_drop', 'gawu', 'warmup_cosine']"),
+    (
+        "schedule",
+        _set("defaults", "schedule", "cosine"),
+        "defaults.schedule",
+        "'cosine' is not one of ['constant', 'exp_warmup_cosine', 'final_drop', 'gawu', 'warmup_cosine']",
+    ),
 ]
 
 

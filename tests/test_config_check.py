@@ -34,11 +34,15 @@ def edited(text: str, old: str, new: str) -> str:
 
 
 # tiny.yaml with a misspelt key of an experiment, a quoted number and a negative LR: three problems at once.
-BROKEN = edited(edited(edited(
-    TINY_TEXT,
-    "    grid: {batch_size: [25, 50]}\n", "    gird: {batch_size: [25, 50]}\n"),
-    "  weight_decay: 1.0e-5\n", "  weight_decay: '1e-5'\n"),
-    "  lr: 0.01\n", "  lr: -0.01\n")
+BROKEN = edited(
+    edited(
+        edited(TINY_TEXT, "    grid: {batch_size: [25, 50]}\n", "    gird: {batch_size: [25, 50]}\n"),
+        "  weight_decay: 1.0e-5\n",
+        "  weight_decay: '1e-5'\n",
+    ),
+    "  lr: 0.01\n",
+    "  lr: -0.01\n",
+)
 
 
 def test_every_problem_names_its_file_line_and_key(tmp_path):
@@ -49,8 +53,10 @@ def test_every_problem_names_its_file_line_and_key(tmp_path):
     lines = [line_of(BROKEN, start) for start in ("  lr: -0.01", "  weight_decay:", "    gird:")]
     assert caught.value.problems == (
         f"{path}, line {lines[0]}: config key 'defaults.lr': -0.01 is less than or equal to the minimum of 0",
-        (f"{path}, line {lines[1]}: config key 'defaults.weight_decay': '1e-5' is not of type 'number'; YAML read it "
-         "as text: write a number without quotes and without `_` (0.001, 1e-3)"),
+        (
+            f"{path}, line {lines[1]}: config key 'defaults.weight_decay': '1e-5' is not of type 'number'; YAML read it "
+            "as text: write a number without quotes and without `_` (0.001, 1e-3)"
+        ),
         f"{path}, line {lines[2]}: config key 'experiments.batch_sizes.gird': is not a known key; did you mean 'grid'?",
     )
 
@@ -62,11 +68,17 @@ def test_a_key_is_named_in_the_last_file_that_gives_it(tmp_path):
     override.write_text("device: auto\ndefaults:\n  epochs: 0\n")
     with pytest.raises(ConfigCheckError) as caught:
         check_config([base, override])
-    assert caught.value.problems == (f"{override}, line 3: config key 'defaults.epochs': 0 is less than the minimum of 1",)
+    assert caught.value.problems == (
+        f"{override}, line 3: config key 'defaults.epochs': 0 is less than the minimum of 1",
+    )
     # A key that no file has is named by the nearest key above it; a top-level one by every file.
     override.write_text("defaults: {epochs: 2}\nexperiments: {baseline: {description: x, set: {lrr: 0.1}}}\n")
-    with pytest.raises(ConfigCheckError, match=re.escape(f"{override}, line 2: config key 'experiments.baseline.set.lrr': "
-                                                         "is not a known key; did you mean 'lr'?")):
+    with pytest.raises(
+        ConfigCheckError,
+        match=re.escape(
+            f"{override}, line 2: config key 'experiments.baseline.set.lrr': is not a known key; did you mean 'lr'?"
+        ),
+    ):
         check_config([base, override])
     # The one key without a default (config/defaults.yaml): the files given are named, not the defaults.
     base.write_text("threads: 2\n")
@@ -90,8 +102,10 @@ def test_a_cross_key_problem_names_its_file_and_line(tmp_path):
     with pytest.raises(ConfigCheckError) as caught:
         check_config([path])
     (problem,) = caught.value.problems
-    assert problem.startswith(f"{path}, line {line_of(text, '    grid: {batch_size: [25, 1000]}')}: config key "
-                              "'experiments.batch_sizes.grid.batch_size': batch size 1000 is larger than"), problem
+    assert problem.startswith(
+        f"{path}, line {line_of(text, '    grid: {batch_size: [25, 1000]}')}: config key "
+        "'experiments.batch_sizes.grid.batch_size': batch size 1000 is larger than"
+    ), problem
 
 
 def test_syntax_errors_and_files_that_are_no_mapping(tmp_path):
@@ -180,8 +194,13 @@ def test_the_workflow_prints_the_check_s_message_and_no_traceback(tmp_path):
 def test_the_workflow_reads_numbers_as_written(tmp_path):
     """Issue 21: `weight_decay: [0, 1e-4, 1e-3]` failed with `'1e-3' is not of type 'number'`."""
     path = tmp_path / "my.yaml"
-    path.write_text(edited(TINY_TEXT, "    grid: {batch_size: [25, 50]}\n",
-                           "    grid: {batch_size: [25, 50], weight_decay: [0, 1e-4, 1e-3]}\n"))
+    path.write_text(
+        edited(
+            TINY_TEXT,
+            "    grid: {batch_size: [25, 50]}\n",
+            "    grid: {batch_size: [25, 50], weight_decay: [0, 1e-4, 1e-3]}\n",
+        )
+    )
     result = dry_run(tmp_path / "work", "--configfile", str(path))
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     # A run id names its weight decay where it is not 0.

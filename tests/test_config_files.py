@@ -36,11 +36,22 @@ def test_the_shipped_configs_are_clean():
 
 # (as written, what pathgeo reads, what PyYAML's YAML 1.1 reads): YAML 1.2's floats.
 NUMBERS = [
-    ("1e-3", 0.001, "1e-3"), ("5e4", 50000.0, "5e4"), ("1E+5", 100000.0, "1E+5"), ("+1e3", 1000.0, "+1e3"),
-    ("-.5", -0.5, "-.5"), (".5", 0.5, 0.5), ("1.0e-3", 0.001, 0.001), ("2.", 2.0, 2.0), ("3", 3, 3), ("-2", -2, -2),
+    ("1e-3", 0.001, "1e-3"),
+    ("5e4", 50000.0, "5e4"),
+    ("1E+5", 100000.0, "1E+5"),
+    ("+1e3", 1000.0, "+1e3"),
+    ("-.5", -0.5, "-.5"),
+    (".5", 0.5, 0.5),
+    ("1.0e-3", 0.001, 0.001),
+    ("2.", 2.0, 2.0),
+    ("3", 3, 3),
+    ("-2", -2, -2),
     (".inf", float("inf"), float("inf")),
     # not numbers: no digits after the exponent, no digits before it, two dots; no `_` in a float (YAML 1.2 has none)
-    ("1e", "1e", "1e"), ("e3", "e3", "e3"), ("1.2.3", "1.2.3", "1.2.3"), ("1_000.5", "1_000.5", 1000.5),
+    ("1e", "1e", "1e"),
+    ("e3", "e3", "e3"),
+    ("1.2.3", "1.2.3", "1.2.3"),
+    ("1_000.5", "1_000.5", 1000.5),
 ]
 
 
@@ -56,17 +67,29 @@ def test_a_grid_of_weight_decays_reads_as_numbers(tmp_path):
     path.write_text("experiments:\n  wd:\n    grid: {weight_decay: [0, 1e-4, 1e-3]}\n")
     read = read_config_file(path)
     assert read.content == {"experiments": {"wd": {"grid": {"weight_decay": [0, 0.0001, 0.001]}}}}
-    assert read.lines[("experiments", "wd", "grid")] == 3 and read.lines[("experiments", "wd", "grid", "weight_decay", 2)] == 3
+    assert (
+        read.lines[("experiments", "wd", "grid")] == 3
+        and read.lines[("experiments", "wd", "grid", "weight_decay", 2)] == 3
+    )
 
 
 def test_pathgeo_reads_yaml_through_its_loader_only():
     """Every reader of YAML in pathgeo, its rules and its Snakefile goes through pathgeo.config_files (load_yaml,
     read_config_file), so that no config is read with YAML 1.1's numbers."""
-    sources = [*(REPO / "pathgeo").rglob("*.py"), *(REPO / "workflow_scripts").glob("*.py"), *(REPO / "rules").glob("*.smk"),
-               REPO / "Snakefile"]
+    sources = [
+        *(REPO / "pathgeo").rglob("*.py"),
+        *(REPO / "workflow_scripts").glob("*.py"),
+        *(REPO / "rules").glob("*.smk"),
+        REPO / "Snakefile",
+    ]
     readers = re.compile(r"yaml\.(safe_load|load|full_load|unsafe_load|compose)\b|\bsafe_load\(")
-    found = [f"{path.relative_to(REPO)}:{number}" for path in sources if path.name != "config_files.py"
-             for number, line in enumerate(path.read_text().splitlines(), 1) if readers.search(line)]
+    found = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sources
+        if path.name != "config_files.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if readers.search(line)
+    ]
     assert found == []
 
 
@@ -101,8 +124,9 @@ def test_a_syntax_error_names_file_line_and_column(tmp_path):
     with pytest.raises(ConfigFileError) as caught:
         read_config_file(path)
     message = str(caught.value)
-    assert message.startswith(f"{path}, line 3, column 15: not valid YAML: while parsing a flow sequence at line 2, "
-                              "column 10"), message
+    assert message.startswith(
+        f"{path}, line 3, column 15: not valid YAML: while parsing a flow sequence at line 2, column 10"
+    ), message
 
 
 def workflow(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
@@ -127,13 +151,17 @@ def test_the_workflow_refuses_a_duplicate_in_its_default_config(tmp_path):
     result = workflow(tmp_path / "work", snakefile=snakefile)
     assert result.returncode != 0
     first, second = line_of(text, "  baseline:", 1), line_of(text, "  baseline:", 2)
-    assert (f"config/config.yaml: key 'experiments.baseline' appears twice, on lines {first} and {second}"
-            in result.stdout + result.stderr)
+    assert (
+        f"config/config.yaml: key 'experiments.baseline' appears twice, on lines {first} and {second}"
+        in result.stdout + result.stderr
+    )
 
 
 def test_the_workflow_names_the_line_of_a_syntax_error_in_its_default_config(tmp_path):
     assert "\nexperiments:\n" in DEFAULT
-    snakefile = workflow_with_default(tmp_path / "workflow", DEFAULT.replace("\nexperiments:\n", "\nexperiments: [1\n", 1))
+    snakefile = workflow_with_default(
+        tmp_path / "workflow", DEFAULT.replace("\nexperiments:\n", "\nexperiments: [1\n", 1)
+    )
     result = workflow(tmp_path / "work", snakefile=snakefile)
     assert result.returncode != 0
     assert "config/config.yaml, line " in result.stdout + result.stderr

@@ -73,8 +73,15 @@ def measured_steps(T: int, k: int, protocol: str, first_step: int) -> list[int]:
     return [t for t in range(k, T) if (first_step + t) % ANCHOR_PERIOD == k]
 
 
-def oracle_columns(W: np.ndarray, Gs: np.ndarray, w_star: np.ndarray, window: int, lags=LAGS,
-                   protocol: str = "every_step", first_step: int = 0):
+def oracle_columns(
+    W: np.ndarray,
+    Gs: np.ndarray,
+    w_star: np.ndarray,
+    window: int,
+    lags=LAGS,
+    protocol: str = "every_step",
+    first_step: int = 0,
+):
     """Every correlation column for one reference, NaN where undefined, from the segment's snapshots: W holds
     w_0..w_{T−1} (the weights at which each G was taken), Gs G_0..G_{T−1}. Also the error scale of each perp
     value (see assert_columns_close)."""
@@ -177,8 +184,9 @@ def quadratic_references() -> dict[str, np.ndarray]:
     return {"minimum": np.zeros(QUAD_DIM), "off_path": np.random.default_rng(5).standard_normal(QUAD_DIM)}
 
 
-def run_quadratic(lr: float, dtype: torch.dtype, backend: str, start: int = 0,
-                  w_start: np.ndarray | None = None, **probe_args):
+def run_quadratic(
+    lr: float, dtype: torch.dtype, backend: str, start: int = 0, w_start: np.ndarray | None = None, **probe_args
+):
     """The probe in a plain torch loop from w_start (default: the closed form's w at step `start`), as a
     segment that starts at step `start`, epoch start/K; returns the table, the matrices and the float64
     snapshots of w and G the probe saw."""
@@ -188,8 +196,15 @@ def run_quadratic(lr: float, dtype: torch.dtype, backend: str, start: int = 0,
     flat = FlatParameters([w])
     optimizer = torch.optim.SGD(flat.params, lr=lr)
     references = {name: torch.from_numpy(r) for name, r in quadratic_references().items()}
-    probe = Probe(flat, references, steps_per_epoch=QUAD_K, start_step=start, start_epoch=start // QUAD_K,
-                  **BACKENDS[backend], **probe_args)
+    probe = Probe(
+        flat,
+        references,
+        steps_per_epoch=QUAD_K,
+        start_step=start,
+        start_epoch=start // QUAD_K,
+        **BACKENDS[backend],
+        **probe_args,
+    )
     weights, grads = [], []
     for epoch in range(start // QUAD_K, QUAD_EPOCHS):
         for _ in range(QUAD_K):
@@ -271,7 +286,8 @@ def test_quadratic_matches_closed_forms(lr, dtype, backend, protocol):
     w0, c = W[0], 1.0 - lr * a
     t = np.arange(1, QUAD_T)[:, None]
     closed = (a**2 * c ** (2 * t - 1) * w0**2).sum(1) / np.sqrt(
-        (a**2 * c ** (2 * t) * w0**2).sum(1) * (a**2 * c ** (2 * t - 2) * w0**2).sum(1))
+        (a**2 * c ** (2 * t) * w0**2).sum(1) * (a**2 * c ** (2 * t - 2) * w0**2).sum(1)
+    )
     for name, w_star in quadratic_references().items():
         rows = table.filter(pl.col("reference") == name)
         np.testing.assert_allclose(rows["grad_corr"][1:].to_numpy(), closed, rtol=0, atol=tol)
@@ -298,9 +314,21 @@ WD = 1e-3
 
 
 def mlp_spec() -> RunSpec:
-    return RunSpec(data=MNIST1D, model="mlp", width=8, optimizer="momentum", lr=0.05, weight_decay=WD,
-                   schedule="warmup_cosine", warmup_epochs=1, batch_size=BATCH, epochs=MLP_EPOCHS, seed=0,
-                   data_order_seed=1, precision="float32")
+    return RunSpec(
+        data=MNIST1D,
+        model="mlp",
+        width=8,
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=WD,
+        schedule="warmup_cosine",
+        warmup_epochs=1,
+        batch_size=BATCH,
+        epochs=MLP_EPOCHS,
+        seed=0,
+        data_order_seed=1,
+        precision="float32",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -338,8 +366,15 @@ class Recorder:
 def run_probe_mlp(mnist, references: dict[str, torch.Tensor], backend: str, window: int, lagged: str):
     spec = mlp_spec()
     trainer = build_trainer(spec, mnist, CPU)
-    probe = Probe(trainer.flat, references, weight_decay=WD, steps_per_epoch=trainer.task.steps_per_epoch,
-                  window=window, lagged=lagged, **MLP_BACKENDS[backend])
+    probe = Probe(
+        trainer.flat,
+        references,
+        weight_decay=WD,
+        steps_per_epoch=trainer.task.steps_per_epoch,
+        window=window,
+        lagged=lagged,
+        **MLP_BACKENDS[backend],
+    )
     recorder = Recorder(trainer.flat, probe)
     for _ in range(spec.epochs):
         stats = trainer.train_epoch(recorder)
@@ -418,8 +453,9 @@ def test_probe_correlations_match_numpy_on_mlp(probe_mlp, mlp_references, window
     step_values = final["grad_corr"].gather(upper["start_step"] + upper["i"] + 1)
     np.testing.assert_allclose(upper["corr"].to_numpy(), step_values.to_numpy(), rtol=0, atol=1e-15)
     transposed = matrices.rename({"i": "j", "j": "i"}).sort("epoch", "i", "j")
-    np.testing.assert_allclose(transposed["corr"].to_numpy(), matrices.sort("epoch", "i", "j")["corr"].to_numpy(),
-                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        transposed["corr"].to_numpy(), matrices.sort("epoch", "i", "j")["corr"].to_numpy(), rtol=0, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -439,8 +475,9 @@ def test_fused_and_triton_backends_agree_on_mlp(probe_mlp, window, protocol):
                 # Both sum exact float64 products, in different orders: ~1e-13 on a cosine's scale.
                 np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12, err_msg=c)
         assert other_matrices.select(pl.exclude("corr")).equals(fused_matrices.select(pl.exclude("corr")))
-        np.testing.assert_allclose(other_matrices["corr"].to_numpy(), fused_matrices["corr"].to_numpy(),
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            other_matrices["corr"].to_numpy(), fused_matrices["corr"].to_numpy(), rtol=1e-12, atol=1e-12
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -471,7 +508,9 @@ def assert_same_up_to_summation(got: pl.DataFrame, want: pl.DataFrame) -> None:
     for c in got.columns:
         if got[c].dtype == pl.Float64:
             assert got[c].is_null().to_list() == want[c].is_null().to_list(), c
-            np.testing.assert_allclose(got[c].drop_nulls().to_numpy(), want[c].drop_nulls().to_numpy(), rtol=1e-13, atol=0, err_msg=c)
+            np.testing.assert_allclose(
+                got[c].drop_nulls().to_numpy(), want[c].drop_nulls().to_numpy(), rtol=1e-13, atol=0, err_msg=c
+            )
         else:
             assert got[c].to_list() == want[c].to_list(), c
 
@@ -496,8 +535,9 @@ def test_lags_choose_the_perp_columns_only(backend, protocol):
         for c in (f"perp_corr_lag{k}", f"dist_lag{k}"):
             if k in (2, 20):
                 assert some[c].is_null().to_list() == full[c].is_null().to_list()
-                np.testing.assert_allclose(some[c].drop_nulls().to_numpy(), full[c].drop_nulls().to_numpy(),
-                                           rtol=1e-14, atol=1e-14, err_msg=c)
+                np.testing.assert_allclose(
+                    some[c].drop_nulls().to_numpy(), full[c].drop_nulls().to_numpy(), rtol=1e-14, atol=1e-14, err_msg=c
+                )
             else:
                 assert some[c].null_count() == some.height, c
 
@@ -516,8 +556,9 @@ def test_matrix_epochs_and_windows_at_the_segment_end(backend):
         (31, None, [2]),
         (41, None, []),  # longer than the segment (40 steps)
     ]:
-        table, matrices, Ws, Gs = run_quadratic(OSCILLATING_LR, torch.float64, backend, start=start, window=window,
-                                                matrix_epochs=wanted, lags=(1, 5))
+        table, matrices, Ws, Gs = run_quadratic(
+            OSCILLATING_LR, torch.float64, backend, start=start, window=window, matrix_epochs=wanted, lags=(1, 5)
+        )
         assert sorted(matrices["epoch"].unique().to_list()) == present, (window, wanted)
         assert matrices.height == len(present) * window**2
         assert matrices.columns == MATRIX_COLUMNS
@@ -528,8 +569,9 @@ def test_matrix_epochs_and_windows_at_the_segment_end(backend):
         rows = table.filter(pl.col("reference") == "off_path")
         assert rows["step"].to_list() == list(range(start, QUAD_T))
         assert rows["epoch"].to_list() == segment_epochs.tolist()
-        oracle, scale = oracle_columns(Ws, Gs, quadratic_references()["off_path"], window, lags=(1, 5),
-                                       protocol="anchored", first_step=start)
+        oracle, scale = oracle_columns(
+            Ws, Gs, quadratic_references()["off_path"], window, lags=(1, 5), protocol="anchored", first_step=start
+        )
         assert_columns_close(rows, oracle, scale, 1e-10)
         assert rows.filter(pl.col("perp_corr_lag5").is_not_null())["step"].to_list() == [56]
 
@@ -542,7 +584,9 @@ def test_segment_values_equal_the_whole_run_where_defined(protocol):
     part, *_ = run_quadratic(OSCILLATING_LR, torch.float64, "fused", start=start, w_start=Ws[start], lagged=protocol)
     tail = whole.filter(pl.col("step") >= start)
     T = QUAD_T - start
-    for c, k in [("grad_corr", 1), ("sign_flip", 1), ("mean_grad_corr", 4)] + [(c, k) for k in LAGS for c in (f"perp_corr_lag{k}", f"dist_lag{k}")]:
+    for c, k in [("grad_corr", 1), ("sign_flip", 1), ("mean_grad_corr", 4)] + [
+        (c, k) for k in LAGS for c in (f"perp_corr_lag{k}", f"dist_lag{k}")
+    ]:
         # Defined in the segment: from step start + k on; anchored, at 51 + k alone (its base 51 ≥ 20).
         defined = measured_steps(T, k, protocol, start) if "lag" in c else list(range(k, T))
         for name in ("minimum", "off_path"):
@@ -588,15 +632,34 @@ def test_anchored_protocol_matches_the_authors_loop(backend, start_epoch):
     """The default protocol on the MLP under momentum and weight decay for 175 steps: the steps that carry
     a value, the cosines and the distances are those of the authors' loop; a segment from step 63 has none
     until its first anchor, 102."""
-    spec = RunSpec(data=MNIST1D, model="mlp", width=8, optimizer="momentum", lr=0.05, weight_decay=WD,
-                   schedule="constant", warmup_epochs=0, batch_size=BATCH, epochs=ANCHORED_EPOCHS, seed=0,
-                   data_order_seed=1, precision="float32")
+    spec = RunSpec(
+        data=MNIST1D,
+        model="mlp",
+        width=8,
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=WD,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=BATCH,
+        epochs=ANCHORED_EPOCHS,
+        seed=0,
+        data_order_seed=1,
+        precision="float32",
+    )
     trainer = build_trainer(spec, data.build(MNIST1D), CPU)
     for _ in range(start_epoch):
         trainer.train_epoch()
     w_star = torch.randn(trainer.flat.numel, generator=torch.Generator().manual_seed(3))
-    probe = Probe(trainer.flat, {"final": w_star}, weight_decay=WD, steps_per_epoch=STEPS_PER_EPOCH,
-                  start_step=trainer.step, start_epoch=trainer.epoch, **MLP_BACKENDS[backend])
+    probe = Probe(
+        trainer.flat,
+        {"final": w_star},
+        weight_decay=WD,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        start_step=trainer.step,
+        start_epoch=trainer.epoch,
+        **MLP_BACKENDS[backend],
+    )
     recorder = Recorder(trainer.flat, probe)
     while trainer.epoch < ANCHORED_EPOCHS:
         stats = trainer.train_epoch(recorder)
@@ -616,10 +679,16 @@ def test_anchored_protocol_matches_the_authors_loop(backend, start_epoch):
         assert table.filter(pl.col(f"dist_lag{k}").is_not_null())["step"].to_list() == steps, k
         # float64 products of float32 values, summed in another order: ~1e-13 of a cosine; the distance
         # is a sum of exact squared differences: ~1e-15 relative.
-        np.testing.assert_allclose(rows[f"perp_corr_lag{k}"].to_numpy(), [expected["sim"][k][t] for t in steps],
-                                   rtol=0, atol=MLP_TOL, err_msg=str(k))
-        np.testing.assert_allclose(rows[f"dist_lag{k}"].to_numpy(), [expected["dist"][k][t] for t in steps],
-                                   rtol=1e-12, err_msg=str(k))
+        np.testing.assert_allclose(
+            rows[f"perp_corr_lag{k}"].to_numpy(),
+            [expected["sim"][k][t] for t in steps],
+            rtol=0,
+            atol=MLP_TOL,
+            err_msg=str(k),
+        )
+        np.testing.assert_allclose(
+            rows[f"dist_lag{k}"].to_numpy(), [expected["dist"][k][t] for t in steps], rtol=1e-12, err_msg=str(k)
+        )
     if start_epoch:
         assert min(min(v) for v in expected["sim"].values()) == 103
 
@@ -648,7 +717,9 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
     plan[lag_g : lag_g + 3] = [-1, 1, 5]  # orthogonal lags 2 and 5 against ring slots (1, w 0) and (5, w 1)
     plan[lag_w : lag_w + 3] = [-1, 0, 1]
     out = np.full(lay.width, np.nan)
-    kernels.step_pass(w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads)
+    kernels.step_pass(
+        w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads
+    )
 
     np.testing.assert_array_equal(ring_g[3], g)  # this step's G, and G as the anchor base
     np.testing.assert_array_equal(ring_g[5], g)
@@ -676,6 +747,18 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
             assert abs(out[index] - x @ y) <= 1e-11 * np.linalg.norm(x) * np.linalg.norm(y), index
 
     again = np.full(lay.width, np.nan)
-    kernels.step_pass(w, g, w.copy(), w_star, ring_g_before.copy(), ring_w_before.copy(), plan, lay.ring_lags,
-                      lay.geometry, lay.lag_block, again, 3 - threads)
+    kernels.step_pass(
+        w,
+        g,
+        w.copy(),
+        w_star,
+        ring_g_before.copy(),
+        ring_w_before.copy(),
+        plan,
+        lay.ring_lags,
+        lay.geometry,
+        lay.lag_block,
+        again,
+        3 - threads,
+    )
     np.testing.assert_array_equal(out, again)  # fixed blocks: the same bits whatever the thread count

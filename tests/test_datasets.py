@@ -170,16 +170,34 @@ def test_an_md5_mismatch_mentions_verify_md5(cifar):
 
 
 def test_fingerprint_changes_name_each_file_and_class_folder():
-    old = {"files": [{"path": "a", "bytes": 3, "sha256": "x"}, {"path": "b", "bytes": 3, "sha256": "y"},
-                     {"path": "c", "bytes": 1, "sha256": "z"}],
-           "folders": [{"path": "train", "classes": {"n1": {"files": 2, "names_sha256": "p"},
-                                                     "n2": {"files": 1, "names_sha256": "q"}}}]}
-    new = {"files": [{"path": "a", "bytes": 4, "sha256": "x2"}, {"path": "b", "bytes": 3, "sha256": "y2"},
-                     {"path": "d", "bytes": 1, "sha256": "w"}],
-           "folders": [{"path": "train", "classes": {"n1": {"files": 3, "names_sha256": "r"}}}]}
+    old = {
+        "files": [
+            {"path": "a", "bytes": 3, "sha256": "x"},
+            {"path": "b", "bytes": 3, "sha256": "y"},
+            {"path": "c", "bytes": 1, "sha256": "z"},
+        ],
+        "folders": [
+            {
+                "path": "train",
+                "classes": {"n1": {"files": 2, "names_sha256": "p"}, "n2": {"files": 1, "names_sha256": "q"}},
+            }
+        ],
+    }
+    new = {
+        "files": [
+            {"path": "a", "bytes": 4, "sha256": "x2"},
+            {"path": "b", "bytes": 3, "sha256": "y2"},
+            {"path": "d", "bytes": 1, "sha256": "w"},
+        ],
+        "folders": [{"path": "train", "classes": {"n1": {"files": 3, "names_sha256": "r"}}}],
+    }
     assert data_files.fingerprint_changes(old, new) == [
-        "a changed (3 -> 4 bytes)", "b changed (same size, other content)", "c is gone", "d is new",
-        "train/n1/ changed (2 -> 3 files)", "train/n2/ is gone",
+        "a changed (3 -> 4 bytes)",
+        "b changed (same size, other content)",
+        "c is gone",
+        "d is new",
+        "train/n1/ changed (2 -> 3 files)",
+        "train/n2/ is gone",
     ]
 
 
@@ -295,9 +313,7 @@ def test_imagenet_transforms_equal_torchvisions(imagenet):
     paper_train = T.Compose(
         [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
-    paper_val = T.Compose(
-        [T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
+    paper_val = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     img = train.load(0)
     state = torch.get_rng_state()
     for seed in range(8):
@@ -330,7 +346,7 @@ def test_imagenet_batches_follow_the_order_for_any_num_workers(imagenet):
     for (xa, ya), (xb, yb) in zip(serial, parallel, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert torch.equal(serial[0][0][1], train[imagenet_data.ItemKey(9, 1, 0)][0])
-    (xv, yv), = imagenet_data.imagenet_batches(val, torch.arange(6), batch_size=6, epoch=0, seed=0)
+    ((xv, yv),) = imagenet_data.imagenet_batches(val, torch.arange(6), batch_size=6, epoch=0, seed=0)
     assert torch.equal(xv[2], val[2][0])
 
 
@@ -505,7 +521,8 @@ def vaihingen(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_vaihingen_split_ids():
     train, val, test = (
-        set(vaihingen_data.VAIHINGEN_TRAIN_IDS), set(vaihingen_data.VAIHINGEN_VAL_IDS),
+        set(vaihingen_data.VAIHINGEN_TRAIN_IDS),
+        set(vaihingen_data.VAIHINGEN_VAL_IDS),
         set(vaihingen_data.VAIHINGEN_TEST_IDS),
     )
     assert (len(train), len(val), len(test)) == (11, 5, 17)

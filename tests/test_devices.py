@@ -82,19 +82,22 @@ def test_auto_is_cpu_without_cuda(no_job):
     assert select_device("auto") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("environ, held, count", [
-    (SLURM_ONE_GPU, {"SLURM_JOB_GPUS": "0", "SLURM_GPUS_ON_NODE": "1", "CUDA_VISIBLE_DEVICES": "0"}, 1),
-    ({"SLURM_JOB_ID": "7", "SLURM_STEP_GPUS": "2,3"}, {"SLURM_STEP_GPUS": "2,3"}, 2),
-    ({"SLURM_JOB_ID": "7", "SLURM_GPUS": "a100:4"}, {"SLURM_GPUS": "a100:4"}, 4),
-    ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "1"}, 1),
-    # A SLURM job without GPUs, as some sites describe it.
-    ({"SLURM_JOB_ID": "7", "SLURM_GPUS_ON_NODE": "0", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, {}, None),
-    ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "-1"}, {}, None),
-    # A workstation that hides or picks GPUs is not in a job.
-    ({"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_GPUS": "0"}, {}, None),
-    # The tests' local SLURM, whose GPUs are plain files.
-    ({**SLURM_ONE_GPU, devices.FAKE_GPUS: "1"}, {}, None),
-])
+@pytest.mark.parametrize(
+    "environ, held, count",
+    [
+        (SLURM_ONE_GPU, {"SLURM_JOB_GPUS": "0", "SLURM_GPUS_ON_NODE": "1", "CUDA_VISIBLE_DEVICES": "0"}, 1),
+        ({"SLURM_JOB_ID": "7", "SLURM_STEP_GPUS": "2,3"}, {"SLURM_STEP_GPUS": "2,3"}, 2),
+        ({"SLURM_JOB_ID": "7", "SLURM_GPUS": "a100:4"}, {"SLURM_GPUS": "a100:4"}, 4),
+        ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "1"}, 1),
+        # A SLURM job without GPUs, as some sites describe it.
+        ({"SLURM_JOB_ID": "7", "SLURM_GPUS_ON_NODE": "0", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, {}, None),
+        ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "-1"}, {}, None),
+        # A workstation that hides or picks GPUs is not in a job.
+        ({"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_GPUS": "0"}, {}, None),
+        # The tests' local SLURM, whose GPUs are plain files.
+        ({**SLURM_ONE_GPU, devices.FAKE_GPUS: "1"}, {}, None),
+    ],
+)
 def test_a_gpu_allocation_is_read_from_slurms_variables(environ, held, count):
     allocation = devices.gpu_allocation(environ)
     assert allocation == held
@@ -129,13 +132,16 @@ def test_auto_still_picks_the_cpu_outside_a_gpu_allocation(monkeypatch, no_job):
     assert select_device("cpu") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("driver, cuda, facts, fix", [
-    (None, "13.2", "NVIDIA driver: none found", "this node shows no NVIDIA driver"),
-    ("535.104.05", None, "built for no CUDA (CPU only)", "install a CUDA build of torch"),
-    ("580.65.06", "13.2", "NVIDIA driver 580.65.06", "driver 580.65.06 is new enough, yet torch sees no GPU"),
-    ("470.82.01", "13.0", "which needs driver >= 580", "torch built for CUDA 11.x, which driver 470.82.01 runs"),
-    ("418.40", "12.4", "which needs driver >= 525.60.13", "update the NVIDIA driver to >= 525.60.13"),
-])
+@pytest.mark.parametrize(
+    "driver, cuda, facts, fix",
+    [
+        (None, "13.2", "NVIDIA driver: none found", "this node shows no NVIDIA driver"),
+        ("535.104.05", None, "built for no CUDA (CPU only)", "install a CUDA build of torch"),
+        ("580.65.06", "13.2", "NVIDIA driver 580.65.06", "driver 580.65.06 is new enough, yet torch sees no GPU"),
+        ("470.82.01", "13.0", "which needs driver >= 580", "torch built for CUDA 11.x, which driver 470.82.01 runs"),
+        ("418.40", "12.4", "which needs driver >= 525.60.13", "update the NVIDIA driver to >= 525.60.13"),
+    ],
+)
 def test_the_diagnosis_follows_the_driver_and_torchs_cuda(driver, cuda, facts, fix):
     found, todo = devices.cuda_diagnosis(driver, cuda)
     assert facts in found and fix in todo
@@ -151,7 +157,9 @@ def test_the_driver_is_read_from_the_kernel_module_then_nvidia_smi(monkeypatch, 
     )
     monkeypatch.setattr(devices, "DRIVER_FILE", version_file)
     assert devices.driver_version() == "580.65.06"
-    version_file.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n")
+    version_file.write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"
+    )
     assert devices.driver_version() == "535.104.05"
     monkeypatch.setattr(devices, "DRIVER_FILE", tmp_path / "absent")
     monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin", "550.54.15")["PATH"])
@@ -170,8 +178,18 @@ def test_a_reference_job_in_a_gpu_allocation_fails_instead_of_training_on_the_cp
     run = min(build_plan(yaml.safe_load(tiny.read_text())).runs)
     outside = {key: value for key, value in os.environ.items() if key not in SLURM_VARIABLES}
     env = {**outside, **SLURM_ONE_GPU, **fake_nvidia_smi(tmp_path / "bin", "535.104.05")}
-    done = run_snakemake(tmp_path / "work", "--config", "device=auto", "--cores", "1", f"results/runs/{run}/spec.json",
-                         configfile=tiny, cwd=tmp_path, env=env, timeout=600)
+    done = run_snakemake(
+        tmp_path / "work",
+        "--config",
+        "device=auto",
+        "--cores",
+        "1",
+        f"results/runs/{run}/spec.json",
+        configfile=tiny,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode != 0
     assert "Error in rule reference" in done.stdout + done.stderr
     log = (tmp_path / "work" / "logs" / "reference" / f"{run}.log").read_text()

@@ -35,9 +35,23 @@ MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 
 
 
 def mnist_spec(model: str = "mlp", devices: int = 1, batch_size: int = 50, epochs: int = 2, **fields) -> RunSpec:
-    return RunSpec(data=MNIST1D, model=model, width=8, optimizer="momentum", lr=0.05, weight_decay=1e-4,
-                   schedule="constant", warmup_epochs=0, batch_size=batch_size, epochs=epochs, seed=0,
-                   data_order_seed=0, precision="float32", devices=devices, **fields)
+    return RunSpec(
+        data=MNIST1D,
+        model=model,
+        width=8,
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=1e-4,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+        devices=devices,
+        **fields,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -64,9 +78,21 @@ def test_cifar10_crops_follow_the_sample_not_the_batch(tmp_path):
     minibatch, and the same whatever minibatch another data order and batch size put it in."""
     fake_data.write_cifar10(tmp_path, per_batch=8, n_test=4)  # 32 training images
     params = {"path": ".", "split_seed": 0, "val_fraction": 0.2, "flip": True, "verify_md5": False}
-    spec = RunSpec(data=DataSpec("cifar10", "cifar10", params), model="cifar_resnet18", width=0.125,
-                   optimizer="sgd", lr=0.1, weight_decay=0.0, schedule="constant", warmup_epochs=0, batch_size=8,
-                   epochs=1, seed=3, data_order_seed=0, precision="float32")
+    spec = RunSpec(
+        data=DataSpec("cifar10", "cifar10", params),
+        model="cifar_resnet18",
+        width=0.125,
+        optimizer="sgd",
+        lr=0.1,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=8,
+        epochs=1,
+        seed=3,
+        data_order_seed=0,
+        precision="float32",
+    )
     loaded = data.kind("cifar10").load(tmp_path, params)
     assert_shards_make_the_batches(spec, loaded, 2)
 
@@ -83,26 +109,64 @@ def test_cifar10_crops_follow_the_sample_not_the_batch(tmp_path):
 def test_corpus_streams_split_by_rank(tmp_path):
     files = fake_data.write_wikitext(tmp_path)
     params = {"path": ".", "files": files, "seq_len": 5}
-    spec = RunSpec(data=DataSpec("wikitext2", "corpus", params), model="transformer_lm", width=1, optimizer="adam",
-                   lr=1e-3, weight_decay=0.0, schedule="constant", warmup_epochs=0, batch_size=3, epochs=1, seed=0,
-                   data_order_seed=0, precision="float32", model_options={"heads": 2, "layers": 1})
+    spec = RunSpec(
+        data=DataSpec("wikitext2", "corpus", params),
+        model="transformer_lm",
+        width=1,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=3,
+        epochs=1,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+        model_options={"heads": 2, "layers": 1},
+    )
     assert_shards_make_the_batches(spec, data.kind("corpus").load(tmp_path, params), 2)
 
 
 def test_vaihingen_patches_split_by_rank(tmp_path):
     fake_data.write_vaihingen(tmp_path, ids=(1, 3), size=(64, 72))
     params = {"path": ".", "patch_size": 32, "patches_per_epoch": 6, "val_patches": 2, "train_ids": [1], "val_ids": [3]}
-    spec = RunSpec(data=DataSpec("vaihingen", "vaihingen", params), model="unet", width=1, optimizer="sgd", lr=0.01,
-                   weight_decay=0.0, schedule="constant", warmup_epochs=0, batch_size=3, epochs=1, seed=0,
-                   data_order_seed=0, precision="float32", model_options={"base": 4})
+    spec = RunSpec(
+        data=DataSpec("vaihingen", "vaihingen", params),
+        model="unet",
+        width=1,
+        optimizer="sgd",
+        lr=0.01,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=3,
+        epochs=1,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+        model_options={"base": 4},
+    )
     assert_shards_make_the_batches(spec, data.kind("vaihingen").load(tmp_path, params), 3)
 
 
 def test_imagenet_ranks_load_only_their_part(tmp_path):
     fake_data.write_imagenet(tmp_path, per_class=3)
-    spec = RunSpec(data=DataSpec("imagenet", "imagenet", {"path": ".", "workers": 0}), model="imagenet_resnet18",
-                   width=0.125, optimizer="sgd", lr=0.1, weight_decay=0.0, schedule="constant", warmup_epochs=0,
-                   batch_size=3, epochs=1, seed=0, data_order_seed=0, precision="float32")
+    spec = RunSpec(
+        data=DataSpec("imagenet", "imagenet", {"path": ".", "workers": 0}),
+        model="imagenet_resnet18",
+        width=0.125,
+        optimizer="sgd",
+        lr=0.1,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=3,
+        epochs=1,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+    )
     assert_shards_make_the_batches(spec, data.kind("imagenet").load(tmp_path, {}), 2)
 
 
@@ -142,7 +206,11 @@ def test_the_gpu_check_config_plans_runs_on_2_and_4_devices():
 
     plan = build_plan(yaml.safe_load((ROOT / "tests" / "configs" / "ddp.yaml").read_text()))
     assert sorted((spec.model, spec.devices) for spec in plan.runs.values()) == [
-        ("mlp", 2), ("mlp", 4), ("resnet1d", 2), ("resnet1d", 4)]
+        ("mlp", 2),
+        ("mlp", 4),
+        ("resnet1d", 2),
+        ("resnet1d", 4),
+    ]
 
 
 def test_one_device_runs_keep_their_ids():
@@ -167,29 +235,68 @@ CODE = "test-version"
 def prepared(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     data.save(data.build(MNIST1D), MNIST1D, root / "tensors.pt", root / "manifest.json")
-    return {"device": "cpu", "deterministic": True, "threads": 2, "manifest": str(root / "manifest.json"),
-            "tensors": str(root / "tensors.pt")}
+    return {
+        "device": "cpu",
+        "deterministic": True,
+        "threads": 2,
+        "manifest": str(root / "manifest.json"),
+        "tensors": str(root / "tensors.pt"),
+    }
 
 
 def reference(spec: RunSpec, root: Path, epochs: list[int], **common) -> Path:
-    run(reference_job, Request(spec=spec.canonical_json(), **common, log=str(root / "reference.log"), values={
-        "workspace": str(root / "partial"), "checkpoint_epochs": epochs, "checkpoints": str(root / "checkpoints"),
-        "published": epochs, "until": spec.epochs, "earlier": None, "extends": None, "validate_every": 1,
-        "train_log": str(root / "train_log.parquet"), "spec": str(root / "spec.json"), "code": CODE,
-        "correlations": None, "train_correlations": str(root / "train_correlations.parquet"),
-        "train_correlation_matrices": str(root / "train_correlations.matrices.parquet")}))
+    run(
+        reference_job,
+        Request(
+            spec=spec.canonical_json(),
+            **common,
+            log=str(root / "reference.log"),
+            values={
+                "workspace": str(root / "partial"),
+                "checkpoint_epochs": epochs,
+                "checkpoints": str(root / "checkpoints"),
+                "published": epochs,
+                "until": spec.epochs,
+                "earlier": None,
+                "extends": None,
+                "validate_every": 1,
+                "train_log": str(root / "train_log.parquet"),
+                "spec": str(root / "spec.json"),
+                "code": CODE,
+                "correlations": None,
+                "train_correlations": str(root / "train_correlations.parquet"),
+                "train_correlation_matrices": str(root / "train_correlations.matrices.parquet"),
+            },
+        ),
+    )
     return root / "checkpoints"
 
 
 def replay(spec: RunSpec, root: Path, start: int, end: int, **common) -> dict:
-    run(replay_job, Request(spec=spec.canonical_json(), **common, log=str(root / "replay.log"), values={
-        "checkpoints": str(root / "checkpoints"), "reference_spec": str(root / "spec.json"), "start": start, "end": end,
-        "references": {"final": spec.epochs},
-        "tolerance": 0.0, "correlations": {"window": 2, "lagged": "every_step", "matrix_epochs": "all"},
-        "steps": str(root / f"{start}-{end}.parquet"), "matrices": str(root / f"{start}-{end}.matrices.parquet"),
-        "fidelity": str(root / f"{start}-{end}.fidelity.json"), "code": CODE, "measurements": {},
-        "full_batch": str(root / f"{start}-{end}.full_batch.parquet"),
-        "fixed_batches": str(root / f"{start}-{end}.fixed_batches.parquet")}))
+    run(
+        replay_job,
+        Request(
+            spec=spec.canonical_json(),
+            **common,
+            log=str(root / "replay.log"),
+            values={
+                "checkpoints": str(root / "checkpoints"),
+                "reference_spec": str(root / "spec.json"),
+                "start": start,
+                "end": end,
+                "references": {"final": spec.epochs},
+                "tolerance": 0.0,
+                "correlations": {"window": 2, "lagged": "every_step", "matrix_epochs": "all"},
+                "steps": str(root / f"{start}-{end}.parquet"),
+                "matrices": str(root / f"{start}-{end}.matrices.parquet"),
+                "fidelity": str(root / f"{start}-{end}.fidelity.json"),
+                "code": CODE,
+                "measurements": {},
+                "full_batch": str(root / f"{start}-{end}.full_batch.parquet"),
+                "fixed_batches": str(root / f"{start}-{end}.fixed_batches.parquet"),
+            },
+        ),
+    )
     return json.loads((root / f"{start}-{end}.fidelity.json").read_text())
 
 
@@ -285,8 +392,10 @@ def test_a_drift_error_says_how_the_replays_gpus_differ_from_the_references(tmp_
     assert message.startswith(f"run {spec.run_id}: replay drifted from the reference at epoch 2")
     assert f"This replay ran on other GPUs than the reference ({tmp_path / 'spec.json'})" in message
     assert "rank 0: NVIDIA A100-PCIE-40GB where the reference had NVIDIA A100-SXM4-80GB" in message
-    assert ("links between the ranks' GPUs [X SYS SYS; SYS X SYS; SYS SYS X] where the reference had "
-            "[X NV12 NV12; NV12 X NV12; NV12 NV12 X]") in message
+    assert (
+        "links between the ranks' GPUs [X SYS SYS; SYS X SYS; SYS SYS X] where the reference had "
+        "[X NV12 NV12; NV12 X NV12; NV12 NV12 X]"
+    ) in message
     assert "replay on GPUs like the reference's" in message
     assert "this replay's GPUs differ from the reference's" in caplog.text
 
@@ -339,8 +448,12 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     (run_id,) = build_plan(config).runs
     target = f"results/runs/{run_id}/train_log.parquet"
     killed = tmp_path / "killed"
-    job = subprocess.Popen(snakemake_command(killed, "--cores", "2", target, configfile=config_path), start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        snakemake_command(killed, "--cores", "2", target, configfile=config_path),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     partial = killed / "results/runs" / run_id / "partial"
     deadline = time.monotonic() + 300
     while not (partial / "epoch0003.pt").exists():
@@ -357,16 +470,21 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     assert "of 2 ended with signal SIGKILL" in log_text, log_text[-3000:]
 
-    again = subprocess.run(snakemake_command(killed, "--cores", "2", target, "--rerun-incomplete", configfile=config_path),
-                           capture_output=True, text=True, check=False)
+    again = subprocess.run(
+        snakemake_command(killed, "--cores", "2", target, "--rerun-incomplete", configfile=config_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     resumed_at = int(log_text.split("resumes from its checkpoint at epoch ")[1].split()[0])
     assert 3 <= resumed_at < 8, log_text
 
     clean = tmp_path / "clean"
-    subprocess.run(snakemake_command(clean, "--cores", "2", target, configfile=config_path), check=True,
-                   capture_output=True)
+    subprocess.run(
+        snakemake_command(clean, "--cores", "2", target, configfile=config_path), check=True, capture_output=True
+    )
     run_dir = Path("results/runs") / run_id
     for name in [*(f"checkpoints/epoch{e:04d}.pt" for e in range(9)), "train_log.parquet"]:
         assert (killed / run_dir / name).read_bytes() == (clean / run_dir / name).read_bytes(), name

@@ -15,13 +15,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 # The pages a reader of the repository sees: the README, the configs' and the cluster profile's READMEs, the docs.
-PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", ROOT / "cluster" / "README.md",
-         *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "config" / "README.md",
+    ROOT / "cluster" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 # A Markdown link or image: its target up to the closing parenthesis.
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 # What the site's copy leaves out: the outputs of runs, builds and tools.
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "results", "logs", "benchmarks", ".snakemake", "site", "data",
-                                    "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info", "report.zip")
+NOT_COPIED = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "results",
+    "logs",
+    "benchmarks",
+    ".snakemake",
+    "site",
+    "data",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "*.egg-info",
+    "report.zip",
+)
 
 
 def readme() -> str:
@@ -35,10 +52,14 @@ def test_the_readme_fits_on_a_few_screens():
 def test_the_readme_cites_both_papers_with_their_links():
     text = " ".join(readme().split())
     for title, link in [
-        ("No Wrong Turns: The Simple Geometry Of Neural Networks Optimization Paths",
-         "https://proceedings.mlr.press/v235/guille-escuret24a.html"),
-        ("On the Mysterious Optimization Geometry of Deep Neural Networks",
-         "https://openreview.net/forum?id=hlwmtSw5KC"),
+        (
+            "No Wrong Turns: The Simple Geometry Of Neural Networks Optimization Paths",
+            "https://proceedings.mlr.press/v235/guille-escuret24a.html",
+        ),
+        (
+            "On the Mysterious Optimization Geometry of Deep Neural Networks",
+            "https://openreview.net/forum?id=hlwmtSw5KC",
+        ),
     ]:
         assert title in text and link in text, title
     assert "ICML 2024" in text and "ICLR 2023" in text
@@ -72,8 +93,14 @@ def test_no_page_points_outside_the_repository(page):
 
 
 def build(root: Path, site: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(MKDOCS), "build", "--strict", "--site-dir", str(site)], cwd=root, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [str(MKDOCS), "build", "--strict", "--site-dir", str(site)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_the_site_builds_with_strict(tmp_path):
@@ -83,11 +110,15 @@ def test_the_site_builds_with_strict(tmp_path):
     assert "pathgeo.measure" in (tmp_path / "site" / "api" / "index.html").read_text()
 
 
-@pytest.mark.parametrize("link,named", [
-    ("[a page](no-such-page.md)", "no-such-page.md"),
-    ("[an anchor](configuration.md#no-such-section)", "no-such-section"),
-    ("[a file](../no_such_file.py)", "no_such_file.py"),
-], ids=["page", "anchor", "repository file"])
+@pytest.mark.parametrize(
+    "link,named",
+    [
+        ("[a page](no-such-page.md)", "no-such-page.md"),
+        ("[an anchor](configuration.md#no-such-section)", "no-such-section"),
+        ("[a file](../no_such_file.py)", "no_such_file.py"),
+    ],
+    ids=["page", "anchor", "repository file"],
+)
 def test_a_broken_link_fails_the_build(tmp_path, link, named):
     copy = tmp_path / "repo"
     shutil.copytree(ROOT, copy, ignore=NOT_COPIED, symlinks=True)

@@ -27,9 +27,22 @@ REPLAY_CORRELATIONS = {"window": 5, "lagged": "anchored", "matrix_epochs": "all"
 
 
 def spec(optimizer: str = "momentum", devices_: int = 1) -> RunSpec:
-    return RunSpec(data=MNIST1D, model="mlp", width=64, optimizer=optimizer, lr=0.01, weight_decay=0.0,
-                   schedule="constant", warmup_epochs=0, batch_size=50, epochs=2, seed=0, data_order_seed=0,
-                   precision="float32", devices=devices_)
+    return RunSpec(
+        data=MNIST1D,
+        model="mlp",
+        width=64,
+        optimizer=optimizer,
+        lr=0.01,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=50,
+        epochs=2,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+        devices=devices_,
+    )
 
 
 @pytest.fixture
@@ -97,8 +110,15 @@ def run_doctor(env: dict[str, str], *args: str, blocked: bool = False) -> subpro
     outside = {key: value for key, value in os.environ.items() if key not in SLURM_VARIABLES}
     outside.pop("TRITON_INTERPRET", None)  # the CPU here runs no Triton kernel outside the interpreter
     command = ["-c", BLOCKER] if blocked else ["-m", "pathgeo.cli"]
-    return subprocess.run([sys.executable, *command, "doctor", *args], cwd=REPO, env={**outside, **env},
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, *command, "doctor", *args],
+        cwd=REPO,
+        env={**outside, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @no_cuda
@@ -111,7 +131,9 @@ def test_doctor_fails_in_a_gpu_allocation_without_cuda_and_names_the_versions(tm
     assert " FAIL " in rows["CUDA"] and " FAIL " in rows["driver"] and " FAIL " in rows["GPUs of the allocation"]
     assert "NVIDIA driver 535.104.05" in rows["driver"]
     assert f"built for CUDA {torch.version.cuda}" in rows["driver"]
-    assert "SLURM: SLURM_JOB_GPUS=0" in rows["GPUs of the allocation"] and "torch sees 0" in rows["GPUs of the allocation"]
+    assert (
+        "SLURM: SLURM_JOB_GPUS=0" in rows["GPUs of the allocation"] and "torch sees 0" in rows["GPUs of the allocation"]
+    )
     assert "fix: update the NVIDIA driver to >= 580" in done.stdout
     assert done.stdout.rstrip().endswith("3 checks failed: CUDA, driver, GPUs of the allocation")
 
@@ -206,15 +228,24 @@ def test_a_reference_jobs_probe_has_no_lags():
 
 
 def request(values: dict) -> jobs.Request:
-    return jobs.Request(spec=json.dumps(spec().canonical()), device="auto", deterministic=True, threads=1,
-                        manifest="unused", values=values)
+    return jobs.Request(
+        spec=json.dumps(spec().canonical()),
+        device="auto",
+        deterministic=True,
+        threads=1,
+        manifest="unused",
+        values=values,
+    )
 
 
-@pytest.mark.parametrize("values, probe", [
-    ({"correlations": REPLAY_CORRELATIONS, "references": {"final": 2, "e1": 1}}, True),
-    ({"correlations": None}, False),  # a reference job that measures nothing itself
-    ({}, False),  # a landscape job
-])
+@pytest.mark.parametrize(
+    "values, probe",
+    [
+        ({"correlations": REPLAY_CORRELATIONS, "references": {"final": 2, "e1": 1}}, True),
+        ({"correlations": None}, False),  # a reference job that measures nothing itself
+        ({}, False),  # a landscape job
+    ],
+)
 def test_a_gpu_job_checks_the_node_before_it_loads_its_data(monkeypatch, gpu, torch_settings, values, probe):
     """start_job runs the job checks on its device: memory always, Triton's build where rank 0 runs the probe;
     a failure stops it before its data is loaded."""
@@ -296,7 +327,9 @@ def test_the_largest_model_is_the_memory_checks_formula():
     for lagged in ("off", "anchored", "every_step"):
         for name in ("momentum", "adam"):
             fits = sizing.largest_model(40 << 30, name, lagged)
-            vectors = sum(sizing.state_vectors(name, 1, sizing.probe_copies({"window": 5, "lagged": lagged}, 1)).values())
+            vectors = sum(
+                sizing.state_vectors(name, 1, sizing.probe_copies({"window": 5, "lagged": lagged}, 1)).values()
+            )
             assert fits * vectors * 4 <= 40 << 30 < (fits + 1) * vectors * 4
     assert sizing.largest_model(80 << 30, "momentum", "off") == (80 << 30) // (4 * (2 + 1 + 2 + 5))
 

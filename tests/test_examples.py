@@ -30,11 +30,23 @@ def test_every_example_plans(path, monkeypatch):
 def test_own_model_with_adamw_on_tensors_runs_end_to_end(tmp_path):
     data_root = tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(ROOT / "config/examples/make_tensors.py"), str(data_root / "examples/mnist1d.pt")],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "config/examples/make_tensors.py"), str(data_root / "examples/mnist1d.pt")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     workdir = tmp_path / "work"
-    result = run_snakemake(workdir, "--cores", "2", "--config", f"data_root={data_root}",
-                           configfile=ROOT / "config/examples/own_model.yaml", cwd=ROOT, timeout=1200)
+    result = run_snakemake(
+        workdir,
+        "--cores",
+        "2",
+        "--config",
+        f"data_root={data_root}",
+        configfile=ROOT / "config/examples/own_model.yaml",
+        cwd=ROOT,
+        timeout=1200,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
     config = yaml.safe_load((ROOT / "config/examples/own_model.yaml").read_text())
@@ -44,8 +56,14 @@ def test_own_model_with_adamw_on_tensors_runs_end_to_end(tmp_path):
         assert (spec.model, spec.optimizer) == ("config.examples.my_model:small_convnet", "adamw")
         folder = workdir / "results" / "runs" / run_id
         final = torch.load(folder / "checkpoints" / f"epoch{spec.epochs:04d}.pt", weights_only=True)
-        assert set(final["model"]) == {"features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias",
-                                       "head.weight", "head.bias"}  # the example's SmallConvNet
+        assert set(final["model"]) == {
+            "features.0.weight",
+            "features.0.bias",
+            "features.3.weight",
+            "features.3.bias",
+            "head.weight",
+            "head.bias",
+        }  # the example's SmallConvNet
         group = final["optimizer"]["param_groups"][0]
         assert group["decoupled_weight_decay"] and group["weight_decay"] == 0.01  # AdamW's
         assert list(group["betas"]) == spec.optimizer_options["betas"]

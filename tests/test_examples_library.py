@@ -34,8 +34,15 @@ def test_example_runs_as_a_user_runs_it(script, tmp_path):
     out = tmp_path / "steps.parquet"
     # The checkout's pathgeo, as `pip install -e .` in it would give.
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(script.relative_to(ROOT)), *arguments, "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script.relative_to(ROOT)), *arguments, "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "gamma" in done.stdout
     steps = pl.read_parquet(out)
@@ -45,20 +52,25 @@ def test_example_runs_as_a_user_runs_it(script, tmp_path):
 
 def python_block(text: str, after: str) -> str:
     """The first ```python block after the line `after`."""
-    rest = text[text.index(after):]
+    rest = text[text.index(after) :]
     start = rest.index("```python\n") + len("```python\n")
-    return rest[start:rest.index("```", start)]
+    return rest[start : rest.index("```", start)]
 
 
-@pytest.mark.parametrize("page,heading", [
-    ("docs/measure.md", "# Measuring your own training loop"),
-], ids=["docs"])
+@pytest.mark.parametrize(
+    "page,heading",
+    [
+        ("docs/measure.md", "# Measuring your own training loop"),
+    ],
+    ids=["docs"],
+)
 def test_the_snippet_runs_as_written(page, heading, tmp_path):
     script = tmp_path / "snippet.py"
     script.write_text(python_block((ROOT / page).read_text(), heading))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "shape: (80, 34)" in done.stdout  # 5 epochs of 8 steps, two reference points; every column
 

@@ -68,8 +68,14 @@ def test_a_600_step_run_goes_on_from_the_300_step_run(tmp_path):
     scratch = tmp_path / "scratch"
     run_workflow(scratch, (600,))
     expected = run_files(scratch / "results", long)
-    assert list(expected) == ["checkpoints/epoch0000.pt", "checkpoints/epoch0300.pt", "checkpoints/epoch0600.pt",
-                              "train_correlations.matrices.parquet", "train_correlations.parquet", "train_log.parquet"]
+    assert list(expected) == [
+        "checkpoints/epoch0000.pt",
+        "checkpoints/epoch0300.pt",
+        "checkpoints/epoch0600.pt",
+        "train_correlations.matrices.parquet",
+        "train_correlations.parquet",
+        "train_log.parquet",
+    ]
 
     # The shorter run finished by one config, then a config with the longer run alone: it goes on from the
     # shorter run's checkpoints on disk.

@@ -380,7 +380,12 @@ def landscape_train(datasets: tuple[str, ...] = ("alm", "sm")) -> pl.DataFrame:
     """The train logs of `make_landscape`'s runs: an objective that falls from epoch to epoch."""
     return pl.DataFrame(
         [
-            {"run_id": f"{dataset}-0", "epoch": epoch, "train_loss": 100.0 / (epoch + 1), "val_loss": 90.0 / (epoch + 1)}
+            {
+                "run_id": f"{dataset}-0",
+                "epoch": epoch,
+                "train_loss": 100.0 / (epoch + 1),
+                "val_loss": 90.0 / (epoch + 1),
+            }
             for dataset in datasets
             for epoch in range(2)
         ]
@@ -896,8 +901,12 @@ def test_gamma_correlation_alternation_is_dots_inside_a_band_over_both_tracks() 
     assert all((row["low"], row["high"]) == (pytest.approx(-0.1), pytest.approx(0.9)) for row in rows)
     # A change shows in the band the epoch it happens, not five epochs early.
     step = alternating_steps().with_columns(pl.when(pl.col("epoch") < 20).then(0.5).otherwise(-0.5).alias("gamma"))
-    rows = [row for rows in gamma_correlation(step).to_dict()["datasets"].values() for row in rows
-            if row.get("quantity") == GAMMA_SERIES]
+    rows = [
+        row
+        for rows in gamma_correlation(step).to_dict()["datasets"].values()
+        for row in rows
+        if row.get("quantity") == GAMMA_SERIES
+    ]
     low = {row["epoch"]: row["low"] for row in rows}
     assert low[18] == 0.5 and low[19] == -0.5
     # The final epochs before w* (5 %: two of 40) are shaded, and the subtitle says why.
@@ -1384,6 +1393,8 @@ def test_rsi_eb_by_factor_draws_the_chosen_panels() -> None:
     ] * 3
     assert fields(spec, "color") == {COLOR_LEVEL}
     assert spec["title"]["text"] == "RSI and EB along the optimization path, by batch size"
+
+
 def test_seeds_are_runs_dashed_apart_in_the_colour_of_their_level() -> None:
     """The band over two seeds' epoch means was a hairline that hid SGD's negative steps (issue 19): each seed is a
     run, with its own line and its band over the epoch's steps."""
@@ -1409,6 +1420,8 @@ def test_seeds_are_runs_dashed_apart_in_the_colour_of_their_level() -> None:
     marks = [node["mark"] for node in walk(spec) if isinstance(node.get("mark"), dict)]
     grey = [mark for mark in marks if mark.get("color") == CONTEXT_COLOR]
     assert len(grey) == 2
+
+
 def test_scales_fitted_to_the_data_have_no_empty_decades() -> None:
     steps = make_steps(datasets=("random_walk",), total=300)
     spec = random_walk(steps).to_dict()
@@ -1460,6 +1473,8 @@ def test_accuracy_one_row_per_experiment_validation_and_training() -> None:
     assert optimizers == {"SGD", "SGD with momentum", "Adam"}
     with pytest.raises(ValueError, match="not classifiers"):
         accuracy(make_train().with_columns(pl.lit(None, dtype=pl.Float64).alias("val_accuracy")))
+
+
 def test_accuracy_seeds_are_runs() -> None:
     """Runs that differ only in their seed were averaged into a band; they are runs, and where only the seed differs
     it is their colour (docs/figures.md, "Seeds")."""
@@ -1481,6 +1496,8 @@ def test_accuracy_seeds_are_runs() -> None:
     with_optimizers = make_train(("optimizers",), [*runs, {**runs[0], "run_id": "a0", "optimizer": "adam"}])
     spec = accuracy(with_optimizers).to_dict()
     assert fields(spec, "strokeDash") == {DASH_LEVEL} and fields(spec, "color") == {COLOR_LEVEL}
+
+
 def test_level_sets_draw_the_grid_in_bands_and_the_path_on_top() -> None:
     landscape = make_landscape()
     spec = level_sets(landscape, landscape_train()).to_dict()
@@ -1512,6 +1529,8 @@ def test_level_sets_draw_the_grid_in_bands_and_the_path_on_top() -> None:
     # What the plane shows: how far off it the path lies; and how far the objective fell, from the train log.
     assert sum("off the plane" in line for line in spec["title"]["subtitle"]) == 2
     assert any("objective 100 in epoch 1, 50 in epoch 2" in line for line in spec["title"]["subtitle"])
+
+
 def test_mu_lr_puts_mu_and_the_learning_rate_on_two_axes_per_run() -> None:
     spec = mu_lr(make_warmup_steps()).to_dict()
     assert len(spec["vconcat"]) == len(SWITCHES)
@@ -1537,10 +1556,14 @@ def test_mu_lr_puts_mu_and_the_learning_rate_on_two_axes_per_run() -> None:
         "exponential warm-up, cosine decay: switch after 2 epochs (step 21)",
         "exponential warm-up, cosine decay: no warm-up",
     ]
+
+
 def test_runs_with_the_same_switch_are_told_apart_by_their_label() -> None:
     """Two runs of one schedule switching at the same step (say at two batch sizes) would read the same."""
     steps = make_warmup_steps().filter(pl.col("run_id").is_in(["wu10", "wu5"]))
-    twin = steps.filter(pl.col("run_id") == "wu10").with_columns(run_id=pl.lit("wu10-bs2"), label=pl.lit("batch_size=2"))
+    twin = steps.filter(pl.col("run_id") == "wu10").with_columns(
+        run_id=pl.lit("wu10-bs2"), label=pl.lit("batch_size=2")
+    )
     twins = pl.concat([steps, twin])
     titles = [panel["title"]["text"] for panel in mu_lr(twins).to_dict()["vconcat"]]
     assert sorted(titles) == [
@@ -1548,6 +1571,8 @@ def test_runs_with_the_same_switch_are_told_apart_by_their_label() -> None:
         "exponential warm-up, cosine decay: switch after 2 epochs (step 21) · batch size 2",
         "exponential warm-up, cosine decay: switch after 2 epochs (step 21) · wu10",
     ]
+
+
 def test_every_plot_has_a_caption_naming_what_it_shows() -> None:
     assert "with a band of min–max over the epoch's steps" in plot("gamma_band").describe(color="optimizer")
     assert "differ in their seed or width are dashed apart" in plot("gamma_band").describe(color="optimizer")
@@ -1557,6 +1582,8 @@ def test_every_plot_has_a_caption_naming_what_it_shows() -> None:
         assert (
             len(entry.describe(**{option: option_example(entry, option) for option in required_options(entry)})) > 80
         ), name
+
+
 @pytest.mark.parametrize("name", ["distance", "warmup", "mu_lr"])
 def test_compiled_hover_layers_give_each_voronoi_cell_its_datums_tooltip(name: str) -> None:
     """What the HTML runs: Vega-Lite compiles each nearest selection to a Voronoi layer over its points, and the
@@ -1597,6 +1624,7 @@ def test_the_keys_every_figure_has_are_the_schemas() -> None:
 # The full-batch geometry and the fixed-batch spread (pathgeo.point_geometry's aggregated tables)
 # ---------------------------------------------------------------------------------------------------------
 
+
 def make_point_table(fixed: bool) -> pl.DataFrame:
     """The aggregated full_batch table (one row per run, reference, measured epoch) or fixed_batches table
     (one row per run, reference, measured step, with mean/min/max/std over 4 batches)."""
@@ -1606,8 +1634,14 @@ def make_point_table(fixed: bool) -> pl.DataFrame:
         for reference, budget in (("final", N_EPOCHS), ("epoch3", 3)):
             for point in range(1, budget + 1):
                 row: dict[str, Any] = {
-                    "experiment": "test", "run_id": run["run_id"], "label": run["label"], "reference": reference,
-                    "budget": budget, "epoch": point - 1, "step": STEPS_PER_EPOCH * point, **run_factors(run),
+                    "experiment": "test",
+                    "run_id": run["run_id"],
+                    "label": run["label"],
+                    "reference": reference,
+                    "budget": budget,
+                    "epoch": point - 1,
+                    "step": STEPS_PER_EPOCH * point,
+                    **run_factors(run),
                 }
                 values = {m: rng.uniform(0.01, 1.0) for m in POINT_METRICS}
                 if fixed:
@@ -1644,7 +1678,6 @@ def test_full_batch_geometry_draws_no_dashed_line_under_a_solid_one() -> None:
     assert any("one line for both" in line for line in spec["title"]["subtitle"])
 
 
-
 def test_fixed_batch_spread_bands_min_max_over_batches() -> None:
     table = make_point_table(fixed=True)
     spec = fixed_batch_spread(table).to_dict()
@@ -1663,8 +1696,10 @@ def test_fixed_batch_spread_bands_min_max_over_batches() -> None:
 
 
 def test_save_writes_point_figures(tmp_path: Path) -> None:
-    for name, chart in (("full", full_batch_geometry(make_point_table(fixed=False))),
-                        ("fixed", fixed_batch_spread(make_point_table(fixed=True)))):
+    for name, chart in (
+        ("full", full_batch_geometry(make_point_table(fixed=False))),
+        ("fixed", fixed_batch_spread(make_point_table(fixed=True))),
+    ):
         save(chart, tmp_path / f"{name}.html", tmp_path / f"{name}.svg")
         assert (tmp_path / f"{name}.svg").read_text().startswith("<svg")
 
@@ -1687,11 +1722,12 @@ def test_any_field_an_experiment_varies_colours_a_figure_with_its_name_in_words(
     assert colors and all(c["title"] == "weight decay" and c["sort"] == ["0.0", "0.0001", "0.001"] for c in colors)
     assert "by weight decay" in spec["title"]["text"]
     options = make_epochs(RUNS[:2]).with_columns(
-        pl.Series("optimizer_options", ["none"] * N_EPOCHS + ['nesterov=true'] * N_EPOCHS)
+        pl.Series("optimizer_options", ["none"] * N_EPOCHS + ["nesterov=true"] * N_EPOCHS)
     )
     spec = gamma_band(options, color="optimizer", facet="optimizer_options").to_dict()
     assert [panel["title"]["text"] for panel in panels_of(spec)] == [
-        "optimizer options nesterov=true", "optimizer options none"
+        "optimizer options nesterov=true",
+        "optimizer options none",
     ]
 
 
@@ -1739,17 +1775,28 @@ def make_zigzag() -> tuple[pl.DataFrame, pl.DataFrame]:
     for run in RUNS:
         lr = ZIGZAG_LRS[run["run_id"]]
         onset = round(2 / lr) if lr > 0.1 else steps
-        frame = pl.DataFrame({
-            "step": list(range(steps)),
-            "epoch": [step // STEPS_PER_EPOCH for step in range(steps)],
-            "loss": [10.0 - 0.01 * step for step in range(steps)],
-            "mean_corr_from_start": [None] + [0.5 if step < onset else -0.5 for step in range(1, steps)],
-        })
+        frame = pl.DataFrame(
+            {
+                "step": list(range(steps)),
+                "epoch": [step // STEPS_PER_EPOCH for step in range(steps)],
+                "loss": [10.0 - 0.01 * step for step in range(steps)],
+                "mean_corr_from_start": [None] + [0.5 if step < onset else -0.5 for step in range(1, steps)],
+            }
+        )
         row, found = run_findings(frame, 0.0, 3)
         rows.append({"run_id": run["run_id"], "label": run["label"], **run_factors(run), "peak_lr": lr, **row})
-        phase_rows += [{"run_id": run["run_id"], "phase": i, "geometry": p.geometry, "first_step": p.first_step,
-                        "last_step": p.last_step, "steps": p.steps, "mean_corr": p.mean_corr}
-                       for i, p in enumerate(found)]
+        phase_rows += [
+            {
+                "run_id": run["run_id"],
+                "phase": i,
+                "geometry": p.geometry,
+                "first_step": p.first_step,
+                "last_step": p.last_step,
+                "steps": p.steps,
+                "mean_corr": p.mean_corr,
+            }
+            for i, p in enumerate(found)
+        ]
     return pl.DataFrame(rows, infer_schema_length=None), pl.DataFrame(phase_rows)
 
 

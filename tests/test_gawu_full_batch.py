@@ -36,9 +36,20 @@ def mnist():
 
 def _spec(**overrides) -> RunSpec:
     fields = {
-        "data": MNIST1D, "model": "mlp", "width": 32, "optimizer": "sgd", "lr": 0.001, "weight_decay": 0.0,
-        "schedule": "gawu", "warmup_epochs": 20, "batch_size": 100, "epochs": 24, "seed": 0, "data_order_seed": 0,
-        "precision": "float32", "warmup_growth": 0.15,
+        "data": MNIST1D,
+        "model": "mlp",
+        "width": 32,
+        "optimizer": "sgd",
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "schedule": "gawu",
+        "warmup_epochs": 20,
+        "batch_size": 100,
+        "epochs": 24,
+        "seed": 0,
+        "data_order_seed": 0,
+        "precision": "float32",
+        "warmup_growth": 0.15,
     }
     return RunSpec(**{**fields, **overrides})
 
@@ -117,7 +128,9 @@ def test_gawu_replay_from_a_warmup_checkpoint_and_resume_repeat_the_switch(mnist
     assert checkpoints[1]["warmup"]["previous"] is not None
     assert checkpoints[12]["warmup"]["switch_step"] == switch
     assert checkpoints[12]["warmup"]["previous"] is None
-    table, _, fidelity = replay_segment(spec, mnist, CPU, checkpoints[1], checkpoints[12], {"final": (24, checkpoints[24])}, 0.0)
+    table, _, fidelity = replay_segment(
+        spec, mnist, CPU, checkpoints[1], checkpoints[12], {"final": (24, checkpoints[24])}, 0.0
+    )
     assert fidelity.relative_drift == 0.0
     assert table["lr"].arg_max() + 1 * 4 == switch
     resumed = build_trainer(spec, mnist, CPU)
@@ -151,8 +164,16 @@ def test_gawu_detector_torch_path_matches_the_fused_pass():
 
 
 def test_full_batch_step_uses_the_gradient_of_the_whole_training_set(mnist):
-    spec = _spec(schedule="constant", warmup_epochs=0, warmup_growth=0.0, full_batch=True, batch_size=150,
-                 epochs=2, lr=0.1, precision="float64")
+    spec = _spec(
+        schedule="constant",
+        warmup_epochs=0,
+        warmup_growth=0.0,
+        full_batch=True,
+        batch_size=150,
+        epochs=2,
+        lr=0.1,
+        precision="float64",
+    )
     trainer = build_trainer(spec, mnist, CPU)
     assert trainer.task.steps_per_epoch == 1
     before = trainer.flat.weights.clone()
@@ -167,17 +188,22 @@ def test_full_batch_step_uses_the_gradient_of_the_whole_training_set(mnist):
     assert len(recorder.grads) == 1
     np.testing.assert_allclose(recorder.grads[0], expected_grad.numpy(), rtol=1e-12, atol=1e-15)
     assert stats.train_loss == pytest.approx(loss.item(), rel=1e-12)
-    np.testing.assert_allclose(trainer.flat.weights.numpy(), (before - 0.1 * expected_grad).numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        trainer.flat.weights.numpy(), (before - 0.1 * expected_grad).numpy(), rtol=1e-12, atol=1e-15
+    )
     # Chunks of 150 leave a short last chunk (400 = 2·150 + 100): its weight is its share, not 1/3.
     assert 400 % spec.batch_size
 
 
 def test_full_batch_is_deterministic_and_replays_exactly(mnist):
-    spec = _spec(schedule="constant", warmup_epochs=0, warmup_growth=0.0, full_batch=True, batch_size=100,
-                 epochs=6, lr=0.5)
+    spec = _spec(
+        schedule="constant", warmup_epochs=0, warmup_growth=0.0, full_batch=True, batch_size=100, epochs=6, lr=0.5
+    )
     checkpoints = {}
     train_reference(spec, mnist, CPU, (0, 3, 6), lambda e, s: checkpoints.__setitem__(e, s))
-    table, matrices, fidelity = replay_segment(spec, mnist, CPU, checkpoints[0], checkpoints[6], {"final": (6, checkpoints[6])}, 0.0)
+    table, matrices, fidelity = replay_segment(
+        spec, mnist, CPU, checkpoints[0], checkpoints[6], {"final": (6, checkpoints[6])}, 0.0
+    )
     assert fidelity.relative_drift == 0.0
     assert table["step"].to_list() == table["epoch"].to_list() == list(range(6))
     # One step an epoch: the matrix of epoch e spans epochs e..e+4, so only epochs 0 and 1 fit in 6 steps.

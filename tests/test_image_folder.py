@@ -41,8 +41,20 @@ def folder_copy(folder, tmp_path) -> Path:
 
 
 def spec(params: dict, **fields) -> RunSpec:
-    run = dict(model="cifar_cnn", width=0, optimizer="momentum", lr=0.01, weight_decay=1e-4, schedule="constant",
-               warmup_epochs=0, batch_size=2, epochs=2, seed=0, data_order_seed=0, precision="float32")
+    run = dict(
+        model="cifar_cnn",
+        width=0,
+        optimizer="momentum",
+        lr=0.01,
+        weight_decay=1e-4,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=2,
+        epochs=2,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+    )
     return RunSpec(data=DataSpec("pets", "image_folder", {"path": "pets", **params}), **{**run, **fields})
 
 
@@ -53,8 +65,10 @@ def test_images_are_torchvision_s_resize_and_centre_crop(folder):
     loaded = load_image_folder(folder, {"crop": 16, "resize": 20})
     assert loaded["classes"] == list(CLASSES)
     for split, key in (("train", "train"), ("val", "test")):
-        theirs = ImageFolder(str(folder / split), transform=transforms.Compose(
-            [transforms.Resize(20), transforms.CenterCrop(16), transforms.PILToTensor()]))
+        theirs = ImageFolder(
+            str(folder / split),
+            transform=transforms.Compose([transforms.Resize(20), transforms.CenterCrop(16), transforms.PILToTensor()]),
+        )
         expected = torch.stack([image for image, _ in theirs])
         assert loaded[f"x_{key}"].dtype == torch.uint8 and loaded[f"x_{key}"].shape == (6, 3, 16, 16)
         assert torch.equal(loaded[f"x_{key}"], expected)
@@ -95,7 +109,9 @@ def test_reference_and_replay_are_bit_identical(folder, deterministic_single_thr
 
 
 def test_layout_errors_name_the_folder(folder_copy, tmp_path):
-    with pytest.raises(DatasetError, match="nowhere: image folder root not found; expected a folder holding train/ and val/"):
+    with pytest.raises(
+        DatasetError, match="nowhere: image folder root not found; expected a folder holding train/ and val/"
+    ):
         load_image_folder(tmp_path / "nowhere", {"crop": 8})
     shutil.rmtree(folder_copy / "val" / "eel")
     with pytest.raises(DatasetError, match=r"val: its class folders differ .*only in train: \['eel'\]"):
@@ -124,7 +140,9 @@ def test_through_snakemake_with_a_torchvision_model(folder, tmp_path):
     shutil.copytree(folder, data_root / "pets")
     config = {
         **base_config(data_root),
-        "datasets": {"pets": {"kind": "image_folder", "path": "pets", "crop": 32, "resize": 36, "flip": True, "pad": 2}},
+        "datasets": {
+            "pets": {"kind": "image_folder", "path": "pets", "crop": 32, "resize": 36, "flip": True, "pad": 2}
+        },
         "defaults": defaults("pets", "torchvision:mobilenet_v3_small", batch_size=3),
     }
     config_path = tmp_path / "config.yaml"

@@ -33,8 +33,9 @@ def network() -> nn.Module:
 
 def loader() -> torch.utils.data.DataLoader:
     generator = torch.Generator().manual_seed(1)
-    data = torch.utils.data.TensorDataset(torch.randn(SAMPLES, 10, generator=generator),
-                                          torch.randint(0, 3, (SAMPLES,), generator=generator))
+    data = torch.utils.data.TensorDataset(
+        torch.randn(SAMPLES, 10, generator=generator), torch.randint(0, 3, (SAMPLES,), generator=generator)
+    )
     # In order: how often Lightning draws from a shuffling loader's generator is its own affair, and the
     # oracle loop must see the same batches.
     return torch.utils.data.DataLoader(data, batch_size=BATCH)
@@ -64,9 +65,17 @@ def fit(noise: torch.Generator | None = None, accumulate: int = 1):
     def run(observe):
         torch.manual_seed(0)
         module = Classifier(noise)
-        trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", deterministic=True, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            accumulate_grad_batches=accumulate, callbacks=[Observe(observe)])
+        trainer = L.Trainer(
+            max_epochs=EPOCHS,
+            accelerator="cpu",
+            deterministic=True,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accumulate_grad_batches=accumulate,
+            callbacks=[Observe(observe)],
+        )
         trainer.fit(module, loader())
         return module
 
@@ -115,13 +124,21 @@ def test_a_fit_whose_second_pass_differs_is_refused():
 
 
 def test_without_lightning_the_import_says_which_extra_to_install():
-    blocker = ("import sys\n"
-               "class Missing:\n"
-               "    def find_spec(self, name, path=None, target=None):\n"
-               "        if name.split('.')[0] == 'lightning':\n"
-               "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
-               "sys.meta_path.insert(0, Missing())\n"
-               "import pathgeo.lightning\n")
-    done = subprocess.run([sys.executable, "-c", blocker], cwd=Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True, timeout=300, check=False)
+    blocker = (
+        "import sys\n"
+        "class Missing:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'lightning':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Missing())\n"
+        "import pathgeo.lightning\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocker],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert "pathgeo.lightning needs the `lightning` package: pip install pathgeo[lightning]" in done.stderr

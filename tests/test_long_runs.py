@@ -19,13 +19,31 @@ EPOCHS = 6_000  # full batch: a step an epoch
 def long_run_steps() -> pl.DataFrame:
     steps = list(range(EPOCHS))
     corr = [None] + [0.9 if s < 200 else -0.95 + 0.01 * math.sin(s) for s in steps[1:]]
-    return pl.DataFrame({
-        "run_id": "long-run", "label": "lr=0.05", "reference": "final", "experiment": "long", "budget": EPOCHS,
-        "epoch": steps, "step": steps, "schedule": "constant", "peak_lr": 0.05, "seed": 0, "width": 64,
-        "model": "mlp", "width_unit": "hidden units", "dataset": "mnist1d", "optimizer": "sgd", "batch_size": 1000,
-        "full_batch": True, "loss": [2.3 * math.exp(-s / 2000) for s in steps], "grad_corr": corr,
-        "mean_grad_corr": [None] * 4 + corr[4:], "sign_flip": [None] + [0.4] * (EPOCHS - 1),
-    })
+    return pl.DataFrame(
+        {
+            "run_id": "long-run",
+            "label": "lr=0.05",
+            "reference": "final",
+            "experiment": "long",
+            "budget": EPOCHS,
+            "epoch": steps,
+            "step": steps,
+            "schedule": "constant",
+            "peak_lr": 0.05,
+            "seed": 0,
+            "width": 64,
+            "model": "mlp",
+            "width_unit": "hidden units",
+            "dataset": "mnist1d",
+            "optimizer": "sgd",
+            "batch_size": 1000,
+            "full_batch": True,
+            "loss": [2.3 * math.exp(-s / 2000) for s in steps],
+            "grad_corr": corr,
+            "mean_grad_corr": [None] * 4 + corr[4:],
+            "sign_flip": [None] + [0.4] * (EPOCHS - 1),
+        }
+    )
 
 
 def test_long_runs_are_binned_into_at_most_max_points_per_line():

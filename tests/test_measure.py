@@ -32,8 +32,9 @@ pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
 
 def batchnorm_model() -> nn.Module:
     """A frozen input layer, batch norm, and a head."""
-    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 24), nn.BatchNorm1d(24), nn.ReLU(),
-                          nn.Linear(24, 4))
+    model = nn.Sequential(
+        nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 4)
+    )
     model[0].requires_grad_(False)
     return model
 
@@ -42,8 +43,12 @@ def loader(seed: int = 1) -> torch.utils.data.DataLoader:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(SAMPLES, 12, generator=generator)
     y = torch.randint(0, 4, (SAMPLES,), generator=generator)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH, shuffle=True,
-                                       generator=torch.Generator().manual_seed(seed + 1))
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
 
 
 class Loop:
@@ -52,8 +57,15 @@ class Loop:
     `zero_grad` zeroes the gradients the user's way; `tamper(pass, model, optimizer)` may change something at
     the end of a pass."""
 
-    def __init__(self, make_optimizer, zero_grad=lambda model, optimizer: optimizer.zero_grad(), model=batchnorm_model,
-                 epochs=EPOCHS, tamper=None, scheduler=None):
+    def __init__(
+        self,
+        make_optimizer,
+        zero_grad=lambda model, optimizer: optimizer.zero_grad(),
+        model=batchnorm_model,
+        epochs=EPOCHS,
+        tamper=None,
+        scheduler=None,
+    ):
         self.make_optimizer, self.zero_grad, self.model, self.epochs = make_optimizer, zero_grad, model, epochs
         self.tamper, self.scheduler = tamper, scheduler
         self.passes = 0
@@ -82,8 +94,9 @@ class Loop:
                 self.zero_grad(model, optimizer)
                 loss = F.cross_entropy(model(x), y)
                 loss.backward()
-                self.grads.append(self.copy(torch.zeros_like(p) if p.grad is None else p.grad
-                                            for p in self.trained(model)))
+                self.grads.append(
+                    self.copy(torch.zeros_like(p) if p.grad is None else p.grad for p in self.trained(model))
+                )
                 self.weights.append(self.copy(self.trained(model)))
                 self.lrs.append(optimizer.param_groups[0]["lr"])
                 observe(model, loss, optimizer)
@@ -112,9 +125,14 @@ def recomputed(loop: Loop, w_star: np.ndarray, lam: float = 0.0) -> dict[str, np
     g_wd = G + lam * w
     with np.errstate(divide="ignore", invalid="ignore"):  # d = 0 at the step where w is a reference point
         return {
-            "rsi": gd / dd, "eb": np.sqrt(gg / dd), "gamma": gd / np.sqrt(gg * dd),
-            "rsi_wd": dot(g_wd, d) / dd, "gamma_wd": dot(g_wd, d) / np.sqrt(dot(g_wd, g_wd) * dd),
-            "upd_rsi": dot(s, d) / dd, "upd_gamma": dot(s, d) / np.sqrt(dot(s, s) * dd), "grad_norm": np.sqrt(gg),
+            "rsi": gd / dd,
+            "eb": np.sqrt(gg / dd),
+            "gamma": gd / np.sqrt(gg * dd),
+            "rsi_wd": dot(g_wd, d) / dd,
+            "gamma_wd": dot(g_wd, d) / np.sqrt(dot(g_wd, g_wd) * dd),
+            "upd_rsi": dot(s, d) / dd,
+            "upd_gamma": dot(s, d) / np.sqrt(dot(s, s) * dd),
+            "grad_norm": np.sqrt(gg),
         }
 
 
@@ -128,8 +146,10 @@ def adamw(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def test_import_pathgeo_imports_no_torch():
-    code = ("import sys, pathgeo; assert 'torch' not in sys.modules, 'torch imported'; print(pathgeo.__version__); "
-            "pathgeo.measure; assert 'torch' in sys.modules; print(pathgeo.Probe.__name__)")
+    code = (
+        "import sys, pathgeo; assert 'torch' not in sys.modules, 'torch imported'; print(pathgeo.__version__); "
+        "pathgeo.measure; assert 'torch' in sys.modules; print(pathgeo.Probe.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
     assert out.split() == [version, "Probe"]
@@ -166,8 +186,10 @@ def test_adamw_batch_norm_plain_zero_grad_agrees_with_float64_from_the_loops_own
 
 def test_coupled_decay_and_a_schedule_give_the_decayed_gradients_geometry():
     lam = 0.01
-    loop = Loop(lambda model: torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=lam),
-                scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5))
+    loop = Loop(
+        lambda model: torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=lam),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5),
+    )
     result = measure(loop)
     assert_agrees(result.steps, recomputed(loop, loop.epoch_ends[0][-1], lam))
     assert result.steps["lr"].to_list() == loop.lrs == [0.05 * 0.5 ** (t // 5) for t in range(15)]
@@ -176,20 +198,29 @@ def test_coupled_decay_and_a_schedule_give_the_decayed_gradients_geometry():
 
 def test_parameter_groups_with_different_coupled_decay_leave_the_wd_columns_null():
     def grouped(model):
-        return torch.optim.SGD([{"params": model[2].parameters(), "weight_decay": 0.0},
-                                {"params": [*model[3].parameters(), *model[5].parameters()]}],
-                               lr=0.05, weight_decay=0.01)
+        return torch.optim.SGD(
+            [
+                {"params": model[2].parameters(), "weight_decay": 0.0},
+                {"params": [*model[3].parameters(), *model[5].parameters()]},
+            ],
+            lr=0.05,
+            weight_decay=0.01,
+        )
 
     result = measure(Loop(grouped, epochs=1))
     assert result.steps["gamma_wd"].null_count() == result.steps.height
     assert result.steps["gamma"].null_count() == 0
 
 
-@pytest.mark.parametrize("zero_grad", [
-    lambda model, optimizer: optimizer.zero_grad(set_to_none=False),
-    lambda model, optimizer: model.zero_grad(),
-    lambda model, optimizer: [setattr(p, "grad", None) for p in model.parameters()],
-], ids=["in_place", "model_zero_grad", "by_hand"])
+@pytest.mark.parametrize(
+    "zero_grad",
+    [
+        lambda model, optimizer: optimizer.zero_grad(set_to_none=False),
+        lambda model, optimizer: model.zero_grad(),
+        lambda model, optimizer: [setattr(p, "grad", None) for p in model.parameters()],
+    ],
+    ids=["in_place", "model_zero_grad", "by_hand"],
+)
 def test_every_way_of_zeroing_gradients_gives_the_same_table(zero_grad):
     plain = measure(Loop(adamw, epochs=2))
     other = measure(Loop(adamw, zero_grad=zero_grad, epochs=2))
@@ -208,8 +239,9 @@ def test_a_parameter_the_loss_does_not_reach_is_skipped_as_without_pathgeo():
         def forward(self, x):
             return self.net(x)
 
-    loop = Loop(lambda model: torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=0.1), model=WithUnused,
-                epochs=1)
+    loop = Loop(
+        lambda model: torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=0.1), model=WithUnused, epochs=1
+    )
     result = measure(loop)
     torch.manual_seed(0)
     untouched = WithUnused().unused.weight
@@ -227,8 +259,9 @@ def test_without_reference_points_one_pass_measures_what_needs_no_w_star():
     assert result.steps["rsi"].null_count() == result.steps.height
     grads = np.asarray(loop.grads, dtype=np.float64)
     np.testing.assert_allclose(result.steps["grad_norm"].to_numpy(), np.linalg.norm(grads, axis=1), rtol=1e-12)
-    adjacent = np.einsum("ij,ij->i", grads[1:], grads[:-1]) / (np.linalg.norm(grads[1:], axis=1)
-                                                               * np.linalg.norm(grads[:-1], axis=1))
+    adjacent = np.einsum("ij,ij->i", grads[1:], grads[:-1]) / (
+        np.linalg.norm(grads[1:], axis=1) * np.linalg.norm(grads[:-1], axis=1)
+    )
     np.testing.assert_allclose(result.steps["grad_corr"].to_numpy()[1:], adjacent, rtol=1e-9)
     assert result.matrices.height == EPOCHS * 25
 
@@ -253,16 +286,22 @@ def shift_the_optimizer_state(passes: int, model: nn.Module, optimizer) -> None:
         optimizer.state[model[5].bias]["exp_avg_sq"][0] *= 1.5
 
 
-@pytest.mark.parametrize("loop", [
-    Loop(adamw, zero_grad=unseeded_noise, epochs=1),
-    Loop(adamw, tamper=shift_a_batch_norm_buffer, epochs=1),
-    Loop(adamw, tamper=shift_the_optimizer_state, epochs=1),
-], ids=["unseeded_generator", "buffer", "optimizer_state"])
+@pytest.mark.parametrize(
+    "loop",
+    [
+        Loop(adamw, zero_grad=unseeded_noise, epochs=1),
+        Loop(adamw, tamper=shift_a_batch_norm_buffer, epochs=1),
+        Loop(adamw, tamper=shift_the_optimizer_state, epochs=1),
+    ],
+    ids=["unseeded_generator", "buffer", "optimizer_state"],
+)
 def test_a_second_pass_that_differs_is_refused(loop):
     with pytest.raises(PassesDiffer, match="the two passes differ") as error:
         measure(loop)
     message = str(error.value)
-    assert re.search(r"relative drift of \S+ from the first's trained weights; .* [1-9]\d* of \d+ entries differ", message)
+    assert re.search(
+        r"relative drift of \S+ from the first's trained weights; .* [1-9]\d* of \d+ entries differ", message
+    )
     for cause in ("generator not seeded", "non-deterministic kernel", "DataLoader workers"):
         assert cause in message
 
@@ -283,8 +322,11 @@ def test_mistakes_in_the_loop_are_named():
         measure(lambda observe: nn.Linear(2, 2))
     with pytest.raises(TypeError, match="must return the trained torch.nn.Module; it returned NoneType"):
         measure(lambda observe: Loop(adamw, epochs=1)(observe) and None)
-    with pytest.raises(ValueError, match=r"reference points \{'epoch4': 4\} lie past the run's end: run called "
-                                         r"observe.end_epoch\(\) 3 time"):
+    with pytest.raises(
+        ValueError,
+        match=r"reference points \{'epoch4': 4\} lie past the run's end: run called "
+        r"observe.end_epoch\(\) 3 time",
+    ):
         measure(Loop(adamw), references=["final", 4])
     with pytest.raises(ValueError, match="a reference point is 'final' or an epoch ≥ 1"):
         measure(Loop(adamw), references=["last"])
@@ -310,7 +352,8 @@ def test_measure_reads_the_lr_and_decay_as_the_workflow_does():
     assert (learning_rate(sgd), gradient_decay(sgd, sgd.param_groups)) == (0.1, 0.01)
     adam_decoupled = torch.optim.Adam([p], lr=0.1, weight_decay=0.01, decoupled_weight_decay=True)
     assert gradient_decay(adam_decoupled, adam_decoupled.param_groups) == 0.0
-    two = torch.optim.SGD([{"params": [p]}, {"params": [nn.Parameter(torch.zeros(1))], "weight_decay": 0.0}],
-                          lr=0.1, weight_decay=0.01)
+    two = torch.optim.SGD(
+        [{"params": [p]}, {"params": [nn.Parameter(torch.zeros(1))], "weight_decay": 0.0}], lr=0.1, weight_decay=0.01
+    )
     assert math.isnan(gradient_decay(two, two.param_groups))
     assert gradient_decay(two, two.param_groups[:1]) == 0.01

@@ -60,8 +60,14 @@ def resnet_formula(kind: str, blocks: list[int], width: float, num_classes: int,
             if kind == "basic":
                 total += conv(inplanes, planes, 3, False) + bn(planes) + conv(planes, planes, 3, False) + bn(planes)
             else:
-                total += (conv(inplanes, planes, 1, False) + bn(planes) + conv(planes, planes, 3, False) + bn(planes)
-                          + conv(planes, out, 1, False) + bn(out))
+                total += (
+                    conv(inplanes, planes, 1, False)
+                    + bn(planes)
+                    + conv(planes, planes, 3, False)
+                    + bn(planes)
+                    + conv(planes, out, 1, False)
+                    + bn(out)
+                )
             if b == 0 and (stride != 1 or inplanes != out):
                 total += conv(inplanes, out, 1, False) + bn(out)
             inplanes = out
@@ -88,10 +94,35 @@ def transformer_formula(vocab: int, d: int = 128, hidden: int = 128, layers: int
 
 def segnet_formula(num_classes: int) -> int:
     # (in, out) of every conv, in order: encoder 1_1..5_3, decoder 5_3_D..1_1_D; all with bias, BN except the last.
-    encoder = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
-               (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
-    decoder = [(512, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 256),
-               (256, 256), (256, 256), (256, 128), (128, 128), (128, 64), (64, 64)]
+    encoder = [
+        (3, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+    ]
+    decoder = [
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 256),
+        (256, 256),
+        (256, 256),
+        (256, 128),
+        (128, 128),
+        (128, 64),
+        (64, 64),
+    ]
     total = sum(conv(i, o, 3, True) + bn(o) for i, o in encoder + decoder)
     return total + conv(64, num_classes, 3, True)
 
@@ -276,7 +307,10 @@ def test_cifar_cnn_layout():
     model = models.build("cifar_cnn", num_classes=10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (3, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1)), (64, 128, (3, 3), (1, 1))]
+        (3, 32, (3, 3), (1, 1)),
+        (32, 64, (3, 3), (1, 1)),
+        (64, 128, (3, 3), (1, 1)),
+    ]
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.Softmax, nn.LogSoftmax)) for m in model.modules())
     assert [m.in_features for m in model.modules() if isinstance(m, nn.Linear)] == [128 * 4 * 4]
@@ -516,7 +550,11 @@ def test_registry():
     assert set(models.for_input("image32")) >= {"cifar_resnet18", "cifar_cnn", "medium_mlp", "cifar_vgg16"}
     # What a width means: the paper's ResNets take a multiplier, the embedded default's models a size.
     assert {e.name for e in models.models().values() if e.width is models.Width.MULTIPLIER} == {
-        "cifar_resnet18", "cifar_resnet34", "imagenet_resnet18", "imagenet_resnet50", "imagenet_resnet152"
+        "cifar_resnet18",
+        "cifar_resnet34",
+        "imagenet_resnet18",
+        "imagenet_resnet50",
+        "imagenet_resnet152",
     }
     assert models.model("mlp").slug(64) == "mlp64" and models.model("cifar_resnet18").slug(2) == "cifar_resnet18x2"
     assert models.model("linear").slug(0) == "linear"
@@ -537,9 +575,20 @@ def test_build_model_is_seeded_and_reads_its_dataset_parameters():
     assert models.build_model("cifar_cnn", 0, {}, 0, 10).classifier.in_features == 128 * 4 * 4  # width 0 is 1
 
 
-@pytest.mark.parametrize("name,num_classes", [("cifar_resnet18", 10), ("cifar_resnet34", 10), ("cifar_cnn", 10),
-                                              ("cifar_vgg11", 10), ("cifar_vgg16", 10), ("cifar_mobilenet_v2", 10),
-                                              ("transformer_lm", VOCAB), ("segnet", 6), ("unet", 6)])
+@pytest.mark.parametrize(
+    "name,num_classes",
+    [
+        ("cifar_resnet18", 10),
+        ("cifar_resnet34", 10),
+        ("cifar_cnn", 10),
+        ("cifar_vgg11", 10),
+        ("cifar_vgg16", 10),
+        ("cifar_mobilenet_v2", 10),
+        ("transformer_lm", VOCAB),
+        ("segnet", 6),
+        ("unet", 6),
+    ],
+)
 def test_deterministic_given_seed(name, num_classes):
     def weights(seed):
         torch.manual_seed(seed)
@@ -569,7 +618,9 @@ def test_any_torchvision_model_with_its_options():
 
 
 def test_torchvision_errors_say_what_to_do():
-    with pytest.raises(PluginError, match=r"torchvision .* has no model 'resnet19'; use one of torchvision.models.list_models\(\)"):
+    with pytest.raises(
+        PluginError, match=r"torchvision .* has no model 'resnet19'; use one of torchvision.models.list_models\(\)"
+    ):
         models.model("torchvision:resnet19")
     with pytest.raises(PluginError, match="remove model_options.weights; a run starts from its seed's initial weights"):
         models.model("torchvision:resnet18").build(num_classes=3, width=1, weights="DEFAULT")
@@ -595,17 +646,27 @@ def test_a_builder_of_your_own_from_the_working_directory(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     entry = models.model("my_models:tiny")
     assert (entry.input, entry.width, models.slug("my_models:tiny", 0)) == (None, models.Width.NONE, "my_models.tiny")
-    net = models.build_model("my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"})
+    net = models.build_model(
+        "my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"}
+    )
     assert isinstance(net[1], nn.ReLU) and net[0].out_features == 6 and net[2].out_features == 5
-    again = models.build_model("my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"})
+    again = models.build_model(
+        "my_models:tiny", 0, {}, seed=1, num_classes=5, options={"hidden": 6, "activation": "relu"}
+    )
     assert torch.equal(net[0].weight, again[0].weight)
     with pytest.raises(PluginError, match="'my_models:not_a_model' returned a int, not a torch.nn.Module"):
         models.build_model("my_models:not_a_model", 0, {}, seed=1, num_classes=5)
     with pytest.raises(PluginError, match=r"module 'my_models' \(.*my_models.py\) has no 'huge'; it defines .*'tiny'"):
         models.model("my_models:huge")
-    with pytest.raises(PluginError, match="cannot import module 'lab.nets' of 'lab.nets:big': put lab/nets.py in "
-                                          f"the working directory \\({tmp_path}\\)"):
+    with pytest.raises(
+        PluginError,
+        match="cannot import module 'lab.nets' of 'lab.nets:big': put lab/nets.py in "
+        f"the working directory \\({tmp_path}\\)",
+    ):
         models.model("lab.nets:big")
     (tmp_path / "broken_models.py").write_text("import no_such_package\n")
-    with pytest.raises(PluginError, match="module 'broken_models' of 'broken_models:x' imports 'no_such_package', which is not installed"):
+    with pytest.raises(
+        PluginError,
+        match="module 'broken_models' of 'broken_models:x' imports 'no_such_package', which is not installed",
+    ):
         models.model("broken_models:x")

@@ -25,21 +25,36 @@ EXPECTED = {
 }
 
 # Options to try each optimizer with, besides its defaults: the ones that change how it applies weight decay.
-DECOUPLING_OPTIONS = {"adam": {"decoupled_weight_decay": True}, "nadam": {"decoupled_weight_decay": True},
-                      "radam": {"decoupled_weight_decay": True}}
+DECOUPLING_OPTIONS = {
+    "adam": {"decoupled_weight_decay": True},
+    "nadam": {"decoupled_weight_decay": True},
+    "radam": {"decoupled_weight_decay": True},
+}
 
 
 def spec(name: str, weight_decay: float = 1e-4, **options) -> RunSpec:
     return RunSpec(
-        data=DataSpec("walk", "random_walk", {"dim": 3, "steps_per_epoch": 1}), model="walk", width=0, optimizer=name,
-        lr=0.05, weight_decay=weight_decay, schedule="constant", warmup_epochs=0, batch_size=1, epochs=1, seed=0,
-        data_order_seed=0, precision="float32", optimizer_options=options,
+        data=DataSpec("walk", "random_walk", {"dim": 3, "steps_per_epoch": 1}),
+        model="walk",
+        width=0,
+        optimizer=name,
+        lr=0.05,
+        weight_decay=weight_decay,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=1,
+        epochs=1,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+        optimizer_options=options,
     )
 
 
 def test_every_torch_optimizer_by_its_lower_case_name():
     classes = {
-        name.lower(): cls for name, cls in vars(torch.optim).items()
+        name.lower(): cls
+        for name, cls in vars(torch.optim).items()
         if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer
     }
     assert {"sgd", "adam", "adamw", "rmsprop", "nadam", "radam", "adagrad"} <= set(classes)
@@ -80,10 +95,17 @@ def test_steps_like_the_torch_optimizer(name):
 
 
 def test_options_are_the_optimizer_s_keyword_arguments():
-    built = build_optimizer(spec("adamw", 0.01, betas=[0.8, 0.95], eps=1e-6, amsgrad=True), [torch.nn.Parameter(torch.ones(2))])
+    built = build_optimizer(
+        spec("adamw", 0.01, betas=[0.8, 0.95], eps=1e-6, amsgrad=True), [torch.nn.Parameter(torch.ones(2))]
+    )
     group = built.param_groups[0]
     assert type(built) is torch.optim.AdamW
-    assert (tuple(group["betas"]), group["eps"], group["amsgrad"], group["weight_decay"]) == ((0.8, 0.95), 1e-6, True, 0.01)
+    assert (tuple(group["betas"]), group["eps"], group["amsgrad"], group["weight_decay"]) == (
+        (0.8, 0.95),
+        1e-6,
+        True,
+        0.01,
+    )
     nesterov = build_optimizer(spec("momentum", nesterov=True), [torch.nn.Parameter(torch.ones(2))])
     assert (nesterov.param_groups[0]["momentum"], nesterov.param_groups[0]["nesterov"]) == (0.9, True)
 
@@ -173,7 +195,9 @@ def test_an_optimizer_of_your_own(tmp_path, monkeypatch):
         optimizer("my_optim:not_an_optimizer")
     with pytest.raises(PluginError, match=r"has no 'Lion'; it defines \['SignSGD'\]"):
         optimizer("my_optim:Lion")
-    with pytest.raises(PluginError, match="cannot import module 'their_optim' .*put their_optim.py in the working directory"):
+    with pytest.raises(
+        PluginError, match="cannot import module 'their_optim' .*put their_optim.py in the working directory"
+    ):
         optimizer("their_optim:Lion")
 
 

@@ -57,12 +57,14 @@ def test_a_config_of_experiments_and_figures_alone_is_complete(tmp_path):
 
 
 def test_a_file_changes_single_keys_of_a_section_and_a_dataset_with_a_kind_replaces_the_default_entry():
-    layered = with_defaults({
-        "correlations": {"window": 7},
-        "claims": {"min_abs_trend": 0.5},
-        "datasets": {"mnist1d": {"n_train": 100}, "sm": {"kind": "tensors", "path": "sm.pt"}},
-        "defaults": {"lr": 0.1},
-    })
+    layered = with_defaults(
+        {
+            "correlations": {"window": 7},
+            "claims": {"min_abs_trend": 0.5},
+            "datasets": {"mnist1d": {"n_train": 100}, "sm": {"kind": "tensors", "path": "sm.pt"}},
+            "defaults": {"lr": 0.1},
+        }
+    )
     defaults = config_defaults()
     assert layered["correlations"] == {**defaults["correlations"], "window": 7}
     assert layered["claims"]["max_gamma_epoch_cv"] == defaults["claims"]["max_gamma_epoch_cv"]

@@ -23,8 +23,11 @@ def run(workdir: Path, *args: str) -> None:
 
 def outputs(folder: Path) -> dict[str, bytes]:
     """Every file of a config's output folder but the record of its config files, by path."""
-    return {path.relative_to(folder).as_posix(): path.read_bytes()
-            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != "config.json"}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != "config.json"
+    }
 
 
 def report(workdir: Path, configfile: Path, name: str) -> dict[str, bytes]:
@@ -62,5 +65,9 @@ def test_a_ten_line_config_runs_beside_the_default_and_leaves_its_outputs_byte_i
     packed = report(default_run, sweep, "my_sweep")
     files = {Path(member).name for member in packed}
     assert {"gamma_by_weight_decay.svg", "gamma_by_weight_decay.html", "claims.csv", "zigzag.csv"} <= files
-    assert not {f"{name}.{suffix}" for name in yaml.safe_load(DEFAULT.read_text())["figures"]
-                for suffix in ("svg", "html")} & files
+    assert (
+        not {
+            f"{name}.{suffix}" for name in yaml.safe_load(DEFAULT.read_text())["figures"] for suffix in ("svg", "html")
+        }
+        & files
+    )

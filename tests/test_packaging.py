@@ -80,8 +80,18 @@ def test_sdm_conda_jobs_import_pathgeo_from_the_checkout(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (run,) = build_plan(config).runs
     env = {**os.environ, "PATH": f"{conda_root / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    result = run_snakemake(workdir, "--sdm", "conda", "--cores", "1", f"results/runs/{run}/spec.json",
-                           configfile=tmp_path / "config.yaml", cwd=tmp_path, env=env, timeout=600)
+    result = run_snakemake(
+        workdir,
+        "--sdm",
+        "conda",
+        "--cores",
+        "1",
+        f"results/runs/{run}/spec.json",
+        configfile=tmp_path / "config.yaml",
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     calls = log.read_text()
     (created,) = re.findall(r"^created (\S+) from (\S+)$", calls, re.MULTILINE)
@@ -93,7 +103,13 @@ def test_sdm_conda_jobs_import_pathgeo_from_the_checkout(tmp_path):
     assert scripts == [("", "prep"), ("", "reference")], calls
     # The environment's python alone has neither pathgeo nor torch.
     for module in ("pathgeo", "torch"):
-        alone = subprocess.run([str(prefix / "bin" / "python"), "-c", f"import {module}"], cwd=tmp_path,
-                               env={**env, "PYTHONPATH": ""}, capture_output=True, text=True, check=False)
+        alone = subprocess.run(
+            [str(prefix / "bin" / "python"), "-c", f"import {module}"],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": ""},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert alone.returncode != 0 and "No module named" in alone.stderr, module
     assert json.loads((workdir / "results" / "runs" / run / "spec.json").read_text())["run_id"] == run

@@ -83,8 +83,14 @@ def cifar10_case(data_root: Path) -> dict:
     fake_data.write_cifar10(data_root / "cifar10", per_batch=4, n_test=4)
     return {
         "datasets": {
-            "cifar10": {"kind": "cifar10", "path": "cifar10", "split_seed": 0, "val_fraction": 0.2,
-                        "flip": True, "verify_md5": False}
+            "cifar10": {
+                "kind": "cifar10",
+                "path": "cifar10",
+                "split_seed": 0,
+                "val_fraction": 0.2,
+                "flip": True,
+                "verify_md5": False,
+            }
         },
         # 16 training images (80% of 20), batch 4: four steps an epoch with crop and flip on every batch.
         "defaults": defaults("cifar10", "cifar_resnet18", width=0.125),
@@ -95,8 +101,9 @@ def imagenet_case(data_root: Path) -> dict:
     fake_data.write_imagenet(data_root / "imagenet", per_class=2)
     return {
         "datasets": {"imagenet": {"kind": "imagenet", "path": "imagenet", "workers": 0}},
-        "defaults": defaults("imagenet", "imagenet_resnet18", width=0.125, schedule="warmup_cosine", warmup_epochs=1,
-                             batch_size=2),
+        "defaults": defaults(
+            "imagenet", "imagenet_resnet18", width=0.125, schedule="warmup_cosine", warmup_epochs=1, batch_size=2
+        ),
     }
 
 
@@ -104,8 +111,15 @@ def corpus_case(data_root: Path, writer=fake_data.write_wikitext, folder: str = 
     files = writer(data_root / folder)
     return {
         "datasets": {"wikitext2": {"kind": "corpus", "path": folder, "files": files, "seq_len": 5}},
-        "defaults": defaults("wikitext2", "transformer_lm", optimizer="adam", lr=1e-3, batch_size=2,
-                             model_options={"heads": 2, "layers": 1}, grad_clip=0.5),
+        "defaults": defaults(
+            "wikitext2",
+            "transformer_lm",
+            optimizer="adam",
+            lr=1e-3,
+            batch_size=2,
+            model_options={"heads": 2, "layers": 1},
+            grad_clip=0.5,
+        ),
     }
 
 
@@ -117,8 +131,15 @@ def vaihingen_case(data_root: Path) -> dict:
     fake_data.write_vaihingen(data_root / "vaihingen", ids=(1, 3, 5), size=(64, 72))
     return {
         "datasets": {
-            "vaihingen": {"kind": "vaihingen", "path": "vaihingen", "patch_size": 32, "patches_per_epoch": 6,
-                          "val_patches": 2, "train_ids": [1, 3], "val_ids": [5]}
+            "vaihingen": {
+                "kind": "vaihingen",
+                "path": "vaihingen",
+                "patch_size": 32,
+                "patches_per_epoch": 6,
+                "val_patches": 2,
+                "train_ids": [1, 3],
+                "val_ids": [5],
+            }
         },
         "defaults": defaults("vaihingen", "unet", batch_size=3, schedule="final_drop", model_options={"base": 4}),
     }
@@ -164,7 +185,9 @@ def test_changed_dataset_is_refused_after_prep(tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "work"
-    prep = run_snakemake(workdir, "--configfile", str(config_path), "--cores", "1", "results/data/wikitext2/manifest.json")
+    prep = run_snakemake(
+        workdir, "--configfile", str(config_path), "--cores", "1", "results/data/wikitext2/manifest.json"
+    )
     assert prep.returncode == 0, prep.stderr[-3000:]
     (data_root / "wikitext-2" / "wiki.train.tokens").write_text(" a different corpus \n")
     result = run_snakemake(workdir, "--configfile", str(config_path), "--cores", "1")

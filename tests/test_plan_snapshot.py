@@ -34,7 +34,10 @@ from pathgeo.labels import describe, run_descriptions, run_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "tests" / "fixtures" / "plan_snapshot.json"
-CONFIGS = ["config/config.yaml", *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "config/presets").glob("*.yaml")))]
+CONFIGS = [
+    "config/config.yaml",
+    *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "config/presets").glob("*.yaml"))),
+]
 
 
 def load(config: str) -> dict[str, Any]:

@@ -42,9 +42,21 @@ def mnist() -> dict[str, torch.Tensor]:
 
 
 def spec_of(model: str) -> RunSpec:
-    return RunSpec(data=MNIST1D, model=model, width=8, optimizer="momentum", lr=0.05, weight_decay=WD,
-                   schedule="constant", warmup_epochs=0, batch_size=BATCH, epochs=EPOCHS, seed=0, data_order_seed=1,
-                   precision="float32")
+    return RunSpec(
+        data=MNIST1D,
+        model=model,
+        width=8,
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=WD,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        seed=0,
+        data_order_seed=1,
+        precision="float32",
+    )
 
 
 def reference_checkpoints(spec: RunSpec, mnist) -> dict[int, dict]:
@@ -78,9 +90,11 @@ def oracle_metrics(w: np.ndarray, g: np.ndarray, w_star: np.ndarray, loss: float
     for suffix, grad in (("", g), ("_wd", gw)):
         with np.errstate(divide="ignore", invalid="ignore"):
             out |= {
-                f"grad_norm{suffix}": np.linalg.norm(grad), f"rsi{suffix}": grad @ d / (d @ d),
+                f"grad_norm{suffix}": np.linalg.norm(grad),
+                f"rsi{suffix}": grad @ d / (d @ d),
                 f"eb{suffix}": np.linalg.norm(grad) / np.linalg.norm(d),
-                f"gamma{suffix}": grad @ d / (np.linalg.norm(grad) * np.linalg.norm(d)), f"lolr{suffix}": grad @ d / (grad @ grad),
+                f"gamma{suffix}": grad @ d / (np.linalg.norm(grad) * np.linalg.norm(d)),
+                f"lolr{suffix}": grad @ d / (grad @ grad),
             }
     return out
 
@@ -166,8 +180,9 @@ def test_fixed_batch_geometry_matches_numpy(mnist):
 
     # A segment from epoch 2 (steps 14..27): the measured steps are 15, 20 and 25.
     fixed = Recording(every_steps=every, batches=count)
-    _, _, fidelity = replay_segment(spec, mnist, CPU, ck[2], ck[EPOCHS], {"final": (EPOCHS, ck[EPOCHS])}, 0.0,
-                                    measurements=[fixed])
+    _, _, fidelity = replay_segment(
+        spec, mnist, CPU, ck[2], ck[EPOCHS], {"final": (EPOCHS, ck[EPOCHS])}, 0.0, measurements=[fixed]
+    )
     assert fidelity.relative_drift == 0.0
     table = fixed.table("run")
     assert table.columns == ["run_id", "reference", "budget", "epoch", "step", "batch", *POINT_METRICS]
@@ -196,8 +211,16 @@ def test_measurements_leave_weights_and_buffers_bit_identical(mnist, measure):
     ck = reference_checkpoints(spec, mnist)
 
     def run(measurements):
-        result = replay_segment(spec, mnist, CPU, copy.deepcopy(ck[0]), copy.deepcopy(ck[EPOCHS]),
-                                {"final": (EPOCHS, copy.deepcopy(ck[EPOCHS]))}, 0.0, measurements=measurements)
+        result = replay_segment(
+            spec,
+            mnist,
+            CPU,
+            copy.deepcopy(ck[0]),
+            copy.deepcopy(ck[EPOCHS]),
+            {"final": (EPOCHS, copy.deepcopy(ck[EPOCHS]))},
+            0.0,
+            measurements=measurements,
+        )
         trainer = measurements[0].trainer if measurements else None
         return result, trainer
 
@@ -231,8 +254,11 @@ def test_preserved_restores_gradients_buffers_modes_and_random_state(mnist):
     model.eval()
     model.stem[1].train()  # a mixed state, as a user's loop might leave it
     before = {
-        "grads": trainer.flat.grads.clone(), "buffers": [b.clone() for b in model.buffers()],
-        "modes": [m.training for m in model.modules()], "rng": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(),
+        "grads": trainer.flat.grads.clone(),
+        "buffers": [b.clone() for b in model.buffers()],
+        "modes": [m.training for m in model.modules()],
+        "rng": torch.get_rng_state(),
+        "numpy": np.random.get_state()[1].copy(),
     }
     with preserved(trainer):
         model.train()

@@ -27,9 +27,21 @@ def mnist() -> dict[str, torch.Tensor]:
 
 
 def spec(precision: str, model: str = "resnet1d") -> RunSpec:
-    return RunSpec(data=MNIST1D, model=model, width=8, optimizer="momentum", lr=0.05, weight_decay=1e-4,
-                   schedule="constant", warmup_epochs=0, batch_size=32, epochs=2, seed=0, data_order_seed=1,
-                   precision=precision)
+    return RunSpec(
+        data=MNIST1D,
+        model=model,
+        width=8,
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=1e-4,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=32,
+        epochs=2,
+        seed=0,
+        data_order_seed=1,
+        precision=precision,
+    )
 
 
 def train(run: RunSpec, mnist) -> dict[int, dict]:

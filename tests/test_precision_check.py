@@ -27,8 +27,11 @@ runpy.run_module("pathgeo.precision_check", run_name="__main__")
 def test_precision_check_runs_without_the_workflow_packages():
     result = subprocess.run([sys.executable, "-c", RUN_WITHOUT], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
-            if line.split() and line.split()[0] in ("float32", "tf32", "bf16", "float64")}
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.split() and line.split()[0] in ("float32", "tf32", "bf16", "float64")
+    }
     assert set(rows) == {"float32", "tf32", "bf16", "float64"}, result.stdout
     for precision, row in rows.items():
         assert float(row[1]) > 0, precision  # img/s

@@ -38,8 +38,22 @@ STEPS_PER_EPOCH = math.ceil(200 / BATCH)  # 7, the last batch is short (200 = 6�
 # Metrics whose value is a dot product divided by norms: their floating-point error is bounded relative to
 # the product of the norms, not to the (possibly tiny) value, so they are compared on that scale.
 CORRELATIONS = [m for m in METRICS if "corr" in m or m == "sign_flip" or m.startswith("dist_lag")]
-GEOMETRY = ("rsi", "eb", "gamma", "lolr", "grad_norm", "dist", "rsi_wd", "eb_wd", "gamma_wd", "lolr_wd",
-            "grad_norm_wd", "upd_norm", "upd_rsi", "upd_gamma")
+GEOMETRY = (
+    "rsi",
+    "eb",
+    "gamma",
+    "lolr",
+    "grad_norm",
+    "dist",
+    "rsi_wd",
+    "eb_wd",
+    "gamma_wd",
+    "lolr_wd",
+    "grad_norm_wd",
+    "upd_norm",
+    "upd_rsi",
+    "upd_gamma",
+)
 
 
 pytestmark = pytest.mark.usefixtures("deterministic_single_thread")
@@ -50,11 +64,32 @@ def mnist() -> dict[str, torch.Tensor]:
     return data.build(MNIST1D)
 
 
-def mnist_spec(model="mlp", optimizer="sgd", lr=0.05, weight_decay=0.0, epochs=2, width=8,
-               schedule="constant", warmup_epochs=0, precision="float32") -> RunSpec:
-    return RunSpec(data=MNIST1D, model=model, width=width, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                   schedule=schedule, warmup_epochs=warmup_epochs, batch_size=BATCH, epochs=epochs, seed=0,
-                   data_order_seed=1, precision=precision)
+def mnist_spec(
+    model="mlp",
+    optimizer="sgd",
+    lr=0.05,
+    weight_decay=0.0,
+    epochs=2,
+    width=8,
+    schedule="constant",
+    warmup_epochs=0,
+    precision="float32",
+) -> RunSpec:
+    return RunSpec(
+        data=MNIST1D,
+        model=model,
+        width=width,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        batch_size=BATCH,
+        epochs=epochs,
+        seed=0,
+        data_order_seed=1,
+        precision=precision,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -92,10 +127,19 @@ def error_scales(m: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The natural magnitude of each metric's rounding error: |x·y| ≤ |x||y|, so e.g. rsi = G·d/|d|² is
     compared on the scale |G|/|d| = eb, gamma on the scale 1, lolr on |d|/|G|."""
     return {
-        "rsi": m["eb"], "eb": m["eb"], "gamma": np.ones_like(m["eb"]), "lolr": m["dist"] / m["grad_norm"],
-        "grad_norm": m["grad_norm"], "dist": m["dist"], "rsi_wd": m["eb_wd"], "eb_wd": m["eb_wd"],
-        "gamma_wd": np.ones_like(m["eb"]), "lolr_wd": m["dist"] / m["grad_norm_wd"],
-        "grad_norm_wd": m["grad_norm_wd"], "upd_norm": m["upd_norm"], "upd_rsi": m["upd_norm"] / m["dist"],
+        "rsi": m["eb"],
+        "eb": m["eb"],
+        "gamma": np.ones_like(m["eb"]),
+        "lolr": m["dist"] / m["grad_norm"],
+        "grad_norm": m["grad_norm"],
+        "dist": m["dist"],
+        "rsi_wd": m["eb_wd"],
+        "eb_wd": m["eb_wd"],
+        "gamma_wd": np.ones_like(m["eb"]),
+        "lolr_wd": m["dist"] / m["grad_norm_wd"],
+        "grad_norm_wd": m["grad_norm_wd"],
+        "upd_norm": m["upd_norm"],
+        "upd_rsi": m["upd_norm"] / m["dist"],
         "upd_gamma": np.ones_like(m["eb"]),
     }
 
@@ -141,11 +185,20 @@ def quadratic_oracle(lam: float) -> tuple[dict[str, np.ndarray], np.ndarray, np.
 
     nd, ng, ngw, ns = (np.sqrt(dot(x, x)) for x in (D, G, Gw, S))
     expected = {
-        "rsi": dot(G, D) / nd**2, "eb": ng / nd, "gamma": dot(G, D) / (ng * nd), "lolr": dot(G, D) / ng**2,
-        "grad_norm": ng, "dist": nd,
-        "rsi_wd": dot(Gw, D) / nd**2, "eb_wd": ngw / nd, "gamma_wd": dot(Gw, D) / (ngw * nd),
-        "lolr_wd": dot(Gw, D) / ngw**2, "grad_norm_wd": ngw,
-        "upd_norm": ns, "upd_rsi": dot(S, D) / nd**2, "upd_gamma": dot(S, D) / (ns * nd),
+        "rsi": dot(G, D) / nd**2,
+        "eb": ng / nd,
+        "gamma": dot(G, D) / (ng * nd),
+        "lolr": dot(G, D) / ng**2,
+        "grad_norm": ng,
+        "dist": nd,
+        "rsi_wd": dot(Gw, D) / nd**2,
+        "eb_wd": ngw / nd,
+        "gamma_wd": dot(Gw, D) / (ngw * nd),
+        "lolr_wd": dot(Gw, D) / ngw**2,
+        "grad_norm_wd": ngw,
+        "upd_norm": ns,
+        "upd_rsi": dot(S, D) / nd**2,
+        "upd_gamma": dot(S, D) / (ns * nd),
     }
     loss = 0.5 * (a[None, :] * W[:-1] ** 2).sum(1)
     return expected, loss, W, a
@@ -167,8 +220,9 @@ def run_quadratic(dtype: torch.dtype, lam: float, backend: str) -> tuple[pl.Data
     a = torch.tensor(a_np, dtype=dtype)
     flat = FlatParameters([w])
     optimizer = torch.optim.SGD(flat.params, lr=QUAD_LR, weight_decay=lam)
-    probe = Probe(flat, {"final": torch.from_numpy(W[-1])}, weight_decay=lam, steps_per_epoch=QUAD_K,
-                  **BACKENDS[backend])
+    probe = Probe(
+        flat, {"final": torch.from_numpy(W[-1])}, weight_decay=lam, steps_per_epoch=QUAD_K, **BACKENDS[backend]
+    )
     for epoch in range(QUAD_EPOCHS):
         for _ in range(QUAD_K):
             flat.zero_grad()
@@ -249,10 +303,21 @@ WALK_DIM, WALK_K, WALK_EPOCHS, WALK_SEED = 50_000, 40, 4, 3
 
 
 def walk_spec() -> RunSpec:
-    return RunSpec(data=DataSpec("walk", "random_walk", {"dim": WALK_DIM, "steps_per_epoch": WALK_K}),
-                   model="walk", width=0, optimizer="sgd", lr=1.0, weight_decay=0.0, schedule="constant",
-                   warmup_epochs=0, batch_size=1, epochs=WALK_EPOCHS, seed=WALK_SEED, data_order_seed=0,
-                   precision="float64")
+    return RunSpec(
+        data=DataSpec("walk", "random_walk", {"dim": WALK_DIM, "steps_per_epoch": WALK_K}),
+        model="walk",
+        width=0,
+        optimizer="sgd",
+        lr=1.0,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=1,
+        epochs=WALK_EPOCHS,
+        seed=WALK_SEED,
+        data_order_seed=0,
+        precision="float64",
+    )
 
 
 def test_random_walk_gamma_follows_inverse_sqrt_of_remaining_steps():
@@ -324,8 +389,15 @@ def test_probe_does_not_change_the_trajectory(mnist, model, optimizer, lr, weigh
     observed = build_trainer(spec, mnist, CPU)
     assert torch.equal(observed.flat.weights, start)
     # The fused kernel and the Triton kernels (several programs); the reference is arbitrary here.
-    probe = Probe(observed.flat, {"far": torch.zeros_like(start)}, weight_decay=weight_decay,
-                  steps_per_epoch=observed.task.steps_per_epoch, backend=backend, block=256, programs=3)
+    probe = Probe(
+        observed.flat,
+        {"far": torch.zeros_like(start)},
+        weight_decay=weight_decay,
+        steps_per_epoch=observed.task.steps_per_epoch,
+        backend=backend,
+        block=256,
+        programs=3,
+    )
     for _ in range(spec.epochs):
         stats = observed.train_epoch(probe)
         probe.end_epoch(stats.epoch)
@@ -373,16 +445,22 @@ class Recorder:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_probe_matches_numpy_on_mlp_momentum_weight_decay(mnist, backend):
     wd = 1e-3
-    spec = mnist_spec(optimizer="momentum", lr=0.05, weight_decay=wd, epochs=3, schedule="warmup_cosine",
-                      warmup_epochs=1)
+    spec = mnist_spec(
+        optimizer="momentum", lr=0.05, weight_decay=wd, epochs=3, schedule="warmup_cosine", warmup_epochs=1
+    )
     first = build_trainer(spec, mnist, CPU)
     for _ in range(spec.epochs):
         first.train_epoch()
     w_star = first.flat.weights.clone()
 
     trainer = build_trainer(spec, mnist, CPU)
-    probe = Probe(trainer.flat, {"final": w_star}, weight_decay=wd, steps_per_epoch=trainer.task.steps_per_epoch,
-                  **BACKENDS[backend])
+    probe = Probe(
+        trainer.flat,
+        {"final": w_star},
+        weight_decay=wd,
+        steps_per_epoch=trainer.task.steps_per_epoch,
+        **BACKENDS[backend],
+    )
     recorder = Recorder(trainer.flat, probe)
     for _ in range(spec.epochs):
         stats = trainer.train_epoch(recorder)
@@ -420,8 +498,9 @@ def test_probe_matches_numpy_on_mlp_momentum_weight_decay(mnist, backend):
 @pytest.fixture(scope="module")
 def reference_run(mnist):
     """4 epochs of MLP/momentum/weight decay with a warmup-cosine schedule, checkpoints at 0, 2, 4."""
-    spec = mnist_spec(optimizer="momentum", lr=0.05, weight_decay=1e-3, epochs=4, schedule="warmup_cosine",
-                      warmup_epochs=1)
+    spec = mnist_spec(
+        optimizer="momentum", lr=0.05, weight_decay=1e-3, epochs=4, schedule="warmup_cosine", warmup_epochs=1
+    )
     checkpoints: dict[int, dict] = {}
     log = train_reference(spec, mnist, CPU, (0, 2, 4), lambda epoch, state: checkpoints.__setitem__(epoch, state))
     assert log["epoch"].to_list() == [0, 1, 2, 3]
@@ -435,8 +514,13 @@ def replay(spec, tensors, start, end, references, tolerance):
     loaded from disk). replay_segment mutates its start state's optimizer tensors in place (see
     test_replay_leaves_its_start_checkpoint_untouched), which would corrupt the shared fixture."""
     table, _, fidelity = replay_segment(
-        spec, tensors, CPU, copy.deepcopy(start), copy.deepcopy(end),
-        {name: (epoch, copy.deepcopy(state)) for name, (epoch, state) in references.items()}, tolerance,
+        spec,
+        tensors,
+        CPU,
+        copy.deepcopy(start),
+        copy.deepcopy(end),
+        {name: (epoch, copy.deepcopy(state)) for name, (epoch, state) in references.items()},
+        tolerance,
     )
     return table, fidelity
 
@@ -591,15 +675,22 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     plan[[layout.PREV_VALID, layout.G_WRITE, layout.G_SLOTS]] = 1, 4, 3
     prev_before, ring_before = w_prev.copy(), ring_g.copy()
     out = np.full(lay.width, np.nan)
-    kernels.step_pass(w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads)
+    kernels.step_pass(
+        w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads
+    )
     assert np.array_equal(w_prev, w)  # w_prev advanced to the current weights
     assert np.array_equal(ring_g[4], g) and np.array_equal(ring_g[:4], ring_before[:4])
 
     W, G, S = w.astype(np.float64), g.astype(np.float64), prev_before.astype(np.float64) - w
     P = ring_before[3].astype(np.float64)
     geo = lay.geometry
-    expected = {0: (G @ G, G, G), lay.g_dot(1): (G @ P, G, P), geo + layout.GEO_WW: (W @ W, W, W),
-                geo + layout.GEO_GW: (G @ W, G, W), geo + layout.GEO_SS: (S @ S, S, S)}
+    expected = {
+        0: (G @ G, G, G),
+        lay.g_dot(1): (G @ P, G, P),
+        geo + layout.GEO_WW: (W @ W, W, W),
+        geo + layout.GEO_GW: (G @ W, G, W),
+        geo + layout.GEO_SS: (S @ S, S, S),
+    }
     for r in range(2):
         D = W - w_star[r].astype(np.float64)
         at = lay.ref(r)
@@ -612,8 +703,20 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     assert not np.isnan(np.delete(out, untaken)).any()
 
     again = np.full(lay.width, np.nan)
-    kernels.step_pass(w, g, prev_before.copy(), w_star, ring_before.copy(), ring_w, plan, lay.ring_lags, lay.geometry,
-                      lay.lag_block, again, 3 - threads)
+    kernels.step_pass(
+        w,
+        g,
+        prev_before.copy(),
+        w_star,
+        ring_before.copy(),
+        ring_w,
+        plan,
+        lay.ring_lags,
+        lay.geometry,
+        lay.lag_block,
+        again,
+        3 - threads,
+    )
     np.testing.assert_array_equal(out, again)  # fixed blocks: the same bits whatever the thread count
 
 
@@ -656,8 +759,10 @@ def library_model() -> torch.nn.Module:
 
 def library_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
-    return [(torch.randn(10, 6, generator=generator), torch.randint(0, 3, (10,), generator=generator))
-            for _ in range(LIBRARY_STEPS)]
+    return [
+        (torch.randn(10, 6, generator=generator), torch.randint(0, 3, (10,), generator=generator))
+        for _ in range(LIBRARY_STEPS)
+    ]
 
 
 def library_run(references=None, zero="flat", steps_per_epoch=LIBRARY_STEPS, **probe_options):
@@ -666,8 +771,11 @@ def library_run(references=None, zero="flat", steps_per_epoch=LIBRARY_STEPS, **p
     model = library_model()
     flat = FlatParameters.of(model)
     optimizer = torch.optim.SGD(flat.params, lr=0.1, momentum=0.9, weight_decay=1e-3)
-    probe = None if references is None else Probe(flat, references(), weight_decay=1e-3,
-                                                   steps_per_epoch=steps_per_epoch, **probe_options)
+    probe = (
+        None
+        if references is None
+        else Probe(flat, references(), weight_decay=1e-3, steps_per_epoch=steps_per_epoch, **probe_options)
+    )
     for epoch in range(LIBRARY_EPOCHS):
         for x, y in library_batches():
             if zero == "flat":
@@ -709,16 +817,22 @@ def test_reference_points_in_a_wrong_form_are_named(trained_library_model):
     model = library_model()
     flat = FlatParameters.of(model)
     state = trained_library_model.state_dict()
-    with pytest.raises(TypeError, match=r"references maps a name to each reference point, e\.g\. \{'final': w_star\}; "
-                                        r"got a Tensor"):
+    with pytest.raises(
+        TypeError,
+        match=r"references maps a name to each reference point, e\.g\. \{'final': w_star\}; "
+        r"got a Tensor",
+    ):
         Probe(flat, flat.weights.clone())
     with pytest.raises(TypeError, match=r"looks like one state_dict: pass \{'final': state_dict\}"):
         Probe(flat, state)
     with pytest.raises(KeyError, match=r"lacks trainable parameter\(s\) \['3.weight'\]"):
         Probe(flat, {"final": {k: v for k, v in state.items() if k != "3.weight"}})
     trainable = [p.detach() for p in trained_library_model.parameters() if p.requires_grad]
-    with pytest.raises(ValueError, match="3 tensors, the model 5 trainable parameters: give them in "
-                                         r"model.parameters\(\) order, frozen ones left out"):
+    with pytest.raises(
+        ValueError,
+        match="3 tensors, the model 5 trainable parameters: give them in "
+        r"model.parameters\(\) order, frozen ones left out",
+    ):
         Probe(flat, {"final": trainable[:3]})
     with pytest.raises(ValueError, match=r"tensor 1 \(1.weight\) has shape \(8, 6\), the model's \(8,\)"):
         Probe(flat, {"final": [trainable[0], trainable[0], *trainable[2:]]})
@@ -743,18 +857,23 @@ def test_gradients_set_to_none_are_measured_as_gradients_zeroed_in_place(trained
 
 
 @pytest.mark.parametrize("backend", ["fused", "triton"])
-def test_finish_twice_gives_the_same_table_and_calls_out_of_order_say_what_comes_first(trained_library_model,
-                                                                                         backend):
+def test_finish_twice_gives_the_same_table_and_calls_out_of_order_say_what_comes_first(trained_library_model, backend):
     probe, _ = library_run(lambda: {"final": trained_library_model}, backend=backend)
-    with pytest.raises(RuntimeError, match=r"correlation_matrices\(\) reads the finished measurement: call "
-                                           r"finish\(\) \(or close\(\)\) first"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"correlation_matrices\(\) reads the finished measurement: call "
+        r"finish\(\) \(or close\(\)\) first",
+    ):
         probe.correlation_matrices()
     table = probe.finish()
     assert_frame_equal(probe.finish(), table, check_exact=True)
     assert table["upd_norm"][-1] > 0 and np.isfinite(table["upd_gamma"][-1])
     for call in (lambda: probe.after_backward(torch.tensor(1.0), 0.1), probe.end_epoch):
-        with pytest.raises(RuntimeError, match=r"after finish\(\): this probe has ended; measure another run with a "
-                                               "new Probe"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"after finish\(\): this probe has ended; measure another run with a "
+            "new Probe",
+        ):
             call()
 
 

@@ -70,8 +70,15 @@ def counts_per_step(model: torch.nn.Module, device: torch.device, counted_launch
     w_star = torch.zeros(flat.numel, device=device)
     settings = CORRELATION_DEFAULTS
     assert settings["lagged"] == "anchored" and settings["matrix_epochs"] == "all"
-    probe = Probe(flat, {"final": w_star}, weight_decay=1e-4, steps_per_epoch=STEPS_PER_EPOCH if epoch_ends else STEPS,
-                  backend="triton", window=settings["window"], lagged=settings["lagged"])
+    probe = Probe(
+        flat,
+        {"final": w_star},
+        weight_decay=1e-4,
+        steps_per_epoch=STEPS_PER_EPOCH if epoch_ends else STEPS,
+        backend="triton",
+        window=settings["window"],
+        lagged=settings["lagged"],
+    )
     loss = torch.tensor(2.3, device=device)
     counts = []
     for step in range(STEPS):

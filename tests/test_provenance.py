@@ -44,8 +44,13 @@ def test_the_trajectory_covers_every_module_a_reference_job_runs():
     kind and model), is in TRAJECTORY, or in MEASUREMENT for the w*-free measurements reference training takes
     (whose runs' reference rule carries the measurement version): a new import cannot slip past the versions. A
     guard's own imports are not followed: they serve the guard (sizing's reach the config's machinery for a type)."""
-    roots = [LIBRARY / "training.py", LIBRARY / "reference.py", LIBRARY / "jobs.py",
-             *LIBRARY.glob("data/*.py"), *LIBRARY.glob("models/*.py")]
+    roots = [
+        LIBRARY / "training.py",
+        LIBRARY / "reference.py",
+        LIBRARY / "jobs.py",
+        *LIBRARY.glob("data/*.py"),
+        *LIBRARY.glob("models/*.py"),
+    ]
     guards = set(provenance._files(provenance.GUARDS))
     seen: set[Path] = set()
     todo = list(roots)
@@ -76,8 +81,20 @@ def test_a_version_changes_with_the_code_not_with_comments(tmp_path):
 
 
 def _spec(**fields) -> RunSpec:
-    run = dict(model="mlp", width=8, optimizer="sgd", lr=0.1, weight_decay=0.0, schedule="constant", warmup_epochs=0,
-               batch_size=4, epochs=1, seed=0, data_order_seed=0, precision="float32")
+    run = dict(
+        model="mlp",
+        width=8,
+        optimizer="sgd",
+        lr=0.1,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=4,
+        epochs=1,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+    )
     return RunSpec(data=DataSpec("mnist1d", "mnist1d", {"n_train": 40, "n_test": 10, "seed": 0}), **{**run, **fields})
 
 
@@ -99,8 +116,11 @@ def test_a_run_s_version_covers_its_plug_in_modules(tmp_path, monkeypatch):
 def test_a_checkpoint_of_other_code_is_refused_by_its_cause():
     state = {"run_id": "r-1234", "code": "aaaa"}
     check_code(state, "aaaa", "epoch0002.pt")
-    with pytest.raises(CodeVersionError, match="run r-1234: epoch0002.pt was made by code version aaaa, not by this "
-                                               "code \\(version bbbb\\).*Train the reference again"):
+    with pytest.raises(
+        CodeVersionError,
+        match="run r-1234: epoch0002.pt was made by code version aaaa, not by this "
+        "code \\(version bbbb\\).*Train the reference again",
+    ):
         check_code(state, "bbbb", "epoch0002.pt")
     with pytest.raises(CodeVersionError, match="was made by code that recorded no version"):
         check_code({"run_id": "r-1234"}, "bbbb", "epoch0002.pt")
@@ -108,7 +128,9 @@ def test_a_checkpoint_of_other_code_is_refused_by_its_cause():
 
 def test_a_reference_never_resumes_from_checkpoints_of_other_code(tmp_path):
     for epoch in (0, 1):
-        checkpoints.save(checkpoints.checkpoint_path(tmp_path, epoch), {"epoch": epoch, "code": "old", "w": torch.ones(1)})
+        checkpoints.save(
+            checkpoints.checkpoint_path(tmp_path, epoch), {"epoch": epoch, "code": "old", "w": torch.ones(1)}
+        )
     assert resume_point(tmp_path, (0, 1, 2), "old")["epoch"] == 1
     assert resume_point(tmp_path, (0, 1, 2), "new") is None
     assert list(tmp_path.glob("epoch*.pt")) == []  # gone: a later resume cannot mix them with the new code's

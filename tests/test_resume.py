@@ -44,8 +44,12 @@ def test_killed_reference_job_resumes_and_ends_bit_identical(tmp_path):
     target = f"results/runs/{run_id}/train_log.parquet"
 
     killed = tmp_path / "killed"
-    job = subprocess.Popen(command(killed, config_path, target), start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        command(killed, config_path, target),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     partial = killed / "results/runs" / run_id / "partial"
     deadline = time.monotonic() + 300
     while not (partial / "epoch0003.pt").exists():
@@ -97,8 +101,12 @@ def test_a_run_finished_after_snakemake_was_killed_is_kept(tmp_path):
     (run_id,) = build_plan(cfg).runs
     target = f"results/runs/{run_id}/train_log.parquet"
     workdir = tmp_path / "orphaned"
-    parent = subprocess.Popen(command(workdir, config_path, target), start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        command(workdir, config_path, target),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     partial = workdir / "results/runs" / run_id / "partial"
     deadline = time.monotonic() + 300
     while not (partial / "epoch0002.pt").exists():
@@ -167,9 +175,22 @@ def test_validation_every_few_epochs_leaves_the_trajectory_and_logs_those_epochs
     from pathgeo.spec import DataSpec, RunSpec
 
     mnist1d = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
-    spec = RunSpec(data=mnist1d, model="mlp", width=8, optimizer="sgd", lr=0.5, weight_decay=0.0, schedule="constant",
-                   warmup_epochs=0, batch_size=100, epochs=7, seed=0, data_order_seed=0, precision="float32",
-                   full_batch=True)
+    spec = RunSpec(
+        data=mnist1d,
+        model="mlp",
+        width=8,
+        optimizer="sgd",
+        lr=0.5,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=100,
+        epochs=7,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
+        full_batch=True,
+    )
     tensors = data.build(mnist1d)
     final: dict[int, dict] = {}
     every_epoch = train_reference(spec, tensors, torch.device("cpu"), (0, 7), final.__setitem__)

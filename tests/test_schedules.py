@@ -42,18 +42,32 @@ def mnist():
 def _spec(**overrides):
     fields = dict(
         data=DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0}),
-        model="mlp", width=16, optimizer="momentum", lr=0.05, weight_decay=1e-3, schedule="final_drop",
-        warmup_epochs=0, batch_size=50, epochs=3, seed=0, data_order_seed=0, precision="float32",
+        model="mlp",
+        width=16,
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=1e-3,
+        schedule="final_drop",
+        warmup_epochs=0,
+        batch_size=50,
+        epochs=3,
+        seed=0,
+        data_order_seed=0,
+        precision="float32",
     )
     return RunSpec(**{**fields, **overrides})
 
 
-@pytest.mark.parametrize("overrides", [{}, {"grad_clip": 1e-3, "schedule": "constant", "weight_decay": 0.0}], ids=["final_drop", "clip"])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"grad_clip": 1e-3, "schedule": "constant", "weight_decay": 0.0}], ids=["final_drop", "clip"]
+)
 def test_replay_is_exact_and_records_the_schedule(mnist, overrides):
     spec = _spec(**overrides)
     checkpoints = {}
     train_reference(spec, mnist, CPU, (0, 3), lambda e, s: checkpoints.__setitem__(e, s))
-    table, _, fidelity = replay_segment(spec, mnist, CPU, checkpoints[0], checkpoints[3], {"final": (3, checkpoints[3])}, 0.0)
+    table, _, fidelity = replay_segment(
+        spec, mnist, CPU, checkpoints[0], checkpoints[3], {"final": (3, checkpoints[3])}, 0.0
+    )
     assert fidelity.relative_drift == 0.0
     last = table.filter(table["epoch"] == 2)
     first = table.filter(table["epoch"] == 0)

@@ -25,9 +25,22 @@ IMAGENET = DataSpec("imagenet", "imagenet", {"path": "imagenet", "workers": 12})
 
 
 def spec(data=CIFAR, name="cifar_resnet18", optimizer="momentum", epochs=10, devices=1, precision="float32") -> RunSpec:
-    return RunSpec(data=data, model=name, width=1, optimizer=optimizer, lr=0.1, weight_decay=0.0, schedule="constant",
-                   warmup_epochs=0, batch_size=256, epochs=epochs, seed=0, data_order_seed=0, precision=precision,
-                   devices=devices)
+    return RunSpec(
+        data=data,
+        model=name,
+        width=1,
+        optimizer=optimizer,
+        lr=0.1,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=256,
+        epochs=epochs,
+        seed=0,
+        data_order_seed=0,
+        precision=precision,
+        devices=devices,
+    )
 
 
 @pytest.mark.parametrize("name, data", [("cifar_resnet18", CIFAR), ("imagenet_resnet50", IMAGENET)])
@@ -75,7 +88,9 @@ def test_runtime_grows_with_epochs_and_attempts_within_its_bounds():
     assert sizing.runtime_minutes(short, 10, "a100", 1, probe=True) > sizing.runtime_minutes(short, 10, "a100", 1)
     assert sizing.runtime_minutes(spec(epochs=1), 1, "a100", 1) == sizing.MIN_RUNTIME_MINUTES
     huge = spec(IMAGENET, "imagenet_resnet152", epochs=180)
-    assert sizing.runtime_minutes(huge, 180, "a100", 1, limit=2880) == 2880 < sizing.runtime_minutes(huge, 180, "a100", 1)
+    assert (
+        sizing.runtime_minutes(huge, 180, "a100", 1, limit=2880) == 2880 < sizing.runtime_minutes(huge, 180, "a100", 1)
+    )
     # More devices, tensor cores: faster.
     one_gpu = sizing.training_hours(huge, 1, "a100")
     assert sizing.training_hours(dataclasses.replace(huge, devices=4), 1, "a100") < one_gpu / 3
@@ -88,7 +103,9 @@ def test_throughput_says_whether_it_is_measured(monkeypatch):
     entry = (5000.0, "python -m pathgeo.precision_check, A100-SXM4-80GB")
     monkeypatch.setitem(sizing.MEASURED, ("cifar_resnet18", 1, "float32", "a100"), entry)
     measured = sizing.throughput(run, "a100")
-    assert measured.samples_per_second == 5000.0 and measured.source.startswith("measured: python -m pathgeo.precision_check")
+    assert measured.samples_per_second == 5000.0 and measured.source.startswith(
+        "measured: python -m pathgeo.precision_check"
+    )
 
 
 def test_samples_per_epoch():
@@ -129,7 +146,9 @@ def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tm
 
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "tests/configs/tiny.yaml").read_text())
-    config["experiments"] = {"vision": {"description": "a 2-D model on 1-D data", "set": {"model": "torchvision:resnet18"}}}
+    config["experiments"] = {
+        "vision": {"description": "a 2-D model on 1-D data", "set": {"model": "torchvision:resnet18"}}
+    }
     config["figures"] = {}
     with pytest.raises(ConfigError) as refused:
         sizing.sized_plan(config, None, "a100", 1)
@@ -142,8 +161,9 @@ def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tm
     result = run_snakemake(tmp_path / "work", "-n", configfile=path)
     assert result.returncode != 0 and "cannot take dataset 'mnist1d'" in result.stdout + result.stderr
     # A torchvision model that takes images plans on image data.
-    config["datasets"] = {"images": {"kind": "cifar10", "path": "cifar10", "split_seed": 0, "val_fraction": 0.2,
-                                     "flip": False}}
+    config["datasets"] = {
+        "images": {"kind": "cifar10", "path": "cifar10", "split_seed": 0, "val_fraction": 0.2, "flip": False}
+    }
     config["defaults"]["dataset"] = "images"
     assert sizing.sized_plan(config, None, "a100", 1).runs
 

@@ -105,8 +105,9 @@ def test_profile_keys_are_plugin_settings():
 def profile_dry_run(tmp_path_factory):
     """`snakemake -n --profile cluster` of the tiny config from the repository root (the workflow's files go to a tmp
     dir), once for the tests that read its plan."""
-    return run_snakemake(tmp_path_factory.mktemp("profile"), "-n", "--profile", "cluster", snakefile=None,
-                         configfile=TINY, cwd=REPO)
+    return run_snakemake(
+        tmp_path_factory.mktemp("profile"), "-n", "--profile", "cluster", snakefile=None, configfile=TINY, cwd=REPO
+    )
 
 
 def test_profile_typed_in_the_repository_root(profile_dry_run):
@@ -139,8 +140,9 @@ def test_multi_gpu_override_stays_in_step(tmp_path):
         assert constrained[rule] == {"slurm_partition": main[rule]["slurm_partition"], "constraint": "a100"}
         assert multi[rule]["gpu_model"] == "a100"
         assert multi[rule]["cpus_per_gpu"] * 8 <= 128 and "mem_mb" not in multi[rule]
-    result = run_snakemake(tmp_path, "-n", "--profile", "cluster", "--profile", "cluster/a100x8", snakefile=None,
-                           configfile=TINY, cwd=REPO)
+    result = run_snakemake(
+        tmp_path, "-n", "--profile", "cluster", "--profile", "cluster/a100x8", snakefile=None, configfile=TINY, cwd=REPO
+    )
     assert result.returncode == 0, output_of(result)[-4000:]
     for resources in planned_resources(output_of(result))["replay"]:
         assert resources["cpus_per_gpu"] == "16" and int(resources["mem_mb"]) > 1000, resources
@@ -156,8 +158,9 @@ def test_a_run_on_several_gpus_asks_for_them_on_one_node(tmp_path):
     config["defaults"]["devices"] = 2
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = run_snakemake(tmp_path / "work", "-n", "--profile", "cluster", "--cores", "8", snakefile=None,
-                           configfile=path, cwd=REPO)
+    result = run_snakemake(
+        tmp_path / "work", "-n", "--profile", "cluster", "--cores", "8", snakefile=None, configfile=path, cwd=REPO
+    )
     assert result.returncode == 0, output_of(result)[-4000:]
     (spec,) = build_plan(config).runs.values()
     jobs = planned_resources(output_of(result))
@@ -190,8 +193,14 @@ def sbatch_line(resources: dict[str, str | int], threads: int = 1) -> str:
 
     values = PluginResources({k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in resources.items()})
     job = SimpleNamespace(resources=values, threads=threads, name="reference", wildcards=[], is_group=lambda: False)
-    params = {"run_uuid": "run", "slurm_logfile": "log", "comment_str": "rule_reference", "account": "",
-              "partition": f"-p {values.get('slurm_partition')}", "workdir": "work"}
+    params = {
+        "run_uuid": "run",
+        "slurm_logfile": "log",
+        "comment_str": "rule_reference",
+        "account": "",
+        "partition": f"-p {values.get('slurm_partition')}",
+        "workdir": "work",
+    }
     settings = SimpleNamespace(requeue=True, no_requeue=False, qos=None, reservation=None)
     validate_slurm_extra(job)
     return get_submit_command(job, params, settings) + set_gres_string(job)
@@ -252,8 +261,17 @@ def test_jobs_of_three_or_more_gpus_take_their_node_whole(tmp_path):
 def test_largest_preset_plans_in_seconds(tmp_path):
     """The whole CIFAR-10 paper (556 jobs) plans through the profile without SLURM or the data."""
     start = time.monotonic()
-    result = run_snakemake(tmp_path, "-n", "--profile", "cluster", "--config", f"data_root={tmp_path / 'data'}",
-                           snakefile=None, configfile=LARGEST_PRESET, cwd=REPO)
+    result = run_snakemake(
+        tmp_path,
+        "-n",
+        "--profile",
+        "cluster",
+        "--config",
+        f"data_root={tmp_path / 'data'}",
+        snakefile=None,
+        configfile=LARGEST_PRESET,
+        cwd=REPO,
+    )
     seconds = time.monotonic() - start
     assert result.returncode == 0, output_of(result)[-4000:]
     counts = job_stats(output_of(result))
@@ -334,7 +352,11 @@ def slurm_env(tmp_path_factory):
         "PATHGEO_SLURM_URGENT_PARTITION": LOCAL_URGENT_PARTITION,
     }
     started = subprocess.run(
-        ["bash", str(LOCAL_SLURM), "start", str(state)], env=env, capture_output=True, text=True, timeout=180,
+        ["bash", str(LOCAL_SLURM), "start", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
         check=False,
     )
     if started.returncode == 3:
@@ -346,7 +368,11 @@ def slurm_env(tmp_path_factory):
         yield {**env, "SLURM_CONF": str(state / "etc" / "slurm.conf"), "PATHGEO_FAKE_GPUS": "1"}
     finally:
         stopped = subprocess.run(
-            ["bash", str(LOCAL_SLURM), "stop", str(state)], env=env, capture_output=True, text=True, timeout=120,
+            ["bash", str(LOCAL_SLURM), "stop", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
             check=False,
         )
         assert stopped.returncode == 0, stopped.stderr
@@ -395,7 +421,11 @@ def slurm_jobs(env: dict, run_id: str) -> list[dict[str, str]]:
     names = ["JobID", "State", "Partition", "tres-per-job", "cpus-per-tres", "Comment"]
     result = subprocess.run(
         ["squeue", "--states=all", "--noheader", f"--name={run_id}", "-O", ",".join(f"{n}:300" for n in names)],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return [dict(zip(names, line.split())) for line in result.stdout.splitlines() if line.strip()]
 
@@ -416,11 +446,22 @@ def slurm_runs(slurm_env, tmp_path_factory):
     # The local run goes on beside the SLURM run; both are small.
     local = subprocess.Popen(
         snakemake_command(base / "local", "--cores", "2", configfile=config),
-        cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     start = time.monotonic()
-    slurm = run_snakemake(base / "slurm", "--profile", str(PROFILE), "--profile", str(override), configfile=config,
-                          cwd=base, env=slurm_env)
+    slurm = run_snakemake(
+        base / "slurm",
+        "--profile",
+        str(PROFILE),
+        "--profile",
+        str(override),
+        configfile=config,
+        cwd=base,
+        env=slurm_env,
+    )
     slurm_seconds = time.monotonic() - start
     local_output, _ = local.communicate(timeout=600)
     assert local.returncode == 0, local_output[-4000:]
@@ -479,8 +520,12 @@ def test_slurm_results_equal_local_results(slurm_runs):
     data = torch.load(local / "data" / "mnist1d" / "tensors.pt")
     other = torch.load(slurm / "data" / "mnist1d" / "tensors.pt")
     assert data.keys() == other.keys() and all(torch.equal(data[k], other[k]) for k in data)
-    for table in ["config/tables/baseline/epochs.parquet", "config/tables/baseline/steps.parquet",
-                  "config/tables/baseline/matrices.parquet", "config/tables/claims.parquet"]:
+    for table in [
+        "config/tables/baseline/epochs.parquet",
+        "config/tables/baseline/steps.parquet",
+        "config/tables/baseline/matrices.parquet",
+        "config/tables/claims.parquet",
+    ]:
         assert pl.read_parquet(local / table).equals(pl.read_parquet(slurm / table)), table
 
 
@@ -509,10 +554,25 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
     shutil.copytree(slurm_runs["slurm"], workdir)  # prepared data on hand: the first submission is training
     start = time.monotonic()
     result = subprocess.run(
-        snakemake_command(workdir, "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]),
-                          "--forcerun", "reference", "--set-resources", "reference:gpu_model=h100",
-                          f"reference:slurm_partition={LOCAL_GPU_PARTITION}", configfile=slurm_runs["config"]),
-        cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300, check=False,
+        snakemake_command(
+            workdir,
+            "--profile",
+            str(PROFILE),
+            "--profile",
+            str(slurm_runs["override"]),
+            "--forcerun",
+            "reference",
+            "--set-resources",
+            "reference:gpu_model=h100",
+            f"reference:slurm_partition={LOCAL_GPU_PARTITION}",
+            configfile=slurm_runs["config"],
+        ),
+        cwd=tmp_path,
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     seconds = time.monotonic() - start
     output = output_of(result)
@@ -541,20 +601,48 @@ def preempt_when_running(env: dict, rule: str, directory: Path) -> str:
     cancels the running job to make room (state PREEMPTED). The preempted job's id."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        listed = subprocess.run(["squeue", "--noheader", "--states=RUNNING", "--format=%i|%k"],
-                                env=env, capture_output=True, text=True, timeout=60, check=True)
+        listed = subprocess.run(
+            ["squeue", "--noheader", "--states=RUNNING", "--format=%i|%k"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         running = [line.split("|")[0] for line in listed.stdout.splitlines() if f"|rule_{rule}_" in line]
         if running:
-            subprocess.run(["sbatch", "--parsable", "-p", LOCAL_URGENT_PARTITION, "--exclusive", "-o", "/dev/null",
-                            "--wrap", "sleep 2"], env=env, cwd=directory, capture_output=True, timeout=60, check=True)
+            subprocess.run(
+                [
+                    "sbatch",
+                    "--parsable",
+                    "-p",
+                    LOCAL_URGENT_PARTITION,
+                    "--exclusive",
+                    "-o",
+                    "/dev/null",
+                    "--wrap",
+                    "sleep 2",
+                ],
+                env=env,
+                cwd=directory,
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
             return running[0]
         time.sleep(0.2)
     pytest.fail(f"no {rule} job ran within 180 s")
 
 
 def job_field(env: dict, job_id: str, name: str) -> str:
-    result = subprocess.run(["squeue", "--noheader", "--states=all", "-j", job_id, "-O", f"{name}:40"],
-                            env=env, capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "-j", job_id, "-O", f"{name}:40"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return result.stdout.strip()
 
 
@@ -565,9 +653,19 @@ def run_through_preemption(slurm_env: dict, slurm_runs: dict, workdir: Path, sec
     run = one_device_run(slurm_runs["config"])
     options = [opt for profile in (PROFILE, slurm_runs["override"], *profiles) for opt in ("--profile", str(profile))]
     process = subprocess.Popen(
-        snakemake_command(workdir, *options, f"results/runs/{run}/spec.json", "--forcerun", "reference",
-                          configfile=slurm_runs["config"]),
-        cwd=workdir.parent, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        snakemake_command(
+            workdir,
+            *options,
+            f"results/runs/{run}/spec.json",
+            "--forcerun",
+            "reference",
+            configfile=slurm_runs["config"],
+        ),
+        cwd=workdir.parent,
+        env=slurm_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         job_id = preempt_when_running(slurm_env, "reference", workdir.parent)
@@ -590,8 +688,9 @@ def test_a_preempted_job_is_requeued_and_the_workflow_finishes(slurm_env, slurm_
     workdir = tmp_path / "work"
     job_id, status, output, run = run_through_preemption(slurm_env, slurm_runs, workdir, 400)
     assert status == 0, output[-6000:]
-    assert re.search(rf"SLURM job {job_id} \(rule_reference_wildcards_{re.escape(run)}\) was preempted: requeued it",
-                     output), output[-6000:]
+    assert re.search(
+        rf"SLURM job {job_id} \(rule_reference_wildcards_{re.escape(run)}\) was preempted: requeued it", output
+    ), output[-6000:]
     assert job_field(slurm_env, job_id, "RestartCnt") == "1" and job_field(slurm_env, job_id, "State") == "COMPLETED"
     for path in sorted((slurm_runs["local"] / "results" / "runs" / run / "checkpoints").glob("*.pt")):
         assert path.read_bytes() == (workdir / path.relative_to(slurm_runs["local"])).read_bytes(), path.name
@@ -626,8 +725,18 @@ def test_a_reference_longer_than_the_limit_trains_in_a_chain_of_jobs(slurm_env, 
     workdir = tmp_path / "work"
     shutil.copytree(slurm_runs["slurm"] / "results" / "data", workdir / "results" / "data")
     # On the command line, as a site's user would give it (it replaces the profile's `config` list).
-    result = run_snakemake(workdir, "--profile", str(PROFILE), "--profile", str(slurm_runs["override"]), "--config",
-                           "max_job_minutes=1", configfile=path, cwd=tmp_path, env=slurm_env)
+    result = run_snakemake(
+        workdir,
+        "--profile",
+        str(PROFILE),
+        "--profile",
+        str(slurm_runs["override"]),
+        "--config",
+        "max_job_minutes=1",
+        configfile=path,
+        cwd=tmp_path,
+        env=slurm_env,
+    )
     output = output_of(result)
     assert result.returncode == 0, output[-8000:]
     jobs = slurm_jobs(slurm_env, run_id_of(output))

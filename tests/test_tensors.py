@@ -50,7 +50,10 @@ def test_round_trip_and_fingerprint(tmp_path):
         ([1, 2], "holds a list; expected a dict of tensors"),
         ({k: v for k, v in tensors().items() if k != "y_test"}, "has no 'y_test' .*expected a dict of tensors"),
         ({**tensors(), "x_test": [[0.0] * 5] * 4}, "'x_test' is a list, not a tensor"),
-        ({**tensors(), "y_train": torch.zeros(11, dtype=torch.long)}, r"'y_train' has shape \(11,\); expected one class id per sample of 'x_train' \(12,\)"),
+        (
+            {**tensors(), "y_train": torch.zeros(11, dtype=torch.long)},
+            r"'y_train' has shape \(11,\); expected one class id per sample of 'x_train' \(12,\)",
+        ),
         ({**tensors(), "y_train": torch.zeros(12)}, "'y_train' is torch.float32; expected integer class ids"),
         ({**tensors(), "y_test": torch.tensor([0, -1, 0, 0])}, "'y_test' holds the negative class id -1"),
         ({**tensors(), "x_test": torch.zeros(4, 6)}, r"samples of 'x_train' are \(5,\), of 'x_test' \(6,\)"),
@@ -83,9 +86,21 @@ class Linear(nn.Module):
 
 
 def run_spec(params: dict) -> RunSpec:
-    return RunSpec(data=DataSpec("mine", "tensors", {"path": "mine.pt", **params}), model="test_tensors:Linear",
-                   width=0, optimizer="sgd", lr=0.1, weight_decay=0.0, schedule="constant", warmup_epochs=0,
-                   batch_size=4, epochs=1, seed=0, data_order_seed=0, precision="float64")
+    return RunSpec(
+        data=DataSpec("mine", "tensors", {"path": "mine.pt", **params}),
+        model="test_tensors:Linear",
+        width=0,
+        optimizer="sgd",
+        lr=0.1,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=4,
+        epochs=1,
+        seed=0,
+        data_order_seed=0,
+        precision="float64",
+    )
 
 
 def test_the_task_counts_classes_and_trains(tmp_path):

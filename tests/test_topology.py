@@ -27,21 +27,35 @@ def matrix_text(links: dict[tuple[int, int], str], gpus: int = 8) -> str:
     columns = [f"GPU{j}" for j in range(gpus)] + ["NIC0", "CPU Affinity", "NUMA Affinity", "GPU NUMA ID"]
     header = "\x1b[4m\t" + "\t".join(columns) + "\x1b[0m"
     rows = [
-        f"GPU{i}\t" + "\t".join(" X " if i == j else links.get((min(i, j), max(i, j)), "SYS") for j in range(gpus))
+        f"GPU{i}\t"
+        + "\t".join(" X " if i == j else links.get((min(i, j), max(i, j)), "SYS") for j in range(gpus))
         + f"\tPXB\t{48 * (i // 4)}-{48 * (i // 4) + 47}\t{i // 4}\t\tN/A"
         for i in range(gpus)
     ]
     nic = "NIC0\t" + "\t".join("PXB" for _ in range(gpus)) + "\t X \t\t\t"
-    legend = ["", "Legend:", "", "  X    = Self", "  SYS  = Connection traversing PCIe as well as the SMP interconnect",
-              "  NV#  = Connection traversing a bonded set of # NVLinks", "", "NIC Legend:", "", "  NIC0: mlx5_0"]
+    legend = [
+        "",
+        "Legend:",
+        "",
+        "  X    = Self",
+        "  SYS  = Connection traversing PCIe as well as the SMP interconnect",
+        "  NV#  = Connection traversing a bonded set of # NVLinks",
+        "",
+        "NIC Legend:",
+        "",
+        "  NIC0: mlx5_0",
+    ]
     return "\n".join([header, *rows, nic, *legend]) + "\n"
 
 
 # NVSwitch: every pair NV12.
 ALL_NVLINK = {(i, j): "NV12" for i in range(8) for j in range(i + 1, 8)}
 # PCIe cards bridged in pairs (0-1, 2-3, ...), the pairs on one socket (NODE) or the other (SYS).
-PAIRS = {(i, j): ("NV4" if j == i + 1 and i % 2 == 0 else "NODE" if i // 4 == j // 4 else "SYS")
-         for i in range(8) for j in range(i + 1, 8)}
+PAIRS = {
+    (i, j): ("NV4" if j == i + 1 and i % 2 == 0 else "NODE" if i // 4 == j // 4 else "SYS")
+    for i in range(8)
+    for j in range(i + 1, 8)
+}
 
 
 def nvidia_smi(links: dict[tuple[int, int], str]):
@@ -64,8 +78,9 @@ def job_gpus(monkeypatch):
 
     def properties(index: int) -> SimpleNamespace:
         bus = BUSES[order[index]]
-        return SimpleNamespace(name="NVIDIA A100-SXM4-80GB", uuid=f"torch-{order[index]}", pci_domain_id=0,
-                               pci_bus_id=bus, pci_device_id=0)
+        return SimpleNamespace(
+            name="NVIDIA A100-SXM4-80GB", uuid=f"torch-{order[index]}", pci_domain_id=0, pci_bus_id=bus, pci_device_id=0
+        )
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
     return order
@@ -98,8 +113,11 @@ def test_the_jobs_gpus_in_rank_order_with_their_links(job_gpus):
 
 def test_without_nvidia_smi_the_gpus_come_from_torch_and_the_links_stay_unknown(job_gpus):
     found = read(3, no_nvidia_smi)
-    assert found.links == () and [gpu.pci_bus_id for gpu in found.gpus] == ["00000000:B7:00.0", "00000000:87:00.0",
-                                                                          "00000000:90:00.0"]
+    assert found.links == () and [gpu.pci_bus_id for gpu in found.gpus] == [
+        "00000000:B7:00.0",
+        "00000000:87:00.0",
+        "00000000:90:00.0",
+    ]
 
 
 def test_output_it_cannot_read_leaves_the_links_unknown_and_says_so(job_gpus, caplog):
@@ -126,16 +144,22 @@ def test_a_cuda_job_records_its_gpus(job_gpus):
 
 
 def test_differences_name_the_ranks_and_the_links():
-    a100 = Topology(tuple(Gpu("NVIDIA A100-SXM4-80GB", f"GPU-{i}", f"b{i}") for i in range(3)),
-                    (("X", "NV12", "NV12"), ("NV12", "X", "NV12"), ("NV12", "NV12", "X")))
+    a100 = Topology(
+        tuple(Gpu("NVIDIA A100-SXM4-80GB", f"GPU-{i}", f"b{i}") for i in range(3)),
+        (("X", "NV12", "NV12"), ("NV12", "X", "NV12"), ("NV12", "NV12", "X")),
+    )
     elsewhere = Topology(tuple(Gpu("NVIDIA A100-SXM4-80GB", f"GPU-{i + 3}", f"c{i}") for i in range(3)), a100.links)
     assert differences(a100.as_dict(), elsewhere.as_dict()) == []  # other GPUs of the same kind, linked alike
-    pcie = Topology((a100.gpus[0], Gpu("NVIDIA A100-PCIE-40GB", "GPU-9", "d"), a100.gpus[2]),
-                    (("X", "NV4", "SYS"), ("NV4", "X", "SYS"), ("SYS", "SYS", "X")))
+    pcie = Topology(
+        (a100.gpus[0], Gpu("NVIDIA A100-PCIE-40GB", "GPU-9", "d"), a100.gpus[2]),
+        (("X", "NV4", "SYS"), ("NV4", "X", "SYS"), ("SYS", "SYS", "X")),
+    )
     found = differences(a100.as_dict(), pcie.as_dict())
     assert found[0] == "rank 1: NVIDIA A100-PCIE-40GB where the reference had NVIDIA A100-SXM4-80GB"
-    assert found[1] == ("links between the ranks' GPUs [X NV4 SYS; NV4 X SYS; SYS SYS X] where the reference had "
-                        "[X NV12 NV12; NV12 X NV12; NV12 NV12 X]")
+    assert found[1] == (
+        "links between the ranks' GPUs [X NV4 SYS; NV4 X SYS; SYS SYS X] where the reference had "
+        "[X NV12 NV12; NV12 X NV12; NV12 NV12 X]"
+    )
     assert differences(None, pcie.as_dict()) == [] and differences(a100.as_dict(), None) == []
     unlinked = Topology(a100.gpus, ())
     assert differences(a100.as_dict(), unlinked.as_dict()) == []

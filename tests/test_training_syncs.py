@@ -18,8 +18,21 @@ from pathgeo.distributed import Shard
 from pathgeo.spec import DataSpec, RunSpec
 
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
-SPEC = RunSpec(data=MNIST1D, model="mlp", width=8, optimizer="sgd", lr=0.05, weight_decay=1e-4, schedule="constant",
-               warmup_epochs=0, batch_size=32, epochs=1, seed=0, data_order_seed=1, precision="float32")
+SPEC = RunSpec(
+    data=MNIST1D,
+    model="mlp",
+    width=8,
+    optimizer="sgd",
+    lr=0.05,
+    weight_decay=1e-4,
+    schedule="constant",
+    warmup_epochs=0,
+    batch_size=32,
+    epochs=1,
+    seed=0,
+    data_order_seed=1,
+    precision="float32",
+)
 STEPS = 7  # 200 samples in minibatches of 32
 # The running sums the epoch reads back once, at its end: count, loss, accuracy and samples.
 EPOCH_READS = 4

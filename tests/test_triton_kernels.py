@@ -64,8 +64,9 @@ json.dump(out, sys.stdout)
 def compiled() -> dict:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(REPO)
-    result = subprocess.run([sys.executable, "-c", COMPILE], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", COMPILE], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout)
 
@@ -78,7 +79,9 @@ def test_block_offsets_are_int64_when_n_is_int32(compiled, kernel):
     loops = re.findall(r"scf\.for .*: (i\d+) \{", ttir)
     assert loops and set(loops) == {"i64"}, loops
     # Every pointer of a block (a tensor with BLOCK columns) is offset by int64 values.
-    offsets = re.findall(rf"tt\.addptr .* : tensor<(?:\d+x)?{block}x!tt\.ptr<\w+>>, tensor<((?:\d+x)?{block}x\w+)>", ttir)
+    offsets = re.findall(
+        rf"tt\.addptr .* : tensor<(?:\d+x)?{block}x!tt\.ptr<\w+>>, tensor<((?:\d+x)?{block}x\w+)>", ttir
+    )
     assert offsets, f"no block loads or stores found in {kernel}'s TTIR"
     assert all(o.endswith("xi64") for o in offsets), sorted(set(offsets))
 
@@ -110,14 +113,16 @@ def test_every_launch_of_a_probe_run_sets_fp_fusion(monkeypatch):
             def run(*args, **kwargs):
                 seen.append((self.kernel.__name__, {k: v for k, v in kwargs.items() if not k.isupper()}))
                 return self.kernel[grid](*args, **kwargs)
+
             return run
 
     for name in ("_step_kernel", "_lag_kernel"):
         monkeypatch.setattr(triton_kernels, name, Recording(getattr(triton_kernels, name)))
     w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 40))
     flat = FlatParameters([w])
-    probe = Probe(flat, {"final": torch.zeros(40)}, weight_decay=0.0, steps_per_epoch=6, backend="triton",
-                  block=16, programs=2)
+    probe = Probe(
+        flat, {"final": torch.zeros(40)}, weight_decay=0.0, steps_per_epoch=6, backend="triton", block=16, programs=2
+    )
     for step in range(6):
         with torch.no_grad():
             flat.grads.copy_(torch.cos(torch.arange(40.0) + step))

@@ -34,30 +34,54 @@ def mnist() -> dict[str, torch.Tensor]:
 
 SPECS = {
     # Minibatches (7 steps an epoch), momentum, weight decay, a schedule; the windows start each epoch.
-    "minibatch": dict(model="mlp", optimizer="momentum", lr=0.05, weight_decay=1e-3, schedule="warmup_cosine",
-                      warmup_epochs=1, batch_size=32),
+    "minibatch": dict(
+        model="mlp",
+        optimizer="momentum",
+        lr=0.05,
+        weight_decay=1e-3,
+        schedule="warmup_cosine",
+        warmup_epochs=1,
+        batch_size=32,
+    ),
     # Full batch with batch norm: one step an epoch, so the h-step windows span epochs and overlap.
-    "full_batch": dict(model="resnet1d", optimizer="sgd", lr=0.5, weight_decay=0.0, schedule="constant",
-                       warmup_epochs=0, batch_size=100, full_batch=True),
+    "full_batch": dict(
+        model="resnet1d",
+        optimizer="sgd",
+        lr=0.5,
+        weight_decay=0.0,
+        schedule="constant",
+        warmup_epochs=0,
+        batch_size=100,
+        full_batch=True,
+    ),
 }
 
 
 def spec_of(kind: str) -> RunSpec:
-    return RunSpec(data=MNIST1D, width=8, epochs=CHECKPOINTS[-1], seed=0, data_order_seed=1, precision="float32",
-                   **SPECS[kind])
+    return RunSpec(
+        data=MNIST1D, width=8, epochs=CHECKPOINTS[-1], seed=0, data_order_seed=1, precision="float32", **SPECS[kind]
+    )
 
 
 def trained(spec: RunSpec, mnist, resume_at: int | None = None) -> dict[int, dict]:
     """The checkpoints of reference training with the w*-free measurements; with `resume_at`, a job that
     stopped after that checkpoint and a second one resumed from it."""
     saved: dict[int, dict] = {}
-    train_reference(spec, mnist, CPU, CHECKPOINTS, lambda e, s: saved.__setitem__(e, copy.deepcopy(s)),
-                    correlations=SETTINGS)
+    train_reference(
+        spec, mnist, CPU, CHECKPOINTS, lambda e, s: saved.__setitem__(e, copy.deepcopy(s)), correlations=SETTINGS
+    )
     if resume_at is None:
         return saved
     resumed = {e: s for e, s in saved.items() if e <= resume_at}
-    train_reference(spec, mnist, CPU, CHECKPOINTS, lambda e, s: resumed.__setitem__(e, copy.deepcopy(s)),
-                    resume=copy.deepcopy(saved[resume_at]), correlations=SETTINGS)
+    train_reference(
+        spec,
+        mnist,
+        CPU,
+        CHECKPOINTS,
+        lambda e, s: resumed.__setitem__(e, copy.deepcopy(s)),
+        resume=copy.deepcopy(saved[resume_at]),
+        correlations=SETTINGS,
+    )
     return resumed
 
 
@@ -68,9 +92,19 @@ def test_training_measures_what_a_replay_measures(mnist, kind):
     final = ck[CHECKPOINTS[-1]]
     steps, matrices = tables(final, spec.run_id, spec.epochs)
     segments = list(zip(CHECKPOINTS[:-1], CHECKPOINTS[1:]))
-    replayed = [replay_segment(spec, mnist, CPU, copy.deepcopy(ck[a]), copy.deepcopy(ck[b]),
-                               {"final": (spec.epochs, copy.deepcopy(final))}, 0.0, correlations=SETTINGS)
-                for a, b in segments]
+    replayed = [
+        replay_segment(
+            spec,
+            mnist,
+            CPU,
+            copy.deepcopy(ck[a]),
+            copy.deepcopy(ck[b]),
+            {"final": (spec.epochs, copy.deepcopy(final))},
+            0.0,
+            correlations=SETTINGS,
+        )
+        for a, b in segments
+    ]
     replay_steps = pl.concat([table for table, _, _ in replayed])
     replay_matrices = pl.concat([m for _, m, _ in replayed])
 
@@ -79,9 +113,11 @@ def test_training_measures_what_a_replay_measures(mnist, kind):
     assert steps.schema == replay_steps.schema
     assert steps["step"].to_list() == replay_steps["step"].to_list()
     # Equal bit for bit, nulls included (each segment starts without G_{t−1}, as a replay does).
-    assert_frame_equal(steps.select("reference", "epoch", "step", *W_STAR_FREE, "run_id", "budget", "steps_to_reference"),
-                       replay_steps.select("reference", "epoch", "step", *W_STAR_FREE, "run_id", "budget", "steps_to_reference"),
-                       check_exact=True)
+    assert_frame_equal(
+        steps.select("reference", "epoch", "step", *W_STAR_FREE, "run_id", "budget", "steps_to_reference"),
+        replay_steps.select("reference", "epoch", "step", *W_STAR_FREE, "run_id", "budget", "steps_to_reference"),
+        check_exact=True,
+    )
     assert steps["grad_corr"].null_count() == len(segments)
     assert steps["grad_corr"].drop_nulls().n_unique() == steps.height - len(segments)  # a real signal, not a constant
     # Everything that needs w* is null in the training's table.
@@ -99,7 +135,9 @@ def test_a_resumed_reference_job_ends_with_the_same_tables(mnist):
     whole = trained(spec, mnist)
     resumed = trained(spec, mnist, resume_at=2)
     last = CHECKPOINTS[-1]
-    for got, want in zip(tables(resumed[last], spec.run_id, spec.epochs), tables(whole[last], spec.run_id, spec.epochs)):
+    for got, want in zip(
+        tables(resumed[last], spec.run_id, spec.epochs), tables(whole[last], spec.run_id, spec.epochs)
+    ):
         assert_frame_equal(got, want, check_exact=True)
     assert torch.equal(resumed[last]["model"]["net.1.weight"], whole[last]["model"]["net.1.weight"])
     # Each checkpoint carries the tables of the segments before it.

@@ -359,7 +359,8 @@ def test_editing_the_training_code_reruns_every_reference_and_replay(finished):
     plan, config = finished.plan, finished.config
     jobs = _dry_run_after_editing(finished, "training.py", CODE)
     expected = Counter(
-        reference=len(plan.runs), replay=sum(len(plan.segments(run)) for run in plan.runs),
+        reference=len(plan.runs),
+        replay=sum(len(plan.segments(run)) for run in plan.runs),
         landscape=len(landscape_runs(config, plan)),
     ) + _downstream_of_every_replay(config)
     expected["figure"] = len(config["figures"])
@@ -627,18 +628,25 @@ def test_the_zigzag_findings_agree_with_the_steps_tables(finished):
     findings = pl.read_parquet(results / "zigzag.parquet")
     assert set(findings["run_id"]) == set(finished.plan.runs)
     pairs = finished.config["correlations"]["window"] - 1
-    steps = pl.concat([
-        pl.read_parquet(path).filter(pl.col("reference") == "final").select("run_id", "step", "grad_corr",
-                                                                             "mean_grad_corr")
-        for path in results.glob("*/steps.parquet")
-    ]).unique(["run_id", "step"]).sort("run_id", "step")
+    steps = (
+        pl.concat(
+            [
+                pl.read_parquet(path)
+                .filter(pl.col("reference") == "final")
+                .select("run_id", "step", "grad_corr", "mean_grad_corr")
+                for path in results.glob("*/steps.parquet")
+            ]
+        )
+        .unique(["run_id", "step"])
+        .sort("run_id", "step")
+    )
     checked = 0
     for row in findings.iter_rows(named=True):
         run = steps.filter(pl.col("run_id") == row["run_id"])
         corr, probe = run["grad_corr"].to_list(), run["mean_grad_corr"].to_list()
         mu = []
         for i in range(len(corr)):
-            window = [c for c in corr[max(0, i - pairs + 1): i + 1] if c is not None]
+            window = [c for c in corr[max(0, i - pairs + 1) : i + 1] if c is not None]
             mu.append(probe[i] if probe[i] is not None else (sum(window) / len(window) if window else None))
         onset = next((i for i, m in enumerate(mu) if m is not None and m < 0), None)
         assert row["zigzag_onset_step"] == (run["step"][onset] if onset is not None else None), row["run_id"]

@@ -54,8 +54,9 @@ def test_no_zigzag_and_no_measurement():
 
 def run_frame(mu, loss, steps_per_epoch=4):
     steps = list(range(len(mu)))
-    return pl.DataFrame({"step": steps, "epoch": [s // steps_per_epoch for s in steps], "loss": loss,
-                         "mean_corr_from_start": mu})
+    return pl.DataFrame(
+        {"step": steps, "epoch": [s // steps_per_epoch for s in steps], "loss": loss, "mean_corr_from_start": mu}
+    )
 
 
 def test_onset_share_and_the_loss_decrease_under_each_geometry():
@@ -86,8 +87,15 @@ def test_the_mean_correlation_from_the_start_of_each_segment():
     step 4, where grad_corr is null); from the start, μ is the mean of the pairs there are."""
     grad_corr = [None, 0.2, 0.4, -0.6, None, -0.8, -1.0, 0.0]
     probe_mu = [None, None, 0.3, -0.1, None, None, -0.9, -0.5]
-    frame = pl.DataFrame({"run_id": ["r"] * 8, "reference": ["final"] * 8, "step": list(range(8)), "grad_corr": grad_corr,
-                          "mean_grad_corr": probe_mu}).with_columns(mean_corr_from_start(3))
+    frame = pl.DataFrame(
+        {
+            "run_id": ["r"] * 8,
+            "reference": ["final"] * 8,
+            "step": list(range(8)),
+            "grad_corr": grad_corr,
+            "mean_grad_corr": probe_mu,
+        }
+    ).with_columns(mean_corr_from_start(3))
     expected = [None, 0.2, 0.3, -0.1, -0.6, -0.8, -0.9, -0.5]
     got = frame["mean_corr_from_start"].to_list()
     assert [g is None for g in got] == [e is None for e in expected]
@@ -99,20 +107,46 @@ def test_findings_from_per_step_tables(tmp_path):
     """Two runs in the replay's per-step format, one with two references (its rows count once)."""
     rows = []
     for run_id, sign in (("smooth_then_zigzag", 1.0), ("zigzag_then_smooth", -1.0)):
-        for reference in (("final", "epoch2") if sign > 0 else ("final",)):
+        for reference in ("final", "epoch2") if sign > 0 else ("final",):
             for step in range(24):
                 corr = None if step == 0 else (sign * 0.9 if step < 12 else -sign * 0.9)
-                rows.append({"run_id": run_id, "reference": reference, "epoch": step // 6, "step": step,
-                             "loss": 10.0 - 0.1 * step, "grad_corr": corr, "mean_grad_corr": None})
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "reference": reference,
+                        "epoch": step // 6,
+                        "step": step,
+                        "loss": 10.0 - 0.1 * step,
+                        "grad_corr": corr,
+                        "mean_grad_corr": None,
+                    }
+                )
     path = tmp_path / "steps.parquet"
     pl.DataFrame(rows).write_parquet(path)
-    factors = {"dataset": "mnist1d", "model": "mlp", "width": 8, "optimizer": "sgd", "peak_lr": 0.5,
-               "batch_size": 100, "seed": 0, "weight_decay": 0.0, "schedule": "constant", "warmup_epochs": 0,
-               "full_batch": True, "epochs": 4, "precision": "float32", "devices": 1, "data_order_seed": 0,
-               "grad_clip": None, "warmup_growth": 0.0, "gawu_window": 5, "sync_batchnorm": False,
-               "model_options": "none", "optimizer_options": "none"}
-    runs = {run_id: {"label": run_id, "factors": factors}
-            for run_id in ("smooth_then_zigzag", "zigzag_then_smooth")}
+    factors = {
+        "dataset": "mnist1d",
+        "model": "mlp",
+        "width": 8,
+        "optimizer": "sgd",
+        "peak_lr": 0.5,
+        "batch_size": 100,
+        "seed": 0,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup_epochs": 0,
+        "full_batch": True,
+        "epochs": 4,
+        "precision": "float32",
+        "devices": 1,
+        "data_order_seed": 0,
+        "grad_clip": None,
+        "warmup_growth": 0.0,
+        "gawu_window": 5,
+        "sync_batchnorm": False,
+        "model_options": "none",
+        "optimizer_options": "none",
+    }
+    runs = {run_id: {"label": run_id, "factors": factors} for run_id in ("smooth_then_zigzag", "zigzag_then_smooth")}
     table, phase_table = findings_tables([path], runs, 5, {"threshold": 0.0, "min_phase_steps": 3})
     by_run = {row["run_id"]: row for row in table.iter_rows(named=True)}
     first, second = by_run["smooth_then_zigzag"], by_run["zigzag_then_smooth"]
@@ -131,4 +165,6 @@ def test_the_loss_decrease_is_a_full_batch_runs_only_and_most_steps_after_the_fi
     assert row["loss_decrease_smooth"] is None and row["frac_loss_decrease_zigzag"] is None
     assert row["zigzag_onset_step"] == 3
     # Zigzag for 10 steps, smooth for 20, zigzag for 8: the smooth majority after the first phase decides.
-    assert verdict([Phase(Z, 0, 9, -0.9, 10), Phase(S, 10, 29, 0.5, 20), Phase(Z, 30, 37, -0.9, 8)]) == "zigzag → smooth"
+    assert (
+        verdict([Phase(Z, 0, 9, -0.9, 10), Phase(S, 10, 29, 0.5, 20), Phase(Z, 30, 37, -0.9, 8)]) == "zigzag → smooth"
+    )

@@ -57,7 +57,12 @@ def run_snakemake(
     workdir.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         snakemake_command(workdir, *args, snakefile=snakefile, configfile=configfile),
-        cwd=cwd or workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=cwd or workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -111,10 +116,15 @@ def planned_jobs(text: str) -> list[Job]:
 
     def flush():
         if rule is not None:
-            jobs.append(Job(
-                rule, _pairs(fields.get("wildcards", "")), _pairs(fields.get("resources", "")),
-                _files(fields.get("input", "")), _files(fields.get("output", "")),
-            ))
+            jobs.append(
+                Job(
+                    rule,
+                    _pairs(fields.get("wildcards", "")),
+                    _pairs(fields.get("resources", "")),
+                    _files(fields.get("input", "")),
+                    _files(fields.get("output", "")),
+                )
+            )
 
     for line in text.splitlines():
         m = re.match(r"^(?:local)?(?:checkpoint|rule) (\S+):$", line)

@@ -46,6 +46,7 @@ def repository_link(text: str, target: str, page_dir: Path, docs: Path, repo_url
 
 def rewrite(markdown: str, page_dir: Path, docs: Path, repo_url: str | None) -> str:
     """`markdown` with every link into the repository rewritten; code is left as it is."""
+
     def replace(match: re.Match) -> str:
         target = match["target"]
         if is_external(target):
@@ -54,7 +55,7 @@ def rewrite(markdown: str, page_dir: Path, docs: Path, repo_url: str | None) -> 
 
     pieces, start = [], 0
     for code in CODE.finditer(markdown):
-        pieces += [LINK.sub(replace, markdown[start:code.start()]), code[0]]
+        pieces += [LINK.sub(replace, markdown[start : code.start()]), code[0]]
         start = code.end()
     return "".join([*pieces, LINK.sub(replace, markdown[start:])])
 

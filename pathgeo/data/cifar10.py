@@ -101,9 +101,7 @@ def _diagnose_cifar10(root: Path, cls: type, cause: BaseException) -> DatasetErr
     if layout is not None:
         return layout
     folder = root / CIFAR10_FOLDER
-    checks = [(name, md5) for name, md5 in cls.train_list + cls.test_list] + [
-        (cls.meta["filename"], cls.meta["md5"])
-    ]
+    checks = [(name, md5) for name, md5 in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
     for name, md5 in checks:
         path = folder / name
         if md5 is not None:
@@ -226,9 +224,7 @@ def draw_crop_flip(n: int, generator: torch.Generator, pad: int = 4, flip: bool 
     """Draw on the CPU, in a fixed order (tops, lefts, then flips), so the offsets do not depend on `flip`."""
     top = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
     left = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flips = (
-        torch.randint(0, 2, (n,), generator=generator).bool() if flip else torch.zeros(n, dtype=torch.bool)
-    )
+    flips = torch.randint(0, 2, (n,), generator=generator).bool() if flip else torch.zeros(n, dtype=torch.bool)
     return CropFlip(top, left, flips)
 
 
@@ -294,7 +290,9 @@ class ResidentImages(Classification):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        return self._evaluate_batches((normalize(x, self.mean, self.std).to(self.dtype), y) for x, y in self._test_batches())
+        return self._evaluate_batches(
+            (normalize(x, self.mean, self.std).to(self.dtype), y) for x, y in self._test_batches()
+        )
 
 
 class Cifar10(ResidentImages):

@@ -105,7 +105,9 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             changes.append(f"{path} is new")
         elif before[path] != after[path]:
             a, b = before[path]["bytes"], after[path]["bytes"]
-            changes.append(f"{path} changed ({a} -> {b} bytes)" if a != b else f"{path} changed (same size, other content)")
+            changes.append(
+                f"{path} changed ({a} -> {b} bytes)" if a != b else f"{path} changed (same size, other content)"
+            )
     folders_before = {f["path"]: f["classes"] for f in old["folders"]}
     folders_after = {f["path"]: f["classes"] for f in new["folders"]}
     for folder in sorted(folders_before.keys() | folders_after.keys()):

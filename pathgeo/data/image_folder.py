@@ -73,7 +73,11 @@ KIND = DatasetKind(
         "path": {"type": "string", "description": "below data_root; holds train/ and val/, one sub-folder per class"},
         "crop": {"type": "integer", "minimum": 1, "description": "the centre crop's side, in pixels"},
         "resize": {"type": "integer", "minimum": 1, "description": "the shorter side before the crop (default: crop)"},
-        "pad": {"type": "integer", "minimum": 0, "description": "training: random crops of the image padded by this (default 0)"},
+        "pad": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "training: random crops of the image padded by this (default 0)",
+        },
         "flip": {"type": "boolean", "description": "training: random horizontal flips (default false)"},
         "mean": {**CHANNEL_VALUES, "description": "per-channel mean of [0, 1] pixels (default: the training images')"},
         "std": {**CHANNEL_VALUES, "description": "per-channel std of [0, 1] pixels (default: the training images')"},

@@ -30,12 +30,16 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise DatasetError(f"{path}: cannot be read as a torch file ({type(error).__name__}: {error}); expected {LAYOUT}") from error
+        raise DatasetError(
+            f"{path}: cannot be read as a torch file ({type(error).__name__}: {error}); expected {LAYOUT}"
+        ) from error
     if not isinstance(content, dict):
         raise DatasetError(f"{path}: holds a {type(content).__name__}; expected {LAYOUT}")
     missing = [key for key in KEYS if key not in content]
     if missing:
-        raise DatasetError(f"{path}: has no {', '.join(repr(k) for k in missing)} (it holds {sorted(content)}); expected {LAYOUT}")
+        raise DatasetError(
+            f"{path}: has no {', '.join(repr(k) for k in missing)} (it holds {sorted(content)}); expected {LAYOUT}"
+        )
     for key in KEYS:
         if not isinstance(content[key], torch.Tensor):
             raise DatasetError(f"{path}: '{key}' is a {type(content[key]).__name__}, not a tensor")
@@ -83,7 +87,10 @@ KIND = DatasetKind(
     task=Tensors,
     input="tensors",
     params={
-        "path": {"type": "string", "description": "below data_root: the .pt file holding x_train, y_train, x_test, y_test"},
+        "path": {
+            "type": "string",
+            "description": "below data_root: the .pt file holding x_train, y_train, x_test, y_test",
+        },
         "num_classes": {"type": "integer", "minimum": 2, "description": "default: the largest class id + 1"},
     },
     required=("path",),

@@ -28,8 +28,18 @@ if TYPE_CHECKING:
 # (pathgeo.aggregate), its full-batch and fixed-minibatch geometry (pathgeo.point_geometry), the objective on a
 # plane around each run's path (pathgeo.landscape), the claims of every run (pathgeo.claims), or the second paper's
 # findings of every run and their phases (pathgeo.zigzag).
-TABLES = ("epochs", "steps", "matrices", "train", "full_batch", "fixed_batches", "landscape", "claims", "zigzag",
-          "zigzag_phases")
+TABLES = (
+    "epochs",
+    "steps",
+    "matrices",
+    "train",
+    "full_batch",
+    "fixed_batches",
+    "landscape",
+    "claims",
+    "zigzag",
+    "zigzag_phases",
+)
 
 # The keys every figure of the config has besides its plot's options (config/schema/config.schema.yaml).
 FIGURE_KEYS = ("plot", "experiment", "reproduces")

@@ -33,7 +33,9 @@ def distance(epochs: pl.DataFrame, color: str, band: str = MIN_MAX) -> Figure:
     drawn = lines(data, color)
     quantity = Band("dist", *stats, "|w − w*| (L2, log)", log_scale(data, stats), "|w − w*|")
     chart = band_grid(drawn, [quantity], epoch_domain(data), band=band)
-    subtitle = [f"distance from the iterate w to w*: line: each run's mean over the epoch's steps; {band_subtitle(band)}"]
+    subtitle = [
+        f"distance from the iterate w to w*: line: each run's mean over the epoch's steps; {band_subtitle(band)}"
+    ]
     if band == MIN_MAX and split_by_level(drawn):
         subtitle.append(f"a panel per {panel_word(color)}: its lines in colour, the others' in grey")
     return finish(chart, f"Distance to the reference point, by {factor_title(color)}", subtitle + width_note(epochs))

@@ -64,7 +64,8 @@ def caption(color: str, facet: str | None = None, metric: str = "gamma", band: s
     split = f", one panel per {factor_title(facet)}" if facet else ""
     overlap = (
         "Where more than two bands would overlap, each level has its panel, the other levels' lines in grey. "
-        if band == MIN_MAX else ""
+        if band == MIN_MAX
+        else ""
     )
     return (
         f"{metric_title(metric)} along the optimization path, by {factor_title(color)}{split}: each run's mean over "

@@ -97,6 +97,4 @@ def caption(color: str = BY_RUN, panels: Sequence[str] = ("rsi", "eb", "gamma"),
     )
 
 
-PLOT = Plot(
-    "rsi_eb_gamma", rsi_eb_gamma, "epochs", {"color": COLOR, "panels": PANELS, "band": BAND}, caption=caption
-)
+PLOT = Plot("rsi_eb_gamma", rsi_eb_gamma, "epochs", {"color": COLOR, "panels": PANELS, "band": BAND}, caption=caption)

@@ -59,26 +59,37 @@ def zigzag_onset(zigzag: pl.DataFrame, train: pl.DataFrame, color: str = "model"
         key = f"{level}: slope {slope:.2f}" if len(runs.levels) > 1 else f"slope {slope:.2f}"
         keys.append(key)
         for lr in (rows.get_column("peak_lr").min(), rows.get_column("peak_lr").max()):
-            fits.append({"peak_lr": lr, ONSET: 10 ** (intercept + slope * math.log10(lr)), COLOR_LEVEL: level, FIT: key})
+            fits.append(
+                {"peak_lr": lr, ONSET: 10 ** (intercept + slope * math.log10(lr)), COLOR_LEVEL: level, FIT: key}
+            )
     x = alt.X("peak_lr:Q", scale=log_scale(points, ["peak_lr"], pad=1.3), axis=log_axis("learning rate η (log)"))
-    y = alt.Y(f"{ONSET}:Q", scale=log_scale(points, [ONSET], pad=1.5),
-              axis=log_axis("first step with μ(t) < 0, from 1 (log)"))
-    tips, calculate = tooltip([
-        *series_tips(runs), Tip("peak_lr", "learning rate", ".3g"), Tip(ONSET, "zigzag from step", ".0f"),
-        Tip(EPOCH, "in epoch", ".0f"), Tip("min_mean_corr", "smallest μ(t)", ".3f"),
-        Tip("verdict", "geometry"),
-    ])
+    y = alt.Y(
+        f"{ONSET}:Q", scale=log_scale(points, [ONSET], pad=1.5), axis=log_axis("first step with μ(t) < 0, from 1 (log)")
+    )
+    tips, calculate = tooltip(
+        [
+            *series_tips(runs),
+            Tip("peak_lr", "learning rate", ".3g"),
+            Tip(ONSET, "zigzag from step", ".0f"),
+            Tip(EPOCH, "in epoch", ".0f"),
+            Tip("min_mean_corr", "smallest μ(t)", ".3f"),
+            Tip("verdict", "geometry"),
+        ]
+    )
     marks = (
-        alt.Chart(inline_values(points.select(RUN, COLOR_LEVEL, "peak_lr", ONSET, EPOCH,
-                                              "min_mean_corr", "verdict")))
+        alt.Chart(inline_values(points.select(RUN, COLOR_LEVEL, "peak_lr", ONSET, EPOCH, "min_mean_corr", "verdict")))
         .transform_calculate(**calculate)
         .mark_point(filled=True, size=70, opacity=0.9)
         .encode(x=x, y=y, color=runs.color, tooltip=tips)
     )
     layers = [marks]
     if fits:
-        layers.insert(0, alt.Chart(inline_values(pl.DataFrame(fits))).mark_line(strokeDash=[5, 3], strokeWidth=1.5)
-                      .encode(x=x, y=y, color=runs.color.legend(None), detail=f"{FIT}:N"))
+        layers.insert(
+            0,
+            alt.Chart(inline_values(pl.DataFrame(fits)))
+            .mark_line(strokeDash=[5, 3], strokeWidth=1.5)
+            .encode(x=x, y=y, color=runs.color.legend(None), detail=f"{FIT}:N"),
+        )
     chart = alt.layer(*layers).properties(width=FULL_WIDTH, height=PANEL_HEIGHT + 40)
     unfitted = "none: one LR" if points.height else "none: no run turns zigzag"
     subtitle = [

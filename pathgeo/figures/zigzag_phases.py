@@ -24,34 +24,44 @@ def zigzag_phases(phases: pl.DataFrame, zigzag: pl.DataFrame, train: pl.DataFram
     runs = zigzag.filter(pl.col("run_id").is_in(train.get_column("run_id").unique().implode()))
     runs = with_run_names(sorted_by_levels(runs, [f for f in ORDER if f in runs.columns]), brief=True)
     per_epoch = (pl.col("steps_measured") / pl.col("epochs")).alias("steps_per_epoch")
-    bars = (
-        phases.join(runs.select("run_id", RUN, "verdict", "zigzag_onset_step", per_epoch), on="run_id")
-        .with_columns(
-            start=pl.col("first_step") / pl.col("steps_per_epoch"),
-            end=(pl.col("last_step") + 1) / pl.col("steps_per_epoch"),
-            first_step_number=pl.col("first_step") + 1,
-            last_step_number=pl.col("last_step") + 1,
-        )
+    bars = phases.join(runs.select("run_id", RUN, "verdict", "zigzag_onset_step", per_epoch), on="run_id").with_columns(
+        start=pl.col("first_step") / pl.col("steps_per_epoch"),
+        end=(pl.col("last_step") + 1) / pl.col("steps_per_epoch"),
+        first_step_number=pl.col("first_step") + 1,
+        last_step_number=pl.col("last_step") + 1,
     )
     order = runs.get_column(RUN).to_list()
-    tips, calculate = tooltip([
-        Tip(RUN, "run"), Tip("geometry", "geometry"), Tip("first_step_number", "from step", ".0f"),
-        Tip("last_step_number", "to step", ".0f"), Tip("mean_corr", "mean μ(t)", ".3f"), Tip("verdict", "verdict"),
-    ])
+    tips, calculate = tooltip(
+        [
+            Tip(RUN, "run"),
+            Tip("geometry", "geometry"),
+            Tip("first_step_number", "from step", ".0f"),
+            Tip("last_step_number", "to step", ".0f"),
+            Tip("mean_corr", "mean μ(t)", ".3f"),
+            Tip("verdict", "verdict"),
+        ]
+    )
     x = epoch_x("start", "epoch", domain=[0, float(bars.get_column("end").max() or 1)])
     y = alt.Y(f"{RUN}:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
     chart = (
-        alt.Chart(inline_values(bars.select(RUN, "geometry", "start", "end", "first_step_number", "last_step_number",
-                                            "mean_corr", "verdict")))
+        alt.Chart(
+            inline_values(
+                bars.select(
+                    RUN, "geometry", "start", "end", "first_step_number", "last_step_number", "mean_corr", "verdict"
+                )
+            )
+        )
         .transform_calculate(**calculate)
         .mark_bar(height=ROW_HEIGHT - 6)
         .encode(
             x=x,
             x2="end:Q",
             y=y,
-            color=alt.Color("geometry:N", scale=alt.Scale(domain=list(GEOMETRY_COLORS),
-                                                          range=list(GEOMETRY_COLORS.values())),
-                            legend=legend("geometry")),
+            color=alt.Color(
+                "geometry:N",
+                scale=alt.Scale(domain=list(GEOMETRY_COLORS), range=list(GEOMETRY_COLORS.values())),
+                legend=legend("geometry"),
+            ),
             tooltip=tips,
         )
         .properties(width=FULL_WIDTH - 160, height=ROW_HEIGHT * max(len(order), 1))

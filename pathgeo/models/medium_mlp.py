@@ -26,8 +26,9 @@ class MediumMLP(nn.Module):
         return self.net(x)
 
 
-def medium_mlp(num_classes: int, width: float = 1.0, hidden: int = 4096, hidden_layers: int = 4,
-               in_features: int = 3 * 32 * 32) -> nn.Module:
+def medium_mlp(
+    num_classes: int, width: float = 1.0, hidden: int = 4096, hidden_layers: int = 4, in_features: int = 3 * 32 * 32
+) -> nn.Module:
     # The brief's Medium-MLP has 4 hidden layers. The authors' src/model/mlp.py (Medium_MLP, num_dim=4096) has
     # 3 hidden layers (4 Linear layers in all, the paper's "4-layer Perceptron"): pass hidden_layers=3 for it.
     return MediumMLP(num_classes, in_features, scaled(hidden, width), hidden_layers)

@@ -32,7 +32,11 @@ def walk(num_classes: int, width: float, dim: int) -> nn.Module:
 MODELS = (
     Model("linear", linear, "alm", Width.NONE, (ParameterCount(5, data={"dim": 5}),), reads=("dim",)),
     Model(
-        "sinusoid", sinusoid, "sm", Width.NONE, (ParameterCount(5, data={"dim": 5, "init_scale": 3.0}),),
+        "sinusoid",
+        sinusoid,
+        "sm",
+        Width.NONE,
+        (ParameterCount(5, data={"dim": 5, "init_scale": 3.0}),),
         reads=("dim", "init_scale"),
     ),
     Model("walk", walk, "random_walk", Width.NONE, (ParameterCount(2000, data={"dim": 2000}),), reads=("dim",)),

@@ -28,8 +28,9 @@ class ResNet(nn.Module):
     `cifar_stem=True` replaces the 7x7/2 conv + 3x3/2 max-pool by a 3x3/1 conv (no max-pool), for 32x32 input.
     """
 
-    def __init__(self, block: type[nn.Module], layers: list[int], num_classes: int, width: float = 1.0,
-                 cifar_stem: bool = False):
+    def __init__(
+        self, block: type[nn.Module], layers: list[int], num_classes: int, width: float = 1.0, cifar_stem: bool = False
+    ):
         super().__init__()
         planes = [scaled(p, width) for p in RESNET_STAGE_PLANES]
         self.inplanes = planes[0]
@@ -109,24 +110,54 @@ def imagenet_resnet152(num_classes: int, width: float = 1.0) -> nn.Module:
 
 
 MODELS = (
-    Model("cifar_resnet18", cifar_resnet18, "image32", Width.MULTIPLIER, (
-        ParameterCount(11_173_962, 10, 1.0),  # ResNet18-1
-        ParameterCount(44_662_922, 10, 2.0),  # ResNet18-2
-    )),
-    Model("cifar_resnet34", cifar_resnet34, "image32", Width.MULTIPLIER, (
-        ParameterCount(21_282_122, 10, 1.0),  # = kuangliu/pytorch-cifar ResNet34
-        ParameterCount(85_080_714, 10, 2.0),
-    )),
-    Model("imagenet_resnet18", imagenet_resnet18, "image224", Width.MULTIPLIER, (
-        ParameterCount(11_689_512, 1000, 1.0),  # ResNet-18-1 (= torchvision resnet18)
-        ParameterCount(45_693_032, 1000, 2.0),  # ResNet-18-2
-    )),
-    Model("imagenet_resnet50", imagenet_resnet50, "image224", Width.MULTIPLIER, (
-        ParameterCount(25_557_032, 1000, 1.0),  # ResNet-50-1 (= torchvision resnet50)
-        ParameterCount(98_004_072, 1000, 2.0),  # ResNet-50-2 (widened everywhere; not wide_resnet50_2)
-    )),
-    Model("imagenet_resnet152", imagenet_resnet152, "image224", Width.MULTIPLIER, (
-        ParameterCount(15_601_160, 1000, 0.5),  # ResNet-152-0.5
-        ParameterCount(60_192_808, 1000, 1.0),  # ResNet-152-1 (= torchvision resnet152)
-    )),
+    Model(
+        "cifar_resnet18",
+        cifar_resnet18,
+        "image32",
+        Width.MULTIPLIER,
+        (
+            ParameterCount(11_173_962, 10, 1.0),  # ResNet18-1
+            ParameterCount(44_662_922, 10, 2.0),  # ResNet18-2
+        ),
+    ),
+    Model(
+        "cifar_resnet34",
+        cifar_resnet34,
+        "image32",
+        Width.MULTIPLIER,
+        (
+            ParameterCount(21_282_122, 10, 1.0),  # = kuangliu/pytorch-cifar ResNet34
+            ParameterCount(85_080_714, 10, 2.0),
+        ),
+    ),
+    Model(
+        "imagenet_resnet18",
+        imagenet_resnet18,
+        "image224",
+        Width.MULTIPLIER,
+        (
+            ParameterCount(11_689_512, 1000, 1.0),  # ResNet-18-1 (= torchvision resnet18)
+            ParameterCount(45_693_032, 1000, 2.0),  # ResNet-18-2
+        ),
+    ),
+    Model(
+        "imagenet_resnet50",
+        imagenet_resnet50,
+        "image224",
+        Width.MULTIPLIER,
+        (
+            ParameterCount(25_557_032, 1000, 1.0),  # ResNet-50-1 (= torchvision resnet50)
+            ParameterCount(98_004_072, 1000, 2.0),  # ResNet-50-2 (widened everywhere; not wide_resnet50_2)
+        ),
+    ),
+    Model(
+        "imagenet_resnet152",
+        imagenet_resnet152,
+        "image224",
+        Width.MULTIPLIER,
+        (
+            ParameterCount(15_601_160, 1000, 0.5),  # ResNet-152-0.5
+            ParameterCount(60_192_808, 1000, 1.0),  # ResNet-152-1 (= torchvision resnet152)
+        ),
+    ),
 )

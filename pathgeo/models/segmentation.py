@@ -11,8 +11,9 @@ from pathgeo.models import Model, ParameterCount, Width, require_unit_width, sca
 
 def _conv_relu_bn(in_channels: int, out_channels: int) -> nn.Sequential:
     # Audebert's order: 3x3 conv (with bias) -> ReLU -> BatchNorm.
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(out_channels)
+    )
 
 
 class SegNet(nn.Module):
@@ -96,8 +97,9 @@ class UNet(nn.Module):
         super().__init__()
         widths = [base * 2**i for i in range(5)]
         self.inc = DoubleConv(in_channels, widths[0])
-        self.downs = nn.ModuleList(nn.Sequential(nn.MaxPool2d(2), DoubleConv(widths[i], widths[i + 1]))
-                                   for i in range(4))
+        self.downs = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), DoubleConv(widths[i], widths[i + 1])) for i in range(4)
+        )
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i]) for i in reversed(range(4)))
         self.outc = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 

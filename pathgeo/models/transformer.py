@@ -41,8 +41,16 @@ class PositionalEncoding(nn.Module):
 class TransformerLM(nn.Module):
     """Embedding * sqrt(ninp) + positions -> causal TransformerEncoder -> Linear to the vocabulary (logits)."""
 
-    def __init__(self, ntoken: int, ninp: int = 128, nhead: int = 2, nhid: int = 128, nlayers: int = 2,
-                 dropout: float = 0.0, max_len: int = 5000):
+    def __init__(
+        self,
+        ntoken: int,
+        ninp: int = 128,
+        nhead: int = 2,
+        nhid: int = 128,
+        nlayers: int = 2,
+        dropout: float = 0.0,
+        max_len: int = 5000,
+    ):
         super().__init__()
         self.ninp = ninp
         self.pos_encoder = PositionalEncoding(ninp, dropout, max_len)
@@ -79,8 +87,16 @@ def attention_backends() -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def transformer_lm(num_classes: int, width: float = 1.0, heads: int = 2, layers: int = 2, ninp: int = 128,
-                   nhid: int = 128, dropout: float = 0.0, max_len: int = 5000) -> nn.Module:
+def transformer_lm(
+    num_classes: int,
+    width: float = 1.0,
+    heads: int = 2,
+    layers: int = 2,
+    ninp: int = 128,
+    nhid: int = 128,
+    dropout: float = 0.0,
+    max_len: int = 5000,
+) -> nn.Module:
     """`num_classes` is the vocabulary size. Defaults are the authors' command-line defaults (emsize 128, nhid 128,
     nhead 2, nlayers 2, dropout 0); note their build_nlp_model overrode them with nhead=4, nlayers=12."""
     require_unit_width("transformer_lm", width)
