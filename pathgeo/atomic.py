@@ -1,7 +1,8 @@
 """Atomic file writes: a reader either sees the complete old file, the complete new one, or none.
 
 Every output of the workflow goes through here, so a job killed half-way never leaves a file that looks
-finished, and a full disk is reported as such, with the path, whichever library was writing.
+finished, and a full disk is reported as such, with the path, whichever library was writing. The folder of
+pathgeo's caches is here too (`cache_folder`): what is kept there is written the same way.
 """
 
 from __future__ import annotations
@@ -122,3 +123,9 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, tuple) and type(obj) is tuple:
         return tuple(_canonical(v) for v in obj)
     return obj
+
+
+def cache_folder() -> Path:
+    """Where pathgeo keeps what it can compute again (the completed config schema, the models' sizes): the user's
+    cache, $XDG_CACHE_HOME/pathgeo or ~/.cache/pathgeo."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pathgeo"

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
-import os
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from pathgeo.atomic import write_with
+from pathgeo.atomic import cache_folder, write_with
 from pathgeo.config_defaults import config_defaults
 from pathgeo.config_files import load_yaml
 
@@ -120,10 +119,6 @@ def source_key(package: Path = PACKAGE, structure: Path = STRUCTURE) -> str:
         except importlib.metadata.PackageNotFoundError:
             digest.update(b"-")
     return digest.hexdigest()[:16]
-
-
-def cache_folder() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pathgeo"
 
 
 def cached_config_schema() -> dict[str, Any]:

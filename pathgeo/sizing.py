@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from pathgeo import plugins
-from pathgeo.atomic import write_with
+from pathgeo.atomic import cache_folder, write_with
 from pathgeo.columns import LAG_PROTOCOLS, LAGS
 from pathgeo.data import kind
 from pathgeo.layout import Layout, rings_for
 from pathgeo.models import build_model, model
 from pathgeo.optimizers import optimizer
 from pathgeo.provenance import library_version
-from pathgeo.schema import cache_folder
 from pathgeo.spec import RunSpec
 
 if TYPE_CHECKING:  # a job checks its device memory here without the config's machinery (jsonschema, figures)
