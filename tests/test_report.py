@@ -70,7 +70,8 @@ def test_a_caption_is_not_a_job_parameter():
     template reads the caption from the config."""
     rules = (ROOT / "rules" / "figures.smk").read_text()
     figure_rule = rules[rules.index("rule figure:") : rules.index("rule landscape:")]
-    params = figure_rule[figure_rule.index("params:") : figure_rule.index("log:")]
+    # The params block runs to the rule's next directive, wherever snakefmt puts it.
+    params = re.search(r"^    params:\n((?:        .*\n)+)", figure_rule, re.MULTILINE).group(1)
     assert re.findall(r"^\s+(\w+)=", params, re.MULTILINE) == ["figure"]
     template = (ROOT / "report" / "figure.rst").read_text()
     assert "snakemake.params" not in template and 'snakemake.config["report_captions"]' in template
