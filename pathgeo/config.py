@@ -43,8 +43,6 @@ POINT_MEASUREMENTS = ("full_batch_geometry", "fixed_batch_geometry")
 
 # The probe's correlation settings where the config leaves them out (config/defaults.yaml).
 CORRELATION_DEFAULTS = config_defaults()["correlations"]
-# The thresholds of the second paper's findings (pathgeo.zigzag) where the config's `zigzag` section leaves them out.
-ZIGZAG_DEFAULTS = config_defaults()["zigzag"]
 # The longest time limit of a job when the config does not set max_job_minutes (48 hours, a common partition limit).
 DEFAULT_MAX_JOB_MINUTES = config_defaults()["max_job_minutes"]
 

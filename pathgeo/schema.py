@@ -249,7 +249,7 @@ def readable(schema: dict[str, Any], name: str) -> Any:
 NAMED_ENTRIES = ("datasets", "figures")
 
 
-def with_defaults(shown: Any, name: str, defaults: Any) -> Any:
+def annotated_with_defaults(shown: Any, name: str, defaults: Any) -> Any:
     """Section `name` as `readable` shows it, with the default (`defaults`: config/defaults.yaml) of each of its keys
     beside what the key takes, or of the section itself where it has no keys."""
     parts = name.split(".")
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         print(overview(schema), end="")
     else:
         try:
-            shown = with_defaults(readable(schema, args.section), args.section, config_defaults())
+            shown = annotated_with_defaults(readable(schema, args.section), args.section, config_defaults())
             print(f"# {args.section}\n{as_yaml(shown)}", end="")
         except SectionError as error:
             print(f"pathgeo schema: {error}", file=sys.stderr)

@@ -7,45 +7,21 @@ import polars as pl
 import pytest
 
 from pathgeo.aggregate import DESCRIPTORS, experiment_tables
+from run_factors import factors
+
 from pathgeo.columns import FACTORS, METRICS
-
-
-def factors(optimizer: str) -> dict:
-    return {
-        "dataset": "mnist1d",
-        "model": "mlp",
-        "width": 8,
-        "optimizer": optimizer,
-        "peak_lr": 0.1,
-        "batch_size": 50,
-        "seed": 0,
-        "weight_decay": 0.0,
-        "schedule": "constant",
-        "warmup_epochs": 0,
-        "full_batch": False,
-        "epochs": 2,
-        "precision": "float32",
-        "devices": 1,
-        "data_order_seed": 0,
-        "grad_clip": None,
-        "warmup_growth": 0.0,
-        "gawu_window": 5,
-        "sync_batchnorm": False,
-        "model_options": "none",
-        "optimizer_options": "none",
-    }
 
 
 RUNS = {
     "run-sgd": {
-        "factors": factors("sgd"),
+        "factors": factors(optimizer="sgd"),
         "label": "optimizer=sgd",
         "width_unit": "hidden units",
         "step_scale": 1.0,
         "references": [2],
     },
     "run-adam": {
-        "factors": factors("adam"),
+        "factors": factors(optimizer="adam"),
         "label": "optimizer=adam",
         "width_unit": "hidden units",
         "step_scale": None,

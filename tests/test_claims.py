@@ -5,6 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from pathgeo.claims import claims_table
+from run_factors import factors as run_factors
+
 from pathgeo.columns import FACTORS
 
 THRESHOLDS = {
@@ -16,29 +18,7 @@ THRESHOLDS = {
 
 
 def factors(schedule: str, warmup_epochs: int) -> dict:
-    return {
-        "dataset": "mnist1d",
-        "model": "mlp",
-        "width": 64,
-        "optimizer": "sgd",
-        "peak_lr": 0.001,
-        "batch_size": 1000,
-        "seed": 0,
-        "weight_decay": 0.0,
-        "schedule": schedule,
-        "warmup_epochs": warmup_epochs,
-        "full_batch": False,
-        "epochs": 4,
-        "precision": "float32",
-        "devices": 1,
-        "data_order_seed": 0,
-        "grad_clip": None,
-        "warmup_growth": 0.0,
-        "gawu_window": 5,
-        "sync_batchnorm": False,
-        "model_options": "none",
-        "optimizer_options": "none",
-    }
+    return run_factors(width=64, lr=0.001, batch_size=1000, schedule=schedule, warmup_epochs=warmup_epochs, epochs=4)
 
 
 def replay_file(path, run_id: str, offset: float) -> str:

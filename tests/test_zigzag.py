@@ -8,6 +8,8 @@ import polars as pl
 import pytest
 
 from pathgeo.aggregate import mean_corr_from_start
+from run_factors import factors as run_factors
+
 from pathgeo.zigzag import Phase, classify, findings_tables, phases, run_findings, verdict
 
 S, Z = "smooth", "zigzag"
@@ -123,29 +125,7 @@ def test_findings_from_per_step_tables(tmp_path):
                 )
     path = tmp_path / "steps.parquet"
     pl.DataFrame(rows).write_parquet(path)
-    factors = {
-        "dataset": "mnist1d",
-        "model": "mlp",
-        "width": 8,
-        "optimizer": "sgd",
-        "peak_lr": 0.5,
-        "batch_size": 100,
-        "seed": 0,
-        "weight_decay": 0.0,
-        "schedule": "constant",
-        "warmup_epochs": 0,
-        "full_batch": True,
-        "epochs": 4,
-        "precision": "float32",
-        "devices": 1,
-        "data_order_seed": 0,
-        "grad_clip": None,
-        "warmup_growth": 0.0,
-        "gawu_window": 5,
-        "sync_batchnorm": False,
-        "model_options": "none",
-        "optimizer_options": "none",
-    }
+    factors = run_factors(lr=0.5, batch_size=100, full_batch=True, epochs=4)
     runs = {run_id: {"label": run_id, "factors": factors} for run_id in ("smooth_then_zigzag", "zigzag_then_smooth")}
     table, phase_table = findings_tables([path], runs, 5, {"threshold": 0.0, "min_phase_steps": 3})
     by_run = {row["run_id"]: row for row in table.iter_rows(named=True)}
