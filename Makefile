@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not slurm"
 
 bench: $(STAMP)
-	$(BIN)/python -m pathgeo.bench overhead
+	$(BIN)/python -m pathgeo.tools.bench overhead
 
 # The code (ruff check, its rules in pyproject.toml; ruff format and snakefmt, the one formatting of the Python code and
 # of the rules), the workflow (snakemake --lint) and the docs site (--strict: a broken link or anchor fails). CI runs

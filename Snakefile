@@ -9,21 +9,21 @@ import os
 
 from snakemake.logging import logger
 
-from pathgeo.config_check import ConfigCheckError, check_config
-from pathgeo.outputs import OutputsError, config_name, config_sources, owner_problem, record_owner
+from pathgeo.planning.config_check import ConfigCheckError, check_config
+from pathgeo.planning.outputs import OutputsError, config_name, config_sources, owner_problem, record_owner
 
 # The workflow's config: the --configfile files, else the embedded default (config/config.yaml beside this file, so
 # that --directory works without a --configfile; a --configfile replaces the default rather than being merged into
 # it, so its experiments are the only ones planned), and the command line's --config, laid over every setting's
 # default (config/defaults.yaml: a file holds only what it changes). pathgeo reads and checks them
-# (pathgeo.config_check, as `pathgeo check-config` does) and its reading replaces Snakemake's, which keeps the last
+# (pathgeo.planning.config_check, as `pathgeo check-config` does) and its reading replaces Snakemake's, which keeps the last
 # of two equal keys without a word, names no line for a syntax error and reads 1e-3 as a string (YAML 1.1). A
 # problem is logged as the check words it, and Snakemake exits: a WorkflowError raised here would end with a line of
 # this file. (Snakemake's command line reads a --configfile before this runs, and stops at a syntax error there with
 # only "Config file is not valid JSON or YAML": `pathgeo check-config FILE` names its line.)
 DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
 CONFIG_FILES = workflow.overwrite_configfiles or [DEFAULT_CONFIG]
-# The config's name: its tables, figures and report are its own, under results/<name>/ (pathgeo.outputs).
+# The config's name: its tables, figures and report are its own, under results/<name>/ (pathgeo.planning.outputs).
 try:
     CHECKED = check_config(CONFIG_FILES, workflow.config_settings.config)
     CONFIG_NAME = config_name(workflow.overwrite_configfiles, DEFAULT_CONFIG)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import pathgeo
-from pathgeo.lightning import Observe
+from pathgeo.measurements.lightning import Observe
 
 
 class Classifier(L.LightningModule):

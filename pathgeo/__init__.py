@@ -1,7 +1,7 @@
 """pathgeo: the geometry of neural-network optimization paths.
 
-`pathgeo.measure` measures a training loop of your own (pathgeo.user_loop); `pathgeo.Probe` is the probe
-itself (pathgeo.probe). Both are imported on first use, so that `import pathgeo` imports no torch: the
+`pathgeo.measure` measures a training loop of your own (pathgeo.measurements.own_loop); `pathgeo.Probe` is the probe
+itself (pathgeo.engine.probe). Both are imported on first use, so that `import pathgeo` imports no torch: the
 workflow's aggregation and figures run without it.
 """
 
@@ -11,10 +11,10 @@ import importlib
 __version__ = "0.2.0"
 
 _LAZY = {
-    "measure": "pathgeo.user_loop",
-    "Measurement": "pathgeo.user_loop",
-    "PassesDiffer": "pathgeo.user_loop",
-    "Probe": "pathgeo.probe",
+    "measure": "pathgeo.measurements.own_loop",
+    "Measurement": "pathgeo.measurements.own_loop",
+    "PassesDiffer": "pathgeo.measurements.own_loop",
+    "Probe": "pathgeo.engine.probe",
 }
 
 

@@ -2,7 +2,7 @@
 
 # The lags k of the orthogonal-component correlation cos(G⊥_{t−k}, G⊥_t) (the first paper's code).
 LAGS = (1, 2, 5, 10, 20, 50)
-# The first paper's code measures them from a base step every ANCHOR_PERIOD steps (pathgeo.layout).
+# The first paper's code measures them from a base step every ANCHOR_PERIOD steps (pathgeo.engine.record).
 ANCHOR_PERIOD = 51
 LAG_PROTOCOLS = ("anchored", "every_step", "off")
 
@@ -31,7 +31,7 @@ METRICS = (
     *(f"dist_lag{k}" for k in LAGS),
 )
 
-# The geometry of one gradient at one point (pathgeo.point_geometry: the full-batch gradient, a fixed
+# The geometry of one gradient at one point (pathgeo.measurements.point_geometry: the full-batch gradient, a fixed
 # minibatch's), per reference point.
 POINT_METRICS = (
     "loss",

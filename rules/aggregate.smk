@@ -5,7 +5,7 @@ rule aggregate:
         train_logs=experiment_train_logs,
         full_batch=experiment_full_batch,
         fixed_batches=experiment_fixed_batches,
-        library=library("aggregate.py", "columns.py"),
+        library=library("analysis/aggregate.py", "columns.py"),
     output:
         epochs=f"{OUTPUTS}/tables/{{experiment}}/epochs.parquet",
         steps=f"{OUTPUTS}/tables/{{experiment}}/steps.parquet",
@@ -28,7 +28,7 @@ rule aggregate:
 rule claims:
     input:
         replays=replay_files(list(PLAN.runs)),
-        library=library("claims.py", "aggregate.py", "columns.py"),
+        library=library("analysis/claims.py", "analysis/aggregate.py", "columns.py"),
     output:
         parquet=f"{OUTPUTS}/tables/claims.parquet",
         csv=report(
@@ -53,7 +53,7 @@ rule claims:
 rule zigzag:
     input:
         steps=step_tables(list(PLAN.runs)),
-        library=library("zigzag.py", "aggregate.py", "columns.py"),
+        library=library("analysis/zigzag.py", "analysis/aggregate.py", "columns.py"),
     output:
         parquet=f"{OUTPUTS}/tables/zigzag.parquet",
         phases=f"{OUTPUTS}/tables/zigzag_phases.parquet",

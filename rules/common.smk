@@ -6,25 +6,26 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from pathgeo import preemption, sizing, topology
-from pathgeo.config import (
+from pathgeo.tools import preemption
+from pathgeo.planning import sizing
+from pathgeo.training import topology
+from pathgeo.planning.config import (
     correlation_settings,
     extended_run,
-    figure_experiments,
     max_job_minutes,
     training_correlations,
     zigzag_thresholds,
 )
-from pathgeo.config_check import data_root, sized_for
-from pathgeo.data import kind
-from pathgeo.figures import plot
-from pathgeo.labels import run_descriptions, run_labels
-from pathgeo.models import Width, model
-from pathgeo.optimizers import optimizer
-from pathgeo.outputs import log_folder, output_folder
-from pathgeo.provenance import code_version, measurement_version, preparation_version
-from pathgeo.report import figure_caption as compose_caption, figure_category as category_of
-from pathgeo.spec import RunSpec
+from pathgeo.planning.config_check import data_root, sized_for
+from pathgeo.training.data import kind
+from pathgeo.analysis.figures import figure_experiments, plot
+from pathgeo.planning.labels import run_descriptions, run_labels
+from pathgeo.training.models import Width, model
+from pathgeo.training.optimizers import optimizer
+from pathgeo.planning.outputs import log_folder, output_folder
+from pathgeo.planning.provenance import code_version, measurement_version, preparation_version
+from pathgeo.analysis.report import figure_caption as compose_caption, figure_category as category_of
+from pathgeo.training.spec import RunSpec
 
 min_version("9.0")
 
@@ -33,16 +34,16 @@ min_version("9.0")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 
-# Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/sizing.py). A run
+# Training and replay jobs: what they ask the scheduler for, derived from the run (pathgeo/planning/sizing.py). A run
 # on N devices is one job on one node; the job starts its N processes itself.
 SIZED_FOR = sized_for(config)
 # The site's time limit of one job (the cluster profile sets it): longer reference training is a chain of jobs,
 # and a replayed run's segments are short enough for one job each.
 MAX_JOB_MINUTES = max_job_minutes(config)
 DATA_ROOT = data_root(config)
-# The plan the Snakefile's check made (pathgeo.config_check.workflow_plan).
+# The plan the Snakefile's check made (pathgeo.planning.config_check.workflow_plan).
 PLAN = CHECKED.plan
-# The config's own outputs (pathgeo.outputs): its tables, claims, findings and figures, and its jobs' logs. The runs
+# The config's own outputs (pathgeo.planning.outputs): its tables, claims, findings and figures, and its jobs' logs. The runs
 # under results/runs/ are every config's.
 OUTPUTS = output_folder(CONFIG_NAME)
 LOGS = log_folder(CONFIG_NAME)
@@ -87,7 +88,7 @@ def dataset_spec_json(wildcards):
 
 
 def run_code(wildcards):
-    """The version of the code that trains the run (pathgeo.provenance): a param, so that an edit re-runs the run
+    """The version of the code that trains the run (pathgeo.planning.provenance): a param, so that an edit re-runs the run
     and the cache key changes with it."""
     return code_version(PLAN.runs[wildcards.run])
 
@@ -104,7 +105,7 @@ def published_epochs(wildcards):
 
 @cache
 def reference_chain(run):
-    """The epoch at which each reference job of the run ends (pathgeo.sizing.reference_chain): one job, or a chain
+    """The epoch at which each reference job of the run ends (pathgeo.planning.sizing.reference_chain): one job, or a chain
     of them whose time limits stay within the site's max_job_minutes."""
     return sizing.reference_chain(
         PLAN.runs[run], PLAN.checkpoint_epochs(run), MAX_JOB_MINUTES, SIZED_FOR, config["threads"], DATA_ROOT
@@ -146,7 +147,7 @@ def finished_runs():
 @cache
 def extension(run):
     """The shorter run, in the plan or finished on disk, whose checkpoints this run's reference training starts
-    from (pathgeo.config.extended_run), or None."""
+    from (pathgeo.planning.config.extended_run), or None."""
     candidates = {other: (PLAN.runs[other], PLAN.checkpoint_epochs(other)) for other in PLAN.runs}
     return extended_run(PLAN.runs[run], PLAN.checkpoint_epochs(run), {**finished_runs(), **candidates})
 
@@ -197,7 +198,7 @@ def experiment_train_logs(wildcards):
 
 
 def run_descriptors(spec):
-    """What the tables say about a run besides its factors, from the registries (pathgeo.aggregate.DESCRIPTORS)."""
+    """What the tables say about a run besides its factors, from the registries (pathgeo.analysis.aggregate.DESCRIPTORS)."""
     width = model(spec.model).width
     return {
         "width_unit": None if width is Width.NONE else width.value,
@@ -236,7 +237,7 @@ def experiment_runs(wildcards):
 
 def reference_measurement(wildcards):
     """The measurement code's version for a run whose reference training takes its w*-free measurements
-    (pathgeo.w_star_free), so that editing the probe re-runs it; None for a run that is replayed."""
+    (pathgeo.measurements.w_star_free), so that editing the probe re-runs it; None for a run that is replayed."""
     return measurement_version() if training_correlations(PLAN, wildcards.run, config) is not None else None
 
 
@@ -246,7 +247,7 @@ def replayed_runs():
 
 
 def table_files(table, experiments):
-    """The files of one kind of table (pathgeo.figures.TABLES) for these experiments."""
+    """The files of one kind of table (pathgeo.analysis.figures.TABLES) for these experiments."""
     if table in ("claims", "zigzag", "zigzag_phases"):  # every run's, in one table
         return [f"{OUTPUTS}/tables/{table}.parquet"]
     if table == "landscape":
@@ -265,7 +266,7 @@ def figure_category(wildcards):
 
 
 def figure_caption(wildcards):
-    """The figure's caption in the report (pathgeo.report), from its plot, its config entry and its experiments."""
+    """The figure's caption in the report (pathgeo.analysis.report), from its plot, its config entry and its experiments."""
     fig = config["figures"][wildcards.name]
     experiments = figure_experiments(fig)
     specs = [PLAN.runs[run] for exp in experiments for run in PLAN.experiments[exp]]
@@ -357,12 +358,12 @@ def replay_runtime(wildcards, attempt):
 # the workflow's preempted jobs.
 def keep_topology(wildcards):
     """`--exclusive` for a job of 3 or more GPUs, so that a reference and its replays get GPUs in the same places
-    (pathgeo.topology); nothing for the others."""
+    (pathgeo.training.topology); nothing for the others."""
     return topology.slurm_request(gpus(wildcards))
 
 
 def watch_preemption():
-    """Under the SLURM executor, requeue the workflow's preempted jobs from this process (pathgeo.preemption), as
+    """Under the SLURM executor, requeue the workflow's preempted jobs from this process (pathgeo.tools.preemption), as
     often as the plugin first checks a job's status: the profile's squeue status check already needs SLURM to
     keep a finished job listed for 3 times that (MinJobAge)."""
     if workflow.executor_plugin is None or workflow.executor_plugin.name != "slurm":

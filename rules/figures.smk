@@ -1,11 +1,11 @@
 from types import SimpleNamespace
 
-from pathgeo.report import figure_title
+from pathgeo.analysis.report import figure_title
 
 
 rule vega_bundle:
     input:
-        library=library("figures/save.py"),
+        library=library("analysis/figures/save.py"),
     output:
         "results/vega/vega-embed.js",
     log:
@@ -55,7 +55,7 @@ rule landscape:
     input:
         unpack(run_data),
         checkpoints="results/runs/{run}/checkpoints",
-        library=library("landscape.py"),
+        library=library("jobs/landscape.py"),
     output:
         "results/runs/{run}/landscape.parquet",
     log:

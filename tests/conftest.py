@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from workflow_runner import DEFAULT_CONFIG, run_snakemake  # noqa: E402
 
-from pathgeo import devices  # noqa: E402
+from pathgeo.training import devices  # noqa: E402
 
 
 @pytest.fixture(scope="module")

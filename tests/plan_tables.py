@@ -1,5 +1,5 @@
 """The tables a config's figures read, shaped like a real run's without running one: the plan's runs with their
-factors, labels, descriptions, epochs and reference points, put through pathgeo.aggregate and pathgeo.claims like the
+factors, labels, descriptions, epochs and reference points, put through pathgeo.analysis.aggregate and pathgeo.analysis.claims like the
 workflow's own, with made-up measurements (a few steps per epoch, plausible ranges, μ(t) undefined before its window
 is full). Import it from tests as `import plan_tables` (pytest puts tests/ on sys.path).
 
@@ -17,18 +17,18 @@ from typing import Any
 
 import polars as pl
 
-from pathgeo.aggregate import experiment_tables
-from pathgeo.claims import claims_table
+from pathgeo.analysis.aggregate import experiment_tables
+from pathgeo.analysis.claims import claims_table
+from pathgeo.analysis.figures import figure_experiments, plot
+from pathgeo.analysis.zigzag import findings_tables
 from pathgeo.columns import METRICS, POINT_METRICS
-from pathgeo.config import Plan, build_plan, figure_experiments, planned_steps_per_epoch, zigzag_thresholds
-from pathgeo.config_defaults import with_defaults
-from pathgeo.figures import plot
-from pathgeo.labels import run_descriptions, run_labels
-from pathgeo.models import Width, model
-from pathgeo.optimizers import optimizer
-from pathgeo.schedules import schedule_for
-from pathgeo.spec import RunSpec
-from pathgeo.zigzag import findings_tables
+from pathgeo.planning.config import Plan, build_plan, planned_steps_per_epoch, zigzag_thresholds
+from pathgeo.planning.config_defaults import with_defaults
+from pathgeo.planning.labels import run_descriptions, run_labels
+from pathgeo.training.models import Width, model
+from pathgeo.training.optimizers import optimizer
+from pathgeo.training.schedules import schedule_for
+from pathgeo.training.spec import RunSpec
 
 # Few steps per epoch keep the tables small; what figures show depends on the epochs, not on the steps in each.
 MAX_STEPS_PER_EPOCH = 4
@@ -252,7 +252,7 @@ class PlanTables:
 
     @cached_property
     def zigzag(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The second paper's findings of every run and their phases (pathgeo.zigzag), as rule zigzag makes them."""
+        """The second paper's findings of every run and their phases (pathgeo.analysis.zigzag), as rule zigzag makes them."""
         descriptions = run_descriptions(self.plan.runs)
         runs = {run: {"factors": spec.factors(), "label": descriptions[run]} for run, spec in self.plan.runs.items()}
         paths = [files["replay"] for files in self.run_files.values()]
@@ -285,7 +285,7 @@ class PlanTables:
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def table(self, kind: str, experiments: list[str]) -> pl.DataFrame:
-        """One kind of table (pathgeo.figures.TABLES) of these experiments, as figure.py concatenates it."""
+        """One kind of table (pathgeo.analysis.figures.TABLES) of these experiments, as figure.py concatenates it."""
         if kind == "claims":
             return self.claims
         if kind in ("zigzag", "zigzag_phases"):

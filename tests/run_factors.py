@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.training.spec import DataSpec, RunSpec
 
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
 RUN = dict(

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-
-from pathgeo.aggregate import DESCRIPTORS, experiment_tables
 from run_factors import factors
 
+from pathgeo.analysis.aggregate import DESCRIPTORS, experiment_tables
 from pathgeo.columns import FACTORS, METRICS
-
 
 RUNS = {
     "run-sgd": {

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 import torch
 
-from pathgeo import checkpoints
 from pathgeo.atomic import DiskFullError, write_json, write_parquet, write_torch
+from pathgeo.training import checkpoints
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_every_writer_reports_a_full_disk_with_the_path(full_disk, write):
 def test_a_figure_on_a_full_disk_names_the_file(full_disk):
     import altair as alt
 
-    from pathgeo.figures.save import save
+    from pathgeo.analysis.figures.save import save
 
     chart = (
         alt.Chart(pl.DataFrame({"x": list(range(5000)), "y": list(range(5000))})).mark_point().encode(x="x:Q", y="y:Q")

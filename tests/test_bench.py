@@ -1,5 +1,5 @@
 """The prepared device check runs where polars, altair, snakemake, PyYAML and jsonschema are missing (GPU
-nodes may have only PyTorch, NumPy, numba and Triton): `python -m pathgeo.bench device`, in a subprocess
+nodes may have only PyTorch, NumPy, numba and Triton): `python -m pathgeo.tools.bench device`, in a subprocess
 whose imports of those packages fail, on the CPU with small models, with the Triton kernels under the
 interpreter."""
 
@@ -25,8 +25,8 @@ class Missing:
             raise ImportError(f"{{name}} is not installed here")
 
 sys.meta_path.insert(0, Missing())
-sys.argv = ["pathgeo.bench", *sys.argv[1:]]
-runpy.run_module("pathgeo.bench", run_name="__main__")
+sys.argv = ["pathgeo.tools.bench", *sys.argv[1:]]
+runpy.run_module("pathgeo.tools.bench", run_name="__main__")
 """
 
 
@@ -75,7 +75,9 @@ def test_device_check_runs_without_the_workflow_packages():
         [
             sys.executable,
             "-c",
-            BLOCKER.replace('runpy.run_module("pathgeo.bench", run_name="__main__")', "import pathgeo.aggregate"),
+            BLOCKER.replace(
+                'runpy.run_module("pathgeo.tools.bench", run_name="__main__")', "import pathgeo.analysis.aggregate"
+            ),
         ],
         cwd=REPO,
         env=env,
@@ -90,7 +92,7 @@ def test_device_check_runs_without_the_workflow_packages():
 def test_timings_pair_each_round_and_run_until_the_time_is_spent():
     """The ratios are medians of per-round ratios (the plain mode's own is exactly 1), every mode gets every
     round, and `seconds` adds rounds beyond the minimum."""
-    from pathgeo import bench
+    from pathgeo.tools import bench
 
     setup = bench.Setup(bench.MODELS["mlp"], steps=4)
     counted = bench.timings(setup, rounds=2, block=3)
@@ -105,9 +107,10 @@ def test_timings_pair_each_round_and_run_until_the_time_is_spent():
 
 
 def test_the_device_check_times_under_the_runs_deterministic_settings(monkeypatch):
-    """Every timing of `device` runs with the settings of pathgeo.devices.configure_determinism, as the runs do,
+    """Every timing of `device` runs with the settings of pathgeo.training.devices.configure_determinism, as the runs do,
     not with whatever the process had before (here: everything off, cuDNN benchmarking on)."""
-    from pathgeo import bench, devices
+    from pathgeo.tools import bench
+    from pathgeo.training import devices
 
     saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     seen = []
@@ -151,7 +154,7 @@ def test_the_kernel_check_says_why_it_skips_without_numba():
         "import sys\n"
         "sys.modules['numba'] = None\n"
         "import torch\n"
-        "from pathgeo import bench\n"
+        "from pathgeo.tools import bench\n"
         "print(bench.kernel_check(torch.device('cpu'), 3000, 3))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRITON_INTERPRET": "1"}

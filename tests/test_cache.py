@@ -17,7 +17,7 @@ import pytest
 import yaml
 from workflow_runner import SNAKEFILE, TINY, copy_workflow, run_snakemake
 
-from pathgeo.config import build_plan
+from pathgeo.planning.config import build_plan
 
 
 def baseline_config(tmp_path: Path) -> tuple[Path, str]:
@@ -100,7 +100,7 @@ def test_other_training_code_takes_no_reference_from_the_cache(first, tmp_path):
     config_path, run_id, cache = first.config_path, first.run_id, first.cache_for(tmp_path)
 
     edited = copy_workflow(tmp_path / "edited")
-    training = edited.parent / "pathgeo" / "training.py"
+    training = edited.parent / "pathgeo" / "training" / "loop.py"
     source = training.read_text()
     assert source.count("out.loss.backward()") == 1
     training.write_text(source.replace("out.loss.backward()", "(2 * out.loss).backward()"))

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo import sizing
-from pathgeo.config import DEFAULT_MAX_JOB_MINUTES, build_plan, max_job_minutes
+from pathgeo.planning import sizing
+from pathgeo.planning.config import DEFAULT_MAX_JOB_MINUTES, build_plan, max_job_minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET = ROOT / "config" / "presets" / "imagenet.yaml"
@@ -95,7 +95,7 @@ def test_the_default_limit_and_none():
 
 def test_the_compute_plan_prints_each_runs_jobs():
     result = subprocess.run(
-        [sys.executable, "-m", "pathgeo.plan", "--configfile", str(IMAGENET)],
+        [sys.executable, "-m", "pathgeo.tools.compute_plan", "--configfile", str(IMAGENET)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-
-from pathgeo.claims import claims_table
 from run_factors import factors as run_factors
 
+from pathgeo.analysis.claims import claims_table
 from pathgeo.columns import FACTORS
 
 THRESHOLDS = {

@@ -1,4 +1,4 @@
-"""The `pathgeo` console script (pathgeo.cli): its commands are the modules' `python -m` entry points."""
+"""The `pathgeo` console script (pathgeo.tools.cli): its commands are the modules' `python -m` entry points."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pathgeo import cli, schema
+from pathgeo.planning import schema
+from pathgeo.tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,7 @@ def pathgeo(*args: str, cache: Path | None = None) -> subprocess.CompletedProces
     """The command; `cache`: the folder of the completed schema's cache (XDG_CACHE_HOME)."""
     env = {**os.environ, **({"XDG_CACHE_HOME": str(cache)} if cache else {})}
     return subprocess.run(
-        [sys.executable, "-m", "pathgeo.cli", *args],
+        [sys.executable, "-m", "pathgeo.tools.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -44,7 +45,11 @@ def test_help_lists_every_command_without_importing_torch():
     for name, command in cli.COMMANDS.items():
         assert name in done.stdout and command.module in done.stdout
     imported = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom pathgeo import cli\ncli.parser()\nprint('torch' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom pathgeo.tools import cli\ncli.parser()\nprint('torch' in sys.modules)",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -70,7 +75,7 @@ def test_each_command_hands_its_arguments_to_its_modules_main(monkeypatch, name)
 
 
 def test_a_main_that_returns_nothing_is_success(monkeypatch):
-    from pathgeo import bench
+    from pathgeo.tools import bench
 
     monkeypatch.setattr(bench, "main", lambda argv: None)
     assert cli.main(["bench", "overhead"]) == 0
@@ -82,7 +87,7 @@ def test_the_commands_give_what_python_m_gives(tmp_path):
     assert (
         overview.stdout
         == subprocess.run(
-            [sys.executable, "-m", "pathgeo.schema"],
+            [sys.executable, "-m", "pathgeo.planning.schema"],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -103,7 +108,7 @@ def test_the_commands_give_what_python_m_gives(tmp_path):
 
 
 def test_schema_prints_one_section_without_anchors(tmp_path):
-    """Issue 21: `python -m pathgeo.schema` ignored its arguments and printed 1,072 lines with `color: *id002`."""
+    """Issue 21: `python -m pathgeo.planning.schema` ignored its arguments and printed 1,072 lines with `color: *id002`."""
     done = pathgeo("schema", "figures.gamma_band", cache=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# figures.gamma_band\n")
@@ -150,7 +155,7 @@ def test_schema_json_is_the_completed_schema(tmp_path):
 def test_schema_from_its_cache_imports_no_torch(tmp_path):
     """The registries import torch and Altair (seconds); the second call reads the completed schema from the cache."""
     program = (
-        "import sys\nfrom pathgeo import schema\nschema.main(['experiments'])\n"
+        "import sys\nfrom pathgeo.planning import schema\nschema.main(['experiments'])\n"
         "print('torch' in sys.modules, 'altair' in sys.modules, file=sys.stderr)"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}

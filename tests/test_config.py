@@ -2,7 +2,7 @@
 
 Errors are checked twice: in-process (fast: `build_plan` for the checks that need two keys at once,
 `schema_errors` for the JSON schema's types, enums, ranges and required keys, every violation at once) and through
-`snakemake -n` on a config file, which is what a user sees: the check of pathgeo.config_check, with the file.
+`snakemake -n` on a config file, which is what a user sees: the check of pathgeo.planning.config_check, with the file.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ import pytest
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo.config import ConfigError, ConfigErrors, build_plan, schema_error, schema_errors
-from pathgeo.data import kinds
-from pathgeo.figures import plots
-from pathgeo.models import models
-from pathgeo.optimizers import OPTIMIZERS, UNSUPPORTED
+from pathgeo.analysis.figures import plots
+from pathgeo.planning.config import build_plan
+from pathgeo.planning.config_errors import ConfigError, ConfigErrors, schema_error, schema_errors
+from pathgeo.planning.schema import STRUCTURE, config_schema
 from pathgeo.plugins import PATTERN
-from pathgeo.schema import STRUCTURE, config_schema
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.training.data import kinds
+from pathgeo.training.models import models
+from pathgeo.training.optimizers import OPTIMIZERS, UNSUPPORTED
+from pathgeo.training.spec import DataSpec, RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"

@@ -1,4 +1,4 @@
-"""The one config check (pathgeo.config_check): `pathgeo check-config FILE...` and the workflow run the same, and
+"""The one config check (pathgeo.planning.config_check): `pathgeo check-config FILE...` and the workflow run the same, and
 every problem names the file, the line and the key.
 
 In-process for the messages; through `snakemake -n` for what the workflow prints (the check's message, no
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from workflow_runner import run_snakemake
 
-from pathgeo.config_check import ConfigCheckError, check_config, key_path, main, merged
+from pathgeo.planning.config_check import ConfigCheckError, check_config, key_path, main, merged
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -150,16 +150,16 @@ def test_pathgeo_check_config_prints_every_problem(tmp_path, capsys):
 
 
 def test_the_compute_plan_names_the_file_once(tmp_path, capsys):
-    """`python -m pathgeo.plan` runs the same check; it printed the file twice before a key given twice."""
-    from pathgeo import plan
+    """`python -m pathgeo.tools.compute_plan` runs the same check; it printed the file twice before a key given twice."""
+    from pathgeo.tools import compute_plan
 
     path = tmp_path / "my.yaml"
     path.write_text(TINY_TEXT + "device: cpu\n")
-    assert plan.main(["--configfile", str(path)]) == 1
+    assert compute_plan.main(["--configfile", str(path)]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"{path}: key 'device' appears twice, on lines ") and line.count(str(path)) == 1
     path.write_text(BROKEN)
-    assert plan.main(["--configfile", str(path)]) == 1
+    assert compute_plan.main(["--configfile", str(path)]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3 and all(line.startswith(f"{path}, line ") and line.count(str(path)) == 1 for line in lines)
 

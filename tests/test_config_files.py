@@ -13,7 +13,7 @@ import pytest
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo.config_files import ConfigFileError, load_yaml, read_config_file
+from pathgeo.planning.config_files import ConfigFileError, load_yaml, read_config_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = (REPO / "config" / "config.yaml").read_text()
@@ -74,7 +74,7 @@ def test_a_grid_of_weight_decays_reads_as_numbers(tmp_path):
 
 
 def test_pathgeo_reads_yaml_through_its_loader_only():
-    """Every reader of YAML in pathgeo, its rules and its Snakefile goes through pathgeo.config_files (load_yaml,
+    """Every reader of YAML in pathgeo, its rules and its Snakefile goes through pathgeo.planning.config_files (load_yaml,
     read_config_file), so that no config is read with YAML 1.1's numbers."""
     sources = [
         *(REPO / "pathgeo").rglob("*.py"),

@@ -1,7 +1,7 @@
 """Tests of the probe's gradient correlations: grad_corr, sign_flip, mean_grad_corr, perp_corr_lag{k} and the
 h x h matrices of Probe.correlation_matrices().
 
-The oracles are computed independently of pathgeo.probe, in numpy float64, straight from the definitions
+The oracles are computed independently of pathgeo.engine.probe, in numpy float64, straight from the definitions
 (row by row, no Gram matrices, no ring buffer):
   * closed forms for full-batch gradient descent on a diagonal quadratic, G_t = (1 − ηa)^t ⊙ a ⊙ w_0, in a
     regime where every component flips sign each step (η too large) and one where none does (η small);
@@ -23,12 +23,13 @@ import polars as pl
 import pytest
 import torch
 
-from pathgeo import data, kernels
 from pathgeo.columns import ANCHOR_PERIOD, LAGS
-from pathgeo.flat import FlatParameters
-from pathgeo.probe import Probe
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.engine import cpu_kernels
+from pathgeo.engine.flat import FlatParameters
+from pathgeo.engine.probe import Probe
+from pathgeo.training import data
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 PERP = [f"perp_corr_lag{k}" for k in LAGS]
@@ -698,9 +699,9 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
     """The parallel variant (large vectors, several threads) and the serial one of the fused step pass give
     the window-lag and orthogonal-lag products the plan row asks for, equal to numpy float64, and NaN for
     those it does not; they write G and w into the slots given, and do not depend on the thread count."""
-    from pathgeo import layout
+    from pathgeo.engine import record
 
-    n = kernels.PARALLEL_MIN_SIZE + 12345
+    n = cpu_kernels.PARALLEL_MIN_SIZE + 12345
     rng = np.random.default_rng(1)
     w = rng.standard_normal(n).astype(np.float32)
     g = rng.standard_normal(n).astype(np.float32)
@@ -709,15 +710,15 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
     ring_g = rng.standard_normal((6, n)).astype(np.float32)
     ring_w = rng.standard_normal((2, n)).astype(np.float32)
     ring_g_before, ring_w_before = ring_g.copy(), ring_w.copy()
-    lay = layout.Layout(window=5, refs=2, lags=(1, 2, 5))
-    plan = np.full(layout.plan_width(lay), -1, dtype=np.int64)
-    lag_g, lag_w = layout.G_SLOTS + lay.ring_lags, layout.G_SLOTS + lay.ring_lags + 3
-    plan[[layout.PREV_VALID, layout.G_WRITE, layout.BASE_WRITE, layout.W_WRITE]] = 0, 3, 5, 1
-    plan[layout.G_SLOTS : layout.G_SLOTS + 4] = [0, -1, 2, 4]  # lag 1 (not valid here), lag 2 not taken
+    lay = record.Layout(window=5, refs=2, lags=(1, 2, 5))
+    plan = np.full(record.plan_width(lay), -1, dtype=np.int64)
+    lag_g, lag_w = record.G_SLOTS + lay.ring_lags, record.G_SLOTS + lay.ring_lags + 3
+    plan[[record.PREV_VALID, record.G_WRITE, record.BASE_WRITE, record.W_WRITE]] = 0, 3, 5, 1
+    plan[record.G_SLOTS : record.G_SLOTS + 4] = [0, -1, 2, 4]  # lag 1 (not valid here), lag 2 not taken
     plan[lag_g : lag_g + 3] = [-1, 1, 5]  # orthogonal lags 2 and 5 against ring slots (1, w 0) and (5, w 1)
     plan[lag_w : lag_w + 3] = [-1, 0, 1]
     out = np.full(lay.width, np.nan)
-    kernels.step_pass(
+    cpu_kernels.step_pass(
         w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads
     )
 
@@ -736,10 +737,10 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
     for j, (gs, ws) in ((1, (1, 0)), (2, (5, 1))):
         Bg, Bw = ring_g_before[gs].astype(np.float64), ring_w_before[ws].astype(np.float64)
         at = lay.lag(j)
-        pairs = [(at + layout.LAG_GG, Gv, Bg), (at + layout.LAG_DW, Wv - Bw, Wv - Bw)]
+        pairs = [(at + record.LAG_GG, Gv, Bg), (at + record.LAG_DW, Wv - Bw, Wv - Bw)]
         for r in range(2):
             ref = w_star[r].astype(np.float64)
-            own = at + layout.LAG_REF + layout.LAG_REF_WIDTH * r
+            own = at + record.LAG_REF + record.LAG_REF_WIDTH * r
             pairs += [(own, Gv, Bw - ref), (own + 1, Wv - ref, Bg), (own + 2, Wv - ref, Bw - ref)]
         for index, x, y in pairs:
             # Exact float64 products of float32 values, summed in another order: ≤ n·2^-53 ≈ 1e-10 of |x||y|
@@ -747,7 +748,7 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
             assert abs(out[index] - x @ y) <= 1e-11 * np.linalg.norm(x) * np.linalg.norm(y), index
 
     again = np.full(lay.width, np.nan)
-    kernels.step_pass(
+    cpu_kernels.step_pass(
         w,
         g,
         w.copy(),

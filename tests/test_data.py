@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pathgeo import data
-from pathgeo.data import DataError, DatasetKind
-from pathgeo.data.task import Task
-from pathgeo.spec import DataSpec
+from pathgeo.training import data
+from pathgeo.training.data import DataError, DatasetKind
+from pathgeo.training.data.task import Task
+from pathgeo.training.spec import DataSpec
 
 MNIST = DataSpec("mnist1d", "mnist1d", {"n_train": 120, "n_test": 30, "seed": 42})
 ALM = DataSpec("alm", "alm", {"n_train": 2000, "n_test": 500, "dim": 7, "seed": 0})

@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pathgeo.data import cifar10
-from pathgeo.data import corpus as corpora
-from pathgeo.data import files as data_files
-from pathgeo.data import imagenet as imagenet_data
-from pathgeo.data import vaihingen as vaihingen_data
-from pathgeo.data.files import DatasetError
-from pathgeo.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from pathgeo.randomness import generator
+from pathgeo.training.data import cifar10
+from pathgeo.training.data import corpus as corpora
+from pathgeo.training.data import files as data_files
+from pathgeo.training.data import imagenet as imagenet_data
+from pathgeo.training.data import vaihingen as vaihingen_data
+from pathgeo.training.data.files import DatasetError
+from pathgeo.training.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from pathgeo.training.randomness import generator
 
 # ---------------------------------------------------------------------------------------------------------------
 # CIFAR-10

@@ -10,8 +10,8 @@ import torch
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo import devices
-from pathgeo.devices import NoCudaError, configure_determinism, select_device
+from pathgeo.training import devices
+from pathgeo.training.devices import NoCudaError, configure_determinism, select_device
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
@@ -172,7 +172,7 @@ def test_the_driver_is_read_from_the_kernel_module_then_nvidia_smi(monkeypatch, 
 def test_a_reference_job_in_a_gpu_allocation_fails_instead_of_training_on_the_cpu(tmp_path):
     """Acceptance of issue 18: tests/configs/tiny.yaml with device=auto under SLURM's GPU variables on this
     CPU-only machine; the reference job exits non-zero and its log names the driver and CUDA versions."""
-    from pathgeo.config import build_plan
+    from pathgeo.planning.config import build_plan
 
     tiny = REPO / "tests" / "configs" / "tiny.yaml"
     run = min(build_plan(yaml.safe_load(tiny.read_text())).runs)

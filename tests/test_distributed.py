@@ -1,8 +1,8 @@
 """Runs on several devices (DistributedDataParallel, gloo on the CPU here): the randomness contract across
 device counts, replay fidelity, agreement with one device, and what happens when a rank dies.
 
-The jobs run as the workflow runs them (pathgeo.jobs.run with a Request): one process per rank, started by
-pathgeo.distributed.launch, with the prepared data and checkpoint files on disk.
+The jobs run as the workflow runs them (pathgeo.jobs.runner.run with a Request): one process per rank, started by
+pathgeo.training.distributed.launch, with the prepared data and checkpoint files on disk.
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ import pytest
 import torch
 from workflow_runner import snakemake_command
 
-from pathgeo import checkpoints, data
-from pathgeo.config import ConfigError, build_plan
-from pathgeo.data.task import build_task
-from pathgeo.distributed import SINGLE, RankFailed, Shard
-from pathgeo.jobs import Request, reference_job, run
-from pathgeo.replay import flat_parameters_of, replay_job
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.jobs.reference import reference_job
+from pathgeo.jobs.replay import flat_parameters_of, replay_job
+from pathgeo.jobs.runner import Request, run
+from pathgeo.planning.config import build_plan
+from pathgeo.planning.config_errors import ConfigError
+from pathgeo.training import checkpoints, data
+from pathgeo.training.data.task import build_task
+from pathgeo.training.distributed import SINGLE, RankFailed, Shard
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.spec import DataSpec, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -365,7 +367,7 @@ def test_a_failing_rank_fails_the_job_with_its_rank(tmp_path):
 
 
 def gpus_of(name: str, link: str) -> dict:
-    """A spec.json's record of 3 GPUs (pathgeo.topology.recorded) of one model, every pair linked alike."""
+    """A spec.json's record of 3 GPUs (pathgeo.training.topology.recorded) of one model, every pair linked alike."""
     gpus = [{"name": name, "uuid": f"GPU-{rank}", "pci_bus_id": f"00000000:0{rank}:00.0"} for rank in range(3)]
     return {"gpus": gpus, "links": [["X" if i == j else link for j in range(3)] for i in range(3)]}
 
@@ -373,8 +375,8 @@ def gpus_of(name: str, link: str) -> dict:
 def test_a_drift_error_says_how_the_replays_gpus_differ_from_the_references(tmp_path, monkeypatch, caplog):
     """A replay on GPUs linked otherwise than the reference's (simulated: the reference's spec.json records NVLink
     between its GPUs, the replay's job reads PCIe across sockets) that drifts names the difference and the fix."""
-    from pathgeo import topology
-    from pathgeo.replay import FidelityError
+    from pathgeo.jobs.replay import FidelityError
+    from pathgeo.training import topology
 
     common = prepared(tmp_path)
     spec = mnist_spec("mlp")
@@ -424,7 +426,7 @@ def tiny_ddp_config() -> dict:
 
 
 def ranks_of(pid: int) -> list[int]:
-    """The rank processes among the descendants of `pid` (their command line names pathgeo.distributed)."""
+    """The rank processes among the descendants of `pid` (their command line names pathgeo.training.distributed)."""
     found, frontier = [], [pid]
     while frontier:
         parent = frontier.pop()
@@ -433,7 +435,7 @@ def ranks_of(pid: int) -> list[int]:
         for child in map(int, listed.split()):
             frontier.append(child)
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            if b"pathgeo.distributed" in cmdline:
+            if b"pathgeo.training.distributed" in cmdline:
                 found.append(child)
     return found
 

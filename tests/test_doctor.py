@@ -1,4 +1,4 @@
-"""The node's checks (pathgeo.preflight) that GPU jobs run before they train and `pathgeo doctor` shows, on this
+"""The node's checks (pathgeo.planning.preflight) that GPU jobs run before they train and `pathgeo doctor` shows, on this
 CPU-only machine: a GPU, SLURM's variables, a driver, a missing compiler or header and a full device are
 simulated."""
 
@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pathgeo import devices, distributed, doctor, jobs, preflight, sizing
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.jobs import runner
+from pathgeo.planning import preflight, sizing
+from pathgeo.tools import doctor
+from pathgeo.training import devices, distributed
+from pathgeo.training.spec import DataSpec, RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -102,14 +105,14 @@ class Missing:
 
 sys.meta_path.insert(0, Missing())
 sys.argv = ["pathgeo", *sys.argv[1:]]
-runpy.run_module("pathgeo.cli", run_name="__main__")
+runpy.run_module("pathgeo.tools.cli", run_name="__main__")
 """
 
 
 def run_doctor(env: dict[str, str], *args: str, blocked: bool = False) -> subprocess.CompletedProcess:
     outside = {key: value for key, value in os.environ.items() if key not in SLURM_VARIABLES}
     outside.pop("TRITON_INTERPRET", None)  # the CPU here runs no Triton kernel outside the interpreter
-    command = ["-c", BLOCKER] if blocked else ["-m", "pathgeo.cli"]
+    command = ["-c", BLOCKER] if blocked else ["-m", "pathgeo.tools.cli"]
     return subprocess.run(
         [sys.executable, *command, "doctor", *args],
         cwd=REPO,
@@ -227,8 +230,8 @@ def test_a_reference_jobs_probe_has_no_lags():
     assert preflight.probe_vectors(None, 0) is None
 
 
-def request(values: dict) -> jobs.Request:
-    return jobs.Request(
+def request(values: dict) -> runner.Request:
+    return runner.Request(
         spec=json.dumps(spec().canonical()),
         device="auto",
         deterministic=True,
@@ -249,13 +252,13 @@ def request(values: dict) -> jobs.Request:
 def test_a_gpu_job_checks_the_node_before_it_loads_its_data(monkeypatch, gpu, torch_settings, values, probe):
     """start_job runs the job checks on its device: memory always, Triton's build where rank 0 runs the probe;
     a failure stops it before its data is loaded."""
-    monkeypatch.setattr(jobs, "select_device", lambda name: torch.device("cuda"))
-    monkeypatch.setattr(jobs.data, "load_for_run", lambda *args: pytest.fail("loaded the data of a doomed job"))
+    monkeypatch.setattr(runner, "select_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(runner.data, "load_for_run", lambda *args: pytest.fail("loaded the data of a doomed job"))
     monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
     monkeypatch.delenv("CC", raising=False)
     gpu.free = 1000
     with pytest.raises(preflight.PreflightError) as raised:
-        jobs.start_job(request(values))
+        runner.start_job(request(values))
     message = str(raised.value)
     assert message.startswith(f"run {spec().run_id} cannot train on cuda:0: ")
     assert "device memory: " in message and "cuda:0 has 0 MB free of 81920 MB" in message
@@ -302,7 +305,7 @@ def test_the_planned_memory_row_takes_the_configs_largest_run(gpu):
 
 def test_the_planned_memory_row_names_what_the_config_needs(monkeypatch, gpu):
     monkeypatch.setitem(sys.modules, "yaml", None)
-    monkeypatch.setitem(sys.modules, "pathgeo.config_files", None)  # the config reader, which imports yaml
+    monkeypatch.setitem(sys.modules, "pathgeo.planning.config_files", None)  # the config reader, which imports yaml
     check = doctor.planned_memory_check(str(REPO / "tests" / "configs" / "tiny.yaml"))
     assert check.status == preflight.FAIL and "--configfile needs the workflow's packages" in check.result
     assert "pip install -r requirements.txt" in check.fix
@@ -335,7 +338,7 @@ def test_the_largest_model_is_the_memory_checks_formula():
 
 
 def test_the_table_uses_the_configs_default_window():
-    from pathgeo.config import CORRELATION_DEFAULTS
+    from pathgeo.planning.config import CORRELATION_DEFAULTS
 
     assert sizing.DEFAULT_WINDOW == CORRELATION_DEFAULTS["window"]
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo.config import build_plan
+from pathgeo.planning.config import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))

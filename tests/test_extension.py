@@ -12,7 +12,7 @@ import pytest
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo.config import build_plan, extended_run
+from pathgeo.planning.config import build_plan, extended_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,11 +18,11 @@ import pytest
 import vl_convert
 import yaml
 
-from pathgeo.figures import figure_options, plot
-from pathgeo.figures.save import vega_spec
-from pathgeo.figures.style import REPORT_WIDTH, Figure
-from pathgeo.figures.tables import AT, EPOCH
-from pathgeo.figures.tables import uses_w_star as measured_against_w_star
+from pathgeo.analysis.figures import figure_options, plot
+from pathgeo.analysis.figures.save import vega_spec
+from pathgeo.analysis.figures.style import REPORT_WIDTH, Figure
+from pathgeo.analysis.figures.tables import AT, EPOCH
+from pathgeo.analysis.figures.tables import uses_w_star as measured_against_w_star
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

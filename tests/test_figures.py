@@ -1,4 +1,4 @@
-"""Tests of pathgeo.figures, the plot registry and its plots, on small synthetic tables shaped like the real ones."""
+"""Tests of pathgeo.analysis.figures, the plot registry and its plots, on small synthetic tables shaped like the real ones."""
 
 from __future__ import annotations
 
@@ -17,33 +17,33 @@ from typing import Any
 import polars as pl
 import pytest
 
+from pathgeo.analysis.figures import TABLES, plot, plots
+from pathgeo.analysis.figures.accuracy import accuracy
+from pathgeo.analysis.figures.claims import CLAIM_CELLS, FAILS, HOLDS, VERDICT_COLORS, claims
+from pathgeo.analysis.figures.correlation_matrices import correlation_matrices
+from pathgeo.analysis.figures.distance import distance
+from pathgeo.analysis.figures.fixed_batch_spread import fixed_batch_spread
+from pathgeo.analysis.figures.full_batch_geometry import full_batch_geometry
+from pathgeo.analysis.figures.gamma_band import gamma_band
+from pathgeo.analysis.figures.gamma_correlation import CORRELATION_SERIES, GAMMA_SERIES, gamma_correlation
+from pathgeo.analysis.figures.grad_correlation import grad_correlation
+from pathgeo.analysis.figures.level_sets import level_sets
+from pathgeo.analysis.figures.lolr import TAKEN, TAKEN_BY_ALL, TAKEN_DASH, lolr
+from pathgeo.analysis.figures.mu_lr import mu_lr
+from pathgeo.analysis.figures.random_walk import ANALYTIC, MEASURED, random_walk
+from pathgeo.analysis.figures.rsi_eb_gamma import rsi_eb_gamma
+from pathgeo.analysis.figures.save import save
+from pathgeo.analysis.figures.sign_flip import RANDOM_SIGN_FLIPS, sign_flip
+from pathgeo.analysis.figures.style import BAND_OPACITY, COLOR_LEVEL, CONTEXT_COLOR, DASH_LEVEL, NEUTRAL_COLOR, Figure
+from pathgeo.analysis.figures.synthetic import synthetic
+from pathgeo.analysis.figures.tables import EPOCH, SERIES
+from pathgeo.analysis.figures.tables import RUN as RUN_COLUMN
+from pathgeo.analysis.figures.warmup import warmup
+from pathgeo.analysis.figures.words import metric_title, run_name
+from pathgeo.analysis.figures.zigzag_onset import ONSET, zigzag_onset
+from pathgeo.analysis.figures.zigzag_phases import GEOMETRY_COLORS, zigzag_phases
+from pathgeo.analysis.zigzag import run_findings
 from pathgeo.columns import POINT_METRICS
-from pathgeo.figures import TABLES, plot, plots
-from pathgeo.figures.accuracy import accuracy
-from pathgeo.figures.claims import CLAIM_CELLS, FAILS, HOLDS, VERDICT_COLORS, claims
-from pathgeo.figures.correlation_matrices import correlation_matrices
-from pathgeo.figures.distance import distance
-from pathgeo.figures.fixed_batch_spread import fixed_batch_spread
-from pathgeo.figures.full_batch_geometry import full_batch_geometry
-from pathgeo.figures.gamma_band import gamma_band
-from pathgeo.figures.gamma_correlation import CORRELATION_SERIES, GAMMA_SERIES, gamma_correlation
-from pathgeo.figures.grad_correlation import grad_correlation
-from pathgeo.figures.level_sets import level_sets
-from pathgeo.figures.lolr import TAKEN, TAKEN_BY_ALL, TAKEN_DASH, lolr
-from pathgeo.figures.mu_lr import mu_lr
-from pathgeo.figures.random_walk import ANALYTIC, MEASURED, random_walk
-from pathgeo.figures.rsi_eb_gamma import rsi_eb_gamma
-from pathgeo.figures.save import save
-from pathgeo.figures.sign_flip import RANDOM_SIGN_FLIPS, sign_flip
-from pathgeo.figures.style import BAND_OPACITY, COLOR_LEVEL, CONTEXT_COLOR, DASH_LEVEL, NEUTRAL_COLOR, Figure
-from pathgeo.figures.synthetic import synthetic
-from pathgeo.figures.tables import EPOCH, SERIES
-from pathgeo.figures.tables import RUN as RUN_COLUMN
-from pathgeo.figures.warmup import warmup
-from pathgeo.figures.words import metric_title, run_name
-from pathgeo.figures.zigzag_onset import ONSET, zigzag_onset
-from pathgeo.figures.zigzag_phases import GEOMETRY_COLORS, zigzag_phases
-from pathgeo.zigzag import run_findings
 
 EPOCH_METRICS = [
     "rsi",
@@ -90,7 +90,7 @@ RUNS = [
     {"run_id": "r2", "label": "mlp momentum bs128", "optimizer": "momentum", "batch_size": 128, "seed": 0},
     {"run_id": "r3", "label": "mlp adam bs1024", "optimizer": "adam", "batch_size": 1024, "seed": 1},
 ]
-# What pathgeo.optimizers says of each: the steady-state step over lr x G (None: no single factor).
+# What pathgeo.training.optimizers says of each: the steady-state step over lr x G (None: no single factor).
 STEP_SCALES = {"sgd": 1.0, "momentum": 10.0, "adam": None}
 N_EPOCHS = 6
 STEPS_PER_EPOCH = 20
@@ -326,7 +326,7 @@ def make_warmup_steps(total: int = 60, references: tuple[str, ...] = ("final", "
 def make_train(
     experiments: tuple[str, ...] = ("optimizers", "batch_sizes"), runs: list[dict[str, Any]] = RUNS
 ) -> pl.DataFrame:
-    """Train logs as pathgeo.aggregate.experiment_train writes them: accuracy after every epoch, the last one too."""
+    """Train logs as pathgeo.analysis.aggregate.experiment_train writes them: accuracy after every epoch, the last one too."""
     rows = []
     for experiment in experiments:
         for index, run in enumerate(runs):
@@ -349,7 +349,7 @@ def make_train(
 
 
 def make_landscape(datasets: tuple[str, ...] = ("alm", "sm"), points: int = 5, steps: int = 8) -> pl.DataFrame:
-    """A landscape table as pathgeo.landscape writes it: a bowl on the grid, a path spiralling into w*."""
+    """A landscape table as pathgeo.jobs.landscape writes it: a bowl on the grid, a path spiralling into w*."""
     rows = []
     for dataset in datasets:
         run = {"run_id": f"{dataset}-0", "optimizer": "sgd", "batch_size": 1, "seed": 0}
@@ -496,7 +496,7 @@ def test_every_plot_declares_itself_completely() -> None:
         # Its tables are draw's positional arguments, its options the keyword arguments after them.
         assert set(entry.options) == set(list(parameters)[len(entry.tables) :]), name
         assert entry.describe(**{option: option_example(entry, option) for option in required_options(entry)}), name
-        assert entry.modules[-1] == f"figures/{name}.py"
+        assert entry.modules[-1] == f"analysis/figures/{name}.py"
         assert all((Path(__file__).parents[1] / "pathgeo" / module).is_file() for module in entry.modules)
 
 
@@ -510,7 +510,7 @@ def option_example(entry: Any, option: str) -> Any:
 
 
 def panels_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The panels of a figure of small multiples (pathgeo.figures.style.band_grid), in order."""
+    """The panels of a figure of small multiples (pathgeo.analysis.figures.style.band_grid), in order."""
     for key in ("concat", "hconcat", "vconcat"):
         if key in spec:
             return [panel for child in spec[key] for panel in (panels_of(child) if "layer" not in child else [child])]
@@ -1606,22 +1606,22 @@ def test_save_inlines_the_bundle_it_is_given(tmp_path: Path, epochs: pl.DataFram
     save(gamma_band(epochs, color="optimizer"), tmp_path / "fig.html", tmp_path / "fig.svg", bundle)
     html = (tmp_path / "fig.html").read_text()
     assert bundle in html and "vegaEmbed('#vis', spec, embedOpt)" in html
-    # The figure's Vega spec, compiled once (pathgeo.figures.save.vega_spec), not Vega-Lite compiled in the browser.
+    # The figure's Vega spec, compiled once (pathgeo.analysis.figures.save.vega_spec), not Vega-Lite compiled in the browser.
     assert '"mode": "vega"' in html
 
 
 def test_the_keys_every_figure_has_are_the_schemas() -> None:
     import yaml
 
-    from pathgeo.figures import FIGURE_KEYS
-    from pathgeo.schema import STRUCTURE
+    from pathgeo.analysis.figures import FIGURE_KEYS
+    from pathgeo.planning.schema import STRUCTURE
 
     figure = yaml.safe_load(STRUCTURE.read_text())["properties"]["figures"]["additionalProperties"]
     assert tuple(figure["properties"]) == FIGURE_KEYS
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The full-batch geometry and the fixed-batch spread (pathgeo.point_geometry's aggregated tables)
+# The full-batch geometry and the fixed-batch spread (pathgeo.measurements.point_geometry's aggregated tables)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -1733,7 +1733,7 @@ def test_any_field_an_experiment_varies_colours_a_figure_with_its_name_in_words(
 
 def test_every_run_field_is_a_factor_column_and_a_colour() -> None:
     from pathgeo.columns import FACTORS
-    from pathgeo.spec import RunSpec
+    from pathgeo.training.spec import RunSpec
 
     fields = {f.name for f in dataclasses.fields(RunSpec)} - {"data", "lr"}
     assert fields | {"dataset", "peak_lr"} == set(FACTORS)
@@ -1768,7 +1768,7 @@ ZIGZAG_LRS = {"r1": 0.5, "r2": 0.25, "r3": 0.05}
 
 @functools.cache
 def make_zigzag() -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The zigzag and zigzag_phases tables of RUNS as pathgeo.zigzag makes them, from full-batch μ(t) that is 0.5
+    """The zigzag and zigzag_phases tables of RUNS as pathgeo.analysis.zigzag makes them, from full-batch μ(t) that is 0.5
     until the run's onset and −0.5 from it."""
     rows, phase_rows = [], []
     steps = N_EPOCHS * STEPS_PER_EPOCH

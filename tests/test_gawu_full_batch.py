@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from pathgeo import data
-from pathgeo.reference import train_reference
-from pathgeo.replay import flat_parameters_of, replay_segment
-from pathgeo.schedules import Schedule
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
-from pathgeo.warmup import GeometrySwitch
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import flat_parameters_of, replay_segment
+from pathgeo.training import data
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.schedules import Schedule
+from pathgeo.training.spec import DataSpec, RunSpec
+from pathgeo.training.warmup import GeometrySwitch
 
 CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 400, "n_test": 50, "seed": 0})

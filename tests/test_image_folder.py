@@ -14,14 +14,14 @@ import yaml
 from test_paper_data import base_config, defaults
 from workflow_runner import run_snakemake
 
-from pathgeo import data
-from pathgeo.config import build_plan
-from pathgeo.data.files import DatasetError
-from pathgeo.data.image_folder import load_image_folder
-from pathgeo.reference import train_reference
-from pathgeo.replay import replay_segment
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import replay_segment
+from pathgeo.planning.config import build_plan
+from pathgeo.training import data
+from pathgeo.training.data.files import DatasetError
+from pathgeo.training.data.image_folder import load_image_folder
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 CLASSES = ("cat", "dog", "eel")

@@ -1,4 +1,4 @@
-"""The objective on a plane around the path (pathgeo.landscape): the first paper's level sets of ALM and SM."""
+"""The objective on a plane around the path (pathgeo.jobs.landscape): the first paper's level sets of ALM and SM."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import polars as pl
 import pytest
 import torch
 
-from pathgeo import data
-from pathgeo.landscape import GRID_POINTS, landscape, principal_plane
-from pathgeo.randomness import generator
-from pathgeo.reference import train_reference
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.jobs.landscape import GRID_POINTS, landscape, principal_plane
+from pathgeo.jobs.reference import train_reference
+from pathgeo.training import data
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.randomness import generator
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 SM = DataSpec("sm", "sm", {"dim": 5, "init_scale": 3.0, "steps_per_epoch": 6, "seed": 0})

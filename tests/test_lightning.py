@@ -1,4 +1,4 @@
-"""pathgeo.lightning: measure drives two Lightning fits through the Observe callback, on the CPU.
+"""pathgeo.measurements.lightning: measure drives two Lightning fits through the Observe callback, on the CPU.
 
 The oracle is the same model, data and optimizer in a plain PyTorch loop measured by pathgeo.measure:
 Lightning's loop does the same arithmetic (zero_grad, forward, backward, step), so the tables must be equal
@@ -19,8 +19,8 @@ from torch.nn import functional as F
 
 L = pytest.importorskip("lightning")
 
-from pathgeo.lightning import Observe  # noqa: E402 (only where lightning is installed)
-from pathgeo.user_loop import PassesDiffer, measure  # noqa: E402
+from pathgeo.measurements.lightning import Observe  # noqa: E402 (only where lightning is installed)
+from pathgeo.measurements.own_loop import PassesDiffer, measure  # noqa: E402
 
 EPOCHS, SAMPLES, BATCH = 2, 64, 16
 
@@ -131,7 +131,7 @@ def test_without_lightning_the_import_says_which_extra_to_install():
         "        if name.split('.')[0] == 'lightning':\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
         "sys.meta_path.insert(0, Missing())\n"
-        "import pathgeo.lightning\n"
+        "import pathgeo.measurements.lightning\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", blocker],
@@ -141,4 +141,4 @@ def test_without_lightning_the_import_says_which_extra_to_install():
         timeout=300,
         check=False,
     )
-    assert "pathgeo.lightning needs the `lightning` package: pip install pathgeo[lightning]" in done.stderr
+    assert "pathgeo.measurements.lightning needs the `lightning` package: pip install pathgeo[lightning]" in done.stderr

@@ -9,9 +9,9 @@ import math
 import polars as pl
 import pytest
 
-from pathgeo.figures import plot
-from pathgeo.figures.save import save
-from pathgeo.figures.tables import MAX_EPOCH_POINTS, epoch_statistics
+from pathgeo.analysis.figures import plot
+from pathgeo.analysis.figures.save import save
+from pathgeo.analysis.figures.tables import MAX_EPOCH_POINTS, epoch_statistics
 
 EPOCHS = 6_000  # full batch: a step an epoch
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import pathgeo
-from pathgeo.user_loop import PassesDiffer, measure
+from pathgeo.measurements.own_loop import PassesDiffer, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, SAMPLES, BATCH = 3, 80, 16  # 5 steps an epoch
@@ -345,7 +345,7 @@ def test_mistakes_in_the_loop_are_named():
 
 
 def test_measure_reads_the_lr_and_decay_as_the_workflow_does():
-    from pathgeo.user_loop import gradient_decay, learning_rate
+    from pathgeo.measurements.own_loop import gradient_decay, learning_rate
 
     p = nn.Parameter(torch.zeros(2))
     sgd = torch.optim.SGD([p], lr=0.1, weight_decay=0.01)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pathgeo.config import ConfigError, build_plan, correlation_settings
+from pathgeo.planning.config import build_plan, correlation_settings
+from pathgeo.planning.config_errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())

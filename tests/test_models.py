@@ -1,4 +1,4 @@
-"""Tests of pathgeo.models, the model registry: the papers' architectures, the embedded default's models and the
+"""Tests of pathgeo.training.models, the model registry: the papers' architectures, the embedded default's models and the
 synthetic objectives' parameters.
 
 Parameter counts are checked three ways: against literal integers (public figures where they exist: torchvision's
@@ -16,8 +16,8 @@ import torchvision
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pathgeo import data, models
 from pathgeo.plugins import PluginError
+from pathgeo.training import data, models
 
 
 def count(model: nn.Module) -> int:
@@ -401,7 +401,7 @@ def test_transformer_defaults_and_options():
 
 @pytest.fixture
 def deterministic_algorithms():
-    """`deterministic_algorithms(on)` sets torch's flag as pathgeo.devices does; restored afterwards."""
+    """`deterministic_algorithms(on)` sets torch's flag as pathgeo.training.devices does; restored afterwards."""
     before = torch.are_deterministic_algorithms_enabled()
     yield lambda on: torch.use_deterministic_algorithms(on, warn_only=True)
     torch.use_deterministic_algorithms(before, warn_only=True)

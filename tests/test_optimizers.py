@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from pathgeo.optimizers import ALIASES, OPTIMIZERS, UNSUPPORTED, build_optimizer, decay_in_gradient, optimizer
+from pathgeo.engine.probe import Probe
 from pathgeo.plugins import PluginError
-from pathgeo.probe import Probe
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.optimizers import ALIASES, OPTIMIZERS, UNSUPPORTED, build_optimizer, decay_in_gradient, optimizer
+from pathgeo.training.spec import DataSpec, RunSpec
 
 # What each name has meant since the first runs (their checkpoints hold these settings).
 EXPECTED = {

@@ -1,4 +1,4 @@
-"""A config holds only what it changes (pathgeo.config_defaults), and its outputs are its own (pathgeo.outputs):
+"""A config holds only what it changes (pathgeo.planning.config_defaults), and its outputs are its own (pathgeo.planning.outputs):
 issue 21's user config of ten lines, the layering of the defaults, and the names of the output folders."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from workflow_runner import run_snakemake
 
-from pathgeo.config_check import ConfigCheckError, check_config, main
-from pathgeo.config_defaults import config_defaults, with_defaults
-from pathgeo.outputs import (
+from pathgeo.planning.config_check import ConfigCheckError, check_config, main
+from pathgeo.planning.config_defaults import config_defaults, with_defaults
+from pathgeo.planning.outputs import (
     DEFAULT_NAME,
     OutputsError,
     config_name,

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo.config import build_plan
+from pathgeo.planning.config import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo import sizing
-from pathgeo.config import build_plan, max_job_minutes
+from pathgeo.planning import sizing
+from pathgeo.planning.config import build_plan, max_job_minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "config" / "presets").glob("*.yaml"))

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pathgeo.config import build_plan
-from pathgeo.labels import describe, run_descriptions, run_labels
+from pathgeo.planning.config import build_plan
+from pathgeo.planning.labels import describe, run_descriptions, run_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "tests" / "fixtures" / "plan_snapshot.json"

@@ -1,4 +1,4 @@
-"""The full-batch and the fixed-batch geometry (pathgeo.point_geometry) against numpy float64, and the
+"""The full-batch and the fixed-batch geometry (pathgeo.measurements.point_geometry) against numpy float64, and the
 trajectory they leave untouched.
 
 Oracles: the weights at each measured point are recorded from the replayed trajectory itself; the gradient
@@ -18,13 +18,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pathgeo import data
 from pathgeo.columns import POINT_METRICS
-from pathgeo.point_geometry import FixedBatchGeometry, FullBatchGeometry, preserved
-from pathgeo.reference import train_reference
-from pathgeo.replay import flat_parameters_of, replay_segment
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import flat_parameters_of, replay_segment
+from pathgeo.measurements.point_geometry import FixedBatchGeometry, FullBatchGeometry, preserved
+from pathgeo.training import data
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})

@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 import torch
 
-from pathgeo import data
-from pathgeo.precision import PRECISIONS, forward_context, numerics, parameter_dtype
-from pathgeo.reference import train_reference
-from pathgeo.replay import replay_segment
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import replay_segment
+from pathgeo.training import data
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.precision import PRECISIONS, forward_context, numerics, parameter_dtype
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})

@@ -1,4 +1,4 @@
-"""The prepared device script (python -m pathgeo.precision_check) on a tiny CPU problem, with the packages a
+"""The prepared device script (python -m pathgeo.tools.precision_check) on a tiny CPU problem, with the packages a
 bare GPU machine lacks made unimportable: it must run on torch, numpy and pathgeo's training code alone."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {{name!r}} (absent on the device machine)")
 
 sys.meta_path.insert(0, Absent())
-sys.argv = ["pathgeo.precision_check", "--device", "cpu", "--images", "64", "--batch-size", "32", "--width", "0.125"]
-runpy.run_module("pathgeo.precision_check", run_name="__main__")
+sys.argv = ["pathgeo.tools.precision_check", "--device", "cpu", "--images", "64", "--batch-size", "32", "--width", "0.125"]
+runpy.run_module("pathgeo.tools.precision_check", run_name="__main__")
 """
 
 

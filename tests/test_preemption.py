@@ -1,4 +1,4 @@
-"""The watch over a workflow's preempted SLURM jobs (pathgeo.preemption), on simulated squeue and scontrol output.
+"""The watch over a workflow's preempted SLURM jobs (pathgeo.tools.preemption), on simulated squeue and scontrol output.
 
 tests/test_slurm.py runs it against a real SLURM whose preemption cancels jobs (marker `slurm`)."""
 
@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from pathgeo.preemption import PreemptionError, Watch, parse_jobs, preempted_command, requeue_command
+from pathgeo.tools.preemption import PreemptionError, Watch, parse_jobs, preempted_command, requeue_command
 
 RUN = "3f1c7e1a-5b7d-4d8e-9a43-0c2b9e0a1f22"
 REFERENCE = "rule_reference_wildcards_mnist1d-mlp8-sgd-lr0.05-wd1e-05-bs50-e2-s0-9c2090f8"

@@ -1,6 +1,6 @@
 """Tests of the probe and of the training/replay engine around it.
 
-Every oracle here is computed independently of pathgeo.probe, in numpy float64: closed forms for gradient
+Every oracle here is computed independently of pathgeo.engine.probe, in numpy float64: closed forms for gradient
 descent on a quadratic, the isotropic random walk regenerated from its seeds, and per-step snapshots of w and
 G on a real network. The engine tests (bit-identical trajectories, replay from a middle checkpoint,
 multi-reference replay, divergence, fidelity) compare against exact equality wherever the engine promises it.
@@ -21,14 +21,14 @@ import pytest
 import torch
 from polars.testing import assert_frame_equal
 
-from pathgeo import data
-from pathgeo.flat import FlatParameters
-from pathgeo.probe import METRICS, Probe
-from pathgeo.randomness import generator
-from pathgeo.reference import train_reference
-from pathgeo.replay import FidelityError, flat_parameters_of, replay_segment
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import DivergenceError, build_trainer
+from pathgeo.engine.flat import FlatParameters
+from pathgeo.engine.probe import METRICS, Probe
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import FidelityError, flat_parameters_of, replay_segment
+from pathgeo.training import data
+from pathgeo.training.loop import DivergenceError, build_trainer
+from pathgeo.training.randomness import generator
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
@@ -660,9 +660,9 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     """The parallel kernel (large vectors, several threads) and the serial one give the geometry block and
     G·G, G·G_{t−1} of the record, equal to numpy float64, independently of the thread count; the entries
     of the window lags this plan does not take stay NaN."""
-    from pathgeo import kernels, layout
+    from pathgeo.engine import cpu_kernels, record
 
-    n = kernels.PARALLEL_MIN_SIZE + 12345
+    n = cpu_kernels.PARALLEL_MIN_SIZE + 12345
     rng = np.random.default_rng(0)
     w = rng.standard_normal(n).astype(np.float32)
     g = rng.standard_normal(n).astype(np.float32)
@@ -670,12 +670,12 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     w_star = np.stack([w + 1e-2 * rng.standard_normal(n), w + rng.standard_normal(n)]).astype(np.float32)
     ring_g = rng.standard_normal((5, n)).astype(np.float32)
     ring_w = np.zeros((0, n), dtype=np.float32)
-    lay = layout.Layout(window=5, refs=2, lags=())
-    plan = np.full(layout.plan_width(lay), -1, dtype=np.int64)
-    plan[[layout.PREV_VALID, layout.G_WRITE, layout.G_SLOTS]] = 1, 4, 3
+    lay = record.Layout(window=5, refs=2, lags=())
+    plan = np.full(record.plan_width(lay), -1, dtype=np.int64)
+    plan[[record.PREV_VALID, record.G_WRITE, record.G_SLOTS]] = 1, 4, 3
     prev_before, ring_before = w_prev.copy(), ring_g.copy()
     out = np.full(lay.width, np.nan)
-    kernels.step_pass(
+    cpu_kernels.step_pass(
         w, g, w_prev, w_star, ring_g, ring_w, plan, lay.ring_lags, lay.geometry, lay.lag_block, out, threads
     )
     assert np.array_equal(w_prev, w)  # w_prev advanced to the current weights
@@ -687,9 +687,9 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     expected = {
         0: (G @ G, G, G),
         lay.g_dot(1): (G @ P, G, P),
-        geo + layout.GEO_WW: (W @ W, W, W),
-        geo + layout.GEO_GW: (G @ W, G, W),
-        geo + layout.GEO_SS: (S @ S, S, S),
+        geo + record.GEO_WW: (W @ W, W, W),
+        geo + record.GEO_GW: (G @ W, G, W),
+        geo + record.GEO_SS: (S @ S, S, S),
     }
     for r in range(2):
         D = W - w_star[r].astype(np.float64)
@@ -703,7 +703,7 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     assert not np.isnan(np.delete(out, untaken)).any()
 
     again = np.full(lay.width, np.nan)
-    kernels.step_pass(
+    cpu_kernels.step_pass(
         w,
         g,
         prev_before.copy(),
@@ -727,14 +727,14 @@ def test_the_serial_and_parallel_passes_do_not_share_compiled_code(tmp_path):
     an empty cache; the parallel one must then find nothing of it to load."""
     script = (
         "import numpy as np\n"
-        "from pathgeo import kernels\n"
+        "from pathgeo.engine import cpu_kernels\n"
         "small = np.ones(16, dtype=np.float32)\n"
-        "kernels.read_pass(small, small, small, small, np.zeros(1), 2)\n"
-        "large = np.ones(kernels.PARALLEL_MIN_SIZE, dtype=np.float32)\n"
-        "kernels.read_pass(large, large, large, large, np.zeros(1), 2)\n"
-        "print(sum(kernels.read_pass.serial.stats.cache_misses.values()),\n"
-        "      sum(kernels.read_pass.parallel.stats.cache_hits.values()),\n"
-        "      sum(kernels.read_pass.parallel.stats.cache_misses.values()))\n"
+        "cpu_kernels.read_pass(small, small, small, small, np.zeros(1), 2)\n"
+        "large = np.ones(cpu_kernels.PARALLEL_MIN_SIZE, dtype=np.float32)\n"
+        "cpu_kernels.read_pass(large, large, large, large, np.zeros(1), 2)\n"
+        "print(sum(cpu_kernels.read_pass.serial.stats.cache_misses.values()),\n"
+        "      sum(cpu_kernels.read_pass.parallel.stats.cache_hits.values()),\n"
+        "      sum(cpu_kernels.read_pass.parallel.stats.cache_misses.values()))\n"
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
@@ -884,7 +884,7 @@ def test_without_steps_per_epoch_the_records_grow_as_epochs_need(trained_library
         return {"final": trained_library_model, "start": library_model()}
 
     known, _ = library_run(references, backend=backend)
-    monkeypatch.setattr("pathgeo.probe.INITIAL_CAPACITY", 2)  # grown twice in each epoch of 6 steps
+    monkeypatch.setattr("pathgeo.engine.probe.INITIAL_CAPACITY", 2)  # grown twice in each epoch of 6 steps
     grown, _ = library_run(references, steps_per_epoch=None, backend=backend)
     assert grown.capacity == 8
     assert_frame_equal(grown.finish(), known.finish(), check_exact=True)

@@ -3,7 +3,7 @@
 64 for torchvision's ResNet-18 (10 classes) and 128 for ImageNet ResNet-152, on every step: anchors, the
 anchored lags, matrix windows, epoch boundaries and plain steps, with every default measurement on.
 
-The counted path is the real one (backend "triton", the defaults of pathgeo.config.CORRELATION_DEFAULTS).
+The counted path is the real one (backend "triton", the defaults of pathgeo.planning.config.CORRELATION_DEFAULTS).
 Each launch counts as one operation. On the models the kernels themselves are not run, because Triton's
 interpreter would take minutes over 11M and 60M parameters and a kernel issues no aten operation on a GPU;
 ResNet-152 lives on the meta device for the same reason. A small model runs its kernels for real and
@@ -18,11 +18,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-from pathgeo import triton_kernels
 from pathgeo.columns import ANCHOR_PERIOD
-from pathgeo.config import CORRELATION_DEFAULTS
-from pathgeo.flat import FlatParameters
-from pathgeo.probe import Probe
+from pathgeo.engine import gpu_kernels
+from pathgeo.engine.flat import FlatParameters
+from pathgeo.engine.probe import Probe
+from pathgeo.planning.config import CORRELATION_DEFAULTS
 
 STEPS = ANCHOR_PERIOD + 12  # two anchors (0 and 51), every lag of the first, windows at each epoch start
 STEPS_PER_EPOCH = 25
@@ -50,7 +50,7 @@ def counted_launches(monkeypatch):
     """Route every launch through a counter; `run.value` says whether the kernel is executed too (outside the
     dispatch mode, so that the interpreter's own bookkeeping is not counted)."""
     state = {"mode": None, "run": True}
-    original = triton_kernels.launch
+    original = gpu_kernels.launch
 
     def launch(kernel, grid, *args, **constants):
         if state["mode"] is not None:
@@ -59,7 +59,7 @@ def counted_launches(monkeypatch):
             with _disable_current_modes():
                 original(kernel, grid, *args, **constants)
 
-    monkeypatch.setattr(triton_kernels, "launch", launch)
+    monkeypatch.setattr(gpu_kernels, "launch", launch)
     return state
 
 

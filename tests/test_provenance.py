@@ -1,4 +1,4 @@
-"""Code versions (pathgeo.provenance): what they cover, what changes them, and the refusal of checkpoints made by
+"""Code versions (pathgeo.planning.provenance): what they cover, what changes them, and the refusal of checkpoints made by
 other code. The workflow's side (an edit re-runs the reference and the replay; the cache serves no stale
 reference) is in tests/test_workflow.py and tests/test_cache.py."""
 
@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pathgeo import checkpoints, provenance
-from pathgeo.provenance import CodeVersionError, check_code, code_version
-from pathgeo.reference import resume_point
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.jobs.reference import resume_point
+from pathgeo.planning import provenance
+from pathgeo.planning.provenance import CodeVersionError, check_code, code_version
+from pathgeo.training import checkpoints
+from pathgeo.training.spec import DataSpec, RunSpec
 
-LIBRARY = Path(provenance.__file__).parent
+LIBRARY = provenance.LIBRARY
 
 
 def _module_file(name: str) -> Path | None:
@@ -44,13 +45,7 @@ def test_the_trajectory_covers_every_module_a_reference_job_runs():
     kind and model), is in TRAJECTORY, or in MEASUREMENT for the w*-free measurements reference training takes
     (whose runs' reference rule carries the measurement version): a new import cannot slip past the versions. A
     guard's own imports are not followed: they serve the guard (sizing's reach the config's machinery for a type)."""
-    roots = [
-        LIBRARY / "training.py",
-        LIBRARY / "reference.py",
-        LIBRARY / "jobs.py",
-        *LIBRARY.glob("data/*.py"),
-        *LIBRARY.glob("models/*.py"),
-    ]
+    roots = [*LIBRARY.glob("training/**/*.py"), LIBRARY / "jobs" / "runner.py", LIBRARY / "jobs" / "reference.py"]
     guards = set(provenance._files(provenance.GUARDS))
     seen: set[Path] = set()
     todo = list(roots)
@@ -59,8 +54,58 @@ def test_the_trajectory_covers_every_module_a_reference_job_runs():
         if path not in seen:
             seen.add(path)
             todo += [] if path in guards else _imports(path)
-    covered = set(provenance._files(provenance.TRAJECTORY + provenance.MEASUREMENT + provenance.GUARDS))
+    shared = provenance.shared_modules()
+    covered = set(provenance._files(shared + provenance.TRAJECTORY + provenance.MEASUREMENT + provenance.GUARDS))
     assert sorted(p.relative_to(LIBRARY).as_posix() for p in seen - covered) == []
+
+
+@pytest.fixture
+def library_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of pathgeo/ that the versions read, in place of the real one."""
+    import shutil
+
+    copy = tmp_path / "pathgeo"
+    shutil.copytree(LIBRARY, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "LIBRARY", copy)
+    provenance.library_version.cache_clear()
+    yield copy
+    provenance.library_version.cache_clear()
+
+
+def _versions(spec: RunSpec) -> tuple[str, str]:
+    provenance.library_version.cache_clear()
+    return code_version(spec), provenance.measurement_version()
+
+
+@pytest.mark.parametrize(
+    ("package", "reference_changes", "measurement_changes"),
+    [
+        ("training", True, False),
+        ("training/models", True, False),
+        ("engine", True, True),
+        ("jobs", True, False),
+        ("measurements", False, True),
+        ("analysis", False, False),
+        ("planning", False, False),
+        ("tools", False, False),
+    ],
+)
+def test_versions_follow_the_packages(library_copy, package, reference_changes, measurement_changes):
+    """A module added to a package changes the versions of the stages that package belongs to, and no others: the
+    versions come from the packages, not from a list of modules to keep up to date."""
+    spec = _spec()
+    before = _versions(spec)
+    (library_copy / package / "added_module.py").write_text("def f():\n    return 1\n")
+    after = _versions(spec)
+    assert (before[0] != after[0], before[1] != after[1]) == (reference_changes, measurement_changes)
+
+
+def test_a_shared_module_at_the_top_changes_every_version(library_copy):
+    spec = _spec()
+    before = _versions(spec)
+    (library_copy / "added_module.py").write_text("def f():\n    return 1\n")
+    after = _versions(spec)
+    assert before[0] != after[0] and before[1] != after[1]
 
 
 def test_a_version_changes_with_the_code_not_with_comments(tmp_path):

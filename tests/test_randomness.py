@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pathgeo.randomness import capture_rng_state, restore_rng_state
+from pathgeo.training.randomness import capture_rng_state, restore_rng_state
 
 
 class FakeCuda:

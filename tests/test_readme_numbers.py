@@ -1,7 +1,7 @@
 """The default run's numbers in the docs are its tables' (issue 19: the README said γ > 0 on 57.7% of steps where
 the claims table of a run said 52.6%).
 
-tests/fixtures/default_findings.json records what `python -m pathgeo.findings results/default` printed for the
+tests/fixtures/default_findings.json records what `python -m pathgeo.analysis.findings results/default` printed for the
 default run (`.venv/bin/snakemake --cores 2`, then that command). docs/results.md states every finding and the
 README some of them; the fast tests hold both to the record, and the slow one runs the default's tables again (or
 reads those under $PATHGEO_DEFAULT_RESULTS, a default run's results/) and holds the record to them. Re-record after
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pathgeo.findings import findings
+from pathgeo.analysis.findings import findings
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "tests" / "fixtures" / "default_findings.json"

@@ -1,4 +1,4 @@
-"""The report's captions and filing (pathgeo.report): what a figure shows, which paper figure it reproduces, its
+"""The report's captions and filing (pathgeo.analysis.report): what a figure shows, which paper figure it reproduces, its
 experiments, and the words its category and entry read."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from docutils.core import publish_parts
 
-from pathgeo.report import figure_caption, figure_category, figure_title, rst_text
+from pathgeo.analysis.report import figure_caption, figure_category, figure_title, rst_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

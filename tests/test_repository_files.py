@@ -1,5 +1,5 @@
 """What a clone ignores and what its docs ask for: the outputs a run leaves in the repository's root (report.zip,
-the datasets under data/) are ignored while the library's pathgeo/data/ is not, and a command that needs a tool the
+the datasets under data/) are ignored while the library's pathgeo/training/data/ is not, and a command that needs a tool the
 install does not bring (Graphviz's `dot`) says so."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
         ("report.zip", True),
         ("data/examples/mnist1d.pt", True),
         ("results/default/tables/claims.csv", True),
-        ("pathgeo/data/__init__.py", False),
-        ("pathgeo/data/new_kind.py", False),
+        ("pathgeo/training/data/__init__.py", False),
+        ("pathgeo/training/data/new_kind.py", False),
         ("tests/data/x.pt", False),
     ],
 )

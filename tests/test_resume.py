@@ -15,7 +15,7 @@ import torch
 import yaml
 from workflow_runner import snakemake_command
 
-from pathgeo.config import build_plan
+from pathgeo.planning.config import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_a_second_job_publishing_the_same_run_takes_the_identical_folder(tmp_pat
     """`--rerun-incomplete` while the orphaned job of a killed Snakemake still trains: both publish the same
     checkpoints from the same workspace. The one that comes second finds the folder there; it was refused with a
     raw `OSError: [Errno 39] Directory not empty` before."""
-    from pathgeo.reference import publish_checkpoints
+    from pathgeo.jobs.reference import publish_checkpoints
 
     workspace, destination = tmp_path / "partial", tmp_path / "checkpoints"
     workspace.mkdir()
@@ -153,7 +153,7 @@ def test_a_second_job_publishing_the_same_run_takes_the_identical_folder(tmp_pat
 
 
 def test_publishing_over_another_runs_folder_says_another_job_publishes_it(tmp_path):
-    from pathgeo.reference import PublishingConflict, publish_checkpoints
+    from pathgeo.jobs.reference import PublishingConflict, publish_checkpoints
 
     workspace, destination = tmp_path / "partial", tmp_path / "checkpoints"
     workspace.mkdir()
@@ -170,9 +170,9 @@ def test_validation_every_few_epochs_leaves_the_trajectory_and_logs_those_epochs
     log line every N epochs and at the end, null validation columns in between, the same weights."""
     import logging
 
-    from pathgeo import data
-    from pathgeo.reference import train_reference
-    from pathgeo.spec import DataSpec, RunSpec
+    from pathgeo.jobs.reference import train_reference
+    from pathgeo.training import data
+    from pathgeo.training.spec import DataSpec, RunSpec
 
     mnist1d = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
     spec = RunSpec(

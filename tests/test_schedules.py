@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from pathgeo import data
-from pathgeo.devices import configure_determinism
-from pathgeo.reference import train_reference
-from pathgeo.replay import replay_segment
-from pathgeo.schedules import Schedule
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import replay_segment
+from pathgeo.training import data
+from pathgeo.training.devices import configure_determinism
+from pathgeo.training.schedules import Schedule
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 
@@ -86,7 +86,7 @@ def test_replay_is_exact_and_records_the_schedule(mnist, overrides):
 
 def test_global_generators_start_from_the_seed(mnist):
     """Two runs of one spec start with the same global RNG states (dropout draws from them)."""
-    from pathgeo.training import build_trainer
+    from pathgeo.training.loop import build_trainer
 
     states = [build_trainer(_spec(), mnist, CPU).state()["rng"] for _ in range(2)]
     assert torch.equal(states[0]["torch"], states[1]["torch"])
@@ -97,9 +97,9 @@ def test_global_generators_start_from_the_seed(mnist):
 
 
 def test_the_schedules_are_a_registry_that_the_schema_and_the_run_ids_read():
-    """Schedules were spelled in five places (issue 23): now each is one module of pathgeo/schedules/."""
-    from pathgeo.schedules import EXPONENTIAL, LINEAR, NO_WARMUP, schedules
-    from pathgeo.schema import config_schema
+    """Schedules were spelled in five places (issue 23): now each is one module of pathgeo/training/schedules/."""
+    from pathgeo.planning.schema import config_schema
+    from pathgeo.training.schedules import EXPONENTIAL, LINEAR, NO_WARMUP, schedules
 
     kinds = schedules()
     assert set(kinds) == {"constant", "warmup_cosine", "final_drop", "exp_warmup_cosine", "gawu"}

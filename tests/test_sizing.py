@@ -1,4 +1,4 @@
-"""Sizing the jobs from the run (pathgeo.sizing) and the compute plan (python -m pathgeo.plan)."""
+"""Sizing the jobs from the run (pathgeo.planning.sizing) and the compute plan (python -m pathgeo.tools.compute_plan)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import yaml
 from workflow_runner import run_snakemake
 
-from pathgeo import plan as compute_plan_cli
-from pathgeo import sizing
-from pathgeo.config import build_plan
-from pathgeo.models import model
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.planning import sizing
+from pathgeo.planning.config import build_plan
+from pathgeo.tools import compute_plan as compute_plan_cli
+from pathgeo.training.models import model
+from pathgeo.training.spec import DataSpec, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = DataSpec("cifar10", "cifar10", {"path": "cifar10", "split_seed": 0, "val_fraction": 0.2, "flip": False})
@@ -100,11 +100,11 @@ def test_runtime_grows_with_epochs_and_attempts_within_its_bounds():
 def test_throughput_says_whether_it_is_measured(monkeypatch):
     run = spec()
     assert sizing.throughput(run, "a100").source.startswith("assumed")
-    entry = (5000.0, "python -m pathgeo.precision_check, A100-SXM4-80GB")
+    entry = (5000.0, "python -m pathgeo.tools.precision_check, A100-SXM4-80GB")
     monkeypatch.setitem(sizing.MEASURED, ("cifar_resnet18", 1, "float32", "a100"), entry)
     measured = sizing.throughput(run, "a100")
     assert measured.samples_per_second == 5000.0 and measured.source.startswith(
-        "measured: python -m pathgeo.precision_check"
+        "measured: python -m pathgeo.tools.precision_check"
     )
 
 
@@ -142,7 +142,7 @@ def test_a_model_that_cannot_take_its_datasets_input_is_refused_when_planning(tm
     forward pass on the meta device refuses it at plan time, naming the model, the dataset and the shape."""
     from pathlib import Path
 
-    from pathgeo.config import ConfigError
+    from pathgeo.planning.config_errors import ConfigError
 
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "tests/configs/tiny.yaml").read_text())
@@ -188,7 +188,7 @@ def test_model_sizes_are_kept_between_processes_and_read_back(tmp_path, monkeypa
 
 def test_a_second_check_of_a_config_needs_no_forward_pass(tmp_path):
     check = (
-        "import sys; from pathgeo.config_check import main; main(['config/config.yaml']); "
+        "import sys; from pathgeo.planning.config_check import main; main(['config/config.yaml']); "
         "print('torch._dynamo' in sys.modules)"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}

@@ -2,7 +2,7 @@
 
 Without SLURM (quick): the profile's keys are settings the installed plugin knows, `snakemake -n --profile
 cluster` typed in the repository root plans GPU rules as `gpu=N, gpu_model=a100, nodes=1` with the CPUs per
-GPU, memory and time the rules derive from the run (pathgeo.sizing), the overrides stay in step with the
+GPU, memory and time the rules derive from the run (pathgeo.planning.sizing), the overrides stay in step with the
 profile, the plugin's own functions build `--gpus=a100:N` from the profile and `--gpus=N -C FEATURE` from
 cluster/gpu_constraint (and refuse NVML's hyphenated GPU type names as gpu_model only), jobs of 4 GPUs take their
 node whole (`--exclusive`) and jobs of 2 do not, and the largest preset plans in seconds.
@@ -149,10 +149,10 @@ def test_multi_gpu_override_stays_in_step(tmp_path):
 
 
 def test_a_run_on_several_gpus_asks_for_them_on_one_node(tmp_path):
-    """devices: 2 asks SLURM for 2 GPUs on one node, with the run's memory and time (pathgeo.sizing) and twice
+    """devices: 2 asks SLURM for 2 GPUs on one node, with the run's memory and time (pathgeo.planning.sizing) and twice
     the threads of a one-device job."""
-    from pathgeo import sizing
-    from pathgeo.config import build_plan
+    from pathgeo.planning import sizing
+    from pathgeo.planning.config import build_plan
 
     config = small_config()
     config["defaults"]["devices"] = 2
@@ -242,7 +242,7 @@ def test_gpu_type_by_gres_name_or_by_node_feature(profile_dry_run, tmp_path):
 
 def test_jobs_of_three_or_more_gpus_take_their_node_whole(tmp_path):
     """tests/configs/ddp.yaml's runs on 4 devices ask for their node whole (sbatch --exclusive, so that a reference
-    and its replays get the same GPUs, pathgeo.topology); its runs on 2 devices do not."""
+    and its replays get the same GPUs, pathgeo.training.topology); its runs on 2 devices do not."""
     jobs = dry_run_resources(tmp_path, DDP, PROFILE)
     seen = Counter()
     for rule in ("reference", "replay"):
@@ -364,7 +364,7 @@ def slurm_env(tmp_path_factory):
         pytest.skip(f"cannot start a local SLURM cluster here: {lines[-1]}")
     try:
         assert started.returncode == 0, f"local SLURM cluster failed to start:\n{started.stderr[-6000:]}"
-        # Its GPUs are plain files: the jobs that hold them train on the CPU (pathgeo.devices.FAKE_GPUS).
+        # Its GPUs are plain files: the jobs that hold them train on the CPU (pathgeo.training.devices.FAKE_GPUS).
         yield {**env, "SLURM_CONF": str(state / "etc" / "slurm.conf"), "PATHGEO_FAKE_GPUS": "1"}
     finally:
         stopped = subprocess.run(
@@ -506,7 +506,7 @@ def test_gpu_rules_go_to_a100s_and_local_rules_stay(slurm_env, slurm_runs):
         assert re.search(rf"^localrule {rule}:$", output, re.MULTILINE), rule
     for rule in CLUSTER_RULES & set(rules):
         assert re.search(rf"^rule {rule}:$", output, re.MULTILINE), rule
-    # The config file is config.yaml: its outputs are results/config/ (pathgeo.outputs).
+    # The config file is config.yaml: its outputs are results/config/ (pathgeo.planning.outputs).
     assert (slurm_runs["slurm"] / "results" / "config" / "figures" / "rsi_eb_gamma.svg").exists()
 
 
@@ -590,7 +590,7 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
 
 
 def one_device_run(config: Path) -> str:
-    from pathgeo.config import build_plan
+    from pathgeo.planning.config import build_plan
 
     (run,) = [run for run, spec in build_plan(yaml.safe_load(config.read_text())).runs.items() if spec.devices == 1]
     return run
@@ -683,7 +683,7 @@ def run_through_preemption(slurm_env: dict, slurm_runs: dict, workdir: Path, sec
 @pytest.mark.slurm
 def test_a_preempted_job_is_requeued_and_the_workflow_finishes(slurm_env, slurm_runs, tmp_path):
     """SLURM cancels the running reference job (PreemptMode=CANCEL, as on scavenger partitions); the workflow
-    requeues it (pathgeo.preemption), the job runs again under its id and the run ends as the local one did. The
+    requeues it (pathgeo.tools.preemption), the job runs again under its id and the run ends as the local one did. The
     plugin alone would wait for the PREEMPTED job forever."""
     workdir = tmp_path / "work"
     job_id, status, output, run = run_through_preemption(slurm_env, slurm_runs, workdir, 400)

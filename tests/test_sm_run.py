@@ -11,10 +11,10 @@ import pytest
 import torch
 import yaml
 
-from pathgeo import data
-from pathgeo.config import build_plan
-from pathgeo.reference import train_reference
-from pathgeo.training import build_trainer
+from pathgeo.jobs.reference import train_reference
+from pathgeo.planning.config import build_plan
+from pathgeo.training import data
+from pathgeo.training.loop import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

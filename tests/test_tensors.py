@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from pathgeo import data
-from pathgeo.data.files import DatasetError
-from pathgeo.data.tensors import load_tensors
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.training import build_trainer
+from pathgeo.training import data
+from pathgeo.training.data.files import DatasetError
+from pathgeo.training.data.tensors import load_tensors
+from pathgeo.training.loop import build_trainer
+from pathgeo.training.spec import DataSpec, RunSpec
 
 KIND = data.kind("tensors")
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""A job's GPUs and their links (pathgeo.topology), read from simulated torch device properties and nvidia-smi
+"""A job's GPUs and their links (pathgeo.training.topology), read from simulated torch device properties and nvidia-smi
 output: no GPU needed. The replay's error that uses them is tested in tests/test_distributed.py, the sbatch
 request of multi-GPU jobs in tests/test_slurm.py."""
 
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pathgeo import topology
-from pathgeo.topology import Gpu, Topology, differences, parse_gpu_query, parse_topology_matrix, read, recorded
+from pathgeo.training import topology
+from pathgeo.training.topology import Gpu, Topology, differences, parse_gpu_query, parse_topology_matrix, read, recorded
 
 # An 8-GPU node as `nvidia-smi --query-gpu=index,pci.bus_id,uuid,name --format=csv,noheader` lists it.
 GPU_LIST = "\n".join(

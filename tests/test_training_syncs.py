@@ -1,7 +1,7 @@
 """The training loop's steps never wait for the device: no tensor is made from host data inside an epoch (on
 CUDA, torch.tensor(value, device=cuda) copies from the host and waits for the copy) and nothing is read back
 (item(), float(), int(), bool() of a tensor) until the epoch ends. Counted by a TorchDispatchMode on the CPU,
-over an epoch of seven steps, on one device and on two simulated ranks (the all-reduce of pathgeo.distributed
+over an epoch of seven steps, on one device and on two simulated ranks (the all-reduce of pathgeo.training.distributed
 replaced by the sum over two ranks with the same data; the all-reduce itself is asynchronous)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pathgeo import data, training
-from pathgeo.distributed import Shard
-from pathgeo.spec import DataSpec, RunSpec
+from pathgeo.training import data, loop
+from pathgeo.training.distributed import Shard
+from pathgeo.training.spec import DataSpec, RunSpec
 
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})
 SPEC = RunSpec(
@@ -63,10 +63,10 @@ def mnist():
     return data.build(MNIST1D)
 
 
-def epoch(spec: RunSpec, mnist, world: int, monkeypatch) -> tuple[Counter, training.EpochStats, torch.Tensor]:
+def epoch(spec: RunSpec, mnist, world: int, monkeypatch) -> tuple[Counter, loop.EpochStats, torch.Tensor]:
     """One epoch with `world` ranks that see the same data (so the all-reduce is a product by `world`)."""
-    monkeypatch.setattr(training, "sum_across", lambda values, shard: values * shard.world)
-    trainer = training.build_trainer(spec, mnist, torch.device("cpu"))
+    monkeypatch.setattr(loop, "sum_across", lambda values, shard: values * shard.world)
+    trainer = loop.build_trainer(spec, mnist, torch.device("cpu"))
     trainer.shard = Shard(0, world)
     with HostTraffic() as traffic:
         stats = trainer.train_epoch()

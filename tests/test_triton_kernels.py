@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pathgeo import triton_kernels
-from pathgeo.flat import FlatParameters
-from pathgeo.probe import Probe
+from pathgeo.engine import gpu_kernels
+from pathgeo.engine.flat import FlatParameters
+from pathgeo.engine.probe import Probe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import CUDAOptions
 from triton.compiler import ASTSource
-from pathgeo import triton_kernels
+from pathgeo.engine import gpu_kernels
 
 launched = {}
 
@@ -38,13 +38,13 @@ class Capture:
     def __getitem__(self, grid):
         return lambda *args, **kwargs: launched.update(kwargs)
 
-triton_kernels.launch(Capture(), (1,))
+gpu_kernels.launch(Capture(), (1,))
 POINTERS = {"plan_ptr": "*i64", "partial_ptr": "*fp64"}
 CONSTANTS = {"PLAN_WIDTH": 24, "RING_LAGS": 3, "RING_PAD": 4, "REFS": 2, "REFS_PAD": 2, "WIDTH": 16,
-             "LAG_SLOTS": 7, "LAGS": 2, "BLOCK": triton_kernels.BLOCK}
+             "LAG_SLOTS": 7, "LAGS": 2, "BLOCK": gpu_kernels.BLOCK}
 out = {"options": launched, "unknown": sorted(set(launched) - set(CUDAOptions.__dataclass_fields__))}
 for name in ("_step_kernel", "_lag_kernel"):
-    kernel = getattr(triton_kernels, name)
+    kernel = getattr(gpu_kernels, name)
     signature, constants = {}, {}
     for i, param in enumerate(kernel.params):
         if param.is_constexpr:
@@ -75,7 +75,7 @@ def compiled() -> dict:
 def test_block_offsets_are_int64_when_n_is_int32(compiled, kernel):
     """For n within PROGRAMS·BLOCK of 2^31, int32 offsets start + arange(BLOCK) would wrap negative."""
     ttir = compiled[kernel]["ttir"]
-    block = triton_kernels.BLOCK
+    block = gpu_kernels.BLOCK
     loops = re.findall(r"scf\.for .*: (i\d+) \{", ttir)
     assert loops and set(loops) == {"i64"}, loops
     # Every pointer of a block (a tensor with BLOCK columns) is offset by int64 values.
@@ -102,7 +102,7 @@ def test_launch_options_are_accepted_and_fuse_no_multiply_add(compiled):
 def test_every_launch_of_a_probe_run_sets_fp_fusion(monkeypatch):
     """The kernels themselves, wrapped, see every launch of a probe run over an anchor and its lags, both
     kernels included."""
-    assert triton_kernels.interpreting()
+    assert gpu_kernels.interpreting()
     seen: list[tuple[str, dict]] = []
 
     class Recording:
@@ -117,7 +117,7 @@ def test_every_launch_of_a_probe_run_sets_fp_fusion(monkeypatch):
             return run
 
     for name in ("_step_kernel", "_lag_kernel"):
-        monkeypatch.setattr(triton_kernels, name, Recording(getattr(triton_kernels, name)))
+        monkeypatch.setattr(gpu_kernels, name, Recording(getattr(gpu_kernels, name)))
     w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 40))
     flat = FlatParameters([w])
     probe = Probe(

@@ -1,4 +1,4 @@
-"""The measurements that need no w*, taken by reference training itself (pathgeo.w_star_free), equal those
+"""The measurements that need no w*, taken by reference training itself (pathgeo.measurements.w_star_free), equal those
 of a replay: every value and every null of loss, lr, grad_norm, grad_corr, mean_grad_corr and sign_flip,
 and every matrix entry, bit for bit; and a reference job resumed from a checkpoint ends with the same tables.
 """
@@ -12,12 +12,12 @@ import pytest
 import torch
 from polars.testing import assert_frame_equal
 
-from pathgeo import data
 from pathgeo.columns import METRICS, W_STAR_FREE
-from pathgeo.reference import train_reference
-from pathgeo.replay import replay_segment
-from pathgeo.spec import DataSpec, RunSpec
-from pathgeo.w_star_free import STATE_KEY, tables
+from pathgeo.jobs.reference import train_reference
+from pathgeo.jobs.replay import replay_segment
+from pathgeo.measurements.w_star_free import STATE_KEY, tables
+from pathgeo.training import data
+from pathgeo.training.spec import DataSpec, RunSpec
 
 CPU = torch.device("cpu")
 MNIST1D = DataSpec("mnist1d", "mnist1d", {"n_train": 200, "n_test": 50, "seed": 0})

@@ -25,11 +25,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
-from pathgeo.config import Plan, build_plan, figure_experiments
-from pathgeo.figures import plot, plots
-from pathgeo.figures.words import experiment_title
-from pathgeo.report import figure_title
 from workflow_runner import (
     DEFAULT_CONFIG,
     REPO,
@@ -44,6 +39,11 @@ from workflow_runner import (
     upstream,
 )
 
+from pathgeo.analysis.figures import figure_experiments, plot, plots
+from pathgeo.analysis.figures.words import experiment_title
+from pathgeo.analysis.report import figure_title
+from pathgeo.planning.config import Plan, build_plan
+
 
 def load_tiny() -> dict:
     return yaml.safe_load(TINY.read_text())
@@ -56,7 +56,7 @@ def write_config(config: dict, path: Path) -> Path:
 
 # The tables the aggregate rule writes (the others: a run's landscape, the claims of every run).
 AGGREGATED = {"epochs", "steps", "matrices", "train", "full_batch", "fixed_batches"}
-# Tables of every run at once, one per config (pathgeo.claims, pathgeo.zigzag): their figures plan every run.
+# Tables of every run at once, one per config (pathgeo.analysis.claims, pathgeo.analysis.zigzag): their figures plan every run.
 EVERY_RUN = {"claims", "zigzag", "zigzag_phases"}
 
 
@@ -184,7 +184,7 @@ def test_every_replay_is_bit_identical_to_its_reference(finished):
 def test_every_job_wrote_its_log(finished):
     plan, config = finished.plan, finished.config
     logs = finished.workdir / "logs"
-    # The config's own jobs log under logs/<config name>/ (pathgeo.outputs), the runs' jobs under logs/.
+    # The config's own jobs log under logs/<config name>/ (pathgeo.planning.outputs), the runs' jobs under logs/.
     own = logs / "tiny"
     expected = {own / "claims.log", own / "zigzag.log", logs / "vega_bundle.log"}
     expected |= {logs / "prep" / f"{spec.data.name}.log" for spec in plan.runs.values()}
@@ -310,14 +310,14 @@ def _figures_drawing(config: dict, tables: set[str]) -> set[str]:
 
 @pytest.mark.slow
 def test_editing_figures_reruns_only_figures(finished):
-    jobs = _dry_run_after_editing(finished, "figures/style.py")
+    jobs = _dry_run_after_editing(finished, "analysis/figures/style.py")
     assert job_counts(jobs) == Counter(figure=len(finished.config["figures"]), all=1)
 
 
 @pytest.mark.slow
 def test_editing_one_plot_reruns_only_its_figures(finished):
     config = finished.config
-    jobs = _dry_run_after_editing(finished, "figures/gamma_band.py")
+    jobs = _dry_run_after_editing(finished, "analysis/figures/gamma_band.py")
     drawn = {name for name, fig in config["figures"].items() if fig["plot"] == "gamma_band"}
     assert drawn and len(drawn) < len(config["figures"])
     assert job_counts(jobs) == Counter(figure=len(drawn), all=1)
@@ -327,7 +327,7 @@ def test_editing_one_plot_reruns_only_its_figures(finished):
 @pytest.mark.slow
 def test_editing_aggregation_reruns_only_aggregates_and_figures(finished):
     config = finished.config
-    jobs = _dry_run_after_editing(finished, "aggregate.py")
+    jobs = _dry_run_after_editing(finished, "analysis/aggregate.py")
     counts = job_counts(jobs)
     assert set(counts) <= {"aggregate", "claims", "zigzag", "figure", "all"}, counts
     assert {job.wildcards["experiment"] for job in jobs if job.rule == "aggregate"} == aggregated_experiments(config)
@@ -337,11 +337,11 @@ def test_editing_aggregation_reruns_only_aggregates_and_figures(finished):
 
 @pytest.mark.slow
 def test_editing_aggregation_reruns_claims_which_imports_it(finished):
-    """pathgeo/claims.py imports pathgeo.aggregate, so the claims table depends on aggregate.py too."""
-    claims_source = (REPO / "pathgeo" / "claims.py").read_text()
-    if "pathgeo.aggregate" not in claims_source:
-        pytest.skip("pathgeo.claims no longer imports pathgeo.aggregate")
-    counts = job_counts(_dry_run_after_editing(finished, "aggregate.py"))
+    """pathgeo/analysis/claims.py imports pathgeo.analysis.aggregate, so the claims table depends on aggregate.py too."""
+    claims_source = (REPO / "pathgeo" / "analysis" / "claims.py").read_text()
+    if "pathgeo.analysis.aggregate" not in claims_source:
+        pytest.skip("pathgeo.analysis.claims no longer imports pathgeo.analysis.aggregate")
+    counts = job_counts(_dry_run_after_editing(finished, "analysis/aggregate.py"))
     assert counts["claims"] == 1, counts
 
 
@@ -357,7 +357,7 @@ def test_editing_the_training_code_reruns_every_reference_and_replay(finished):
     """The training loop shapes every trajectory (issue 10, item 4): its code version is a param of the
     reference and replay rules, and the landscapes retrace the paths. Prepared data does not depend on it."""
     plan, config = finished.plan, finished.config
-    jobs = _dry_run_after_editing(finished, "training.py", CODE)
+    jobs = _dry_run_after_editing(finished, "training/loop.py", CODE)
     expected = Counter(
         reference=len(plan.runs),
         replay=sum(len(plan.segments(run)) for run in plan.runs),
@@ -370,9 +370,9 @@ def test_editing_the_training_code_reruns_every_reference_and_replay(finished):
 
 @pytest.mark.slow
 def test_editing_a_model_reruns_the_runs_and_editing_a_data_kind_reruns_its_prep(finished):
-    counts = job_counts(_dry_run_after_editing(finished, "models/mnist1d.py", CODE))
+    counts = job_counts(_dry_run_after_editing(finished, "training/models/mnist1d.py", CODE))
     assert counts["reference"] == len(finished.plan.runs) and counts["prep"] == 0
-    counts = job_counts(_dry_run_after_editing(finished, "data/alm.py", CODE))
+    counts = job_counts(_dry_run_after_editing(finished, "training/data/alm.py", CODE))
     assert counts["prep"] == len({spec.data.name for spec in finished.plan.runs.values()})
 
 
@@ -381,7 +381,7 @@ def test_editing_the_probe_reruns_the_replays_only(finished):
     """The replays, and the references of the runs whose training takes their w*-free measurements (no
     experiment replays them): those carry the measurement code's version."""
     plan = finished.plan
-    jobs = _dry_run_after_editing(finished, "probe.py", CODE)
+    jobs = _dry_run_after_editing(finished, "engine/probe.py", CODE)
     trained_only = {run for run in plan.runs if not plan.replayed(run)}
     assert trained_only
     assert job_counts(jobs) == Counter(
@@ -392,12 +392,12 @@ def test_editing_the_probe_reruns_the_replays_only(finished):
 
 @pytest.mark.slow
 def test_a_comment_in_the_training_code_reruns_nothing(finished):
-    assert _dry_run_after_editing(finished, "training.py", COMMENT) == []
+    assert _dry_run_after_editing(finished, "training/loop.py", COMMENT) == []
 
 
 @pytest.mark.slow
 def test_undoing_an_edit_leaves_nothing_to_do(finished):
-    _dry_run_after_editing(finished, "figures/style.py")
+    _dry_run_after_editing(finished, "analysis/figures/style.py")
     assert planned_jobs(output_of(check(finished.snakemake("-n")))) == []
 
 
@@ -495,7 +495,7 @@ def test_a_zigzag_figure_plans_the_findings_of_every_run_and_its_experiments_tra
     jobs = plan_of_figure(figure_dry_run, name)
     counts = job_counts(jobs)
     assert counts["zigzag"] == 1 and counts["figure"] == 1
-    # The findings table is every run's (pathgeo.zigzag): each run trains, and the replayed ones replay.
+    # The findings table is every run's (pathgeo.analysis.zigzag): each run trains, and the replayed ones replay.
     assert counts["reference"] == len(tiny_plan.runs)
     experiments = set(figure_experiments(tiny_config["figures"][name]))
     assert {j.wildcards["experiment"] for j in jobs if j.rule == "aggregate"} == experiments

@@ -1,4 +1,4 @@
-"""The second paper's findings per run (pathgeo.zigzag) against phases worked out by hand on synthetic μ(t)."""
+"""The second paper's findings per run (pathgeo.analysis.zigzag) against phases worked out by hand on synthetic μ(t)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import math
 
 import polars as pl
 import pytest
-
-from pathgeo.aggregate import mean_corr_from_start
 from run_factors import factors as run_factors
 
-from pathgeo.zigzag import Phase, classify, findings_tables, phases, run_findings, verdict
+from pathgeo.analysis.aggregate import mean_corr_from_start
+from pathgeo.analysis.zigzag import Phase, classify, findings_tables, phases, run_findings, verdict
 
 S, Z = "smooth", "zigzag"
 

@@ -1,4 +1,4 @@
-from pathgeo.aggregate import experiment_tables
+from pathgeo.analysis.aggregate import experiment_tables
 from pathgeo.atomic import write_parquet
 from pathgeo.logs import setup
 

@@ -1,5 +1,5 @@
+from pathgeo.analysis.claims import claims_table
 from pathgeo.atomic import write_parquet, write_with
-from pathgeo.claims import claims_table
 from pathgeo.logs import setup
 
 log = setup(snakemake.log[0])

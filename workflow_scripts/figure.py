@@ -2,8 +2,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pathgeo.figures import figure_options, plot
-from pathgeo.figures.save import save
+from pathgeo.analysis.figures import figure_options, plot
+from pathgeo.analysis.figures.save import save
 from pathgeo.logs import setup
 
 log = setup(snakemake.log[0])

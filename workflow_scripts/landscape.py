@@ -1,11 +1,11 @@
 from pathlib import Path
 
-from pathgeo import checkpoints
 from pathgeo.atomic import write_parquet
-from pathgeo.jobs import start_job, workflow_request
-from pathgeo.landscape import landscape
+from pathgeo.jobs.landscape import landscape
+from pathgeo.jobs.runner import start_job, workflow_request
 from pathgeo.logs import setup
-from pathgeo.training import build_trainer
+from pathgeo.training import checkpoints
+from pathgeo.training.loop import build_trainer
 
 setup(snakemake.log[0])
 job = start_job(workflow_request(snakemake))

@@ -1,8 +1,8 @@
 import json
 
-from pathgeo import data
 from pathgeo.logs import setup
-from pathgeo.spec import DataSpec
+from pathgeo.training import data
+from pathgeo.training.spec import DataSpec
 
 log = setup(snakemake.log[0])
 spec = DataSpec(**json.loads(snakemake.params.data))

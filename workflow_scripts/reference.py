@@ -1,4 +1,5 @@
-from pathgeo.jobs import reference_job, run, workflow_request
+from pathgeo.jobs.reference import reference_job
+from pathgeo.jobs.runner import run, workflow_request
 from pathgeo.logs import setup
 
 setup(snakemake.log.main)

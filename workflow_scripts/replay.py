@@ -1,6 +1,6 @@
-from pathgeo.jobs import run, workflow_request
+from pathgeo.jobs.replay import replay_job
+from pathgeo.jobs.runner import run, workflow_request
 from pathgeo.logs import setup
-from pathgeo.replay import replay_job
 
 setup(snakemake.log[0])
 run(

@@ -1,4 +1,4 @@
-from pathgeo.figures.save import write_bundle
+from pathgeo.analysis.figures.save import write_bundle
 from pathgeo.logs import setup
 
 log = setup(snakemake.log[0])

@@ -1,6 +1,6 @@
+from pathgeo.analysis.zigzag import findings_tables
 from pathgeo.atomic import write_parquet, write_with
 from pathgeo.logs import setup
-from pathgeo.zigzag import findings_tables
 
 log = setup(snakemake.log[0])
 table, phases = findings_tables(

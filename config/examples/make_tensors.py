@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from pathgeo.data.mnist1d import build
+from pathgeo.training.data.mnist1d import build
 
 
 def main(path: Path) -> None:
