@@ -25,9 +25,9 @@ import torch
 
 from pathgeo.columns import ANCHOR_PERIOD, LAGS
 from pathgeo.engine import cpu_kernels
-from pathgeo.engine.flat import FlatParameters
 from pathgeo.engine.probe import Probe
 from pathgeo.training import data
+from pathgeo.training.flat import FlatParameters
 from pathgeo.training.loop import build_trainer
 from pathgeo.training.spec import DataSpec, RunSpec
 
@@ -700,8 +700,9 @@ def test_step_kernel_lag_products_match_numpy_on_a_large_vector(threads):
     the window-lag and orthogonal-lag products the plan row asks for, equal to numpy float64, and NaN for
     those it does not; they write G and w into the slots given, and do not depend on the thread count."""
     from pathgeo.engine import record
+    from pathgeo.training.fused import PARALLEL_MIN_SIZE
 
-    n = cpu_kernels.PARALLEL_MIN_SIZE + 12345
+    n = PARALLEL_MIN_SIZE + 12345
     rng = np.random.default_rng(1)
     w = rng.standard_normal(n).astype(np.float32)
     g = rng.standard_normal(n).astype(np.float32)

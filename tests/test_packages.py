@@ -11,7 +11,7 @@ import pytest
 LIBRARY = Path(__file__).parents[1] / "pathgeo"
 
 # Lowest first: a package may import the shared modules and the packages before it in this list, never after.
-LAYERS = ("engine", "training", "measurements", "analysis", "planning", "jobs", "tools")
+LAYERS = ("training", "engine", "measurements", "analysis", "planning", "jobs", "tools")
 SHARED = -1
 
 

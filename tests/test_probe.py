@@ -21,11 +21,11 @@ import pytest
 import torch
 from polars.testing import assert_frame_equal
 
-from pathgeo.engine.flat import FlatParameters
 from pathgeo.engine.probe import METRICS, Probe
 from pathgeo.jobs.reference import train_reference
 from pathgeo.jobs.replay import FidelityError, flat_parameters_of, replay_segment
 from pathgeo.training import data
+from pathgeo.training.flat import FlatParameters
 from pathgeo.training.loop import DivergenceError, build_trainer
 from pathgeo.training.randomness import generator
 from pathgeo.training.spec import DataSpec, RunSpec
@@ -661,8 +661,9 @@ def test_fused_kernel_matches_float64_numpy_on_a_large_vector(threads):
     G·G, G·G_{t−1} of the record, equal to numpy float64, independently of the thread count; the entries
     of the window lags this plan does not take stay NaN."""
     from pathgeo.engine import cpu_kernels, record
+    from pathgeo.training.fused import PARALLEL_MIN_SIZE
 
-    n = cpu_kernels.PARALLEL_MIN_SIZE + 12345
+    n = PARALLEL_MIN_SIZE + 12345
     rng = np.random.default_rng(0)
     w = rng.standard_normal(n).astype(np.float32)
     g = rng.standard_normal(n).astype(np.float32)
@@ -728,9 +729,10 @@ def test_the_serial_and_parallel_passes_do_not_share_compiled_code(tmp_path):
     script = (
         "import numpy as np\n"
         "from pathgeo.engine import cpu_kernels\n"
+        "from pathgeo.training.fused import PARALLEL_MIN_SIZE\n"
         "small = np.ones(16, dtype=np.float32)\n"
         "cpu_kernels.read_pass(small, small, small, small, np.zeros(1), 2)\n"
-        "large = np.ones(cpu_kernels.PARALLEL_MIN_SIZE, dtype=np.float32)\n"
+        "large = np.ones(PARALLEL_MIN_SIZE, dtype=np.float32)\n"
         "cpu_kernels.read_pass(large, large, large, large, np.zeros(1), 2)\n"
         "print(sum(cpu_kernels.read_pass.serial.stats.cache_misses.values()),\n"
         "      sum(cpu_kernels.read_pass.parallel.stats.cache_hits.values()),\n"

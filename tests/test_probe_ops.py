@@ -20,9 +20,9 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 
 from pathgeo.columns import ANCHOR_PERIOD
 from pathgeo.engine import gpu_kernels
-from pathgeo.engine.flat import FlatParameters
 from pathgeo.engine.probe import Probe
 from pathgeo.planning.config import CORRELATION_DEFAULTS
+from pathgeo.training.flat import FlatParameters
 
 STEPS = ANCHOR_PERIOD + 12  # two anchors (0 and 51), every lag of the first, windows at each epoch start
 STEPS_PER_EPOCH = 25

@@ -82,7 +82,7 @@ def _versions(spec: RunSpec) -> tuple[str, str]:
     [
         ("training", True, False),
         ("training/models", True, False),
-        ("engine", True, True),
+        ("engine", False, True),
         ("jobs", True, False),
         ("measurements", False, True),
         ("analysis", False, False),

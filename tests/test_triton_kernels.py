@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from pathgeo.engine import gpu_kernels
-from pathgeo.engine.flat import FlatParameters
 from pathgeo.engine.probe import Probe
+from pathgeo.training.flat import FlatParameters
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
-"""The probe's and the GAWU detector's per-step work on the CPU as fused passes (numba), instead of a
-dozen tensor kernels each.
+"""The probe's per-step work on the CPU as one fused pass (numba, compiled as pathgeo.training.fused compiles the
+GAWU detector's), instead of a dozen tensor kernels.
 
 On a CPU the probe is bound by memory traffic: every separate kernel reads the 11M-float vectors of a
 ResNet-18 again. The step pass reads w, G, w_prev, each w*_r and the ring slots the step's plan names once,
@@ -9,8 +9,6 @@ so the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
-
-import types
 
 import numba
 import numpy as np
@@ -31,14 +29,7 @@ from pathgeo.engine.record import (
     PREV_VALID,
     W_WRITE,
 )
-
-# 64 KiB of float32 per vector: the block of the four vectors the geometry loop reads stays in a core's
-# L2 cache while the later loops re-read it.
-BLOCK = 1 << 14
-
-# Reassociation lets LLVM vectorise the float64 sums; no-NaN/no-inf flags are left out on purpose so a
-# diverging run still shows NaN in its metrics.
-FASTMATH = {"reassoc", "contract"}
+from pathgeo.training.fused import BLOCK, dispatching
 
 
 def _step_pass(
@@ -165,30 +156,6 @@ def _step_pass(
             out[at : at + lag_width] = sums[at : at + lag_width]
 
 
-def _adjacent_pass(g, previous, out):  # pragma: no cover - compiled
-    """out = (G·G, G·G_prev, G_prev·G_prev) in float64 over fixed blocks, then previous = G."""
-    n = g.shape[0]
-    blocks = (n + BLOCK - 1) // BLOCK
-    partial = np.zeros((blocks, 3))
-    for b in numba.prange(blocks):
-        start = b * BLOCK
-        end = min(start + BLOCK, n)
-        gb = g[start:end]
-        pb = previous[start:end]
-        gg = gp = pp = 0.0
-        for i in range(gb.shape[0]):
-            gi = np.float64(gb[i])
-            pi = np.float64(pb[i])
-            gg += gi * gi
-            gp += gi * pi
-            pp += pi * pi
-        partial[b, 0] = gg
-        partial[b, 1] = gp
-        partial[b, 2] = pp
-        pb[:] = gb
-    out[:] = partial.sum(axis=0)
-
-
 def _read_pass(a, b, c, d, out):  # pragma: no cover - compiled
     """Σ a·b + c·d in float64 over fixed blocks: a pass that reads four float32 vectors and nothing else,
     the bench's measure of this machine's read bandwidth."""
@@ -206,52 +173,5 @@ def _read_pass(a, b, c, d, out):  # pragma: no cover - compiled
     out[0] = partial.sum()
 
 
-# Waking a thread pool costs more than a small model's whole pass, and a job pinned to one core gains
-# nothing from it: the serial variant serves those.
-PARALLEL_MIN_SIZE = 1 << 20
-
-
-def _renamed(kernel, suffix: str):
-    """The same function under a name of its own. Numba's on-disk cache keys compiled code by the
-    function's name, signature and bytecode, not by its flags: two variants of one function share a cache
-    entry, and whichever compiled first serves both (a small model's run left the serial pass to every
-    later ResNet-18 replay, at twice the time)."""
-    copy = types.FunctionType(
-        kernel.__code__, kernel.__globals__, kernel.__name__ + suffix, kernel.__defaults__, kernel.__closure__
-    )
-    copy.__qualname__ = kernel.__qualname__ + suffix
-    copy.__doc__ = kernel.__doc__
-    return copy
-
-
-def _dispatching(kernel):
-    """The kernel compiled twice, and a caller `run(*arrays, threads)` that picks the variant by size and
-    thread count."""
-    parallel = numba.njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)(_renamed(kernel, "_parallel"))
-    serial = numba.njit(fastmath=FASTMATH, cache=True, nogil=True)(kernel)
-
-    def variant(size: int, threads: int):
-        """The callable for vectors of `size` entries on `threads` threads, for a caller that makes the
-        same call every step: it chooses once, and the serial pass then has no Python wrapper at all."""
-        if threads > 1 and size >= PARALLEL_MIN_SIZE:
-            threads = min(threads, numba.config.NUMBA_NUM_THREADS)
-
-            def threaded(*arrays) -> None:
-                numba.set_num_threads(threads)
-                parallel(*arrays)
-
-            return threaded
-        return serial
-
-    def run(*args) -> None:
-        *arrays, threads = args
-        variant(arrays[0].shape[0], threads)(*arrays)
-
-    run.__doc__ = kernel.__doc__
-    run.parallel, run.serial, run.variant = parallel, serial, variant
-    return run
-
-
-step_pass = _dispatching(_step_pass)
-read_pass = _dispatching(_read_pass)
-adjacent_pass = _dispatching(_adjacent_pass)
+step_pass = dispatching(_step_pass)
+read_pass = dispatching(_read_pass)

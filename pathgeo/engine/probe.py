@@ -55,7 +55,6 @@ import numpy as np
 import torch
 
 from pathgeo.columns import LAG_PROTOCOLS, LAGS, METRICS
-from pathgeo.engine.flat import FlatParameters, Point
 from pathgeo.engine.record import (
     GEO_GW,
     GEO_SS,
@@ -72,6 +71,7 @@ from pathgeo.engine.record import (
     rings_for,
     vectors_moved,
 )
+from pathgeo.training.flat import FlatParameters, Point
 
 if TYPE_CHECKING:  # polars is imported where the tables are built: the GPU device check runs without it
     import polars as pl

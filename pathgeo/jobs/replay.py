@@ -18,7 +18,6 @@ import polars as pl
 import torch
 
 from pathgeo.atomic import write_json, write_parquet
-from pathgeo.engine.flat import relative_drift
 from pathgeo.engine.probe import Probe
 from pathgeo.jobs.runner import begin_job
 from pathgeo.measurements.point_geometry import PointGeometry, measurements_from
@@ -26,6 +25,7 @@ from pathgeo.planning.config import CORRELATION_DEFAULTS
 from pathgeo.planning.provenance import check_code
 from pathgeo.training import checkpoints, distributed, topology
 from pathgeo.training.distributed import SINGLE, Shard
+from pathgeo.training.flat import relative_drift
 from pathgeo.training.loop import Observer, Trainer, build_trainer
 from pathgeo.training.spec import RunSpec
 

@@ -26,7 +26,7 @@ and optimizer state), or the measurements would be of another path; if it does n
 drift and the usual causes. Without reference points there is one pass, which measures what needs no w*.
 
 At its first call in a pass, `observe` makes the trained parameters (those of the model with requires_grad
-that the optimizer holds) views of one flat buffer (pathgeo.engine.flat), in both passes alike, so that both compute
+that the optimizer holds) views of one flat buffer (pathgeo.training.flat), in both passes alike, so that both compute
 on the same memory layout. A step of the second pass then costs the probe's fused pass, plus one copy of the
 gradient where the loop sets gradients to None (optimizer.zero_grad()'s default); no other copy of the model
 is made. The λ of the *_wd columns is read from the optimizer at every step as the workflow reads it
@@ -47,8 +47,8 @@ import torch
 from torch import nn
 
 from pathgeo.columns import LAGS
-from pathgeo.engine.flat import FlatParameters, relative_drift
 from pathgeo.engine.probe import Probe
+from pathgeo.training.flat import FlatParameters, relative_drift
 from pathgeo.training.optimizers import decay_in_gradient
 
 if TYPE_CHECKING:

@@ -29,11 +29,11 @@ LIBRARY = Path(__file__).resolve().parents[1]
 
 # What each version covers, by package (pathgeo/'s subpackages; tests/test_packages.py holds them to the layers of
 # docs/design.md). The modules at pathgeo/'s top are the vocabulary every stage shares: every version covers them.
-# - A trajectory is shaped by the training package, the engine under it (the flat parameters, GAWU's kernel) and the
-#   jobs that run it; tests/test_provenance.py checks that this holds every module a reference job imports.
+# - A trajectory is shaped by the training package and the jobs that run it; tests/test_provenance.py checks that
+#   this holds every module a reference job imports (but the w*-free measurements', whose version its rule carries).
 # - A measurement by the engine and the measurements (the probe, the point geometry, the w*-free tables).
 # - A dataset's preparation by the data kinds and the randomness they draw with.
-TRAJECTORY = ("engine", "training", "jobs")
+TRAJECTORY = ("training", "jobs")
 MEASUREMENT = ("engine", "measurements")
 PREPARATION = ("training/data", "training/randomness.py")
 # Modules a job runs that decide only whether it starts, never what it computes (the node's checks before a GPU job

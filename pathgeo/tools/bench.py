@@ -43,9 +43,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pathgeo.engine.flat import FlatParameters
 from pathgeo.engine.probe import Probe
 from pathgeo.measurements.own_loop import Observer
+from pathgeo.training.flat import FlatParameters
 from pathgeo.training.models import build_model
 from pathgeo.training.models.mnist1d import MLP, MNIST1D_CLASSES, MNIST1D_LENGTH, ResNet1d
 

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from pathgeo.engine.flat import relative_drift
 from pathgeo.training.devices import configure_determinism, select_device
+from pathgeo.training.flat import relative_drift
 from pathgeo.training.loop import build_trainer
 from pathgeo.training.precision import PRECISIONS
 from pathgeo.training.spec import DataSpec, RunSpec

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from pathgeo.engine.flat import FlatParameters
 from pathgeo.training.data.task import StepLoss, Task, build_task, parameters
 from pathgeo.training.distributed import SINGLE, Shard, gather, replicate, sum_across
+from pathgeo.training.flat import FlatParameters
 from pathgeo.training.optimizers import build_optimizer, decay_in_gradient
 from pathgeo.training.precision import forward_context, numerics
 from pathgeo.training.randomness import capture_rng_state, restore_rng_state, seed_global_generators

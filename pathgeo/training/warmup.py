@@ -30,9 +30,9 @@ class GeometrySwitch:
         if self.fused:
             # Imported only here: the runs without GAWU, most of them, need not pay numba's import. The pass
             # and its buffers are bound once, as the probe's are: the detector runs every step until the switch.
-            from pathgeo.engine import cpu_kernels
+            from pathgeo.training import fused
 
-            self._adjacent_pass = cpu_kernels.adjacent_pass.variant(numel, torch.get_num_threads())
+            self._adjacent_pass = fused.adjacent_pass.variant(numel, torch.get_num_threads())
             self._previous_np, self._out = self.previous.numpy(), np.zeros(3)
         self.have_previous = False
         self.recent: list[float] = []
