@@ -21,13 +21,19 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
+# The tests run in TEST_WORKERS processes (pytest-xdist; 0: in pytest's own). Most of them keep one core busy at a
+# time (Snakemake's dry runs, the small workflows' chains of jobs), so two workers use both of CI's cores. Each
+# worker runs whole groups, a test module or the modules that read the default run, so that every workflow run a
+# fixture makes is made once, and the longest groups start first (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 # Every test (CI's command); the 20 slowest are listed at the end, so that CI's log shows where its time goes.
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=20
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=20
 
 # For development: the tests that take seconds, without the end-to-end runs (marker slow) and the SLURM cluster (slurm).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not slurm"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not slurm"
 
 bench: $(STAMP)
 	$(BIN)/python -m pathgeo.tools.bench overhead

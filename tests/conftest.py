@@ -11,6 +11,59 @@ from workflow_runner import DEFAULT_CONFIG, run_snakemake  # noqa: E402
 
 from pathgeo.training import devices  # noqa: E402
 
+# The test modules that read the whole default run (the session fixture `default_run`), and their group: under
+# pytest-xdist one worker runs them all, so that the default run is made once (tests/test_worker_groups.py keeps
+# the list whole).
+DEFAULT_RUN_READERS = ("tests/test_own_config.py", "tests/test_readme_numbers.py")
+DEFAULT_RUN_GROUP = "default_run"
+
+
+def worker_group(nodeid: str) -> str:
+    """The tests one xdist worker runs together: a test module, whose module fixtures (a Snakemake run, the SLURM
+    cluster) each worker would otherwise make again, or the modules that read the default run."""
+    module = nodeid.split("::", 1)[0]
+    return DEFAULT_RUN_GROUP if module in DEFAULT_RUN_READERS else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With pytest-xdist (`make test`: -n 2), each worker is handed whole `worker_group`s, in the order the workers
+    collected them (pytest_collection_modifyitems below). xdist's own grouping (`--dist loadgroup` with
+    `xdist_group` marks) does nothing under pytest 9, whose node ids it can no longer extend."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False  # LoadScopeScheduling would put the groups of the most tests first
+    return GroupScheduling(config, log)
+
+
+def _start_order(group: str, items: list[pytest.Item]) -> tuple[int, int]:
+    """When a group's tests start under xdist, the longest first: the default run (the whole default DAG, on both
+    cores), then the SLURM cluster's (mostly waiting on its status checks, which leaves the cores to the other
+    worker), then the other end-to-end runs, most first, then the tests that take seconds."""
+    if group == DEFAULT_RUN_GROUP:
+        return 0, 0
+    if any(item.get_closest_marker("slurm") for item in items):
+        return 1, 0
+    slow = sum(1 for item in items if item.get_closest_marker("slow"))
+    return (2, -slow) if slow else (3, 0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: the groups in `_start_order`, each group's tests together and in their order, so that no
+    long run starts last. Without xdist the order stays pytest's."""
+    if not hasattr(config, "workerinput"):
+        return
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        groups.setdefault(worker_group(item.nodeid), []).append(item)
+    ordered = sorted(groups.items(), key=lambda named: _start_order(*named))
+    items[:] = [item for _, group in ordered for item in group]
+
 
 @pytest.fixture(scope="module")
 def deterministic_single_thread():
