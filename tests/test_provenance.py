@@ -4,12 +4,13 @@ reference) is in tests/test_workflow.py and tests/test_cache.py."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from test_packages import imported
 
 from pathgeo.jobs.reference import resume_point
 from pathgeo.planning import provenance
@@ -29,15 +30,7 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imports(path: Path) -> set[Path]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pathgeo"):
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names if alias.name.startswith("pathgeo")]
-        found |= {f for f in map(_module_file, names) if f is not None}
-    return found
+    return {f for f in map(_module_file, imported(path)) if f is not None}
 
 
 def test_the_trajectory_covers_every_module_a_reference_job_runs():
@@ -62,8 +55,6 @@ def test_the_trajectory_covers_every_module_a_reference_job_runs():
 @pytest.fixture
 def library_copy(tmp_path, monkeypatch) -> Path:
     """A copy of pathgeo/ that the versions read, in place of the real one."""
-    import shutil
-
     copy = tmp_path / "pathgeo"
     shutil.copytree(LIBRARY, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "LIBRARY", copy)
