@@ -11,6 +11,11 @@ from workflow_runner import DEFAULT_CONFIG, run_snakemake  # noqa: E402
 
 from pathgeo.training import devices  # noqa: E402
 
+# One intra-op thread in the test processes: under `make test` two of them share CI's two cores, where torch's own
+# pool of two threads each would only oversubscribe them, its threads spinning while they wait for one another
+# (about a quarter more CPU time for the same tests). The workflow's jobs take the config's threads as always.
+torch.set_num_threads(1)
+
 # The test modules that read the whole default run (the session fixture `default_run`), and their group: under
 # pytest-xdist one worker runs them all, so that the default run is made once (tests/test_worker_groups.py keeps
 # the list whole).

@@ -6,6 +6,7 @@ Each rule is one test over all figures: what a reviewer of the default run's fig
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -46,8 +47,14 @@ def chart_of(tables: plan_tables.PlanTables, name: str) -> Figure:
     return _charts[name]
 
 
+_specs: dict[str, dict[str, Any]] = {}
+
+
 def spec_of(tables: plan_tables.PlanTables, name: str) -> dict[str, Any]:
-    return chart_of(tables, name).to_dict()
+    """The figure's Vega-Lite spec, validated once for the module's tests (each reads its own copy)."""
+    if name not in _specs:
+        _specs[name] = chart_of(tables, name).to_dict()
+    return copy.deepcopy(_specs[name])
 
 
 def views(spec: dict[str, Any], data: list[dict] | None = None, datasets: dict | None = None) -> Iterator[tuple]:

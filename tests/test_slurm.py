@@ -59,8 +59,10 @@ LOCAL_GPU_PARTITION = "local_gpu"
 # A partition of a higher tier, whose jobs cancel (preempt) the others' to make room.
 LOCAL_URGENT_PARTITION = "local_urgent"
 # Seconds before the plugin's first status check of a job (default 40); the cluster's MinJobAge (300 s)
-# stays above three times this, as the plugin requires for squeue.
-STATUS_DELAY = 10
+# stays above three times this, as the plugin requires for squeue. After a check that finds no job finished the
+# plugin waits 10 s longer each time, and after one that does it waits this again: the test's jobs take seconds,
+# so the shortest wait (1 s is the plugin's least) keeps the workflow from waiting on its checks.
+STATUS_DELAY = 2
 
 
 def load_profile(path: Path = PROFILE) -> dict:
