@@ -18,7 +18,7 @@ import fake_data
 import polars as pl
 import pytest
 import torch
-from workflow_runner import snakemake_command
+from workflow_runner import check, run_snakemake, snakemake_command
 
 from pathgeo.jobs.reference import reference_job
 from pathgeo.jobs.replay import flat_parameters_of, replay_job
@@ -472,21 +472,14 @@ def test_kill_9_of_one_rank_fails_the_job_and_the_rerun_resumes(tmp_path):
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     assert "of 2 ended with signal SIGKILL" in log_text, log_text[-3000:]
 
-    again = subprocess.run(
-        snakemake_command(killed, "--cores", "2", target, "--rerun-incomplete", configfile=config_path),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = run_snakemake(killed, "--cores", "2", target, "--rerun-incomplete", configfile=config_path)
     assert again.returncode == 0, again.stderr[-3000:]
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     resumed_at = int(log_text.split("resumes from its checkpoint at epoch ")[1].split()[0])
     assert 3 <= resumed_at < 8, log_text
 
     clean = tmp_path / "clean"
-    subprocess.run(
-        snakemake_command(clean, "--cores", "2", target, configfile=config_path), check=True, capture_output=True
-    )
+    check(run_snakemake(clean, "--cores", "2", target, configfile=config_path))
     run_dir = Path("results/runs") / run_id
     for name in [*(f"checkpoints/epoch{e:04d}.pt" for e in range(9)), "train_log.parquet"]:
         assert (killed / run_dir / name).read_bytes() == (clean / run_dir / name).read_bytes(), name

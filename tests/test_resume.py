@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from workflow_runner import snakemake_command
+from workflow_runner import check, run_snakemake, snakemake_command
 
 from pathgeo.planning.config import build_plan
 
@@ -33,6 +33,11 @@ def config() -> dict:
 
 def command(workdir: Path, config_path: Path, *targets: str) -> list[str]:
     return snakemake_command(workdir, "--cores", "1", *targets, configfile=config_path)
+
+
+def run(workdir: Path, config_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The workflow as `command` starts it, run to its end (tests/workflow_runner.py)."""
+    return run_snakemake(workdir, "--cores", "1", *args, configfile=config_path)
 
 
 @pytest.mark.slow
@@ -61,8 +66,8 @@ def test_killed_reference_job_resumes_and_ends_bit_identical(tmp_path):
     run_dir = killed / "results/runs" / run_id
     assert not (run_dir / "train_log.parquet").exists() and not (run_dir / "checkpoints").exists()
 
-    subprocess.run([*command(killed, config_path), "--unlock"], check=True, capture_output=True)
-    again = subprocess.run(command(killed, config_path, target, "--rerun-incomplete"), capture_output=True, text=True)
+    check(run(killed, config_path, "--unlock"))
+    again = run(killed, config_path, target, "--rerun-incomplete")
     assert again.returncode == 0, again.stderr[-3000:]
     log_text = (killed / "logs/reference" / f"{run_id}.log").read_text()
     resumed_at = int(log_text.split("resumes from its checkpoint at epoch ")[1].split()[0])
@@ -74,7 +79,7 @@ def test_killed_reference_job_resumes_and_ends_bit_identical(tmp_path):
     assert all((partial / p.name).samefile(p) for p in files)
 
     clean = tmp_path / "clean"
-    subprocess.run(command(clean, config_path, target), check=True, capture_output=True)
+    check(run(clean, config_path, target))
     for epoch in range(cfg["defaults"]["epochs"] + 1):
         name = f"results/runs/{run_id}/checkpoints/epoch{epoch:04d}.pt"
         a, b = (torch.load(d / name, weights_only=True) for d in (killed, clean))
@@ -120,18 +125,18 @@ def test_a_run_finished_after_snakemake_was_killed_is_kept(tmp_path):
         time.sleep(0.1)
     time.sleep(1.0)  # its last writes (spec.json) follow the train log
 
-    subprocess.run([*command(workdir, config_path), "--unlock"], check=True, capture_output=True)
-    stopped = subprocess.run(command(workdir, config_path, target), capture_output=True, text=True)
+    check(run(workdir, config_path, "--unlock"))
+    stopped = run(workdir, config_path, target)
     assert stopped.returncode != 0 and "IncompleteFilesException" in stopped.stdout + stopped.stderr
 
-    again = subprocess.run(command(workdir, config_path, target, "--rerun-incomplete"), capture_output=True, text=True)
+    again = run(workdir, config_path, target, "--rerun-incomplete")
     assert again.returncode == 0, again.stderr[-3000:]
     log_text = (workdir / "logs/reference" / f"{run_id}.log").read_text()
     assert f"resumes from its checkpoint at epoch {cfg['defaults']['epochs']}" in log_text, log_text
     assert not re.search(r"epoch \d+/\d+: train loss", log_text), "the rerun trained again"
 
     clean = tmp_path / "clean"
-    subprocess.run(command(clean, config_path, target), check=True, capture_output=True)
+    check(run(clean, config_path, target))
     assert_same_bytes(workdir, clean, run_id, cfg["defaults"]["epochs"])
 
 
