@@ -7,7 +7,7 @@ Every test that starts Snakemake goes through `snakemake_command` or `run_snakem
 has already imported what every Snakemake process of this workflow imports (Snakemake, torch, Polars, Altair, the
 library's planning), rather than in a new interpreter: the same command, arguments, working directory and
 environment, its output and exit status returned as `subprocess.run` returns them, but without the imports that
-each of the suite's Snakemake processes would otherwise repeat (a dry run of the default config took 4.5 CPU-seconds
+each of the suite's Snakemake processes would otherwise repeat (a dry run of the default config took 4.7 CPU-seconds
 in a new interpreter and 0.9 forked, on CI's kind of machine). A run of a copied Snakefile, or with another
 PYTHONPATH, imports its own library and starts a new interpreter as a user's command does
 (tests/test_workflow_runner.py).
