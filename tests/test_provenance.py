@@ -1,5 +1,5 @@
-"""Code versions (pathgeo.planning.provenance): what they cover, what changes them, and the refusal of checkpoints made by
-other code. The workflow's side (an edit re-runs the reference and the replay; the cache serves no stale
+"""Code versions (pathgeo.planning.provenance): what they cover, what changes them, and the refusal of checkpoints
+made by other code. The workflow's side (an edit re-runs the reference and the replay; the cache serves no stale
 reference) is in tests/test_workflow.py and tests/test_cache.py."""
 
 from __future__ import annotations

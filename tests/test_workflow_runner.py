@@ -5,13 +5,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from workflow_runner import REPO, copy_workflow, run_snakemake, snakemake_command
+from workflow_runner import REPO, copy_workflow, run_anew, run_snakemake, snakemake_command
 from workflow_runner import _imports_this_checkout as forked
 
 
 def fresh(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(snakemake_command(workdir, *args), cwd=workdir, capture_output=True, text=True, check=False)
+    return run_anew(snakemake_command(workdir, *args), workdir)
 
 
 def test_a_forked_run_gives_the_status_and_output_of_the_command(tmp_path):

@@ -76,6 +76,13 @@ def run_snakemake(
     cwd = cwd or workdir
     if _imports_this_checkout(snakefile, cwd, env):
         return _run_forked(command, cwd, env, timeout)
+    return run_anew(command, cwd, env, timeout)
+
+
+def run_anew(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """The command in a new interpreter, as a user's shell starts it, its output captured as text."""
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -16,11 +16,11 @@
 A round is one epoch of each mode, the modes taking turns every 5 steps so that they meet the same
 machine (a shared host's speed moves by tens of percent within a second); each model runs at least
 `--rounds` rounds, and more until `--seconds` have passed. The reported time per step is the median over
-rounds; the ratios b/a and c/a, which the README quotes, and e/d (docs/measure.md) are paired: the median
-over rounds of each round's own ratio. Beside them: the bytes the probe must move per step (pathgeo.engine.record.vectors_moved),
-this machine's read bandwidth (a pass that reads four float32 vectors of ResNet-18's size, best of
-several), the floor that gives, (bytes moved) / (bandwidth), and the probe's added time (b − a) over that
-floor.
+rounds; the ratios b/a and c/a, which the README quotes, and e/d (docs/measure.md) are paired: the median over
+rounds of each round's own ratio. Beside them: the bytes the probe must move per step
+(pathgeo.engine.record.vectors_moved), this machine's read bandwidth (a pass that reads four float32 vectors of
+ResNet-18's size, best of several), the floor that gives, (bytes moved) / (bandwidth), and the probe's added time
+(b − a) over that floor.
 
 `device` is the check prepared for a GPU (under 5 minutes on one): under the deterministic settings the runs use,
 the same three timings for CIFAR ResNet-18 at batch 128 and ImageNet ResNet-50 at batch 64 on synthetic data on

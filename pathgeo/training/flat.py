@@ -154,6 +154,7 @@ class FlatParameters:
 
 
 def relative_drift(replayed: torch.Tensor, reference: torch.Tensor) -> float:
-    """‖replayed − reference‖ / ‖reference‖ in float64: how far a replay's weights are from the reference's."""
+    """‖replayed − reference‖ / ‖reference‖ in float64: how far a replay's weights are from the
+    reference's."""
     replayed, reference = replayed.double(), reference.to(replayed.device).double()
     return (torch.linalg.vector_norm(replayed - reference) / torch.linalg.vector_norm(reference)).item()
