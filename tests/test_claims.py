@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 from run_factors import factors as run_factors
 
@@ -81,3 +83,31 @@ def test_a_config_without_a_replayed_run_has_an_empty_claims_table():
     table = claims_table([], {}, thresholds)
     assert table.is_empty()
     assert {"run_id", "label", "holds_gamma_positive", "holds_trend", *thresholds} <= set(table.columns)
+
+
+def test_a_run_of_many_epochs_gives_the_same_bytes_every_time(tmp_path):
+    """Its per-epoch means add up to the coefficients of variation in one order (epoch by epoch), whatever order
+    the per-epoch group-by hands them out in: sums of the same floats in another order differ in the last bits."""
+    rows = [
+        {
+            "run_id": run_id,
+            "reference": "final",
+            "budget": 400,
+            "epoch": epoch,
+            "step": 5 * epoch + i,
+            "gamma": math.sin(epoch * 0.37 + i + r) / 3 + 0.5,
+            "rsi": math.exp(math.cos(epoch * 1.3 + i) + r),
+            "eb": 1 / (1.1 + math.sin(epoch * 0.71 - i)),
+        }
+        for r, run_id in enumerate(("run-0", "run-1"))
+        for epoch in range(400)
+        for i in range(5)
+    ]
+    path = tmp_path / "replay.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    runs = {run_id: {"factors": factors("constant", 0), "label": run_id} for run_id in ("run-0", "run-1")}
+    written = set()
+    for attempt in range(20):
+        claims_table([str(path)], runs, THRESHOLDS).write_csv(tmp_path / f"{attempt}.csv")
+        written.add((tmp_path / f"{attempt}.csv").read_bytes())
+    assert len(written) == 1

@@ -761,6 +761,18 @@ def test_grad_correlation_says_where_a_window_starts_late() -> None:
     assert any("starts in epoch 3 at batch size 64" in line for line in spec["title"]["subtitle"])
 
 
+def test_grad_correlation_names_the_late_starts_of_one_epoch_in_one_order() -> None:
+    """Two batch sizes whose windows both start in epoch 3 are listed smaller first, whatever the rows' order."""
+    steps = make_run_steps(RUNS[:2], steps=2)
+    captions = {
+        tuple(grad_correlation(rows, color="batch_size").to_dict()["title"]["subtitle"])
+        for rows in (steps, steps.reverse(), steps.sample(fraction=1.0, shuffle=True, seed=5))
+        for _ in range(5)
+    }
+    assert len(captions) == 1
+    assert any("starts in epoch 3 at batch size 64, epoch 3 at batch size 128" in line for line in captions.pop())
+
+
 def matrix_panels(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return [row["hconcat"] for row in spec["vconcat"]]
 

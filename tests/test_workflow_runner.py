@@ -1,12 +1,15 @@
-"""The tests' Snakemake runs (tests/workflow_runner.py): forked from a server that has imported the workflow's
-modules, they answer as the command in a new interpreter does; a copy of the workflow gets a new interpreter."""
+"""The tests' Snakemake runs (tests/workflow_runner.py, tests/job_server.py): Snakemake and its jobs, forked from a
+server that has imported torch, answer as the command in a new interpreter does, each with its own environment and
+the library of its own PYTHONPATH."""
 
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
-from workflow_runner import REPO, copy_workflow, run_anew, run_snakemake, snakemake_command
-from workflow_runner import _imports_this_checkout as forked
+import job_server
+from workflow_runner import _job_server, copy_workflow, run_anew, run_snakemake, snakemake_command
 
 
 def fresh(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -31,9 +34,71 @@ def test_a_forked_run_takes_the_environment_it_is_given(tmp_path):
     assert list((tmp_path / "cache" / "pathgeo").glob("model-sizes-*.json"))
 
 
-def test_only_this_checkouts_workflow_is_forked(tmp_path):
-    assert forked(REPO / "Snakefile", tmp_path, None)
-    assert forked(None, REPO, None)
-    assert not forked(None, tmp_path, None)
-    assert not forked(copy_workflow(tmp_path / "copy"), tmp_path, None)
-    assert not forked(REPO / "Snakefile", tmp_path, {"PYTHONPATH": str(tmp_path)})
+def test_snakemake_and_its_jobs_import_the_library_of_their_own_copy_into_a_forked_process(tmp_path):
+    """A copy's library, edited to write down where it was imported from and whether torch was already there: the
+    Snakemake process and the job (the rule vega_bundle) import the copy's, in processes that start with torch."""
+    snakefile = copy_workflow(tmp_path / "copy")
+    marks = tmp_path / "imports.txt"
+    init = snakefile.parent / "pathgeo" / "__init__.py"
+    init.write_text(
+        init.read_text()
+        + f"\nimport sys as _sys\nwith open({str(marks)!r}, 'a') as _marks:\n"
+        + "    _marks.write(f\"{__file__} {'torch' in _sys.modules} {_sys.argv[0]}\\n\")\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(snakefile.parent)}
+    result = run_snakemake(
+        tmp_path / "work", "--cores", "1", "results/vega/vega-embed.js", snakefile=snakefile, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imports = [line.split() for line in marks.read_text().splitlines()]
+    # Snakemake's program is its console script; a job's, .snakemake/scripts/tmpXXXX.RULE.py.
+    programs = {
+        Path(program).suffixes[-2][1:] if program.endswith(".py") else Path(program).name for *_, program in imports
+    }
+    assert programs == {"snakemake", "vega_bundle"}, imports
+    assert all(imported == str(init) and torch == "True" for imported, torch, _ in imports), imports
+
+
+def run_script(tmp_path: Path, source: str) -> tuple[int, str]:
+    """`python SCRIPT` in a child of the job server: its status as `subprocess` gives it, and its output."""
+    script, output = tmp_path / "script.py", tmp_path / "output.txt"
+    script.write_text(source)
+    with open(os.devnull) as nothing, output.open("w") as out:
+        streams = (nothing.fileno(), out.fileno(), out.fileno())
+        connection, _ = job_server.start(
+            _job_server().address, [str(script), "an argument"], str(tmp_path), {"SEEN": "yes"}, streams
+        )
+    return job_server.finish(connection), output.read_text()
+
+
+def test_a_forked_script_gets_its_arguments_directory_environment_and_exit_status(tmp_path):
+    status, output = run_script(
+        tmp_path, "import os, sys\nprint((sys.argv[1:], os.getcwd(), dict(os.environ)))\nsys.exit(3)\n"
+    )
+    assert status == 3
+    assert output.strip() == repr((["an argument"], str(tmp_path), {"SEEN": "yes"}))
+
+
+def test_a_forked_script_that_fails_or_is_killed_ends_as_a_new_interpreter_would(tmp_path):
+    status, output = run_script(tmp_path, "raise ValueError('a failing job')\n")
+    assert status == 1 and "ValueError: a failing job" in output
+    # An error nothing catches goes to sys.excepthook, which the jobs set to write it into their log.
+    hooked = (
+        "import sys\nsys.excepthook = lambda kind, error, trace: print('hooked', error)\nraise ValueError('late')\n"
+    )
+    assert run_script(tmp_path, hooked) == (1, "hooked late\n")
+    status, output = run_script(tmp_path, "raise KeyboardInterrupt\n")
+    assert status == -signal.SIGINT and "KeyboardInterrupt" in output
+    status, _ = run_script(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    assert status == -signal.SIGTERM
+
+
+def test_the_launcher_hands_jobs_to_the_server_and_runs_anything_else_itself(tmp_path):
+    launcher = _job_server().launcher
+    other = subprocess.run([launcher, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+    assert other.returncode == 0 and other.stdout.strip() == sys.executable
+    job = tmp_path / ".snakemake" / "scripts" / "tmp1234.job.py"
+    job.parent.mkdir(parents=True)
+    job.write_text("import sys\nprint('torch' in sys.modules)\nsys.exit(7)\n")
+    forked = subprocess.run([launcher, str(job)], capture_output=True, text=True, cwd=tmp_path)
+    assert (forked.returncode, forked.stdout.strip()) == (7, "True")

@@ -3,34 +3,30 @@ test's own (`--directory`), never in the repository; and what a (dry) run's outp
 
 Every test that starts Snakemake goes through `snakemake_command` or `run_snakemake`.
 
-`run_snakemake` on this checkout's Snakefile starts Snakemake's command line in a process forked from a server that
-has already imported what every Snakemake process of this workflow imports (Snakemake, torch, Polars, Altair, the
-library's planning), rather than in a new interpreter: the same command, arguments, working directory and
-environment, its output and exit status returned as `subprocess.run` returns them, but without the imports that
-each of the suite's Snakemake processes would otherwise repeat (a dry run of the default config took 4.7 CPU-seconds
-in a new interpreter and 0.9 forked, on CI's kind of machine). A run of a copied Snakefile, or with another
-PYTHONPATH, imports its own library and starts a new interpreter as a user's command does
-(tests/test_workflow_runner.py).
+`run_snakemake` starts Snakemake's command line, and Snakemake its jobs' scripts, in processes forked from a server
+that has already imported what each of them would import anew (Snakemake, torch, Polars, Altair; tests/job_server.py),
+rather than in new interpreters: the same command, arguments, working directory and environment, the library
+imported from the run's own PYTHONPATH, the output and exit status returned as `subprocess.run` returns them
+(tests/test_workflow_runner.py). Without it, a small job spends most of its time importing torch. A test that kills
+or signals Snakemake starts it with `subprocess.Popen` (`snakemake_command`), in a new interpreter.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
-import io
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import job_server
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,13 +66,11 @@ def run_snakemake(
     env: dict[str, str] | None = None,
     timeout: float = 900,
 ) -> subprocess.CompletedProcess:
-    """Snakemake in `workdir` (created if missing), run from `cwd` (default: `workdir`), its output captured as text."""
+    """Snakemake in `workdir` (created if missing), run from `cwd` (default: `workdir`), its output captured as text,
+    in a process forked from the job server (tests/job_server.py), and so are its jobs."""
     workdir.mkdir(parents=True, exist_ok=True)
     command = snakemake_command(workdir, *args, snakefile=snakefile, configfile=configfile)
-    cwd = cwd or workdir
-    if _imports_this_checkout(snakefile, cwd, env):
-        return _run_forked(command, cwd, env, timeout)
-    return run_anew(command, cwd, env, timeout)
+    return _run_forked(command, cwd or workdir, env, timeout)
 
 
 def run_anew(
@@ -86,104 +80,65 @@ def run_anew(
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _imports_this_checkout(snakefile: Path | None, cwd: Path, env: dict[str, str] | None) -> bool:
-    """Whether the run's Snakefile is this checkout's and imports the library the forking server imported."""
-    found = snakefile if snakefile is not None else Path(cwd) / "Snakefile"
-    same_path = env is None or env.get("PYTHONPATH") == os.environ.get("PYTHONPATH")
-    return found.resolve() == SNAKEFILE and same_path
+def _run_forked(
+    command: list[str], cwd: Path, env: dict[str, str] | None, timeout: float
+) -> subprocess.CompletedProcess:
+    """`run_anew` for the command of a Python console script (`snakemake ...`), in a process forked from the job
+    server, with the server's launcher as its `sys.executable`, so that its jobs are forked from the server too."""
+    server = _job_server()
+    arguments = [shutil.which(command[0]), *command[1:]]
+    environment = dict(os.environ if env is None else env)
+    with tempfile.TemporaryDirectory() as captured, open(os.devnull) as nothing:
+        stdout, stderr = Path(captured, "stdout"), Path(captured, "stderr")
+        with stdout.open("w") as out, stderr.open("w") as err:
+            streams = (nothing.fileno(), out.fileno(), err.fileno())
+            connection, pid = job_server.start(
+                server.address, arguments, str(cwd), environment, streams, executable=server.launcher
+            )
+        connection.settimeout(timeout)
+        try:
+            returncode = job_server.finish(connection)
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            connection.close()
+            raise subprocess.TimeoutExpired(command, timeout, stdout.read_text(), stderr.read_text()) from None
+        return subprocess.CompletedProcess(command, returncode, stdout.read_text(), stderr.read_text())
 
 
-def _preloaded_modules() -> list[str]:
-    """What a Snakemake process of this workflow imports: Snakemake's command line, the library modules the Snakefile
-    and its rules import, torch with torch._dynamo (the first optimizer built, when a plan sizes its jobs, imports
-    it), and the tables and charts of the figure rules' imports; and this module, whose function the fork runs."""
-    sources = [SNAKEFILE, *sorted((REPO / "rules").glob("*.smk"))]
-    library = {
-        match.group(1)
-        for source in sources
-        for match in re.finditer(r"^\s*from (pathgeo[\w.]*) import", source.read_text(), re.MULTILINE)
-    }
-    return ["snakemake.cli", "torch", "torch._dynamo", "polars", "altair", *sorted(library), __name__]
+@dataclass(frozen=True)
+class JobServer:
+    address: str
+    launcher: str
 
 
-# The environment the session started in: the forking server imports its modules there, whatever the test that
-# first asks for a run has set (each forked run then takes its own environment).
+# The environment the session started in: the job server imports its modules there, whatever the test that first
+# asks for a run has set (each forked process then takes its own environment).
 _SESSION_ENVIRONMENT = dict(os.environ)
 
 
 @functools.cache
-def _forking_server() -> multiprocessing.context.ForkServerContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_preloaded_modules())
-    current = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(_SESSION_ENVIRONMENT)
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        os.environ.clear()
-        os.environ.update(current)
-    return context
-
-
-def _run_forked(
-    command: list[str], cwd: Path, env: dict[str, str] | None, timeout: float
-) -> subprocess.CompletedProcess:
-    """`subprocess.run(command, capture_output=True, text=True)` for a Snakemake command, in a forked process."""
-    environment = dict(os.environ if env is None else env)
-    with tempfile.TemporaryDirectory() as captured:
-        stdout, stderr = Path(captured, "stdout"), Path(captured, "stderr")
-        process = _forking_server().Process(
-            target=_snakemake_main, args=(command[1:], str(cwd), environment, str(stdout), str(stderr))
+def _job_server() -> JobServer:
+    """This process's job server, which runs as long as the process, and the launcher of the jobs it forks."""
+    directory = tempfile.mkdtemp(prefix="pathgeo-jobs-")
+    address = os.path.join(directory, "server")
+    with open(os.path.join(directory, "server.log"), "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, job_server.__file__, address],
+            env=_SESSION_ENVIRONMENT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
         )
-        process.start()
-        process.join(timeout)
-        if process.exitcode is None:
-            process.kill()
-            process.join()
-            raise subprocess.TimeoutExpired(command, timeout, _read(stdout), _read(stderr))
-        return subprocess.CompletedProcess(command, process.exitcode, _read(stdout), _read(stderr))
+    if server.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"the job server did not start: {Path(directory, 'server.log').read_text()}")
 
+    def stop() -> None:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(directory, ignore_errors=True)
 
-def _read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-def _snakemake_main(arguments: list[str], cwd: str, environment: dict[str, str], stdout: str, stderr: str) -> None:
-    """In the forked process: what the interpreter of `snakemake ARGUMENTS` does, from its working directory and
-    environment to its exit handlers and status, with its standard output and error written to the two files."""
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(environment)
-    for descriptor, path in ((1, stdout), (2, stderr)):
-        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(opened, descriptor)
-        os.close(opened)
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-    sys.argv = ["snakemake", *arguments]
-    from snakemake.cli import main
-
-    try:
-        main()
-        status = 0
-    except SystemExit as stop:
-        status = _exit_status(stop.code)
-    except BaseException:
-        traceback.print_exc()
-        status = 1
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
-def _exit_status(code: object) -> int:
-    """The status the interpreter exits with for `sys.exit(code)`: a message is printed and exits with 1."""
-    if code is None or isinstance(code, int):
-        return code or 0
-    print(code, file=sys.stderr)
-    return 1
+    atexit.register(stop)
+    return JobServer(address, job_server.write_launcher(os.path.join(directory, "python"), address, sys.executable))
 
 
 def output_of(result: subprocess.CompletedProcess) -> str:

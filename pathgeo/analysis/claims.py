@@ -50,11 +50,17 @@ def claims_table(
     if exclude_final_epoch:
         steps = steps.filter(pl.col("epoch") < pl.col("budget") - 1)
     per_step = steps.group_by("run_id").agg((pl.col("gamma") > 0).mean().alias("frac_steps_gamma_positive"))
-    epochs = steps.group_by("run_id", "epoch").agg(
-        pl.col("gamma").mean().alias("gamma_mean"),
-        pl.col("gamma").min().alias("gamma_min"),
-        pl.col("rsi").mean().alias("rsi_mean"),
-        pl.col("eb").mean().alias("eb_mean"),
+    # Epochs in one order (group_by's is arbitrary): the per-run sums below then add in one order, so identical
+    # runs write identical bytes.
+    epochs = (
+        steps.group_by("run_id", "epoch")
+        .agg(
+            pl.col("gamma").mean().alias("gamma_mean"),
+            pl.col("gamma").min().alias("gamma_min"),
+            pl.col("rsi").mean().alias("rsi_mean"),
+            pl.col("eb").mean().alias("eb_mean"),
+        )
+        .sort("run_id", "epoch")
     )
     per_epoch = epochs.group_by("run_id").agg(
         pl.len().alias("epochs_measured"),

@@ -113,9 +113,12 @@ def grad_correlation(steps: pl.DataFrame, color: str = BY_RUN) -> Figure:
         .group_by(COLOR_LEVEL)
         .agg(pl.col(EPOCH).min())
         .filter(pl.col(EPOCH) > x_domain[0])
-        .sort(EPOCH)
     )
-    late = [f"epoch {epoch} at {panel_title(drawn, level)}" for level, epoch in starts.iter_rows()]
+    # By epoch, and the levels of one epoch in the legend's order (group_by hands them out in any order).
+    late = [
+        f"epoch {epoch} at {panel_title(drawn, level)}"
+        for level, epoch in sorted(starts.iter_rows(), key=lambda row: (row[1], drawn.levels.index(row[0])))
+    ]
     return finish(
         chart,
         "Training loss and gradient correlation, by "
