@@ -27,7 +27,7 @@ import sys
 
 # What the workflow's processes import from outside the library and the standard library, the slow part of their
 # start: Snakemake, torch with what an optimizer's first step and `use_deterministic_algorithms` import, the
-# tables and the charts.
+# tables and the charts, and what the probe's CPU kernels import.
 PRELOAD = (
     "snakemake.cli",
     "snakemake.script",
@@ -38,6 +38,8 @@ PRELOAD = (
     "altair",
     "vl_convert",
     "yaml",
+    "numba",
+    "scipy.linalg",
 )
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _HEADER = struct.Struct("!I")

@@ -31,6 +31,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -446,27 +447,21 @@ def slurm_runs(slurm_env, tmp_path_factory):
     config.write_text(yaml.safe_dump(small_config(two_gpus=True), sort_keys=False))
     override = site_override(base / "site")
     # The local run goes on beside the SLURM run; both are small.
-    local = subprocess.Popen(
-        snakemake_command(base / "local", "--cores", "2", configfile=config),
-        cwd=base,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    start = time.monotonic()
-    slurm = run_snakemake(
-        base / "slurm",
-        "--profile",
-        str(PROFILE),
-        "--profile",
-        str(override),
-        configfile=config,
-        cwd=base,
-        env=slurm_env,
-    )
-    slurm_seconds = time.monotonic() - start
-    local_output, _ = local.communicate(timeout=600)
-    assert local.returncode == 0, local_output[-4000:]
+    with ThreadPoolExecutor(1) as beside:
+        local = beside.submit(run_snakemake, base / "local", "--cores", "2", configfile=config, cwd=base, timeout=600)
+        start = time.monotonic()
+        slurm = run_snakemake(
+            base / "slurm",
+            "--profile",
+            str(PROFILE),
+            "--profile",
+            str(override),
+            configfile=config,
+            cwd=base,
+            env=slurm_env,
+        )
+        slurm_seconds = time.monotonic() - start
+        assert local.result().returncode == 0, output_of(local.result())[-4000:]
     assert slurm.returncode == 0, output_of(slurm)[-8000:]
     return {
         "base": base,
@@ -555,26 +550,21 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
     workdir = tmp_path / "work"
     shutil.copytree(slurm_runs["slurm"], workdir)  # prepared data on hand: the first submission is training
     start = time.monotonic()
-    result = subprocess.run(
-        snakemake_command(
-            workdir,
-            "--profile",
-            str(PROFILE),
-            "--profile",
-            str(slurm_runs["override"]),
-            "--forcerun",
-            "reference",
-            "--set-resources",
-            "reference:gpu_model=h100",
-            f"reference:slurm_partition={LOCAL_GPU_PARTITION}",
-            configfile=slurm_runs["config"],
-        ),
+    result = run_snakemake(
+        workdir,
+        "--profile",
+        str(PROFILE),
+        "--profile",
+        str(slurm_runs["override"]),
+        "--forcerun",
+        "reference",
+        "--set-resources",
+        "reference:gpu_model=h100",
+        f"reference:slurm_partition={LOCAL_GPU_PARTITION}",
+        configfile=slurm_runs["config"],
         cwd=tmp_path,
         env=slurm_env,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     seconds = time.monotonic() - start
     output = output_of(result)

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,18 @@ class JobServer:
 _SESSION_ENVIRONMENT = dict(os.environ)
 
 
-@functools.cache
 def _job_server() -> JobServer:
     """This process's job server, which runs as long as the process, and the launcher of the jobs it forks."""
+    with _STARTING:
+        return _start_job_server()
+
+
+# A test may run two workflows at once, from two threads; the first to ask starts the server.
+_STARTING = threading.Lock()
+
+
+@functools.cache
+def _start_job_server() -> JobServer:
     directory = tempfile.mkdtemp(prefix="pathgeo-jobs-")
     address = os.path.join(directory, "server")
     with open(os.path.join(directory, "server.log"), "w") as log:

@@ -568,36 +568,46 @@ def band_grid(
                 layers += also(quantity, where, x, g == 0 and b == 0)
             if key is not None and g == 0 and b == 0:
                 layers.append(band_key(key))
-            panel = alt.layer(*layers).properties(width=width, height=height)
-            if title and (b == 0 or not rows):
-                panel = panel.properties(title=alt.TitleParams(title, fontSize=12, anchor="start"))
-            cells[(g, b)] = panel
+            named = title and (b == 0 or not rows)
+            # Each property at construction: Altair rebuilds a layered or concatenated chart, copying its panels,
+            # at each `properties`.
+            cells[(g, b)] = alt.layer(
+                *layers,
+                width=width,
+                height=height,
+                **({"title": alt.TitleParams(title, fontSize=12, anchor="start")} if named else {}),
+                **({"data": inline_values(data)} if len(groups) == 1 and len(bands) == 1 else {}),
+            )
     if len(groups) == 1 and len(bands) == 1:
-        chart = cells[(0, 0)]
-    elif len(groups) == 1:
-        chart = alt.vconcat(*(cells[(0, b)] for b in range(len(bands))), spacing=SPACING)
-    elif len(bands) == 1:
-        chart = alt.concat(*(cells[(g, 0)] for g in range(len(groups))), columns=2, spacing=SPACING)
-    else:
-        chart = alt.vconcat(
-            *(alt.hconcat(*(cells[(g, b)] for b in range(len(bands))), spacing=SPACING) for g in range(len(groups))),
-            spacing=SPACING,
+        return cells[(0, 0)]
+    if len(groups) == 1:
+        return alt.vconcat(*(cells[(0, b)] for b in range(len(bands))), spacing=SPACING, data=inline_values(data))
+    if len(bands) == 1:
+        return alt.concat(
+            *(cells[(g, 0)] for g in range(len(groups))), columns=2, spacing=SPACING, data=inline_values(data)
         )
-    return chart.properties(data=inline_values(data))
+    return alt.vconcat(
+        *(alt.hconcat(*(cells[(g, b)] for b in range(len(bands))), spacing=SPACING) for g in range(len(groups))),
+        spacing=SPACING,
+        data=inline_values(data),
+    )
 
 
 def finish(chart: Figure, title: str, subtitle: str | list[str]) -> Figure:
     """Title and shared styling, applied once to the top-level chart; colour, dash and band legends resolve
     independently (each has its own title), below the panels."""
-    return (
-        chart.properties(title=alt.TitleParams(title, subtitle=subtitle, anchor="start"))
-        .configure_axis(labelFontSize=11, titleFontSize=12, gridOpacity=0.5)
-        # No label limit: a legend that cuts a run's name off names no run.
-        .configure_legend(labelFontSize=11, titleFontSize=12, labelLimit=0, titleLimit=0, orient="bottom")
-        .configure_header(labelFontSize=12, titleFontSize=12)
-        .configure_title(fontSize=15, subtitleFontSize=11, subtitleColor="#444444")
-        .configure_view(stroke="#bbbbbb")
-        .configure_concat(spacing=SPACING)
+    # In one step: Altair rebuilds a layered or concatenated chart, copying every panel, at each `configure_*`.
+    return chart.properties(
+        title=alt.TitleParams(title, subtitle=subtitle, anchor="start"),
+        config=alt.Config(
+            axis=alt.AxisConfig(labelFontSize=11, titleFontSize=12, gridOpacity=0.5),
+            # No label limit: a legend that cuts a run's name off names no run.
+            legend=alt.LegendConfig(labelFontSize=11, titleFontSize=12, labelLimit=0, titleLimit=0, orient="bottom"),
+            header=alt.HeaderConfig(labelFontSize=12, titleFontSize=12),
+            title=alt.TitleConfig(fontSize=15, subtitleFontSize=11, subtitleColor="#444444"),
+            view=alt.ViewConfig(stroke="#bbbbbb"),
+            concat=alt.CompositionConfig(spacing=SPACING),
+        ),
     )
 
 
