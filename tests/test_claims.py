@@ -22,18 +22,14 @@ def factors(schedule: str, warmup_epochs: int) -> dict:
     return run_factors(width=64, lr=0.001, batch_size=1000, schedule=schedule, warmup_epochs=warmup_epochs, epochs=4)
 
 
+def step_row(run_id: str, budget: int, epoch: int, step: int, gamma: float, rsi: float, eb: float) -> dict:
+    """A step of a replay's table, measured against the final weights."""
+    return dict(run_id=run_id, reference="final", budget=budget, epoch=epoch, step=step, gamma=gamma, rsi=rsi, eb=eb)
+
+
 def replay_file(path, run_id: str, offset: float) -> str:
     rows = [
-        {
-            "run_id": run_id,
-            "reference": "final",
-            "budget": 4,
-            "epoch": epoch,
-            "step": 3 * epoch + i,
-            "gamma": 0.1 + offset + 0.01 * i,
-            "rsi": 1.0 + epoch,
-            "eb": 2.0 + epoch,
-        }
+        step_row(run_id, 4, epoch, 3 * epoch + i, 0.1 + offset + 0.01 * i, 1.0 + epoch, 2.0 + epoch)
         for epoch in range(4)
         for i in range(3)
     ]
@@ -89,16 +85,15 @@ def test_a_run_of_many_epochs_gives_the_same_bytes_every_time(tmp_path):
     """Its per-epoch means add up to the coefficients of variation in one order (epoch by epoch), whatever order
     the per-epoch group-by hands them out in: sums of the same floats in another order differ in the last bits."""
     rows = [
-        {
-            "run_id": run_id,
-            "reference": "final",
-            "budget": 400,
-            "epoch": epoch,
-            "step": 5 * epoch + i,
-            "gamma": math.sin(epoch * 0.37 + i + r) / 3 + 0.5,
-            "rsi": math.exp(math.cos(epoch * 1.3 + i) + r),
-            "eb": 1 / (1.1 + math.sin(epoch * 0.71 - i)),
-        }
+        step_row(
+            run_id,
+            400,
+            epoch,
+            5 * epoch + i,
+            gamma=math.sin(epoch * 0.37 + i + r) / 3 + 0.5,
+            rsi=math.exp(math.cos(epoch * 1.3 + i) + r),
+            eb=1 / (1.1 + math.sin(epoch * 0.71 - i)),
+        )
         for r, run_id in enumerate(("run-0", "run-1"))
         for epoch in range(400)
         for i in range(5)

@@ -209,8 +209,13 @@ def sbatch_line(resources: dict[str, str | int], threads: int = 1) -> str:
     return get_submit_command(job, params, settings) + set_gres_string(job)
 
 
+def profile_options(*profiles: Path) -> list[str]:
+    """`--profile P` for each profile, later ones overriding earlier ones."""
+    return [option for profile in profiles for option in ("--profile", str(profile))]
+
+
 def dry_run_resources(tmp_path: Path, config: Path, *profiles: Path) -> dict[str, list[dict[str, str]]]:
-    options = [option for profile in profiles for option in ("--profile", str(profile))]
+    options = profile_options(*profiles)
     result = run_snakemake(tmp_path, "-n", *options, "--cores", "8", snakefile=None, configfile=config, cwd=REPO)
     assert result.returncode == 0, output_of(result)[-4000:]
     return planned_resources(output_of(result))
@@ -452,10 +457,7 @@ def slurm_runs(slurm_env, tmp_path_factory):
         start = time.monotonic()
         slurm = run_snakemake(
             base / "slurm",
-            "--profile",
-            str(PROFILE),
-            "--profile",
-            str(override),
+            *profile_options(PROFILE, override),
             configfile=config,
             cwd=base,
             env=slurm_env,
@@ -552,10 +554,7 @@ def test_missing_gpu_model_fails_fast_with_slurms_refusal(slurm_env, slurm_runs,
     start = time.monotonic()
     result = run_snakemake(
         workdir,
-        "--profile",
-        str(PROFILE),
-        "--profile",
-        str(slurm_runs["override"]),
+        *profile_options(PROFILE, slurm_runs["override"]),
         "--forcerun",
         "reference",
         "--set-resources",
@@ -643,7 +642,7 @@ def run_through_preemption(slurm_env: dict, slurm_runs: dict, workdir: Path, sec
     job's id and Snakemake's exit status and output. A workflow still waiting after `seconds` fails the test."""
     shutil.copytree(slurm_runs["slurm"], workdir)  # prepared data on hand: the only job is the reference
     run = one_device_run(slurm_runs["config"])
-    options = [opt for profile in (PROFILE, slurm_runs["override"], *profiles) for opt in ("--profile", str(profile))]
+    options = profile_options(PROFILE, slurm_runs["override"], *profiles)
     process = subprocess.Popen(
         snakemake_command(
             workdir,
@@ -719,10 +718,7 @@ def test_a_reference_longer_than_the_limit_trains_in_a_chain_of_jobs(slurm_env, 
     # On the command line, as a site's user would give it (it replaces the profile's `config` list).
     result = run_snakemake(
         workdir,
-        "--profile",
-        str(PROFILE),
-        "--profile",
-        str(slurm_runs["override"]),
+        *profile_options(PROFILE, slurm_runs["override"]),
         "--config",
         "max_job_minutes=1",
         configfile=path,
