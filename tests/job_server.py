@@ -18,12 +18,14 @@ Only light modules of the standard library are imported at the top: each job's l
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import socket
 import struct
 import sys
+from dataclasses import dataclass
 
 # What the workflow's processes import from outside the library and the standard library, the slow part of their
 # start: Snakemake, torch with what an optimizer's first step and `use_deterministic_algorithms` import, the
@@ -68,14 +70,23 @@ def launch(address: str, interpreter: str) -> None:
     arguments = sys.argv[1:]
     if not is_job(arguments):
         os.execv(interpreter, [interpreter, *arguments])
-    connection, job = start(address, arguments, os.getcwd(), dict(os.environ), (0, 1, 2))
+    job = start(address, arguments, os.getcwd(), dict(os.environ), (0, 1, 2))
     for number in FORWARDED_SIGNALS:
-        signal.signal(number, lambda received, frame: os.kill(job, received))
-    returncode = finish(connection)
+        signal.signal(number, lambda received, frame: os.kill(job.pid, received))
+    returncode = finish(job)
     if returncode < 0:
         signal.signal(-returncode, signal.SIG_DFL)
         os.kill(os.getpid(), -returncode)
     sys.exit(returncode)
+
+
+@dataclass(frozen=True)
+class Started:
+    """A script running in a child of the server: its pid, and the connection on which its end is reported."""
+
+    pid: int
+    connection: socket.socket
+    replies: io.BufferedReader
 
 
 def start(
@@ -85,32 +96,31 @@ def start(
     environment: dict[str, str],
     streams: tuple[int, int, int],
     executable: str | None = None,
-) -> tuple[socket.socket, int]:
+) -> Started:
     """`python ARGUMENTS` (a script and its arguments) in a child of the server at `address`, with `streams` as
-    its standard input, output and error and, where given, `executable` as its `sys.executable`: the connection
-    that `finish` reads its end from, and the child's pid."""
+    its standard input, output and error and, where given, `executable` as its `sys.executable`."""
     request = json.dumps({"argv": arguments, "cwd": cwd, "env": environment, "executable": executable}).encode()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.connect(address)
     socket.send_fds(connection, [_HEADER.pack(len(request)) + request], list(streams))
-    return connection, int(_line(connection))
+    # Buffered: a script that ends at once may have its pid and its end arrive in one read.
+    replies = connection.makefile("rb")
+    return Started(int(_reply(replies)), connection, replies)
 
 
-def finish(connection: socket.socket) -> int:
+def finish(job: Started) -> int:
     """The child's end as `subprocess` reports it: its exit status, or minus the signal that ended it."""
-    how, value = _line(connection).split()
-    connection.close()
+    how, value = _reply(job.replies).split()
+    job.replies.close()
+    job.connection.close()
     return -int(value) if how == "signal" else int(value)
 
 
-def _line(connection: socket.socket) -> str:
-    received = b""
-    while not received.endswith(b"\n"):
-        chunk = connection.recv(64)
-        if not chunk:
-            raise ConnectionError("the job server closed the connection")
-        received += chunk
-    return received.decode()
+def _reply(replies: io.BufferedReader) -> str:
+    line = replies.readline()
+    if not line.endswith(b"\n"):
+        raise ConnectionError("the job server closed the connection")
+    return line.decode()
 
 
 def serve(address: str) -> None:
@@ -163,7 +173,6 @@ def _run(request: dict, descriptors: list[int], base_path: list[str]) -> None:
     """What `python SCRIPT ARGS` does with the request's working directory, environment and standard streams, from
     its `sys.path` to its exit handlers and status."""
     import atexit
-    import io
     import runpy
 
     for target, descriptor in enumerate(descriptors):

@@ -65,10 +65,10 @@ def run_script(tmp_path: Path, source: str) -> tuple[int, str]:
     script.write_text(source)
     with open(os.devnull) as nothing, output.open("w") as out:
         streams = (nothing.fileno(), out.fileno(), out.fileno())
-        connection, _ = job_server.start(
+        job = job_server.start(
             _job_server().address, [str(script), "an argument"], str(tmp_path), {"SEEN": "yes"}, streams
         )
-    return job_server.finish(connection), output.read_text()
+    return job_server.finish(job), output.read_text()
 
 
 def test_a_forked_script_gets_its_arguments_directory_environment_and_exit_status(tmp_path):

@@ -93,15 +93,13 @@ def _run_forked(
         stdout, stderr = Path(captured, "stdout"), Path(captured, "stderr")
         with stdout.open("w") as out, stderr.open("w") as err:
             streams = (nothing.fileno(), out.fileno(), err.fileno())
-            connection, pid = job_server.start(
-                server.address, arguments, str(cwd), environment, streams, executable=server.launcher
-            )
-        connection.settimeout(timeout)
+            job = job_server.start(server.address, arguments, str(cwd), environment, streams, server.launcher)
+        job.connection.settimeout(timeout)
         try:
-            returncode = job_server.finish(connection)
+            returncode = job_server.finish(job)
         except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            connection.close()
+            os.kill(job.pid, signal.SIGKILL)
+            job.connection.close()
             raise subprocess.TimeoutExpired(command, timeout, stdout.read_text(), stderr.read_text()) from None
         return subprocess.CompletedProcess(command, returncode, stdout.read_text(), stderr.read_text())
 
@@ -117,14 +115,14 @@ class JobServer:
 _SESSION_ENVIRONMENT = dict(os.environ)
 
 
+# A test may run two workflows at once, from two threads; the first to ask starts the server.
+_STARTING = threading.Lock()
+
+
 def _job_server() -> JobServer:
     """This process's job server, which runs as long as the process, and the launcher of the jobs it forks."""
     with _STARTING:
         return _start_job_server()
-
-
-# A test may run two workflows at once, from two threads; the first to ask starts the server.
-_STARTING = threading.Lock()
 
 
 @functools.cache

@@ -547,8 +547,10 @@ def band_grid(
         groups, field, split = [(level, panel_title(lines, level)) for level in lines.levels], COLOR_LEVEL, True
     else:
         groups, field, split = [("", "")], None, False
+    single = len(groups) == 1 and len(bands) == 1
+    values = inline_values(data)
     width = FULL_WIDTH if len(groups) == 1 else HALF_WIDTH
-    height = PANEL_HEIGHT if len(groups) == 1 and len(bands) == 1 else SMALL_HEIGHT
+    height = PANEL_HEIGHT if single else SMALL_HEIGHT
     cells = {}
     # Rows of panels, one per group and quantity (several groups and quantities), take the epoch title and the group's
     # name once each: on the bottom row, and on the row's first panel.
@@ -576,20 +578,18 @@ def band_grid(
                 width=width,
                 height=height,
                 **({"title": alt.TitleParams(title, fontSize=12, anchor="start")} if named else {}),
-                **({"data": inline_values(data)} if len(groups) == 1 and len(bands) == 1 else {}),
+                **({"data": values} if single else {}),
             )
-    if len(groups) == 1 and len(bands) == 1:
+    if single:
         return cells[(0, 0)]
     if len(groups) == 1:
-        return alt.vconcat(*(cells[(0, b)] for b in range(len(bands))), spacing=SPACING, data=inline_values(data))
+        return alt.vconcat(*(cells[(0, b)] for b in range(len(bands))), spacing=SPACING, data=values)
     if len(bands) == 1:
-        return alt.concat(
-            *(cells[(g, 0)] for g in range(len(groups))), columns=2, spacing=SPACING, data=inline_values(data)
-        )
+        return alt.concat(*(cells[(g, 0)] for g in range(len(groups))), columns=2, spacing=SPACING, data=values)
     return alt.vconcat(
         *(alt.hconcat(*(cells[(g, b)] for b in range(len(bands))), spacing=SPACING) for g in range(len(groups))),
         spacing=SPACING,
-        data=inline_values(data),
+        data=values,
     )
 
 
